@@ -1,0 +1,31 @@
+# Every target bootstraps .venv from nothing: torch==2.13.0 first (the CPU wheel; a bare
+# `torch` would pull a multi-GB CUDA build), then spikegrad in editable mode with its extras.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-all bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[apps,dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/spikegrad run classification
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-all: setup
+	$(BIN)/python -m pytest -m ''
+
+bench: setup
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

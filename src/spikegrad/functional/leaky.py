@@ -1,0 +1,98 @@
+"""Leaky integration, shared by every neuron model, and the leaky-integrator (LI) readout.
+
+One step, with optional synaptic current (current-based model) and optional input scaling::
+
+    i_t = a_syn * i_{t-1} + x_t                    (only if decay_syn is not None; else i_t = x_t)
+    v_t = a_mem * v_{t-1} + g * i_t,   g = 1 - a_mem if scale_input else 1
+
+with ``a = exp(-dt / tau)``. The LI neuron outputs ``v_t``: a low-pass filter of its input.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from .._validate import check_sequence, check_state_like, check_tensor
+from .scan import scan
+
+Scalar = Union[float, Tensor]
+
+
+class LIParams(NamedTuple):
+    """Leaky-integrator parameters. Decays are in (0, 1]; scalars or per-neuron tensors."""
+
+    decay_mem: Scalar = 0.95
+    decay_syn: Optional[Scalar] = None
+    scale_input: bool = False
+
+
+class LIState(NamedTuple):
+    """``v``: membrane ``[B, *features]``; ``i``: synaptic current, or None without one."""
+
+    v: Tensor
+    i: Optional[Tensor] = None
+
+
+def integrate(x: Tensor, v: Tensor, i: Optional[Tensor], p) -> Tuple[Tensor, Optional[Tensor]]:
+    """One step of leaky integration (the equations above). ``p`` has the LIParams fields."""
+    if p.decay_syn is not None:
+        i = p.decay_syn * i + x
+        x = i
+    if p.scale_input:
+        x = (1.0 - p.decay_mem) * x
+    return p.decay_mem * v + x, i
+
+
+def initial_state(x: Tensor, p, state_type=LIState):
+    """Zeros shaped like one input step ``x`` ``[B, *features]``."""
+    zeros = torch.zeros_like(x)
+    return state_type(zeros, torch.zeros_like(x) if p.decay_syn is not None else None)
+
+
+def check_state(x: Tensor, state, p, name: str = "state") -> None:
+    check_state_like(state.v, x, f"{name}.v")
+    if p.decay_syn is not None:
+        if state.i is None:
+            raise ValueError(f"{name}.i is None but the neuron has a synaptic current "
+                             "(decay_syn is set); pass state=None to start from zeros")
+        check_state_like(state.i, x, f"{name}.i")
+
+
+def _li_step(x: Tensor, state: LIState, p: LIParams) -> Tuple[Tensor, LIState]:
+    v, i = integrate(x, state.v, state.i, p)
+    return v, LIState(v, i)
+
+
+def li_step(x: Tensor, state: Optional[LIState], p: LIParams = LIParams()
+            ) -> Tuple[Tensor, LIState]:
+    """One LI step. ``x``: ``[B, *features]``. Returns ``(v_t, state_t)``."""
+    check_tensor(x, "x")
+    if state is None:
+        state = initial_state(x, p)
+    check_state(x, state, p)
+    return _li_step(x, state, p)
+
+
+def li_seq(xs: Tensor, state: Optional[LIState] = None, p: LIParams = LIParams()
+           ) -> Tuple[Tensor, LIState]:
+    """LI over a sequence. ``xs``: ``[T, B, *features]`` -> ``(vs [T, B, *features], state)``.
+
+    Example:
+        >>> import torch
+        >>> vs, _ = li_seq(torch.ones(3, 1, 1), p=LIParams(decay_mem=0.5))
+        >>> vs.flatten().tolist()
+        [1.0, 1.5, 1.75]
+    """
+    check_sequence(xs, "xs")
+    if state is None:
+        state = initial_state(xs[0], p)
+    check_state(xs[0], state, p)
+    return scan(_li_step, xs, state, p)
+
+
+def lowpass(xs: Tensor, decay: Scalar) -> Tensor:
+    """Exponential filter ``y_t = decay * y_{t-1} + x_t`` over time, from zero. ``[T, ...]``."""
+    return li_seq(xs, None, LIParams(decay_mem=decay))[0]

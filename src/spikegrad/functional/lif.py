@@ -1,0 +1,124 @@
+"""Leaky integrate-and-fire neuron (voltage- or current-based). IF is the case a_mem = 1.
+
+One step t, in this order (see docs/conventions.md)::
+
+    i_t, v_t = integrate(x_t, v_{t-1}, i_{t-1})        (functional.leaky)
+    z_t      = H(v_t - theta)                          H(0) = 0; backward: phi(v_t - theta)
+    v_t     <- v_t - z_t * theta                       reset="subtract"
+             | v_t - z_t * (v_t - v_reset)             reset="to_value"
+             | v_t                                     reset="none"
+
+With ``detach_reset=True`` the ``z_t`` inside the reset is detached: the reset changes the
+membrane but carries no gradient (Zenke & Vogels 2021 found this trains better).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Tuple
+
+from torch import Tensor
+
+from .. import surrogate as _surrogate
+from .._validate import check_choice, check_sequence, check_tensor
+from ..surrogate import Surrogate, spike
+from .leaky import Scalar, check_state, initial_state, integrate
+from .scan import scan, scan_trace
+
+RESET_MODES = ("subtract", "to_value", "none")
+BACKENDS = ("auto", "reference")
+
+
+class LIFParams(NamedTuple):
+    """LIF parameters; tensors may be per-neuron (broadcast against ``[B, *features]``)."""
+
+    decay_mem: Scalar = 0.95
+    decay_syn: Optional[Scalar] = None
+    scale_input: bool = False
+    threshold: Scalar = 1.0
+    v_reset: Scalar = 0.0
+    reset: str = "subtract"
+    detach_reset: bool = True
+    surrogate: Surrogate = _surrogate.get("fast_sigmoid")
+
+
+class LIFState(NamedTuple):
+    """``v``: membrane after reset ``[B, *features]``; ``i``: synaptic current or None."""
+
+    v: Tensor
+    i: Optional[Tensor] = None
+
+
+def fire(v: Tensor, p: LIFParams) -> Tensor:
+    return spike(v - p.threshold, p.surrogate)
+
+
+def reset(v: Tensor, z: Tensor, p: LIFParams) -> Tensor:
+    zr = z.detach() if p.detach_reset else z
+    if p.reset == "subtract":
+        return v - zr * p.threshold
+    if p.reset == "to_value":
+        return v - zr * (v - p.v_reset)
+    return v
+
+
+def _lif_step(x: Tensor, state: LIFState, p: LIFParams) -> Tuple[Tensor, LIFState]:
+    v, i = integrate(x, state.v, state.i, p)
+    z = fire(v, p)
+    return z, LIFState(reset(v, z, p), i)
+
+
+def _prepare(x0: Tensor, state, p: LIFParams):
+    if not isinstance(p, LIFParams):
+        raise TypeError(f"params must be LIFParams, got {type(p).__name__}")
+    check_choice(p.reset, "reset", RESET_MODES)
+    if state is None:
+        return initial_state(x0, p, LIFState)
+    check_state(x0, state, p)
+    return state
+
+
+def lif_step(x: Tensor, state: Optional[LIFState], p: LIFParams = LIFParams()
+             ) -> Tuple[Tensor, LIFState]:
+    """One LIF step. ``x``: input current ``[B, *features]``; ``state=None`` means zeros.
+
+    Returns:
+        ``(z_t, state_t)``: spikes ``[B, *features]`` in {0, 1} and the state after reset.
+    """
+    check_tensor(x, "x")
+    return _lif_step(x, _prepare(x, state, p), p)
+
+
+def lif_seq(xs: Tensor, state: Optional[LIFState] = None, p: LIFParams = LIFParams(),
+            backend: str = "auto") -> Tuple[Tensor, LIFState]:
+    """LIF over a sequence.
+
+    Args:
+        xs: input currents ``[T, B, *features]``.
+        state: initial :class:`LIFState`, or None for zeros.
+        p: :class:`LIFParams`.
+        backend: ``"reference"`` (the Python time loop) or ``"auto"`` (the fastest correct
+            path; today the reference loop).
+
+    Returns:
+        ``(zs [T, B, *features], final state)``.
+
+    Example:
+        >>> import torch
+        >>> zs, s = lif_seq(torch.full((4, 1, 1), 0.6), p=LIFParams(decay_mem=1.0))
+        >>> zs.flatten().tolist(), round(s.v.item(), 2)
+        ([0.0, 1.0, 0.0, 1.0], 0.4)
+    """
+    check_sequence(xs, "xs")
+    check_choice(backend, "backend", BACKENDS)
+    return scan(_lif_step, xs, _prepare(xs[0], state, p), p)
+
+
+def lif_trace(xs: Tensor, state: Optional[LIFState] = None, p: LIFParams = LIFParams()
+              ) -> Tuple[Tensor, LIFState]:
+    """Like :func:`lif_seq` but returns every state: ``(zs, LIFState(v [T, ...], i))``.
+
+    ``v`` is the membrane after reset; add ``zs * threshold`` back for subtract-reset to see
+    the pre-reset value that was compared to the threshold.
+    """
+    check_sequence(xs, "xs")
+    return scan_trace(_lif_step, xs, _prepare(xs[0], state, p), p)

@@ -1,0 +1,96 @@
+"""Stateless layers on ``[T, B, ...]``: time is folded into batch, one big op for all steps."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .._validate import check_tensor
+
+
+def _fold(module_forward, xs: Tensor, rank: int, owner: nn.Module) -> Tensor:
+    check_tensor(xs, "xs")
+    if xs.dim() != rank:
+        dims = {3: "[T, B, F]", 4: "[T, B, C, L]", 5: "[T, B, C, H, W]"}.get(rank, f"rank {rank}")
+        raise ValueError(f"{type(owner).__name__}: expected a time-major input {dims}, got "
+                         f"shape {list(xs.shape)}. Put time first (xs.transpose(0, 1) for "
+                         "batch-major data, xs.unsqueeze(0) for a single step).")
+    T, B = xs.shape[:2]
+    ys = module_forward(xs.flatten(0, 1))  # [T*B, ...]
+    return ys.unflatten(0, (T, B))
+
+
+class TimeDistributed(nn.Module):
+    """Apply any per-sample module to every step of ``xs [T, B, ...]`` in one call."""
+
+    def __init__(self, module: nn.Module, rank: int):
+        super().__init__()
+        self.module, self.rank = module, rank
+
+    def forward(self, xs: Tensor) -> Tensor:
+        return _fold(self.module, xs, self.rank, self.module)
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` on ``[T, B, in] -> [T, B, out]``: one GEMM for all time steps."""
+
+    def forward(self, xs: Tensor) -> Tensor:
+        check_tensor(xs, "xs")
+        if xs.dim() != 3 or xs.shape[-1] != self.in_features:
+            raise ValueError(f"Linear({self.in_features}, {self.out_features}): expected a "
+                             f"time-major input [T, B, {self.in_features}], got shape "
+                             f"{list(xs.shape)}")
+        return super().forward(xs)
+
+
+def _time_folded(base: type, rank: int, doc: str) -> type:
+    def forward(self, xs: Tensor) -> Tensor:
+        return _fold(super(cls, self).forward, xs, rank, self)
+
+    cls = type(base.__name__, (base,), {"forward": forward, "__doc__": doc,
+                                         "__module__": __name__})
+    return cls
+
+
+Conv1d = _time_folded(nn.Conv1d, 4, "``nn.Conv1d`` on ``[T, B, C, L]``, time folded into batch.")
+Conv2d = _time_folded(nn.Conv2d, 5, "``nn.Conv2d`` on ``[T, B, C, H, W]``, time folded into batch.")
+MaxPool1d = _time_folded(nn.MaxPool1d, 4, "``nn.MaxPool1d`` on ``[T, B, C, L]``.")
+MaxPool2d = _time_folded(nn.MaxPool2d, 5, "``nn.MaxPool2d`` on ``[T, B, C, H, W]``.")
+AvgPool1d = _time_folded(nn.AvgPool1d, 4, "``nn.AvgPool1d`` on ``[T, B, C, L]``.")
+AvgPool2d = _time_folded(nn.AvgPool2d, 5, "``nn.AvgPool2d`` on ``[T, B, C, H, W]``.")
+
+
+class Flatten(nn.Module):
+    """``[T, B, *features] -> [T, B, prod(features)]``."""
+
+    def forward(self, xs: Tensor) -> Tensor:
+        check_tensor(xs, "xs")
+        if xs.dim() < 3:
+            raise ValueError(f"Flatten: expected [T, B, ...features], got shape {list(xs.shape)}")
+        return xs.flatten(2)
+
+
+class Dropout(nn.Module):
+    """Dropout with one mask per sequence: a dropped unit stays silent for all T steps.
+
+    (Fresh masks at every step would let the noise average out over time and act much more
+    weakly than the same rate in an ANN.) ``[T, B, ...] -> [T, B, ...]``.
+    """
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout: p must be a probability in [0, 1), got {p!r}")
+        self.p = float(p)
+
+    def forward(self, xs: Tensor) -> Tensor:
+        check_tensor(xs, "xs")
+        if xs.dim() < 2:
+            raise ValueError(f"Dropout: expected [T, B, ...], got shape {list(xs.shape)}")
+        if not self.training or self.p == 0.0:
+            return xs
+        keep = 1.0 - self.p
+        mask = xs.new_empty((1, *xs.shape[1:])).bernoulli_(keep) / keep  # [1, B, ...]
+        return xs * mask
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
