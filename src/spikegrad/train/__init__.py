@@ -1,0 +1,17 @@
+"""Training: a plain PyTorch loop with TBPTT, clipping, checkpoints and exact resume."""
+
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .optim import make_optimizer
+from .seed import seed_everything
+from .trainer import Objective, ObjectiveOutput, Trainer
+
+__all__ = [
+    "Trainer",
+    "ObjectiveOutput",
+    "Objective",
+    "make_optimizer",
+    "save_checkpoint",
+    "load_checkpoint",
+    "latest_checkpoint",
+    "seed_everything",
+]
