@@ -1,0 +1,32 @@
+"""Offline data sets, generators and spike encoders.
+
+Everything here depends on torch and numpy only at import time; loaders that need
+scikit-learn, mnist1d or h5py import them when called (``pip install 'spikegrad[apps]'``).
+Inputs are returned sample-major (``[N, ...]``); encoders and
+:func:`time_major_collate` produce the time-major ``[T, B, ...]`` layout.
+"""
+
+from .collate import time_major_collate
+from .digits import load_digits_split
+from .encoders import delta, latency, latency_times, poisson, rate
+from .mnist1d import load_mnist1d
+from .randman import RandmanData, make_randman, randman_raster
+from .shd import SHDDataset
+from .splits import Split, split_in_order
+
+__all__ = [
+    "rate",
+    "poisson",
+    "latency",
+    "latency_times",
+    "delta",
+    "make_randman",
+    "randman_raster",
+    "split_in_order",
+    "RandmanData",
+    "load_digits_split",
+    "load_mnist1d",
+    "SHDDataset",
+    "time_major_collate",
+    "Split",
+]
