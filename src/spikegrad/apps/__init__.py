@@ -1,0 +1,14 @@
+"""Applications: one module per use of surrogate gradients; each has ``Config`` and ``run``."""
+
+import importlib
+
+APPS = {
+    "classification": "spikegrad.apps.classification",
+}
+
+
+def get_app(name: str):
+    if name not in APPS:
+        raise ValueError(f"unknown app {name!r}; available: {', '.join(sorted(APPS))} "
+                         "(spikegrad list)")
+    return importlib.import_module(APPS[name])

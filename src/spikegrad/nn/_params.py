@@ -33,7 +33,9 @@ class Decay(nn.Module):
                                  "time constant or learn=False")
             self.rho = nn.Parameter(torch.full(shape, math.log(a / (1.0 - a))))
         else:
-            self.register_buffer("value", torch.tensor(a))
+            # float64: a module moved to .double() keeps the exact decay; a 0-dim tensor does
+            # not upcast float32 computation
+            self.register_buffer("value", torch.tensor(a, dtype=torch.float64))
 
     def forward(self) -> Tensor:
         return torch.sigmoid(self.rho) if self.learn else self.value
@@ -54,7 +56,7 @@ class Positive(nn.Module):
         if learn:
             self.rho = nn.Parameter(torch.full(shape, value + math.log(-math.expm1(-value))))
         else:
-            self.register_buffer("value", torch.tensor(value))
+            self.register_buffer("value", torch.tensor(value, dtype=torch.float64))
 
     def forward(self) -> Tensor:
         return nn.functional.softplus(self.rho) if self.learn else self.value

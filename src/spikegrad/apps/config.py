@@ -1,0 +1,67 @@
+"""App configs: dataclasses, ``key=value`` overrides with type checks, JSON round trip."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from typing import Any, Iterable, Union
+
+
+class ConfigError(ValueError):
+    """A bad ``--set`` key or value; the message names the valid keys or the expected type."""
+
+
+def _base_type(tp) -> tuple:
+    """``Optional[int]`` -> ``(int, True)``; ``int`` -> ``(int, False)``."""
+    if typing.get_origin(tp) is Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0], True
+    return tp, False
+
+
+def parse_value(key: str, text: str, tp) -> Any:
+    base, optional = _base_type(tp)
+    if optional and text.lower() in ("none", "null", ""):
+        return None
+    try:
+        if base is bool:
+            low = text.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if base is int:
+            return int(text)
+        if base is float:
+            return float(text)
+        if base is str:
+            return text
+    except ValueError:
+        pass
+    else:
+        raise ConfigError(f"config key {key!r} has unsupported type {tp}")
+    raise ConfigError(f"bad value for {key!r}: {text!r} is not a valid {base.__name__}"
+                      + (" (or none)" if optional else ""))
+
+
+def apply_overrides(cfg, overrides: Iterable[str]):
+    """Return a copy of dataclass ``cfg`` with ``key=value`` strings applied."""
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    hints = typing.get_type_hints(type(cfg))
+    changes = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}; valid keys: "
+                              f"{', '.join(sorted(fields))}")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        if key not in fields:
+            raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(sorted(fields))}")
+        changes[key] = parse_value(key, text.strip(), hints[key])
+    return dataclasses.replace(cfg, **changes)
+
+
+def to_json(cfg) -> str:
+    return json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True)
