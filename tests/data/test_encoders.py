@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -176,3 +178,19 @@ def test_delta_no_spike_at_first_step_and_threshold_is_strict():
 def test_delta_bad_input(xs, threshold, exc, match):
     with pytest.raises(exc, match=match):
         delta(xs, threshold)
+
+
+def test_population_code_values_and_errors():
+    from spikegrad.data import population
+    out = population(torch.tensor([[0.0, 1.0]], dtype=torch.float64), 3, -1.0, 1.0)
+    assert out.shape == (1, 2, 3)
+    # centres -1, 0, 1 with width 1: exp(-d^2/2)
+    expected = torch.tensor([[[math.exp(-0.5), 1.0, math.exp(-0.5)],
+                              [math.exp(-2.0), math.exp(-0.5), 1.0]]], dtype=torch.float64)
+    torch.testing.assert_close(out, expected)
+    with pytest.raises(ValueError, match="n_neurons must be an int >= 2"):
+        population(torch.zeros(2), 1, 0.0, 1.0)
+    with pytest.raises(ValueError, match="low < high"):
+        population(torch.zeros(2), 4, 1.0, 0.0)
+    with pytest.raises(ValueError, match="width must be a number > 0"):
+        population(torch.zeros(2), 4, 0.0, 1.0, width=0.0)

@@ -58,6 +58,8 @@ class Config:
     hidden: Optional[int] = None
     layers: Optional[int] = None
     recurrent: Optional[bool] = None
+    bias: Optional[bool] = None
+    out_gain: Optional[float] = None
     tau_mem_ms: Optional[float] = None
     tau_syn_ms: Optional[float] = None
     tau_out_ms: Optional[float] = None
@@ -67,6 +69,7 @@ class Config:
     readout: Optional[str] = None
     count_scale: Optional[float] = None
     dropout: Optional[float] = None
+    augment_shift: Optional[int] = None
     optimizer: Optional[str] = None
     lr: Optional[float] = None
     weight_decay: Optional[float] = None
@@ -82,32 +85,39 @@ class Config:
 PRESETS: Dict[str, dict] = {
     # 64 -> 128 LIF -> 10 LIF, rate-coded pixels, spike-count cross-entropy.
     "digits": dict(epochs=30, n_steps=25, dt_ms=1.0, encoder="rate", hidden=128, layers=1,
-                   recurrent=False, tau_mem_ms=10.0, tau_syn_ms=0.0, tau_out_ms=10.0,
-                   reset="subtract", surrogate="fast_sigmoid", surrogate_beta=10.0,
-                   readout="count", count_scale=0.5, dropout=0.0, optimizer="adam", lr=2e-3,
+                   recurrent=False, bias=True, out_gain=1.0, tau_mem_ms=10.0, tau_syn_ms=0.0,
+                   tau_out_ms=10.0, reset="subtract", surrogate="fast_sigmoid", surrogate_beta=10.0,
+                   readout="count", count_scale=0.5, dropout=0.0, augment_shift=0, optimizer="adam",
+                   lr=2e-3,
                    weight_decay=0.0, grad_clip=0.0, batch_size=64, reg_low=0.0, reg_high=0.0,
                    reg_weight=0.0, max_train=0),
     # stork example 1 (Rossbroich, Gygax & Zenke 2022): 20 -> 128 LIF -> 10 LI, max-over-time
     # CE, SuperSpike beta 20, batch 250, tau 20/10/200 ms, dt 2 ms, reset to zero, activity
     # bounds (upper 4 spikes/neuron/trial).
-    "randman": dict(epochs=40, n_steps=100, dt_ms=2.0, encoder="spikes", hidden=128, layers=1,
-                    recurrent=False, tau_mem_ms=20.0, tau_syn_ms=10.0, tau_out_ms=200.0,
+    "randman": dict(epochs=60, n_steps=100, dt_ms=2.0, encoder="spikes", hidden=128, layers=1,
+                    recurrent=False, bias=False, out_gain=10.0, tau_mem_ms=20.0,
+                    tau_syn_ms=10.0, tau_out_ms=200.0,
                     reset="to_value", surrogate="fast_sigmoid", surrogate_beta=20.0,
-                    readout="max", count_scale=1.0, dropout=0.0, optimizer="adam", lr=5e-3,
+                    readout="max", count_scale=1.0, dropout=0.0, augment_shift=0,
+                    optimizer="adam", lr=5e-3,
                     weight_decay=0.0, grad_clip=0.0, batch_size=250, reg_low=0.01,
                     reg_high=4.0, reg_weight=1e-3, max_train=0),
-    "mnist1d": dict(epochs=40, n_steps=10, dt_ms=1.0, encoder="current", hidden=256, layers=2,
-                    recurrent=False, tau_mem_ms=10.0, tau_syn_ms=0.0, tau_out_ms=10.0,
-                    reset="subtract", surrogate="fast_sigmoid", surrogate_beta=10.0,
-                    readout="max", count_scale=1.0, dropout=0.0, optimizer="adam", lr=2e-3,
+    # 40 -> 512 LIF -> 512 LIF -> 10 LI (max over time); the 40 samples are injected as
+    # currents at every step; training signals are randomly rolled by up to +-5 positions.
+    "mnist1d": dict(epochs=40, n_steps=10, dt_ms=1.0, encoder="current", hidden=512, layers=2,
+                    recurrent=False, bias=True, out_gain=10.0, tau_mem_ms=10.0,
+                    tau_syn_ms=0.0, tau_out_ms=10.0, reset="subtract",
+                    surrogate="fast_sigmoid", surrogate_beta=10.0, readout="max",
+                    count_scale=1.0, dropout=0.0, augment_shift=5, optimizer="adam", lr=2e-3,
                     weight_decay=0.0, grad_clip=0.0, batch_size=64, reg_low=0.0, reg_high=0.0,
                     reg_weight=0.0, max_train=0),
     # Cramer et al. 2022 recurrent baseline: 700 -> 256 recurrent LIF -> 20 LI (max).
     "shd": dict(epochs=30, n_steps=100, dt_ms=14.0, encoder="spikes", hidden=256, layers=1,
-                recurrent=True, tau_mem_ms=20.0, tau_syn_ms=10.0, tau_out_ms=20.0,
+                recurrent=True, bias=False, out_gain=10.0, tau_mem_ms=20.0, tau_syn_ms=10.0,
+                tau_out_ms=20.0,
                 reset="subtract", surrogate="fast_sigmoid", surrogate_beta=10.0,
-                readout="max", count_scale=1.0, dropout=0.0, optimizer="adam", lr=2e-3,
-                weight_decay=0.0, grad_clip=5.0, batch_size=64, reg_low=0.0, reg_high=10.0,
+                readout="max", count_scale=1.0, dropout=0.0, augment_shift=0, optimizer="adam",
+                lr=2e-3, weight_decay=0.0, grad_clip=5.0, batch_size=64, reg_low=0.0, reg_high=10.0,
                 reg_weight=1e-4, max_train=0),
 }
 
@@ -131,12 +141,15 @@ def _validate(c: Config) -> None:
     need(c.readout in READOUTS, f"readout must be one of {', '.join(READOUTS)}; got {c.readout!r}")
     for key in ("epochs", "n_steps", "hidden", "layers", "batch_size"):
         need(getattr(c, key) >= 1, f"{key} must be >= 1; got {getattr(c, key)}")
-    for key in ("dt_ms", "tau_mem_ms", "tau_out_ms", "lr", "surrogate_beta", "count_scale"):
+    for key in ("dt_ms", "tau_mem_ms", "tau_out_ms", "lr", "surrogate_beta", "count_scale",
+                "out_gain"):
         need(getattr(c, key) > 0, f"{key} must be > 0; got {getattr(c, key)}")
     for key in ("tau_syn_ms", "weight_decay", "grad_clip", "reg_low", "reg_high", "reg_weight",
-                "max_train"):
+                "max_train", "augment_shift"):
         need(getattr(c, key) >= 0, f"{key} must be >= 0 (0 switches it off); got {getattr(c, key)}")
     need(0 <= c.dropout < 1, f"dropout must be in [0, 1); got {c.dropout}")
+    need(not c.augment_shift or c.dataset == "mnist1d",
+         "augment_shift (random roll of a 1-D signal) applies to dataset=mnist1d only")
     need(c.dataset != "shd" or bool(c.shd_path),
          "dataset=shd needs --set shd_path=PATH/shd_train.h5 (download SHD from "
          "zenkelab.org; spikegrad never downloads at run time)")
@@ -214,17 +227,25 @@ def build_model(c: Config, n_in: int, n_classes: int) -> nn.Sequential:
     layers: List[torch.nn.Module] = []
     width = n_in
     for _ in range(c.layers):
-        layers.append(nn.Linear(width, c.hidden))
+        # a bias is a constant current: with slow synapses and membranes it is integrated
+        # into tonic firing, so spike-timing data sets train without one
+        layers.append(nn.Linear(width, c.hidden, bias=c.bias))
         lif = nn.LIF(c.hidden, tau_mem=c.tau_mem_ms * 1e-3, **common)
         layers.append(nn.Recurrent(lif, autapses=False) if c.recurrent else lif)
         if c.dropout:
             layers.append(nn.Dropout(c.dropout))
         width = c.hidden
-    layers.append(nn.Linear(width, n_classes))
+    out = nn.Linear(width, n_classes, bias=c.bias)
+    with torch.no_grad():
+        out.weight.mul_(c.out_gain)
+    layers.append(out)
     if c.readout == "count":
         layers.append(nn.LIF(n_classes, tau_mem=c.tau_out_ms * 1e-3, **common))
     else:
-        layers.append(nn.LI(n_classes, tau_mem=c.tau_out_ms * 1e-3, dt=c.dt_ms * 1e-3))
+        # unit DC gain: the readout membrane is a low-pass of its weighted input whatever
+        # tau_out is, so logits start at a sane scale
+        layers.append(nn.LI(n_classes, tau_mem=c.tau_out_ms * 1e-3, dt=c.dt_ms * 1e-3,
+                            scale_input=True))
     return nn.Sequential(*layers)
 
 
@@ -238,8 +259,18 @@ def scores(c: Config, out: Tensor) -> Tensor:
     return spike_count(out) if c.readout == "count" else membrane(out, c.readout)
 
 
+def random_roll(x: Tensor, max_shift: int) -> Tensor:
+    """Roll each 1-D signal ``x [B, L]`` circularly by an integer in ``[-max_shift,
+    max_shift]`` (global torch RNG): translation augmentation for MNIST-1D."""
+    k = torch.randint(-max_shift, max_shift + 1, (x.shape[0], 1))
+    idx = (torch.arange(x.shape[1]).unsqueeze(0) - k) % x.shape[1]  # [B, L]
+    return torch.gather(x, 1, idx)
+
+
 def make_objective(c: Config, encode):
     def objective(model, x, y, state):
+        if c.augment_shift:
+            x = random_roll(x, c.augment_shift)
         outs, state = model.forward_all(encode(x), state)
         out = outs[-1]
         if c.readout == "count":

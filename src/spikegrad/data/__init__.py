@@ -8,7 +8,7 @@ Inputs are returned sample-major (``[N, ...]``); encoders and
 
 from .collate import time_major_collate
 from .digits import load_digits_split
-from .encoders import delta, latency, latency_times, poisson, rate
+from .encoders import delta, latency, latency_times, poisson, population, rate
 from .mnist1d import load_mnist1d
 from .randman import RandmanData, make_randman, randman_raster
 from .shd import SHDDataset
@@ -20,6 +20,7 @@ __all__ = [
     "latency",
     "latency_times",
     "delta",
+    "population",
     "make_randman",
     "randman_raster",
     "split_in_order",

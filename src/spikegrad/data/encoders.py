@@ -14,7 +14,7 @@ from numbers import Real
 import torch
 from torch import Tensor
 
-__all__ = ["rate", "poisson", "latency", "latency_times", "delta"]
+__all__ = ["rate", "poisson", "latency", "latency_times", "delta", "population"]
 
 
 # -- validation helpers -------------------------------------------------------------------
@@ -302,3 +302,41 @@ def delta(xs: Tensor, threshold: float, *, off_spikes: bool = True) -> Tensor:
     if off_spikes:
         return torch.stack([on, off], dim=2)
     return on
+
+
+# -- population (place) code ---------------------------------------------------------------
+
+
+def population(x: Tensor, n_neurons: int, low: float, high: float, *,
+               width: float | None = None) -> Tensor:
+    """Gaussian tuning curves: each value drives ``n_neurons`` input currents.
+
+    Neuron ``k`` prefers ``c_k = low + k (high - low) / (n_neurons - 1)`` and responds
+    ``exp(-(x - c_k)^2 / (2 width^2))`` (width defaults to the spacing of the centres). The
+    output is an analog current in (0, 1], not spikes: feed it to a neuron layer, or to
+    :func:`rate` for Bernoulli spikes. Used for sequences whose time axis is data (e.g. a
+    1-D signal read left to right): a neuron layer can then respond to the *value* at each
+    step nonlinearly from the first layer on.
+
+    Args:
+        x: analog values, floating point, any shape.
+        n_neurons: number of tuning curves (>= 2).
+        low, high: centres of the first and last curve (``low < high``).
+        width: standard deviation of each curve, in the units of ``x`` (> 0).
+
+    Shapes:
+        x: ``[*S]`` -> ``[*S, n_neurons]``.
+
+    Example:
+        >>> population(torch.tensor([0.0]), 3, -1.0, 1.0)
+        tensor([[0.6065, 1.0000, 0.6065]])
+    """
+    x = _check_tensor("x", x)
+    if isinstance(n_neurons, bool) or not isinstance(n_neurons, int) or n_neurons < 2:
+        raise ValueError(f"n_neurons must be an int >= 2, got {n_neurons!r}")
+    if not (isinstance(low, Real) and isinstance(high, Real) and low < high):
+        raise ValueError(f"need numbers low < high, got low={low!r}, high={high!r}")
+    spacing = (high - low) / (n_neurons - 1)
+    width = spacing if width is None else _check_positive("width", width)
+    centres = torch.linspace(low, high, n_neurons, dtype=x.dtype, device=x.device)
+    return torch.exp(-0.5 * ((x.unsqueeze(-1) - centres) / width) ** 2)
