@@ -55,7 +55,7 @@ def test_public_names():
     expected = {
         "rate", "poisson", "latency", "latency_times", "delta", "make_randman",
         "randman_raster", "split_in_order", "RandmanData", "load_digits_split",
-        "load_mnist1d", "SHDDataset", "time_major_collate", "Split",
+        "load_mnist1d", "SHDDataset", "time_major_collate", "Split", "population",
     }
     assert set(data.__all__) == expected
     assert all(hasattr(data, name) for name in expected)
