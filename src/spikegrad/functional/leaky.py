@@ -15,7 +15,7 @@ from typing import NamedTuple, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
-from .._validate import check_sequence, check_state_like, check_tensor
+from .._validate import check_choice, check_sequence, check_state_like, check_tensor
 from .scan import scan
 
 Scalar = Union[float, Tensor]
@@ -76,9 +76,11 @@ def li_step(x: Tensor, state: Optional[LIState], p: LIParams = LIParams()
     return _li_step(x, state, p)
 
 
-def li_seq(xs: Tensor, state: Optional[LIState] = None, p: LIParams = LIParams()
-           ) -> Tuple[Tensor, LIState]:
+def li_seq(xs: Tensor, state: Optional[LIState] = None, p: LIParams = LIParams(),
+           backend: str = "auto") -> Tuple[Tensor, LIState]:
     """LI over a sequence. ``xs``: ``[T, B, *features]`` -> ``(vs [T, B, *features], state)``.
+
+    ``backend``: as for :func:`spikegrad.functional.lif_seq`.
 
     Example:
         >>> import torch
@@ -86,13 +88,19 @@ def li_seq(xs: Tensor, state: Optional[LIState] = None, p: LIParams = LIParams()
         >>> vs.flatten().tolist()
         [1.0, 1.5, 1.75]
     """
+    from .lif import BACKENDS
     check_sequence(xs, "xs")
+    check_choice(backend, "backend", BACKENDS)
     if state is None:
         state = initial_state(xs[0], p)
     check_state(xs[0], state, p)
-    return scan(_li_step, xs, state, p)
+    if backend == "reference":
+        return scan(_li_step, xs, state, p)
+    from ..kernels.leaky import leaky_sequence
+    vs, v, i = leaky_sequence(xs, state.v, state.i, p, spiking=False, backend=backend)
+    return vs, LIState(v, i)
 
 
 def lowpass(xs: Tensor, decay: Scalar) -> Tensor:
     """Exponential filter ``y_t = decay * y_{t-1} + x_t`` over time, from zero. ``[T, ...]``."""
-    return li_seq(xs, None, LIParams(decay_mem=decay))[0]
+    return li_seq(xs, None, LIParams(decay_mem=decay), backend="reference")[0]

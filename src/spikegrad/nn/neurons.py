@@ -52,6 +52,7 @@ class LI(_Leaky):
         dt: time step.
         learn_tau: train per-neuron time constants (kept in range by a sigmoid map).
         scale_input: multiply the input by ``1 - a`` (unit DC gain).
+        backend: see :func:`spikegrad.functional.li_seq`.
 
     Shapes: ``xs [T, B, n] -> (vs [T, B, n], LIState)``.
     """
@@ -60,16 +61,18 @@ class LI(_Leaky):
     step = staticmethod(F.leaky._li_step)
 
     def __init__(self, n, *, tau_mem: float = 20e-3, tau_syn: Optional[float] = None,
-                 dt: float = 1e-3, learn_tau: bool = False, scale_input: bool = False):
+                 dt: float = 1e-3, learn_tau: bool = False, scale_input: bool = False,
+                 backend: str = "auto"):
         super().__init__(n, tau_mem=tau_mem, tau_syn=tau_syn, dt=dt, learn_tau=learn_tau,
                          scale_input=scale_input)
+        self.backend = check_choice(backend, "backend", F.BACKENDS)
 
     def params(self) -> F.LIParams:
         return F.LIParams(**self._leak())
 
     def forward(self, xs: Tensor, state: Optional[F.LIState] = None
                 ) -> Tuple[Tensor, F.LIState]:
-        return F.li_seq(self._check(xs), state, self.params())
+        return F.li_seq(self._check(xs), state, self.params(), backend=self.backend)
 
 
 class LIF(_Leaky):

@@ -52,6 +52,15 @@ class Recurrent(StatefulModule):
         elif not isinstance(state, F.RecurrentState):
             raise TypeError("state must be the RecurrentState returned by a previous call, "
                             f"or None; got {type(state).__name__}")
-        p = F.RecurrentParams(self.recurrent_weight(), type(self.neuron).step,
-                              self.neuron.params())
-        return F.recurrent_seq(xs, state, p)
+        w = self.recurrent_weight()
+        params = self.neuron.params()
+        backend = getattr(self.neuron, "backend", "reference")
+        if backend != "reference":
+            # the leaky family has a fused path that includes the recurrent product
+            from ..kernels.leaky import leaky_sequence
+            inner = state.inner
+            ys, v, i = leaky_sequence(xs, inner.v, inner.i, params,
+                                      spiking=isinstance(params, F.LIFParams),
+                                      backend=backend, w_rec=w, y0=state.y)
+            return ys, F.RecurrentState(type(inner)(v, i), ys[-1])
+        return F.recurrent_seq(xs, state, F.RecurrentParams(w, type(self.neuron).step, params))

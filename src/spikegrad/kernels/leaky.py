@@ -1,0 +1,296 @@
+"""Fused sequences for the leaky neuron family (LIF, IF, LI, optional recurrence).
+
+One custom autograd Function runs a whole sequence forward and backward without a per-step
+autograd graph. It computes exactly what the reference loop (``functional.scan`` over
+``_lif_step`` / ``_li_step`` / ``recurrent_step``) computes, in the same floating-point order.
+
+Forward saves the pre-reset membrane ``u [T, B, *F]`` only (spikes are ``u > theta``, the
+post-reset membrane is a function of ``u``), plus the synaptic current or the input when a
+trainable decay needs them. Backward is the adjoint recursion, with everything that does not
+depend on the recursion vectorised over time::
+
+    phi_t = surrogate'(u_t - theta)                      (one call over [T, B, *F])
+    A_t   = dv_t/du_t + c_t phi_t                          c_t: -theta or -(u_t - v_reset)
+                                                           when the reset is not detached
+    gu_t  = A_t gv_t + gy_t phi_t    (LIF)    |    gu_t = gv_t + gy_t    (LI)
+    gv_{t-1} = a_mem gu_t
+
+and with a synaptic current ``gi_t = g gu_t + a_syn gi_{t+1}``. Parameter gradients are sums
+over time of products of these with saved or recomputed states.
+
+The two element-wise recursions (forward state, backward adjoint) are the only loops over
+time; ``backend="torch"`` runs them as torch ops, ``backend="numba"`` as compiled loops
+(:mod:`spikegrad.kernels.numba_leaky`). Recurrent weights need a matrix product per step and
+always use the torch loop.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import torch
+from torch import Tensor
+
+from ..surrogate import Surrogate
+
+
+class Spec(NamedTuple):
+    """Static description of the sequence (not tensors)."""
+
+    spiking: bool            # LIF family (outputs spikes) or LI (outputs the membrane)
+    reset: str               # "subtract" | "to_value" | "none" (ignored for LI)
+    detach_reset: bool
+    scale_input: bool
+    has_syn: bool
+    surrogate: Optional[Surrogate]
+    backend: str             # "torch" | "numba"
+
+
+def _reduce_to(grad: Tensor, like: Tensor) -> Tensor:
+    """Sum a broadcast gradient back to the shape of ``like``."""
+    while grad.dim() > like.dim():
+        grad = grad.sum(0)
+    for d, n in enumerate(like.shape):
+        if n == 1 and grad.shape[d] != 1:
+            grad = grad.sum(d, keepdim=True)
+    return grad
+
+
+def _post_reset(spec: Spec, u: Tensor, z: Tensor, theta, v_reset) -> Tensor:
+    """Membrane after reset, as the reference computes it (forward values only)."""
+    if not spec.spiking or spec.reset == "none":
+        return u
+    if spec.reset == "subtract":
+        return u - z * theta
+    return u - z * (u - v_reset)
+
+
+class LeakySequence(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, spec: Spec, xs, v0, i0, a_mem, a_syn, theta, v_reset, w_rec, y0):
+        with torch.no_grad():
+            if w_rec is None and spec.backend == "numba":
+                from .numba_leaky import forward_scan
+                u_all, i_all = forward_scan(spec, xs, v0, i0, a_mem, a_syn, theta, v_reset)
+            else:
+                u_all, i_all = _forward_torch(spec, xs, v0, i0, a_mem, a_syn, theta, v_reset,
+                                              w_rec, y0)
+            z_all = _spikes(u_all, theta) if spec.spiking else None
+            ys = z_all if spec.spiking else u_all
+            v_last = _post_reset(spec, u_all[-1], z_all[-1] if spec.spiking else None,
+                                 theta, v_reset).clone()
+        need_a_mem, need_a_syn = ctx.needs_input_grad[4], ctx.needs_input_grad[5]
+        keep_i = spec.has_syn and (need_a_syn or (spec.scale_input and need_a_mem))
+        keep_x = (not spec.has_syn) and spec.scale_input and need_a_mem
+        ctx.spec = spec
+        ctx.keep = (keep_i, keep_x)
+        ctx.save_for_backward(u_all, i_all if keep_i else None, xs if keep_x else None,
+                              v0, i0, a_mem if isinstance(a_mem, Tensor) else None,
+                              a_syn if isinstance(a_syn, Tensor) else None,
+                              theta if isinstance(theta, Tensor) else None,
+                              v_reset if isinstance(v_reset, Tensor) else None, w_rec, y0)
+        ctx.scalars = tuple(None if isinstance(s, Tensor) else s
+                            for s in (a_mem, a_syn, theta, v_reset))
+        i_last = i_all[-1].clone() if spec.has_syn else None
+        return ys, v_last, i_last
+
+    @staticmethod
+    def backward(ctx, g_ys, g_v_last, g_i_last):
+        spec = ctx.spec
+        (u_all, i_all, xs, v0, i0, a_mem_t, a_syn_t, theta_t, v_reset_t, w_rec,
+         y0) = ctx.saved_tensors
+        a_mem = a_mem_t if a_mem_t is not None else ctx.scalars[0]
+        a_syn = a_syn_t if a_syn_t is not None else ctx.scalars[1]
+        theta = theta_t if theta_t is not None else ctx.scalars[2]
+        v_reset = v_reset_t if v_reset_t is not None else ctx.scalars[3]
+        T = u_all.shape[0]
+        if g_ys is None:
+            g_ys = torch.zeros_like(u_all)
+        gv_T = g_v_last if g_v_last is not None else torch.zeros_like(u_all[0])
+        gi_T = g_i_last if (spec.has_syn and g_i_last is not None) else None
+
+        with torch.no_grad():
+            # -- everything that does not depend on the adjoint recursion, over all T ---------
+            if spec.spiking:
+                z_all = _spikes(u_all, theta)
+                phi = spec.surrogate.grad(u_all - theta)
+                if spec.reset == "to_value":
+                    dvdu = 1.0 - z_all
+                else:
+                    dvdu = None  # 1
+                if spec.reset != "none" and not spec.detach_reset:
+                    c = -theta if spec.reset == "subtract" else -(u_all - v_reset)
+                    A = (dvdu if dvdu is not None else 1.0) + c * phi
+                else:
+                    A = dvdu
+                gain_y = phi  # gy_t enters gu_t as gy_t * phi_t
+            else:
+                z_all, phi, A, gain_y = None, None, None, None
+
+            # -- the adjoint recursion --------------------------------------------------------
+            if w_rec is None and spec.backend == "numba":
+                from .numba_leaky import backward_scan
+                gu_all, gi_all = backward_scan(spec, g_ys, gain_y, A, a_mem, a_syn, gv_T, gi_T)
+                g_y0 = None
+            else:
+                gu_all, gi_all, g_y0 = _backward_torch(spec, g_ys, gain_y, A, a_mem, a_syn,
+                                                       gv_T, gi_T, w_rec)
+
+            # -- gradients that are sums over time --------------------------------------------
+            g = (1.0 - a_mem) if spec.scale_input else 1.0
+            # gradient w.r.t. the total input current of each step: x_t (+ W y_{t-1})
+            g_in = gi_all if spec.has_syn else gu_all * g
+            need = dict(zip(("xs", "v0", "i0", "a_mem", "a_syn", "theta", "v_reset", "w_rec",
+                             "y0"), ctx.needs_input_grad[1:]))
+            g_xs = g_in if need["xs"] else None
+            g_v0 = a_mem * gu_all[0] if need["v0"] else None
+            g_i0 = a_syn * gi_all[0] if spec.has_syn and need["i0"] else None
+
+            g_a_mem = g_a_syn = g_theta = g_v_reset = g_w = None
+            if need["a_mem"] or need["theta"] or need["v_reset"]:
+                # v_{t-1}: the post-reset membrane of the previous step (v0 at t = 0)
+                v_prev = torch.cat([v0.unsqueeze(0), _post_reset(
+                    spec, u_all[:-1], z_all[:-1] if spec.spiking else None, theta,
+                    v_reset)]) if T > 1 else v0.unsqueeze(0)
+                # gv_t = a_mem * gu_{t+1}, and gv_T from the final state
+                gv_all = torch.cat([a_mem * gu_all[1:], gv_T.unsqueeze(0)])
+            if need["a_mem"]:
+                da = gu_all * v_prev
+                if spec.scale_input:
+                    current = i_all if spec.has_syn else _input_current(xs, w_rec, y0, u_all,
+                                                                        theta, spec)
+                    da = da - gu_all * current
+                g_a_mem = _reduce_to(da, a_mem)
+            if spec.has_syn and need["a_syn"]:
+                i_prev = torch.cat([i0.unsqueeze(0), i_all[:-1]]) if T > 1 else i0.unsqueeze(0)
+                g_a_syn = _reduce_to(gi_all * i_prev, a_syn)
+            if spec.spiking and need["theta"]:
+                # gu_t = dvdu gv_t + gz_t phi_t  ->  gz_t phi_t = gu_t - dvdu gv_t
+                gzphi = gu_all - (gv_all * dvdu if dvdu is not None else gv_all)
+                dth = -gzphi
+                if spec.reset == "subtract":
+                    dth = dth - z_all * gv_all
+                g_theta = _reduce_to(dth, theta)
+            if spec.spiking and spec.reset == "to_value" and need["v_reset"]:
+                g_v_reset = _reduce_to(z_all * gv_all, v_reset)
+            if w_rec is not None and need["w_rec"]:
+                y_prev = _outputs_prev(spec, u_all, theta, y0)
+                g_w = g_in.flatten(0, -2).T @ y_prev.flatten(0, -2)
+        if not need["y0"]:
+            g_y0 = None
+        return (None, g_xs, g_v0, g_i0, g_a_mem, g_a_syn, g_theta, g_v_reset, g_w, g_y0)
+
+
+def _spikes(u: Tensor, theta) -> Tensor:
+    # u - theta > 0, not u > theta: the reference compares the difference (same rounding when
+    # theta is a float64 scalar and u float32)
+    return (u - theta > 0).to(u.dtype)
+
+
+def _outputs_prev(spec: Spec, u_all: Tensor, theta, y0: Tensor) -> Tensor:
+    """``y_{t-1}`` for every t: the previous output (spikes or membrane), y0 first."""
+    prev = _spikes(u_all[:-1], theta) if spec.spiking else u_all[:-1]
+    return torch.cat([y0.unsqueeze(0), prev])
+
+
+def _input_current(xs, w_rec, y0, u_all, theta, spec) -> Tensor:
+    if w_rec is None:
+        return xs
+    return xs + _outputs_prev(spec, u_all, theta, y0) @ w_rec.T
+
+
+def _forward_torch(spec: Spec, xs, v, i, a_mem, a_syn, theta, v_reset, w_rec, y):
+    T = xs.shape[0]
+    u_all = torch.empty_like(xs)
+    i_all = torch.empty_like(xs) if spec.has_syn else None
+    for t, x in enumerate(xs.unbind(0)):
+        if w_rec is not None:
+            x = x + torch.nn.functional.linear(y, w_rec)
+        if spec.has_syn:
+            i = a_syn * i + x
+            x = i
+            i_all[t] = i
+        if spec.scale_input:
+            x = (1.0 - a_mem) * x
+        u = a_mem * v + x
+        u_all[t] = u
+        if spec.spiking:
+            z = _spikes(u, theta)
+            v = _post_reset(spec, u, z, theta, v_reset)
+            y = z
+        else:
+            v = y = u
+    return u_all, i_all
+
+
+def _backward_torch(spec: Spec, g_ys, gain_y, A, a_mem, a_syn, gv, gi_carry, w_rec):
+    T = g_ys.shape[0]
+    gu_all = torch.empty_like(g_ys)
+    gi_all = torch.empty_like(g_ys) if spec.has_syn else None
+    g = (1.0 - a_mem) if spec.scale_input else 1.0
+    g_in_next = None  # gradient w.r.t. the total input current of step t + 1
+    for t in range(T - 1, -1, -1):
+        gy = g_ys[t]
+        if w_rec is not None and g_in_next is not None:
+            gy = gy + g_in_next @ w_rec
+        gy = gy * gain_y[t] if gain_y is not None else gy
+        gu = gy + (gv * A[t] if A is not None else gv)
+        gu_all[t] = gu
+        gv = a_mem * gu
+        if spec.has_syn:
+            # gi_carry: what reaches i_t from outside step t (the final state, or a_syn gi_{t+1})
+            gi = g * gu if gi_carry is None else g * gu + gi_carry
+            gi_all[t] = gi
+            gi_carry = a_syn * gi
+            g_in_next = gi
+        else:
+            g_in_next = g * gu
+    g_y0 = g_in_next @ w_rec if w_rec is not None else None
+    return gu_all, gi_all, g_y0
+
+
+# --- dispatch --------------------------------------------------------------------------------
+
+FUSED = ("torch", "numba")
+
+
+def numba_available() -> bool:
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def choose(backend: str, xs: Tensor, recurrent: bool) -> str:
+    """Resolve ``"auto"`` to the fastest correct fused path; validate explicit choices."""
+    if backend == "auto":
+        if xs.device.type == "cpu" and not recurrent and numba_available():
+            return "numba"
+        return "torch"
+    if backend == "numba":
+        if not numba_available():
+            raise ImportError("backend='numba' needs numba: pip install 'spikegrad[fast]' "
+                              "(or use backend='torch' / 'auto')")
+        if xs.device.type != "cpu":
+            raise ValueError(f"backend='numba' runs on the CPU, but xs is on {xs.device}; "
+                             "use backend='torch' or 'auto'")
+    return backend
+
+
+def leaky_sequence(xs: Tensor, v0: Tensor, i0: Optional[Tensor], p, *, spiking: bool,
+                   backend: str, w_rec: Optional[Tensor] = None,
+                   y0: Optional[Tensor] = None):
+    """Run a fused sequence. ``p`` has the fields of LIParams (and LIFParams if spiking).
+
+    Returns ``(ys, v_T, i_T)``.
+    """
+    backend = choose(backend, xs, w_rec is not None)
+    spec = Spec(spiking=spiking, reset=p.reset if spiking else "none",
+                detach_reset=p.detach_reset if spiking else True,
+                scale_input=bool(p.scale_input), has_syn=p.decay_syn is not None,
+                surrogate=p.surrogate if spiking else None, backend=backend)
+    theta = p.threshold if spiking else 0.0
+    v_reset = p.v_reset if spiking else 0.0
+    return LeakySequence.apply(spec, xs, v0, i0, p.decay_mem, p.decay_syn, theta, v_reset,
+                               w_rec, y0)

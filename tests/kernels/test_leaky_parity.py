@@ -1,0 +1,136 @@
+"""Every fused path equals the reference loop: spikes, states and all gradients."""
+
+import itertools
+
+import pytest
+import torch
+
+import spikegrad as sg
+from spikegrad.functional import LIFParams, LIFState, LIParams, LIState, li_seq, lif_seq
+from spikegrad.kernels.leaky import numba_available
+
+BACKENDS = ["torch"] + (["numba"] if numba_available() else [])
+TOL = {torch.float64: dict(rtol=1e-10, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-6)}
+
+
+def _lif_case(backend, reset="subtract", detach=True, syn=False, scale=False, T=7,
+              surrogate="atan", dtype=torch.float64, B=3, N=5):
+    torch.manual_seed(0)
+    # inputs drive about a third of the steps above threshold
+    xs = (torch.rand(T, B, N, dtype=dtype) * (0.25 if scale else 0.9)).requires_grad_()
+    if scale:
+        xs = (xs.detach() * 12).requires_grad_()
+    v0 = (torch.rand(B, N, dtype=dtype) * 0.5).requires_grad_()
+    i0 = (torch.rand(B, N, dtype=dtype) * 0.2).requires_grad_() if syn else None
+    a = torch.linspace(0.8, 0.95, N, dtype=dtype).requires_grad_()
+    a_syn = torch.full((N,), 0.7, dtype=dtype, requires_grad=True) if syn else None
+    th = torch.tensor([0.8, 1.0, 1.2, 0.9, 1.1], dtype=dtype)[:N].requires_grad_()
+    vr = torch.tensor(-0.1, dtype=dtype, requires_grad=True)
+    p = LIFParams(decay_mem=a, decay_syn=a_syn, scale_input=scale, threshold=th, v_reset=vr,
+                  reset=reset, detach_reset=detach, surrogate=sg.surrogate.get(surrogate))
+    zs, s = lif_seq(xs, LIFState(v0, i0), p, backend=backend)
+    w = torch.randn(zs.shape, dtype=dtype, generator=torch.Generator().manual_seed(1))
+    loss = (zs * w).sum() + (s.v ** 2).sum() + ((s.i ** 2).sum() if syn else 0)
+    leaves = [xs, v0, a, th, vr] + ([i0, a_syn] if syn else [])
+    grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+    return zs.detach(), s, [torch.zeros_like(l) if g is None else g for g, l in zip(grads, leaves)]
+
+
+def _assert_same(ref, out, dtype):
+    assert torch.equal(ref[0], out[0]), "spikes differ"
+    assert ref[0].sum() > 0 and ref[0].mean() < 1, "the case must have spikes and silences"
+    torch.testing.assert_close(out[1].v, ref[1].v, **TOL[dtype])
+    if ref[1].i is not None:
+        torch.testing.assert_close(out[1].i, ref[1].i, **TOL[dtype])
+    for k, (gr, go) in enumerate(zip(ref[2], out[2])):
+        torch.testing.assert_close(go, gr, **TOL[dtype], msg=f"gradient {k}")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("reset, detach, syn, scale", list(itertools.product(
+    ["subtract", "to_value", "none"], [True, False], [False, True], [False, True])))
+def test_lif_options_float64(backend, reset, detach, syn, scale):
+    kw = dict(reset=reset, detach=detach, syn=syn, scale=scale)
+    _assert_same(_lif_case("reference", **kw), _lif_case(backend, **kw), torch.float64)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("surrogate", sg.surrogate.names())
+@pytest.mark.parametrize("T", [1, 7, 128])
+def test_lif_every_surrogate_and_length(backend, surrogate, T):
+    if surrogate.startswith("test_"):
+        pytest.skip("registered by another test")
+    kw = dict(surrogate=surrogate, T=T, syn=True, detach=False)
+    _assert_same(_lif_case("reference", **kw), _lif_case(backend, **kw), torch.float64)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("reset", ["subtract", "to_value"])
+def test_lif_float32(backend, reset):
+    kw = dict(reset=reset, syn=True, T=128, dtype=torch.float32, N=5, B=4)
+    _assert_same(_lif_case("reference", **kw), _lif_case(backend, **kw), torch.float32)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("syn", [False, True])
+def test_li_parity(backend, syn):
+    def run(b):
+        torch.manual_seed(0)
+        xs = torch.randn(9, 2, 3, dtype=torch.float64, requires_grad=True)
+        a = torch.tensor([0.5, 0.8, 0.9], dtype=torch.float64, requires_grad=True)
+        a_s = torch.tensor(0.6, dtype=torch.float64, requires_grad=True) if syn else None
+        v0 = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+        i0 = torch.randn(2, 3, dtype=torch.float64, requires_grad=True) if syn else None
+        vs, s = li_seq(xs, LIState(v0, i0), LIParams(a, a_s, scale_input=True), backend=b)
+        leaves = [xs, a, v0] + ([a_s, i0] if syn else [])
+        return vs, torch.autograd.grad((vs ** 3).sum() + s.v.sum(), leaves)
+    ref, out = run("reference"), run(backend)
+    torch.testing.assert_close(out[0], ref[0], **TOL[torch.float64])
+    for gr, go in zip(ref[1], out[1]):
+        torch.testing.assert_close(go, gr, **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("neuron", ["lif", "lif_syn", "li"])
+def test_recurrent_module_parity(neuron):
+    def run(backend):
+        torch.manual_seed(0)
+        if neuron == "li":
+            cell = sg.nn.LI(6, tau_mem=5e-3, learn_tau=True, backend=backend)
+        else:
+            cell = sg.nn.LIF(6, tau_mem=10e-3, tau_syn=5e-3 if neuron == "lif_syn" else None,
+                             learn_tau=True, learn_threshold=True, detach_reset=False,
+                             backend=backend)
+        rec = sg.nn.Recurrent(cell, autapses=False, init_gain=2.0).double()
+        xs = (torch.rand(20, 3, 6, dtype=torch.float64) * 0.8).requires_grad_()
+        ys, st = rec(xs)
+        loss = (ys * torch.linspace(-1, 1, 6, dtype=torch.float64)).sum() + st.inner.v.sum()
+        params = [xs] + list(rec.parameters())
+        return ys.detach(), torch.autograd.grad(loss, params)
+    ref = run("reference")
+    assert neuron == "li" or 0 < ref[0].mean() < 1
+    out = run("torch")
+    assert torch.equal(out[0], ref[0]) if neuron != "li" else torch.allclose(out[0], ref[0])
+    for gr, go in zip(ref[1], out[1]):
+        torch.testing.assert_close(go, gr, **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_module_with_trainable_constants(backend):
+    def run(b):
+        torch.manual_seed(0)
+        net = sg.nn.Sequential(sg.nn.Linear(4, 8), sg.nn.LIF(8, tau_syn=5e-3, learn_tau=True,
+                                                             learn_threshold=True, backend=b),
+                               sg.nn.Linear(8, 2), sg.nn.LI(2, learn_tau=True, backend=b))
+        xs = torch.rand(30, 5, 4) * 3
+        vs, _ = net(xs)
+        return torch.autograd.grad(vs.pow(2).sum(), list(net.parameters()))
+    for gr, go in zip(run("reference"), run(backend)):
+        torch.testing.assert_close(go, gr, **TOL[torch.float32])
+
+
+def test_explicit_backends_never_fall_back(monkeypatch):
+    import spikegrad.kernels.leaky as kl
+    monkeypatch.setattr(kl, "numba_available", lambda: False)
+    with pytest.raises(ImportError, match="backend='numba' needs numba"):
+        lif_seq(torch.rand(3, 2, 2), backend="numba")
+    assert kl.choose("auto", torch.rand(2), recurrent=False) == "torch"
