@@ -12,7 +12,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[apps,dev]'
+	$(BIN)/pip install -q -e '.[apps,dev,fast]'
 	touch $(STAMP)
 
 demo: setup

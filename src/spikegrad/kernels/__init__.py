@@ -1,0 +1,1 @@
+"""Fast paths for neuron sequences and synapses; each equals the reference loop."""
