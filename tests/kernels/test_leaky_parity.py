@@ -134,3 +134,33 @@ def test_explicit_backends_never_fall_back(monkeypatch):
     with pytest.raises(ImportError, match="backend='numba' needs numba"):
         lif_seq(torch.rand(3, 2, 2), backend="numba")
     assert kl.choose("auto", torch.rand(2), recurrent=False) == "torch"
+
+
+@pytest.mark.skipif(not numba_available(), reason="numba not installed")
+def test_numba_scalar_surrogates_equal_the_registry():
+    import numpy as np
+    from spikegrad.kernels.numba_leaky import _SURROGATE_IDS, phi_builtin
+    x = torch.linspace(-3, 3, 1001, dtype=torch.float64)
+    seen = set()
+    for name in sg.surrogate.names():
+        s = sg.surrogate.get(name, beta=1.7)
+        kind = _SURROGATE_IDS.get(s.derivative)
+        if kind is None:
+            continue
+        seen.add(name)
+        got = torch.from_numpy(phi_builtin(kind, x.numpy(), s.beta))
+        torch.testing.assert_close(got, s.grad(x), rtol=1e-12, atol=1e-15)
+    assert seen >= {"fast_sigmoid", "sigmoid", "atan", "triangle", "gaussian", "exponential",
+                    "straight_through"}
+
+
+@pytest.mark.skipif(not numba_available(), reason="numba not installed")
+def test_numba_user_surrogate_uses_its_torch_function():
+    s = sg.surrogate.Surrogate("user_cubic", lambda x, b: b / (1 + (b * x) ** 4),
+                               lambda x, b: x, 2.0)
+    def run(b):
+        torch.manual_seed(0)
+        xs = (torch.rand(12, 2, 3, dtype=torch.float64) * 0.9).requires_grad_()
+        zs, _ = lif_seq(xs, None, LIFParams(decay_mem=0.9, surrogate=s), backend=b)
+        return torch.autograd.grad(zs.sum(), xs)[0]
+    torch.testing.assert_close(run("numba"), run("reference"), **TOL[torch.float64])

@@ -71,19 +71,15 @@ class LeakySequence(torch.autograd.Function):
         with torch.no_grad():
             if w_rec is None and spec.backend == "numba":
                 from .numba_leaky import forward_scan
-                u_all, i_all = forward_scan(spec, xs, v0, i0, a_mem, a_syn, theta, v_reset)
+                ys, u_all, i_all, v_last, i_last = forward_scan(spec, xs, v0, i0, a_mem, a_syn,
+                                                                theta, v_reset)
             else:
-                u_all, i_all = _forward_torch(spec, xs, v0, i0, a_mem, a_syn, theta, v_reset,
-                                              w_rec, y0)
-            z_all = _spikes(u_all, theta) if spec.spiking else None
-            ys = z_all if spec.spiking else u_all
-            v_last = _post_reset(spec, u_all[-1], z_all[-1] if spec.spiking else None,
-                                 theta, v_reset).clone()
+                ys, u_all, i_all, v_last, i_last = _forward_torch(
+                    spec, xs, v0, i0, a_mem, a_syn, theta, v_reset, w_rec, y0)
         need_a_mem, need_a_syn = ctx.needs_input_grad[4], ctx.needs_input_grad[5]
         keep_i = spec.has_syn and (need_a_syn or (spec.scale_input and need_a_mem))
         keep_x = (not spec.has_syn) and spec.scale_input and need_a_mem
         ctx.spec = spec
-        ctx.keep = (keep_i, keep_x)
         ctx.save_for_backward(u_all, i_all if keep_i else None, xs if keep_x else None,
                               v0, i0, a_mem if isinstance(a_mem, Tensor) else None,
                               a_syn if isinstance(a_syn, Tensor) else None,
@@ -91,7 +87,6 @@ class LeakySequence(torch.autograd.Function):
                               v_reset if isinstance(v_reset, Tensor) else None, w_rec, y0)
         ctx.scalars = tuple(None if isinstance(s, Tensor) else s
                             for s in (a_mem, a_syn, theta, v_reset))
-        i_last = i_all[-1].clone() if spec.has_syn else None
         return ys, v_last, i_last
 
     @staticmethod
@@ -103,6 +98,8 @@ class LeakySequence(torch.autograd.Function):
         a_syn = a_syn_t if a_syn_t is not None else ctx.scalars[1]
         theta = theta_t if theta_t is not None else ctx.scalars[2]
         v_reset = v_reset_t if v_reset_t is not None else ctx.scalars[3]
+        need = dict(zip(("xs", "v0", "i0", "a_mem", "a_syn", "theta", "v_reset", "w_rec", "y0"),
+                        ctx.needs_input_grad[1:]))
         T = u_all.shape[0]
         if g_ys is None:
             g_ys = torch.zeros_like(u_all)
@@ -110,48 +107,30 @@ class LeakySequence(torch.autograd.Function):
         gi_T = g_i_last if (spec.has_syn and g_i_last is not None) else None
 
         with torch.no_grad():
-            # -- everything that does not depend on the adjoint recursion, over all T ---------
-            if spec.spiking:
-                z_all = _spikes(u_all, theta)
-                phi = spec.surrogate.grad(u_all - theta)
-                if spec.reset == "to_value":
-                    dvdu = 1.0 - z_all
-                else:
-                    dvdu = None  # 1
-                if spec.reset != "none" and not spec.detach_reset:
-                    c = -theta if spec.reset == "subtract" else -(u_all - v_reset)
-                    A = (dvdu if dvdu is not None else 1.0) + c * phi
-                else:
-                    A = dvdu
-                gain_y = phi  # gy_t enters gu_t as gy_t * phi_t
-            else:
-                z_all, phi, A, gain_y = None, None, None, None
-
-            # -- the adjoint recursion --------------------------------------------------------
+            # -- the adjoint recursion ------------------------------------------------------
             if w_rec is None and spec.backend == "numba":
                 from .numba_leaky import backward_scan
-                gu_all, gi_all = backward_scan(spec, g_ys, gain_y, A, a_mem, a_syn, gv_T, gi_T)
+                gu_all, gi_all = backward_scan(spec, g_ys, u_all, theta, v_reset, a_mem, a_syn,
+                                               gv_T, gi_T)
                 g_y0 = None
             else:
-                gu_all, gi_all, g_y0 = _backward_torch(spec, g_ys, gain_y, A, a_mem, a_syn,
-                                                       gv_T, gi_T, w_rec)
+                gu_all, gi_all, g_y0 = _backward_torch(spec, g_ys, u_all, theta, v_reset, a_mem,
+                                                       a_syn, gv_T, gi_T, w_rec)
 
-            # -- gradients that are sums over time --------------------------------------------
-            g = (1.0 - a_mem) if spec.scale_input else 1.0
+            # -- gradients that are sums over time ------------------------------------------
             # gradient w.r.t. the total input current of each step: x_t (+ W y_{t-1})
-            g_in = gi_all if spec.has_syn else gu_all * g
-            need = dict(zip(("xs", "v0", "i0", "a_mem", "a_syn", "theta", "v_reset", "w_rec",
-                             "y0"), ctx.needs_input_grad[1:]))
+            g_in = gi_all if spec.has_syn else (gu_all * (1.0 - a_mem) if spec.scale_input
+                                                 else gu_all)
             g_xs = g_in if need["xs"] else None
             g_v0 = a_mem * gu_all[0] if need["v0"] else None
             g_i0 = a_syn * gi_all[0] if spec.has_syn and need["i0"] else None
 
             g_a_mem = g_a_syn = g_theta = g_v_reset = g_w = None
             if need["a_mem"] or need["theta"] or need["v_reset"]:
+                z_all = _spikes(u_all, theta) if spec.spiking else None
                 # v_{t-1}: the post-reset membrane of the previous step (v0 at t = 0)
                 v_prev = torch.cat([v0.unsqueeze(0), _post_reset(
-                    spec, u_all[:-1], z_all[:-1] if spec.spiking else None, theta,
-                    v_reset)]) if T > 1 else v0.unsqueeze(0)
+                    spec, u_all[:-1], z_all[:-1] if spec.spiking else None, theta, v_reset)])
                 # gv_t = a_mem * gu_{t+1}, and gv_T from the final state
                 gv_all = torch.cat([a_mem * gu_all[1:], gv_T.unsqueeze(0)])
             if need["a_mem"]:
@@ -162,12 +141,12 @@ class LeakySequence(torch.autograd.Function):
                     da = da - gu_all * current
                 g_a_mem = _reduce_to(da, a_mem)
             if spec.has_syn and need["a_syn"]:
-                i_prev = torch.cat([i0.unsqueeze(0), i_all[:-1]]) if T > 1 else i0.unsqueeze(0)
+                i_prev = torch.cat([i0.unsqueeze(0), i_all[:-1]])
                 g_a_syn = _reduce_to(gi_all * i_prev, a_syn)
             if spec.spiking and need["theta"]:
-                # gu_t = dvdu gv_t + gz_t phi_t  ->  gz_t phi_t = gu_t - dvdu gv_t
-                gzphi = gu_all - (gv_all * dvdu if dvdu is not None else gv_all)
-                dth = -gzphi
+                # gu_t = dv/du gv_t + gz_t phi_t  ->  gz_t phi_t = gu_t - dv/du gv_t
+                dvdu_gv = gv_all * (1.0 - z_all) if spec.reset == "to_value" else gv_all
+                dth = -(gu_all - dvdu_gv)
                 if spec.reset == "subtract":
                     dth = dth - z_all * gv_all
                 g_theta = _reduce_to(dth, theta)
@@ -200,9 +179,9 @@ def _input_current(xs, w_rec, y0, u_all, theta, spec) -> Tensor:
 
 
 def _forward_torch(spec: Spec, xs, v, i, a_mem, a_syn, theta, v_reset, w_rec, y):
-    T = xs.shape[0]
     u_all = torch.empty_like(xs)
     i_all = torch.empty_like(xs) if spec.has_syn else None
+    ys = torch.empty_like(xs) if spec.spiking else u_all
     for t, x in enumerate(xs.unbind(0)):
         if w_rec is not None:
             x = x + torch.nn.functional.linear(y, w_rec)
@@ -216,24 +195,41 @@ def _forward_torch(spec: Spec, xs, v, i, a_mem, a_syn, theta, v_reset, w_rec, y)
         u_all[t] = u
         if spec.spiking:
             z = _spikes(u, theta)
+            ys[t] = z
             v = _post_reset(spec, u, z, theta, v_reset)
             y = z
         else:
             v = y = u
-    return u_all, i_all
+    return ys, u_all, i_all, v.clone(), (i.clone() if spec.has_syn else None)
 
 
-def _backward_torch(spec: Spec, g_ys, gain_y, A, a_mem, a_syn, gv, gi_carry, w_rec):
+def _adjoint_coefficients(spec: Spec, u_all: Tensor, theta, v_reset):
+    """``(phi, A)`` over all steps: ``gu_t = A_t gv_t + phi_t gy_t`` (None means 1)."""
+    if not spec.spiking:
+        return None, None
+    phi = spec.surrogate.grad(u_all - theta)
+    dvdu = 1.0 - _spikes(u_all, theta) if spec.reset == "to_value" else None
+    if spec.reset == "none" or spec.detach_reset:
+        return phi, dvdu
+    # a non-detached reset also sends gv_t through z_t: dv_t/dz_t = c_t
+    c = -theta if spec.reset == "subtract" else -(u_all - v_reset)
+    return phi, (dvdu if dvdu is not None else 1.0) + c * phi
+
+
+def _backward_torch(spec: Spec, g_ys, u_all, theta, v_reset, a_mem, a_syn, gv, gi_carry,
+                    w_rec):
     T = g_ys.shape[0]
-    gu_all = torch.empty_like(g_ys)
-    gi_all = torch.empty_like(g_ys) if spec.has_syn else None
+    phi, A = _adjoint_coefficients(spec, u_all, theta, v_reset)
+    gu_all = torch.empty_like(u_all)
+    gi_all = torch.empty_like(u_all) if spec.has_syn else None
     g = (1.0 - a_mem) if spec.scale_input else 1.0
     g_in_next = None  # gradient w.r.t. the total input current of step t + 1
     for t in range(T - 1, -1, -1):
         gy = g_ys[t]
         if w_rec is not None and g_in_next is not None:
             gy = gy + g_in_next @ w_rec
-        gy = gy * gain_y[t] if gain_y is not None else gy
+        if phi is not None:
+            gy = gy * phi[t]
         gu = gy + (gv * A[t] if A is not None else gv)
         gu_all[t] = gu
         gv = a_mem * gu

@@ -1,37 +1,82 @@
 """Compiled element-wise time loops for :mod:`spikegrad.kernels.leaky` (numba, CPU).
 
 Why numba: it installs from PyPI as a wheel (no compiler, no CUDA, nothing fetched at run
-time), compiles these two loops in about a second on first use and caches them on disk,
-and works on the tensors' memory without copies. A C++ extension would need a compiler at
-install or first-use time.
+time), compiles these loops in seconds on first use and caches them on disk, and works on the
+tensors' memory without copies. A C++ extension would need a compiler at install or first
+use.
 
 The loops run over neurons in parallel chunks and over time sequentially inside each chunk,
-so each thread streams through contiguous rows ``[t, lo:hi]``. The arithmetic is written in
-the reference's order (no fused multiply-add: numba's default is IEEE-exact), so forward
-states are bit-identical to the torch loop.
+so each thread streams through contiguous rows ``[t, lo:hi]``, and everything per element
+(spike, reset, surrogate, adjoint) happens in one pass: on a 2-core machine a full pass over
+a ``[T, B, N]`` tensor costs as much as the whole loop. The arithmetic follows the reference's
+order (numba does not fuse multiply-adds unless asked), so forward states are bit-identical.
+
+Surrogates: the built-in ones are evaluated inside the backward loop by :func:`_phi`, a
+scalar transcription of the formulas in :mod:`spikegrad.surrogate` (tests check the two agree
+for every built-in). A user-registered surrogate is evaluated by its torch function over the
+whole sequence first and passed in.
 """
 
 from __future__ import annotations
+
+import math
 
 import numba
 import numpy as np
 import torch
 from torch import Tensor
 
+from .. import surrogate as _surrogate
+
 _RESET = {"none": 0, "subtract": 1, "to_value": 2}
 _CHUNK = 2048  # neurons per parallel task
+# id of each built-in surrogate in _phi; a surrogate is "built-in" only if its derivative is
+# the registry's own function (a user may register another under a new name)
+_SURROGATE_IDS = {
+    _surrogate._fast_sigmoid: 1, _surrogate._sigmoid: 2, _surrogate._atan: 3,
+    _surrogate._triangle: 4, _surrogate._gaussian: 5, _surrogate._exponential: 6,
+    _surrogate._straight_through: 7,
+}
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
 
 
-def _flat(t, like: Tensor) -> np.ndarray:
-    """A parameter (float, 0-dim or per-neuron tensor) broadcast to one row ``[M]``."""
-    if not isinstance(t, Tensor):
-        t = torch.tensor(t, dtype=torch.float64)
-    t = t.detach().to(like.dtype).expand(like.shape)  # cast first: the reference does
-    return np.ascontiguousarray(t.reshape(-1).numpy())
+@numba.njit(inline="always")
+def _phi(kind, x, b):
+    if kind == 1:
+        d = 1.0 + b * abs(x)
+        return 1.0 / (d * d)
+    if kind == 2:
+        s = 1.0 / (1.0 + math.exp(-b * x))
+        return b * s * (1.0 - s)
+    if kind == 3:
+        y = math.pi / 2.0 * b * x
+        return (b / 2.0) / (1.0 + y * y)
+    if kind == 4:
+        return b * max(1.0 - b * abs(x), 0.0)
+    if kind == 5:
+        return b / _SQRT_2PI * math.exp(-0.5 * (b * x) * (b * x))
+    if kind == 6:
+        return 0.5 * b * math.exp(-b * abs(x))
+    if kind == 7:
+        return b if abs(b * x) < 0.5 else 0.0
+    return 0.0
+
+
+def phi_builtin(kind: int, x: np.ndarray, b: float) -> np.ndarray:
+    """Vectorised :func:`_phi`, for tests."""
+    return _phi_many(kind, x.ravel(), b).reshape(x.shape)
+
+
+@numba.njit(cache=True)
+def _phi_many(kind, x, b):
+    out = np.empty_like(x)
+    for k in range(x.size):
+        out[k] = _phi(kind, x[k], b)
+    return out
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _fwd(xs, v, i, a, g, a_s, th, vr, spiking, reset, has_syn, scale, u_out, i_out):
+def _fwd(xs, v, i, a, g, a_s, th, vr, spiking, reset, has_syn, scale, ys, u_out, i_out):
     T, M = xs.shape
     n_chunks = (M + _CHUNK - 1) // _CHUNK
     for c in numba.prange(n_chunks):
@@ -48,25 +93,41 @@ def _fwd(xs, v, i, a, g, a_s, th, vr, spiking, reset, has_syn, scale, u_out, i_o
                     x = g[m] * x
                 u = a[m] * v[m] + x
                 u_out[t, m] = u
-                if spiking and reset != 0:
-                    if u - th[m] > 0:
+                if spiking:
+                    z = 1.0 if u - th[m] > 0 else 0.0
+                    ys[t, m] = z
+                    if z > 0:
                         if reset == 1:
                             u = u - th[m]
-                        else:
+                        elif reset == 2:
                             u = u - (u - vr[m])
                 v[m] = u
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _bwd(b, A, use_A, a, g, a_s, gv, gi, has_syn, gu_out, gi_out):
-    T, M = b.shape
+def _bwd(gys, u_all, th, vr, a, g, a_s, gv, gi, spiking, reset, detach, has_syn, kind, beta,
+         phi_ext, gu_out, gi_out):
+    T, M = gys.shape
     n_chunks = (M + _CHUNK - 1) // _CHUNK
     for c in numba.prange(n_chunks):
         lo = c * _CHUNK
         hi = min(M, lo + _CHUNK)
         for t in range(T - 1, -1, -1):
             for m in range(lo, hi):
-                gu = b[t, m] + (gv[m] * A[t, m] if use_A else gv[m])
+                if spiking:
+                    x = u_all[t, m] - th[m]
+                    phi = _phi(kind, x, beta) if kind > 0 else phi_ext[t, m]
+                    A = 1.0
+                    if reset == 2 and x > 0:
+                        A = 0.0  # to_value: dv/du = 1 - z
+                    if not detach:
+                        if reset == 1:
+                            A = A - th[m] * phi
+                        elif reset == 2:
+                            A = A - (u_all[t, m] - vr[m]) * phi
+                    gu = gys[t, m] * phi + gv[m] * A
+                else:
+                    gu = gys[t, m] + gv[m]
                 gu_out[t, m] = gu
                 gv[m] = a[m] * gu
                 if has_syn:
@@ -76,42 +137,66 @@ def _bwd(b, A, use_A, a, g, a_s, gv, gi, has_syn, gu_out, gi_out):
                     gi[m] = a_s[m] * gi_t
 
 
+def _row(t, like: Tensor) -> np.ndarray:
+    """A parameter (float, 0-dim or per-neuron tensor) broadcast to one row ``[M]``."""
+    if not isinstance(t, Tensor):
+        t = torch.tensor(t, dtype=torch.float64)
+    t = t.detach().to(like.dtype).expand(like.shape)  # cast first: the reference does
+    return np.ascontiguousarray(t.reshape(-1).numpy())
+
+
+def _state(t, like: Tensor) -> np.ndarray:
+    return t.detach().to(like.dtype).reshape(-1).clone().numpy()
+
+
+
+def _dummy(dtype) -> np.ndarray:
+    return np.empty((1, 1), dtype=torch.empty(0, dtype=dtype).numpy().dtype)
+
+
 def forward_scan(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset):
-    """``(u_all, i_all)`` for ``xs [T, B, *F]``; same contract as the torch loop."""
-    T = xs.shape[0]
+    """``(ys, u_all, i_all, v_T, i_T)`` for ``xs [T, B, *F]``, like the torch loop."""
+    T, shape = xs.shape[0], xs.shape
     x2 = xs.detach().contiguous().reshape(T, -1)
-    row = x2[0].reshape(xs.shape[1:])
+    row = x2[0].reshape(shape[1:])
     u_all = torch.empty_like(x2)
-    i_all = torch.empty_like(x2) if spec.has_syn else torch.empty((1, 1), dtype=xs.dtype)
-    v = v0.detach().to(xs.dtype).reshape(-1).clone().numpy()
-    i = (i0.detach().to(xs.dtype).reshape(-1).clone().numpy() if spec.has_syn
-         else np.zeros(1, dtype=v.dtype))
-    ones = 1.0
-    g = (1.0 - a_mem) if spec.scale_input else ones
-    _fwd(x2.numpy(), v, i, _flat(a_mem, row), _flat(g, row),
-         _flat(a_syn if spec.has_syn else 0.0, row), _flat(theta if spec.spiking else 0.0, row),
-         _flat(v_reset if spec.spiking else 0.0, row), spec.spiking,
-         _RESET[spec.reset] if spec.spiking else 0, spec.has_syn, spec.scale_input,
-         u_all.numpy(), i_all.numpy())
-    return u_all.reshape(xs.shape), (i_all.reshape(xs.shape) if spec.has_syn else None)
-
-
-def backward_scan(spec, g_ys: Tensor, gain_y, A, a_mem, a_syn, gv_T: Tensor, gi_T):
-    """``(gu_all, gi_all)``: the adjoint recursion of :func:`forward_scan`."""
-    T = g_ys.shape[0]
-    shape = g_ys.shape
-    b = (g_ys * gain_y if gain_y is not None else g_ys).contiguous().reshape(T, -1)
-    row = b[0].reshape(shape[1:])
-    use_A = A is not None
-    A2 = (torch.as_tensor(A, dtype=b.dtype).expand(shape).contiguous().reshape(T, -1) if use_A
-          else torch.empty((1, 1), dtype=b.dtype))
-    gu_all = torch.empty_like(b)
-    gi_all = torch.empty_like(b) if spec.has_syn else torch.empty((1, 1), dtype=b.dtype)
-    gv = gv_T.to(b.dtype).reshape(-1).clone().numpy()
-    gi = (gi_T.to(b.dtype).reshape(-1).clone().numpy() if gi_T is not None
-          else np.zeros(b.shape[1], dtype=gv.dtype))
+    ys = torch.empty_like(x2) if spec.spiking else u_all
+    i_all = torch.empty_like(x2) if spec.has_syn else None
+    v = _state(v0, row)
+    i = _state(i0, row) if spec.has_syn else np.zeros(1, dtype=v.dtype)
     g = (1.0 - a_mem) if spec.scale_input else 1.0
-    _bwd(b.numpy(), A2.numpy(), use_A, _flat(a_mem, row), _flat(g, row),
-         _flat(a_syn if spec.has_syn else 0.0, row), gv, gi, spec.has_syn,
-         gu_all.numpy(), gi_all.numpy())
+    _fwd(x2.numpy(), v, i, _row(a_mem, row), _row(g, row),
+         _row(a_syn if spec.has_syn else 0.0, row), _row(theta if spec.spiking else 0.0, row),
+         _row(v_reset if spec.spiking else 0.0, row), spec.spiking, _RESET[spec.reset],
+         spec.has_syn, spec.scale_input, ys.numpy() if spec.spiking else _dummy(xs.dtype),
+         u_all.numpy(), i_all.numpy() if spec.has_syn else _dummy(xs.dtype))
+    v_T = torch.from_numpy(v).reshape(shape[1:])
+    i_T = torch.from_numpy(i).reshape(shape[1:]) if spec.has_syn else None
+    return (ys.reshape(shape), u_all.reshape(shape),
+            i_all.reshape(shape) if spec.has_syn else None, v_T, i_T)
+
+
+def backward_scan(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, a_syn,
+                  gv_T: Tensor, gi_T):
+    """``(gu_all, gi_all)``: the adjoint recursion of :func:`forward_scan`."""
+    T, shape = u_all.shape[0], u_all.shape
+    u2 = u_all.reshape(T, -1)
+    row = u2[0].reshape(shape[1:])
+    gys = g_ys.to(u_all.dtype).expand(shape).contiguous().reshape(T, -1)
+    kind, phi_ext = 0, _dummy(u_all.dtype)
+    if spec.spiking:
+        kind = _SURROGATE_IDS.get(spec.surrogate.derivative, 0)
+        if kind == 0:  # a user's surrogate: evaluate its torch function over all steps
+            phi_ext = spec.surrogate.grad(u_all - theta).reshape(T, -1).contiguous().numpy()
+    gu_all = torch.empty_like(u2)
+    gi_all = torch.empty_like(u2) if spec.has_syn else None
+    gv = _state(gv_T, row)
+    gi = _state(gi_T, row) if gi_T is not None else np.zeros(u2.shape[1], dtype=gv.dtype)
+    g = (1.0 - a_mem) if spec.scale_input else 1.0
+    _bwd(gys.numpy(), u2.numpy(), _row(theta if spec.spiking else 0.0, row),
+         _row(v_reset if spec.spiking else 0.0, row), _row(a_mem, row), _row(g, row),
+         _row(a_syn if spec.has_syn else 0.0, row), gv, gi, spec.spiking,
+         _RESET[spec.reset], spec.detach_reset, spec.has_syn, kind,
+         float(spec.surrogate.beta) if spec.spiking else 0.0, phi_ext, gu_all.numpy(),
+         gi_all.numpy() if spec.has_syn else _dummy(u_all.dtype))
     return gu_all.reshape(shape), (gi_all.reshape(shape) if spec.has_syn else None)
