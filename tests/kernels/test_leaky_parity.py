@@ -14,26 +14,31 @@ TOL = {torch.float64: dict(rtol=1e-10, atol=1e-12), torch.float32: dict(rtol=1e-
 
 
 def _lif_case(backend, reset="subtract", detach=True, syn=False, scale=False, T=7,
-              surrogate="atan", dtype=torch.float64, B=3, N=5):
+              surrogate="atan", dtype=torch.float64, B=3, N=5, device="cpu"):
     torch.manual_seed(0)
     # inputs drive about a third of the steps above threshold
-    xs = (torch.rand(T, B, N, dtype=dtype) * (0.25 if scale else 0.9)).requires_grad_()
+    xs = torch.rand(T, B, N, dtype=dtype) * (0.25 if scale else 0.9)
     if scale:
-        xs = (xs.detach() * 12).requires_grad_()
-    v0 = (torch.rand(B, N, dtype=dtype) * 0.5).requires_grad_()
-    i0 = (torch.rand(B, N, dtype=dtype) * 0.2).requires_grad_() if syn else None
-    a = torch.linspace(0.8, 0.95, N, dtype=dtype).requires_grad_()
-    a_syn = torch.full((N,), 0.7, dtype=dtype, requires_grad=True) if syn else None
-    th = torch.tensor([0.8, 1.0, 1.2, 0.9, 1.1], dtype=dtype)[:N].requires_grad_()
-    vr = torch.tensor(-0.1, dtype=dtype, requires_grad=True)
+        xs = xs * 12
+    v0 = torch.rand(B, N, dtype=dtype) * 0.5
+    i0 = torch.rand(B, N, dtype=dtype) * 0.2 if syn else None
+    a = torch.linspace(0.8, 0.95, N, dtype=dtype)
+    a_syn = torch.full((N,), 0.7, dtype=dtype) if syn else None
+    th = torch.tensor([0.8, 1.0, 1.2, 0.9, 1.1], dtype=dtype)[:N]
+    vr = torch.tensor(-0.1, dtype=dtype)
+    w = torch.randn((T, B, N), dtype=dtype, generator=torch.Generator().manual_seed(1))
+    xs, v0, i0, a, a_syn, th, vr, w = (
+        None if t is None else t.to(device).requires_grad_(t is not w)
+        for t in (xs, v0, i0, a, a_syn, th, vr, w))
     p = LIFParams(decay_mem=a, decay_syn=a_syn, scale_input=scale, threshold=th, v_reset=vr,
                   reset=reset, detach_reset=detach, surrogate=sg.surrogate.get(surrogate))
     zs, s = lif_seq(xs, LIFState(v0, i0), p, backend=backend)
-    w = torch.randn(zs.shape, dtype=dtype, generator=torch.Generator().manual_seed(1))
     loss = (zs * w).sum() + (s.v ** 2).sum() + ((s.i ** 2).sum() if syn else 0)
     leaves = [xs, v0, a, th, vr] + ([i0, a_syn] if syn else [])
     grads = torch.autograd.grad(loss, leaves, allow_unused=True)
-    return zs.detach(), s, [torch.zeros_like(l) if g is None else g for g, l in zip(grads, leaves)]
+    cpu = lambda t: t.detach().cpu()
+    return (cpu(zs), LIFState(cpu(s.v), None if s.i is None else cpu(s.i)),
+            [cpu(torch.zeros_like(l) if g is None else g) for g, l in zip(grads, leaves)])
 
 
 def _assert_same(ref, out, dtype):
@@ -164,3 +169,11 @@ def test_numba_user_surrogate_uses_its_torch_function():
         zs, _ = lif_seq(xs, None, LIFParams(decay_mem=0.9, surrogate=s), backend=b)
         return torch.autograd.grad(zs.sum(), xs)[0]
     torch.testing.assert_close(run("numba"), run("reference"), **TOL[torch.float64])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("reset", ["subtract", "to_value"])
+def test_torch_backend_on_cuda_equals_cpu_reference(reset):
+    kw = dict(reset=reset, syn=True, detach=False, T=64)
+    _assert_same(_lif_case("reference", **kw), _lif_case("auto", device="cuda", **kw),
+                 torch.float64)
