@@ -1,1 +1,3 @@
-"""Fast paths for neuron sequences and synapses; each equals the reference loop."""
+"""Fast paths for neuron sequences (leaky, numba_leaky) and synapses (event_linear); each
+equals the reference loop / dense op. Submodules are imported where used, so numba loads only
+when its backend runs."""

@@ -19,6 +19,7 @@ whole sequence first and passed in.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numba
@@ -30,6 +31,7 @@ from .. import surrogate as _surrogate
 
 _RESET = {"none": 0, "subtract": 1, "to_value": 2}
 _CHUNK = 2048  # neurons per parallel task
+_PARALLEL = False
 # id of each built-in surrogate in _phi; a surrogate is "built-in" only if its derivative is
 # the registry's own function (a user may register another under a new name)
 _SURROGATE_IDS = {
@@ -75,66 +77,76 @@ def _phi_many(kind, x, b):
     return out
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def _fwd(xs, v, i, a, g, a_s, th, vr, spiking, reset, has_syn, scale, ys, u_out, i_out):
-    T, M = xs.shape
-    n_chunks = (M + _CHUNK - 1) // _CHUNK
-    for c in numba.prange(n_chunks):
-        lo = c * _CHUNK
-        hi = min(M, lo + _CHUNK)
-        for t in range(T):
-            for m in range(lo, hi):
-                x = xs[t, m]
-                if has_syn:
-                    i[m] = a_s[m] * i[m] + x
-                    x = i[m]
-                    i_out[t, m] = x
-                if scale:
-                    x = g[m] * x
-                u = a[m] * v[m] + x
-                u_out[t, m] = u
-                if spiking:
-                    z = 1.0 if u - th[m] > 0 else 0.0
-                    ys[t, m] = z
-                    if z > 0:
+@functools.lru_cache(maxsize=None)
+def _fwd_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool):
+    """A forward loop specialised to the model's options (closure constants compile away,
+    leaving a branch-free inner loop that LLVM vectorises)."""
+
+    @numba.njit(parallel=_PARALLEL, nogil=True, cache=True)
+    def fwd(xs, v, i, a, g, a_s, th, vr, ys, u_out, i_out):
+        T, M = xs.shape
+        n_chunks = (M + _CHUNK - 1) // _CHUNK
+        for c in numba.prange(n_chunks):
+            lo = c * _CHUNK
+            hi = min(M, lo + _CHUNK)
+            for t in range(T):
+                for m in range(lo, hi):
+                    x = xs[t, m]
+                    if has_syn:
+                        x = a_s[m] * i[m] + x
+                        i[m] = x
+                        i_out[t, m] = x
+                    if scale:
+                        x = g[m] * x
+                    u = a[m] * v[m] + x
+                    u_out[t, m] = u
+                    if spiking:
+                        spike = u - th[m] > 0
+                        ys[t, m] = 1 if spike else 0
                         if reset == 1:
-                            u = u - th[m]
+                            u = u - th[m] if spike else u
                         elif reset == 2:
-                            u = u - (u - vr[m])
-                v[m] = u
+                            u = u - (u - vr[m]) if spike else u
+                    v[m] = u
+    return fwd
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def _bwd(gys, u_all, th, vr, a, g, a_s, gv, gi, spiking, reset, detach, has_syn, kind, beta,
-         phi_ext, gu_out, gi_out):
-    T, M = gys.shape
-    n_chunks = (M + _CHUNK - 1) // _CHUNK
-    for c in numba.prange(n_chunks):
-        lo = c * _CHUNK
-        hi = min(M, lo + _CHUNK)
-        for t in range(T - 1, -1, -1):
-            for m in range(lo, hi):
-                if spiking:
-                    x = u_all[t, m] - th[m]
-                    phi = _phi(kind, x, beta) if kind > 0 else phi_ext[t, m]
-                    A = 1.0
-                    if reset == 2 and x > 0:
-                        A = 0.0  # to_value: dv/du = 1 - z
-                    if not detach:
-                        if reset == 1:
-                            A = A - th[m] * phi
-                        elif reset == 2:
-                            A = A - (u_all[t, m] - vr[m]) * phi
-                    gu = gys[t, m] * phi + gv[m] * A
-                else:
-                    gu = gys[t, m] + gv[m]
-                gu_out[t, m] = gu
-                gv[m] = a[m] * gu
-                if has_syn:
-                    # gi holds what reaches i_t from outside step t: g_i_last, then a_syn gi_{t+1}
-                    gi_t = g[m] * gu + gi[m]
-                    gi_out[t, m] = gi_t
-                    gi[m] = a_s[m] * gi_t
+@functools.lru_cache(maxsize=None)
+def _bwd_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: int):
+    """The adjoint loop, specialised like :func:`_fwd_kernel` (and to the surrogate)."""
+
+    @numba.njit(parallel=_PARALLEL, nogil=True, cache=True)
+    def bwd(gys, u_all, th, vr, a, g, a_s, gv, gi, beta, phi_ext, gu_out, gi_out):
+        T, M = gys.shape
+        n_chunks = (M + _CHUNK - 1) // _CHUNK
+        for c in numba.prange(n_chunks):
+            lo = c * _CHUNK
+            hi = min(M, lo + _CHUNK)
+            for t in range(T - 1, -1, -1):
+                for m in range(lo, hi):
+                    if spiking:
+                        x = u_all[t, m] - th[m]
+                        phi = _phi(kind, x, beta) if kind > 0 else phi_ext[t, m]
+                        A = 1.0
+                        if reset == 2:
+                            A = 0.0 if x > 0 else 1.0  # to_value: dv/du = 1 - z
+                        if not detach:
+                            if reset == 1:
+                                A = A - th[m] * phi
+                            elif reset == 2:
+                                A = A - (u_all[t, m] - vr[m]) * phi
+                        gu = gys[t, m] * phi + gv[m] * A
+                    else:
+                        gu = gys[t, m] + gv[m]
+                    gu_out[t, m] = gu
+                    gv[m] = a[m] * gu
+                    if has_syn:
+                        # gi holds what reaches i_t from outside step t: g_i_last, then
+                        # a_syn gi_{t+1}
+                        gi_t = g[m] * gu + gi[m]
+                        gi_out[t, m] = gi_t
+                        gi[m] = a_s[m] * gi_t
+    return bwd
 
 
 def _row(t, like: Tensor) -> np.ndarray:
@@ -165,11 +177,12 @@ def forward_scan(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset):
     v = _state(v0, row)
     i = _state(i0, row) if spec.has_syn else np.zeros(1, dtype=v.dtype)
     g = (1.0 - a_mem) if spec.scale_input else 1.0
-    _fwd(x2.numpy(), v, i, _row(a_mem, row), _row(g, row),
-         _row(a_syn if spec.has_syn else 0.0, row), _row(theta if spec.spiking else 0.0, row),
-         _row(v_reset if spec.spiking else 0.0, row), spec.spiking, _RESET[spec.reset],
-         spec.has_syn, spec.scale_input, ys.numpy() if spec.spiking else _dummy(xs.dtype),
-         u_all.numpy(), i_all.numpy() if spec.has_syn else _dummy(xs.dtype))
+    fwd = _fwd_kernel(spec.spiking, _RESET[spec.reset], spec.has_syn, spec.scale_input)
+    fwd(x2.numpy(), v, i, _row(a_mem, row), _row(g, row),
+        _row(a_syn if spec.has_syn else 0.0, row), _row(theta if spec.spiking else 0.0, row),
+        _row(v_reset if spec.spiking else 0.0, row),
+        ys.numpy() if spec.spiking else _dummy(xs.dtype), u_all.numpy(),
+        i_all.numpy() if spec.has_syn else _dummy(xs.dtype))
     v_T = torch.from_numpy(v).reshape(shape[1:])
     i_T = torch.from_numpy(i).reshape(shape[1:]) if spec.has_syn else None
     return (ys.reshape(shape), u_all.reshape(shape),
@@ -193,10 +206,10 @@ def backward_scan(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, a_sy
     gv = _state(gv_T, row)
     gi = _state(gi_T, row) if gi_T is not None else np.zeros(u2.shape[1], dtype=gv.dtype)
     g = (1.0 - a_mem) if spec.scale_input else 1.0
-    _bwd(gys.numpy(), u2.numpy(), _row(theta if spec.spiking else 0.0, row),
-         _row(v_reset if spec.spiking else 0.0, row), _row(a_mem, row), _row(g, row),
-         _row(a_syn if spec.has_syn else 0.0, row), gv, gi, spec.spiking,
-         _RESET[spec.reset], spec.detach_reset, spec.has_syn, kind,
-         float(spec.surrogate.beta) if spec.spiking else 0.0, phi_ext, gu_all.numpy(),
-         gi_all.numpy() if spec.has_syn else _dummy(u_all.dtype))
+    bwd = _bwd_kernel(spec.spiking, _RESET[spec.reset], spec.detach_reset, spec.has_syn, kind)
+    bwd(gys.numpy(), u2.numpy(), _row(theta if spec.spiking else 0.0, row),
+        _row(v_reset if spec.spiking else 0.0, row), _row(a_mem, row), _row(g, row),
+        _row(a_syn if spec.has_syn else 0.0, row), gv, gi,
+        float(spec.surrogate.beta) if spec.spiking else 0.0, phi_ext, gu_all.numpy(),
+        gi_all.numpy() if spec.has_syn else _dummy(u_all.dtype))
     return gu_all.reshape(shape), (gi_all.reshape(shape) if spec.has_syn else None)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .._validate import check_tensor
+from .._validate import check_choice, check_tensor
+from ..kernels.event_linear import BACKENDS, event_linear
 
 
 def _fold(module_forward, xs: Tensor, rank: int, owner: nn.Module) -> Tensor:
@@ -31,7 +32,38 @@ class TimeDistributed(nn.Module):
 
 
 class Linear(nn.Linear):
-    """``nn.Linear`` on ``[T, B, in] -> [T, B, out]``: one GEMM for all time steps."""
+    """``nn.Linear`` on ``[T, B, in] -> [T, B, out]``: one GEMM for all time steps, or
+    event-driven when the input is sparse binary spikes.
+
+    Args:
+        in_features, out_features, bias: as :class:`torch.nn.Linear` (same parameters and
+            ``state_dict`` keys).
+        backend: ``"auto"`` (default): event-driven when ``xs`` is binary and sparse enough
+            for it to pay (the crossover measured in :mod:`spikegrad.kernels.event_linear`),
+            else the dense GEMM; ``"dense"``: always the time-folded GEMM; ``"event"``:
+            always event-driven (ValueError if ``xs`` is not binary). Results are equal up
+            to float summation order. The check costs a count over a 64k-element subsample
+            of ``xs`` per call, plus, when that looks sparse, one pass over ``xs`` that the
+            event path needs anyway (binarity is then checked on the nonzero entries only).
+            An explicit backend never falls back.
+
+    Shapes: ``xs [T, B, in] -> [T, B, out]``.
+
+    Example:
+        >>> import torch, spikegrad as sg
+        >>> layer = sg.nn.Linear(100, 8, backend="event")
+        >>> xs = (torch.rand(20, 4, 100) < 0.05).float()      # spikes
+        >>> dense = torch.nn.functional.linear(xs, layer.weight, layer.bias)
+        >>> torch.testing.assert_close(layer(xs), dense)
+    """
+
+    backend: str = "auto"  # class default: modules pickled before the option existed load as auto
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 backend: str = "auto", device=None, dtype=None):
+        check_choice(backend, "Linear: backend", BACKENDS)
+        super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
+        self.backend = backend
 
     def forward(self, xs: Tensor) -> Tensor:
         check_tensor(xs, "xs")
@@ -39,7 +71,12 @@ class Linear(nn.Linear):
             raise ValueError(f"Linear({self.in_features}, {self.out_features}): expected a "
                              f"time-major input [T, B, {self.in_features}], got shape "
                              f"{list(xs.shape)}")
-        return super().forward(xs)
+        if self.backend == "dense":
+            return super().forward(xs)
+        return event_linear(xs, self.weight, self.bias, backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", backend={self.backend!r}"
 
 
 def _time_folded(base: type, rank: int, doc: str) -> type:

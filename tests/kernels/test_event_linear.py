@@ -1,0 +1,182 @@
+"""Event-driven synapses equal the dense GEMM: forward, dW, db and dX, in float32 and float64."""
+
+import doctest
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from spikegrad.kernels import event_linear as el
+from spikegrad.kernels.event_linear import crossover_density, event_linear, plan_event_linear
+
+RTOL = {torch.float32: 1e-5, torch.float64: 1e-10}
+
+
+def assert_equal_up_to_summation_order(actual, expected):
+    """Relative 1e-5 (float32) / 1e-10 (float64) of the largest entry: entries that are sums
+    cancelling to near zero have no meaningful elementwise relative error."""
+    rtol = RTOL[expected.dtype]
+    scale = max(1.0, expected.abs().max().item()) if expected.numel() else 1.0
+    torch.testing.assert_close(actual, expected, rtol=rtol, atol=rtol * scale)
+
+
+def spikes(shape, p, dtype, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.rand(shape, generator=gen, dtype=dtype) < p).to(dtype)
+
+
+def run(fn, x, w, b, g, x_grad):
+    x = x.clone().requires_grad_(x_grad)
+    w = w.clone().requires_grad_()
+    b = None if b is None else b.clone().requires_grad_()
+    y = fn(x, w, b)
+    y.backward(g)
+    return y.detach(), w.grad, None if b is None else b.grad, x.grad
+
+
+def check_parity(fn, shape, n_out, p, dtype, bias=True, x_grad=True, seed=0):
+    gen = torch.Generator().manual_seed(seed + 1)
+    x = spikes(shape, p, dtype, seed)
+    w = torch.randn(n_out, shape[-1], generator=gen, dtype=dtype)
+    b = torch.randn(n_out, generator=gen, dtype=dtype) if bias else None
+    g = torch.randn(*shape[:-1], n_out, generator=gen, dtype=dtype)
+    got = run(fn, x, w, b, g, x_grad)
+    want = run(lambda x, w, b: F.linear(x, w, b), x, w, b, g, x_grad)
+    for a, e in zip(got, want):
+        if e is None:
+            assert a is None
+        else:
+            assert a.shape == e.shape and a.dtype == e.dtype
+            assert_equal_up_to_summation_order(a, e)
+
+
+def event(x, w, b):
+    return event_linear(x, w, b, backend="event")
+
+
+CASES = [  # (shape, out, density)
+    ((7, 5, 6), 3, 0.3),          # [T, B, in]
+    ((300, 64), 33, 0.05),        # [N, in]
+    ((4, 3, 1), 4, 0.5),          # in_features = 1
+    ((6, 2, 9), 5, 0.0),          # no activity at all
+    ((6, 2, 9), 5, 1.0),          # every input active
+    ((1, 1, 17), 2, 1.0),         # a single row
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape, n_out, p", CASES)
+def test_event_path_equals_dense(dtype, shape, n_out, p):
+    check_parity(event, shape, n_out, p, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("bias, x_grad", [(True, False), (False, True), (False, False)])
+def test_event_path_with_and_without_bias_and_input_gradient(dtype, bias, x_grad):
+    check_parity(event, (9, 4, 40), 7, 0.1, dtype, bias=bias, x_grad=x_grad)
+
+
+def test_event_path_with_no_rows():
+    check_parity(event, (0, 3, 8), 4, 0.5, torch.float64)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_blocked_weight_gradient_with_ragged_last_block(monkeypatch, dtype):
+    monkeypatch.setattr(el, "_BLOCK_BYTES", 256)          # many row blocks of g
+    shape, n_out = (501, 8), 16                            # 501 rows: last block is short
+    assert el._n_row_blocks(501, 8, torch.zeros(1, n_out, dtype=dtype), 1500) > 2
+    check_parity(event, shape, n_out, 0.4, dtype)
+
+
+def test_int64_index_path(monkeypatch):
+    monkeypatch.setattr(el, "_INT32_MAX", 10)
+    x = spikes((40, 6), 0.3, torch.float64)
+    index, binary = el._active_inputs(x)
+    assert index.dtype == torch.int64 and binary
+    check_parity(event, (40, 6), 5, 0.3, torch.float64)
+
+
+def test_backward_keeps_int32_indices_not_a_float_copy_of_x():
+    x = spikes((50, 20, 64), 0.05, torch.float32)
+    w = torch.randn(16, 64, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        event_linear(x, w, backend="event")
+    kept = [t for t in saved if t is not w]
+    assert len(kept) == 1 and kept[0].dtype == torch.int32
+    assert kept[0].numel() == int(x.count_nonzero())      # 4 bytes per active input
+
+
+def test_auto_picks_event_for_sparse_binary_and_dense_otherwise():
+    w = torch.randn(512, 64, requires_grad=True)           # 1000 x 64 x 512: enough work
+    sparse = spikes((2, 500, 64), 0.01, torch.float32)
+    plan = plan_event_linear(sparse, w)
+    assert plan.backend == "event"
+    assert plan.density == pytest.approx(0.01, abs=0.002)
+
+    dense = spikes((2, 500, 64), 0.5, torch.float32)
+    assert plan_event_linear(dense, w).backend == "dense"
+
+    analog = sparse * 0.5                                  # sparse but not binary
+    plan = plan_event_linear(analog, w)
+    assert plan.backend == "dense" and "not binary" in plan.reason
+    torch.testing.assert_close(event_linear(analog, w), F.linear(analog, w), rtol=0, atol=0)
+
+    tiny = spikes((3, 4, 8), 0.05, torch.float32)
+    assert plan_event_linear(tiny, torch.randn(5, 8)).backend == "dense"
+    assert plan_event_linear(sparse, w, backend="dense").backend == "dense"
+
+
+def test_auto_uses_the_forward_only_crossover_without_weight_gradient():
+    w = torch.randn(512, 64, requires_grad=True)
+    p_train, p_infer = crossover_density(512, True), crossover_density(512, False)
+    lo, hi = sorted((p_train, p_infer))
+    assert lo < hi
+    x = spikes((8, 1000, 64), (lo + hi) / 2, torch.float32)      # 8000 x 64 x 512: 2**28
+    with torch.no_grad():
+        inference = plan_event_linear(x, w).backend
+    frozen = plan_event_linear(x, w.detach()).backend
+    training = plan_event_linear(x, w).backend
+    assert inference == frozen
+    assert {inference, training} == {"event", "dense"}
+    assert training == ("event" if p_train > p_infer else "dense")
+
+
+def test_auto_equals_dense_through_the_event_path():
+    x = spikes((2, 500, 64), 0.01, torch.float32)
+    assert plan_event_linear(x, torch.randn(512, 64, requires_grad=True)).backend == "event"
+    check_parity(lambda x, w, b: event_linear(x, w, b), (2, 500, 64), 512, 0.01,
+                 torch.float32)
+
+
+def test_event_backend_rejects_non_binary_input_with_the_fix():
+    x = torch.rand(4, 3, 8)
+    with pytest.raises(ValueError, match=r"needs a binary input.*use backend='dense'"):
+        event_linear(x, torch.randn(5, 8), backend="event")
+    with pytest.raises(ValueError, match="needs a binary input"):
+        event_linear(torch.full((2, 8), 2.0), torch.randn(5, 8), backend="event")
+
+
+def test_bad_arguments_raise_clear_errors():
+    x, w = spikes((4, 8), 0.5, torch.float32), torch.randn(5, 8)
+    with pytest.raises(ValueError,
+                       match=r"backend must be one of 'auto', 'event', 'dense'; got 'sparse'"):
+        event_linear(x, w, backend="sparse")
+    with pytest.raises(ValueError, match=r"do not match: x \[4, 8\], weight \[5, 7\]"):
+        event_linear(x, torch.randn(5, 7))
+    with pytest.raises(TypeError, match=r"one dtype.*x.to\(weight.dtype\)"):
+        event_linear(x.double(), w, backend="event")
+
+
+def test_crossover_rule_is_interpolated_and_clamped():
+    for training, table in ((True, el._CROSSOVER_TRAINING), (False, el._CROSSOVER_INFERENCE)):
+        assert crossover_density(1, training) == table[0]
+        assert crossover_density(10**6, training) == table[-1]
+        for n_out, p in zip(el._CROSSOVER_OUT, table):
+            assert crossover_density(n_out, training) == pytest.approx(p)
+        mid = crossover_density(362, training)             # between 256 and 512
+        assert min(table[1], table[2]) <= mid <= max(table[1], table[2])
+
+
+def test_module_docstring_example_runs():
+    assert doctest.testmod(el, raise_on_error=True).attempted >= 1
