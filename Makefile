@@ -24,8 +24,13 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest -m ''
 
+BENCH_ARGS ?=
+
+# Peers in benchmarks/.venvs/<lib> (built once, stamp-checked), then all workloads, interleaved;
+# writes benchmarks/out/results.json and benchmarks/RESULTS.md. Smoke test:
+# make bench BENCH_ARGS=--quick
 bench: setup
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,123 @@
+"""spikegrad on the benchmark workloads, one backend per worker; also the dense-GEMM baseline.
+
+Variants: every name in ``spikegrad.functional.BACKENDS`` (read at run time, so new backends
+are benchmarked as soon as they exist) and ``dense``: the time-folded GEMMs of the same shapes,
+forward and backward, with no neuron (the floor a neuron layer built on dense GEMMs cannot beat).
+
+    python benchmarks/bench_spikegrad.py --list-variants
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+
+def variants() -> list:
+    from spikegrad.functional import BACKENDS
+    return [*BACKENDS, "dense"]
+
+
+def _backend_kw(cls, backend: str) -> dict:
+    """Pass ``backend=`` to every module that takes one (LIF today; LI, Recurrent maybe later)."""
+    return {"backend": backend} if "backend" in inspect.signature(cls).parameters else {}
+
+
+class SpikegradBench(common.TorchBench):
+    def __init__(self, wl, data, backend):
+        torch = common.torch_init()
+        import spikegrad as sg
+        self.torch, self.wl = torch, wl
+        n_in, n = wl["n_in"], wl["n"]
+        neuron = dict(tau_mem=common.TAU_MEM, dt=common.DT, threshold=common.THRESHOLD,
+                      reset="subtract", surrogate="fast_sigmoid", beta=common.SURROGATE_SLOPE)
+        lif = sg.nn.LIF(n, **neuron, **_backend_kw(sg.nn.LIF, backend))
+        layers = [sg.nn.Linear(n_in, n, bias=False)]
+        if wl["kind"] == "ff":
+            layers.append(lif)
+        elif wl["kind"] == "clf":
+            layers += [lif, sg.nn.Linear(n, wl["n_out"], bias=False),
+                       sg.nn.LI(wl["n_out"], tau_mem=common.TAU_MEM, dt=common.DT,
+                                **_backend_kw(sg.nn.LI, backend))]
+        else:
+            layers.append(sg.nn.Recurrent(lif, autapses=True,
+                                          **_backend_kw(sg.nn.Recurrent, backend)))
+        self.net = sg.nn.Sequential(*layers)
+        with torch.no_grad():
+            self.net[0].weight.copy_(torch.from_numpy(data["w_in"]))
+            if wl["kind"] == "clf":
+                self.net[2].weight.copy_(torch.from_numpy(data["w_out"]))
+            if wl["kind"] == "rec":
+                self.net[1].weight.copy_(torch.from_numpy(data["w_rec"]))
+        self.x = torch.from_numpy(data["x"])
+        self.params = [p for p in self.net.parameters() if p.requires_grad]
+        self.info = {"versions": {**common.versions("torch", "spikegrad")},
+                     "path": f"spikegrad.nn.Sequential, LIF(backend={backend!r})",
+                     "model": "u = a v + x; z = H(u - 1); v = u - z (detached reset); "
+                              "fast_sigmoid beta 10"}
+
+    def run(self):
+        outs, _ = self.net.forward_all(self.x)
+        z = outs[1]
+        return outs[-1].sum(), z
+
+
+class DenseBench:
+    """Time-folded GEMMs of the workload's synapses, forward and backward, no neuron.
+
+    ff:  Y = X W^T             backward: dW = G^T X
+    clf: Y1 = X W1^T, Y2 = H W2^T  backward: dW1, dW2 and dH = G2 W2 (H: hidden spikes)
+    rec: Y1 = X Win^T, Y2 = Z Wrec^T  backward: dWin, dWrec, dZ (recurrence folded in time)
+    X are the input spikes, H/Z random spikes at 5 %; G fixed dense output gradients.
+    """
+
+    def __init__(self, wl, data):
+        torch = common.torch_init()
+        self.torch = torch
+        T, B = wl["T"], wl["B"]
+        x = torch.from_numpy(data["x"]).reshape(T * B, wl["n_in"])
+        w1 = torch.from_numpy(data["w_in"]).clone().requires_grad_(True)
+        self.pairs = [(x, w1)]
+        if wl["kind"] in ("clf", "rec"):
+            w2 = torch.from_numpy(data["w_out" if wl["kind"] == "clf" else "w_rec"]).clone()
+            h = (torch.rand(T * B, wl["n"]) < 0.05).float().requires_grad_(True)
+            self.pairs.append((h, w2.requires_grad_(True)))
+        self.grads = [torch.ones(T * B, w.shape[0]) for _, w in self.pairs]
+        self.params = [t for pair in self.pairs for t in pair if t.requires_grad]
+        self.info = {"versions": common.versions("torch"),
+                     "path": "torch.nn.functional.linear on [T*B, n_in] (+ backward GEMMs)",
+                     "model": "no neuron"}
+
+    def _run(self):
+        F = self.torch.nn.functional
+        return [F.linear(a, w) for a, w in self.pairs]
+
+    def forward(self):
+        with self.torch.no_grad():
+            self._run()
+
+    def train_step(self):
+        for p in self.params:
+            p.grad = None
+        self.torch.autograd.backward(self._run(), self.grads)
+
+    def rate(self) -> float:
+        return float("nan")
+
+
+def build(wl, data, variant):
+    if variant == "dense":
+        return DenseBench(wl, data)
+    return SpikegradBench(wl, data, variant)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--list-variants"]:
+        print(json.dumps(variants()))
+    else:
+        common.worker_main(build)
