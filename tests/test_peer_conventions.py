@@ -365,7 +365,7 @@ def test_surrogate_slope_conventions_match_the_peers():
     # snnTorch atan(alpha) / SpikingJelly ATan(alpha): (alpha/2) / (1 + (pi/2 alpha x)^2)
     assert torch.allclose(get("atan", beta=2.0).grad(x),
                           1.0 / (1 + (math.pi * x) ** 2), **TOL)
-    # snnTorch fast_sigmoid(slope) / Norse super(alpha) / Spyx superspike(k): 1/(1+k|x|)^2
+    # snnTorch fast_sigmoid(slope) / Spyx superspike(k): 1/(1+k|x|)^2 (Norse 1.1: k = 1)
     assert torch.allclose(get("fast_sigmoid", beta=25.0).grad(x),
                           1.0 / (1 + 25 * x.abs()) ** 2, **TOL)
     # SpikingJelly Sigmoid(alpha) / snnTorch sigmoid(slope): alpha s (1 - s)
