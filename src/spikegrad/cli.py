@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="continue from the newest valid checkpoint in --out")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("list", help="list applications and their config keys")
-    sub.add_parser("bench", help="benchmarks (see `make bench`)")
+    sub.add_parser("bench", help="how to run the peer benchmarks (`make bench`)")
     return p
 
 
@@ -40,8 +40,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"{name}\n  keys: {keys}")
         return 0
     if args.command == "bench":
-        print("spikegrad bench: the benchmark suite against snnTorch, Norse, SpikingJelly and "
-              "Spyx lands with the performance issue; nothing is measured yet.")
+        print("spikegrad bench: the comparison with snnTorch, Norse, SpikingJelly and Spyx needs "
+              "their own virtual environments; run it from a source checkout with `make bench` "
+              "(results in benchmarks/RESULTS.md; `make bench BENCH_ARGS=--quick` for a smoke "
+              "test).")
         return 0
     try:
         app = get_app(args.app)

@@ -177,3 +177,14 @@ def test_torch_backend_on_cuda_equals_cpu_reference(reset):
     kw = dict(reset=reset, syn=True, detach=False, T=64)
     _assert_same(_lif_case("reference", **kw), _lif_case("auto", device="cuda", **kw),
                  torch.float64)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_expanded_output_gradient(backend):
+    # the gradient of zs.sum() arrives as an expanded (stride-0) tensor
+    def run(b):
+        torch.manual_seed(0)
+        xs = (torch.rand(40, 3, 4, dtype=torch.float64) * 0.9).requires_grad_()
+        zs, _ = lif_seq(xs, None, LIFParams(decay_mem=0.9), backend=b)
+        return torch.autograd.grad(zs.sum(), xs)[0]
+    torch.testing.assert_close(run(backend), run("reference"), **TOL[torch.float64])

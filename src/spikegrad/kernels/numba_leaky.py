@@ -199,7 +199,9 @@ def backward_scan(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, a_sy
     T, shape = u_all.shape[0], u_all.shape
     u2 = u_all.reshape(T, -1)
     row = u2[0].reshape(shape[1:])
-    gys = g_ys.to(u_all.dtype).expand(shape).contiguous().reshape(T, -1)
+    # no .contiguous(): the gradient of a sum arrives expanded (all strides 0) and numba reads
+    # it in place instead of materialising T*B*N ones
+    gys = g_ys.to(u_all.dtype).expand(shape).reshape(T, -1)
     kind, phi_ext = 0, _dummy(u_all.dtype)
     if spec.spiking:
         kind = _SURROGATE_IDS.get(spec.surrogate.derivative, 0)
