@@ -188,3 +188,9 @@ def test_expanded_output_gradient(backend):
         zs, _ = lif_seq(xs, None, LIFParams(decay_mem=0.9), backend=b)
         return torch.autograd.grad(zs.sum(), xs)[0]
     torch.testing.assert_close(run(backend), run("reference"), **TOL[torch.float64])
+
+
+def test_numba_backend_refuses_recurrent_layers_instead_of_falling_back():
+    rec = sg.nn.Recurrent(sg.nn.LIF(4, backend="numba"))
+    with pytest.raises(ValueError, match="no recurrent kernel"):
+        rec(torch.rand(3, 2, 4))

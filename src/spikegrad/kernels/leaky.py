@@ -265,6 +265,10 @@ def choose(backend: str, xs: Tensor, recurrent: bool) -> str:
             return "numba"
         return "torch"
     if backend == "numba":
+        if recurrent:
+            raise ValueError("backend='numba' has no recurrent kernel (the recurrent product "
+                             "runs per step in torch); use backend='torch' or 'auto' for "
+                             "Recurrent layers")
         if not numba_available():
             raise ImportError("backend='numba' needs numba: pip install 'spikegrad[fast]' "
                               "(or use backend='torch' / 'auto')")
