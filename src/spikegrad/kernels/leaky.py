@@ -1,15 +1,16 @@
 """Fused sequences for the leaky neuron family (LIF, IF, LI, optional recurrence).
 
 One custom autograd Function runs a whole sequence forward and backward without a per-step
-autograd graph. It computes exactly what the reference loop (``functional.scan`` over
-``_lif_step`` / ``_li_step`` / ``recurrent_step``) computes, in the same floating-point order.
+autograd graph. Its forward repeats the reference loop (``functional.scan`` over ``_lif_step``
+/ ``_li_step`` / ``recurrent_step``) in the same floating-point order, so spikes and states are
+bit-identical; gradients equal the reference's up to summation order.
 
-Forward saves the pre-reset membrane ``u [T, B, *F]`` only (spikes are ``u > theta``, the
+Forward saves the pre-reset membrane ``u [T, B, *F]`` only (spikes are ``u - theta > 0``, the
 post-reset membrane is a function of ``u``), plus the synaptic current or the input when a
 trainable decay needs them. Backward is the adjoint recursion, with everything that does not
 depend on the recursion vectorised over time::
 
-    phi_t = surrogate'(u_t - theta)                      (one call over [T, B, *F])
+    phi_t = surrogate'(u_t - theta)
     A_t   = dv_t/du_t + c_t phi_t                          c_t: -theta or -(u_t - v_reset)
                                                            when the reset is not detached
     gu_t  = A_t gv_t + gy_t phi_t    (LIF)    |    gu_t = gv_t + gy_t    (LI)
@@ -20,8 +21,8 @@ over time of products of these with saved or recomputed states.
 
 The two element-wise recursions (forward state, backward adjoint) are the only loops over
 time; ``backend="torch"`` runs them as torch ops, ``backend="numba"`` as compiled loops
-(:mod:`spikegrad.kernels.numba_leaky`). Recurrent weights need a matrix product per step and
-always use the torch loop.
+(:mod:`spikegrad.kernels.numba_leaky`, which also evaluates phi and A inside its loop).
+Recurrent weights need a matrix product per step; only ``backend="torch"`` runs them.
 """
 
 from __future__ import annotations
