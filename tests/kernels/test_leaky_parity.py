@@ -95,25 +95,30 @@ def test_li_parity(backend, syn):
         torch.testing.assert_close(go, gr, **TOL[torch.float64])
 
 
-@pytest.mark.parametrize("neuron", ["lif", "lif_syn", "li"])
-def test_recurrent_module_parity(neuron):
-    def run(backend):
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("neuron, detach, reset", [
+    ("lif", True, "subtract"), ("lif", False, "subtract"), ("lif", False, "to_value"),
+    ("lif_syn", True, "to_value"), ("lif_syn", False, "subtract"), ("li", True, "subtract")])
+def test_recurrent_module_parity(backend, neuron, detach, reset):
+    def run(b):
         torch.manual_seed(0)
         if neuron == "li":
-            cell = sg.nn.LI(6, tau_mem=5e-3, learn_tau=True, backend=backend)
+            cell = sg.nn.LI(6, tau_mem=5e-3, learn_tau=True, backend=b)
         else:
             cell = sg.nn.LIF(6, tau_mem=10e-3, tau_syn=5e-3 if neuron == "lif_syn" else None,
-                             learn_tau=True, learn_threshold=True, detach_reset=False,
-                             backend=backend)
+                             learn_tau=True, learn_threshold=True, detach_reset=detach,
+                             reset=reset, backend=b)
         rec = sg.nn.Recurrent(cell, autapses=False, init_gain=2.0).double()
         xs = (torch.rand(20, 3, 6, dtype=torch.float64) * 0.8).requires_grad_()
-        ys, st = rec(xs)
+        y0 = torch.rand(3, 6, dtype=torch.float64).round().requires_grad_()
+        inner = rec.neuron.initial_state(xs[0])
+        ys, st = rec(xs, sg.functional.RecurrentState(inner, y0))
         loss = (ys * torch.linspace(-1, 1, 6, dtype=torch.float64)).sum() + st.inner.v.sum()
-        params = [xs] + list(rec.parameters())
+        params = [xs, y0] + list(rec.parameters())
         return ys.detach(), torch.autograd.grad(loss, params)
     ref = run("reference")
     assert neuron == "li" or 0 < ref[0].mean() < 1
-    out = run("torch")
+    out = run(backend)
     assert torch.equal(out[0], ref[0]) if neuron != "li" else torch.allclose(out[0], ref[0])
     for gr, go in zip(ref[1], out[1]):
         torch.testing.assert_close(go, gr, **TOL[torch.float64])
@@ -138,7 +143,7 @@ def test_explicit_backends_never_fall_back(monkeypatch):
     monkeypatch.setattr(kl, "numba_available", lambda: False)
     with pytest.raises(ImportError, match="backend='numba' needs numba"):
         lif_seq(torch.rand(3, 2, 2), backend="numba")
-    assert kl.choose("auto", torch.rand(2), recurrent=False) == "torch"
+    assert kl.choose("auto", torch.rand(2), recurrent=True) == "torch"
 
 
 @pytest.mark.skipif(not numba_available(), reason="numba not installed")
@@ -188,9 +193,3 @@ def test_expanded_output_gradient(backend):
         zs, _ = lif_seq(xs, None, LIFParams(decay_mem=0.9), backend=b)
         return torch.autograd.grad(zs.sum(), xs)[0]
     torch.testing.assert_close(run(backend), run("reference"), **TOL[torch.float64])
-
-
-def test_numba_backend_refuses_recurrent_layers_instead_of_falling_back():
-    rec = sg.nn.Recurrent(sg.nn.LIF(4, backend="numba"))
-    with pytest.raises(ValueError, match="no recurrent kernel"):
-        rec(torch.rand(3, 2, 4))

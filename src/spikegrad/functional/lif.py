@@ -100,6 +100,7 @@ def lif_seq(xs: Tensor, state: Optional[LIFState] = None, p: LIFParams = LIFPara
             ``"torch"`` (one fused autograd Function, torch ops), ``"numba"`` (the fused
             Function with compiled CPU loops) or ``"auto"`` (the fastest of these that
             applies: numba on CPU when installed, else torch). All are tested equal.
+            ``nn.Recurrent`` uses its neuron's backend for the whole recurrent sequence.
 
     Returns:
         ``(zs [T, B, *features], final state)``.

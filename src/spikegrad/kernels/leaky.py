@@ -21,8 +21,8 @@ over time of products of these with saved or recomputed states.
 
 The two element-wise recursions (forward state, backward adjoint) are the only loops over
 time; ``backend="torch"`` runs them as torch ops, ``backend="numba"`` as compiled loops
-(:mod:`spikegrad.kernels.numba_leaky`, which also evaluates phi and A inside its loop).
-Recurrent weights need a matrix product per step; only ``backend="torch"`` runs them.
+(:mod:`spikegrad.kernels.numba_leaky`, which also evaluates phi and A inside its loop, and
+with recurrence adds the weight rows of the neurons that spiked instead of a dense product).
 """
 
 from __future__ import annotations
@@ -70,10 +70,14 @@ class LeakySequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, spec: Spec, xs, v0, i0, a_mem, a_syn, theta, v_reset, w_rec, y0):
         with torch.no_grad():
-            if w_rec is None and spec.backend == "numba":
+            if spec.backend == "numba" and w_rec is None:
                 from .numba_leaky import forward_scan
                 ys, u_all, i_all, v_last, i_last = forward_scan(spec, xs, v0, i0, a_mem, a_syn,
                                                                 theta, v_reset)
+            elif spec.backend == "numba":
+                from .numba_leaky import forward_scan_rec
+                ys, u_all, i_all, v_last, i_last = forward_scan_rec(
+                    spec, xs, v0, i0, a_mem, a_syn, theta, v_reset, w_rec, y0)
             else:
                 ys, u_all, i_all, v_last, i_last = _forward_torch(
                     spec, xs, v0, i0, a_mem, a_syn, theta, v_reset, w_rec, y0)
@@ -81,7 +85,11 @@ class LeakySequence(torch.autograd.Function):
         keep_i = spec.has_syn and (need_a_syn or (spec.scale_input and need_a_mem))
         keep_x = (not spec.has_syn) and spec.scale_input and need_a_mem
         ctx.spec = spec
-        ctx.save_for_backward(u_all, i_all if keep_i else None, xs if keep_x else None,
+        # with recurrence, dW_rec needs y_{t-1}: keep the spikes (an output, alive anyway)
+        # rather than recomputing them from u
+        ctx.keep_ys = w_rec is not None and spec.spiking
+        ctx.save_for_backward(ys if ctx.keep_ys else None, u_all, i_all if keep_i else None,
+                              xs if keep_x else None,
                               v0, i0, a_mem if isinstance(a_mem, Tensor) else None,
                               a_syn if isinstance(a_syn, Tensor) else None,
                               theta if isinstance(theta, Tensor) else None,
@@ -93,7 +101,7 @@ class LeakySequence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_ys, g_v_last, g_i_last):
         spec = ctx.spec
-        (u_all, i_all, xs, v0, i0, a_mem_t, a_syn_t, theta_t, v_reset_t, w_rec,
+        (ys, u_all, i_all, xs, v0, i0, a_mem_t, a_syn_t, theta_t, v_reset_t, w_rec,
          y0) = ctx.saved_tensors
         a_mem = a_mem_t if a_mem_t is not None else ctx.scalars[0]
         a_syn = a_syn_t if a_syn_t is not None else ctx.scalars[1]
@@ -109,11 +117,16 @@ class LeakySequence(torch.autograd.Function):
 
         with torch.no_grad():
             # -- the adjoint recursion ------------------------------------------------------
-            if w_rec is None and spec.backend == "numba":
+            if spec.backend == "numba" and w_rec is None:
                 from .numba_leaky import backward_scan
                 gu_all, gi_all = backward_scan(spec, g_ys, u_all, theta, v_reset, a_mem, a_syn,
                                                gv_T, gi_T)
                 g_y0 = None
+            elif spec.backend == "numba":
+                from .numba_leaky import backward_scan_rec
+                gu_all, gi_all, g_in0 = backward_scan_rec(spec, g_ys, u_all, theta, v_reset,
+                                                          a_mem, a_syn, gv_T, gi_T, w_rec)
+                g_y0 = g_in0 @ w_rec
             else:
                 gu_all, gi_all, g_y0 = _backward_torch(spec, g_ys, u_all, theta, v_reset, a_mem,
                                                        a_syn, gv_T, gi_T, w_rec)
@@ -154,8 +167,11 @@ class LeakySequence(torch.autograd.Function):
             if spec.spiking and spec.reset == "to_value" and need["v_reset"]:
                 g_v_reset = _reduce_to(z_all * gv_all, v_reset)
             if w_rec is not None and need["w_rec"]:
-                y_prev = _outputs_prev(spec, u_all, theta, y0)
-                g_w = g_in.flatten(0, -2).T @ y_prev.flatten(0, -2)
+                # dW = sum_t g_in_t^T y_{t-1}: two GEMMs on views, no [T, B, N] copy
+                outs = ys if spec.spiking else u_all
+                g_w = g_in[0].T @ y0
+                if T > 1:
+                    g_w = g_w + g_in[1:].flatten(0, -2).T @ outs[:-1].flatten(0, -2)
         if not need["y0"]:
             g_y0 = None
         return (None, g_xs, g_v0, g_i0, g_a_mem, g_a_syn, g_theta, g_v_reset, g_w, g_y0)
@@ -262,14 +278,10 @@ def numba_available() -> bool:
 def choose(backend: str, xs: Tensor, recurrent: bool) -> str:
     """Resolve ``"auto"`` to the fastest correct fused path; validate explicit choices."""
     if backend == "auto":
-        if xs.device.type == "cpu" and not recurrent and numba_available():
-            return "numba"
-        return "torch"
+        # numba wherever it runs (CPU); measured faster than the torch loop with and without
+        # recurrence (benchmarks/RESULTS.md)
+        return "numba" if xs.device.type == "cpu" and numba_available() else "torch"
     if backend == "numba":
-        if recurrent:
-            raise ValueError("backend='numba' has no recurrent kernel (the recurrent product "
-                             "runs per step in torch); use backend='torch' or 'auto' for "
-                             "Recurrent layers")
         if not numba_available():
             raise ImportError("backend='numba' needs numba: pip install 'spikegrad[fast]' "
                               "(or use backend='torch' / 'auto')")

@@ -153,6 +153,95 @@ def _bwd_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: in
     return bwd
 
 
+@functools.lru_cache(maxsize=None)
+def _fwd_rec_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool):
+    """Forward with recurrence: the input of step t is ``x_t + W y_{t-1}``. The recurrent
+    input adds the rows of ``W^T`` of the neurons that spiked (event-driven: a spiking layer
+    at rate p costs p of the dense product); a non-spiking neuron's nonzero outputs are used
+    the same way. Parameters are rows ``[N]``; states ``[B, N]``."""
+
+    @numba.njit(nogil=True, cache=True)
+    def fwd(xs, y0, wt, v, i, a, g, a_s, th, vr, ys, u_out, i_out):
+        T, B, N = xs.shape
+        r = np.empty(N, dtype=xs.dtype)
+        for t in range(T):
+            for b in range(B):
+                r[:] = 0
+                for j in range(N):
+                    if t == 0:
+                        yj = y0[b, j]
+                    elif spiking:
+                        yj = ys[t - 1, b, j]
+                    else:
+                        yj = u_out[t - 1, b, j]
+                    if yj != 0:
+                        for n in range(N):
+                            r[n] += yj * wt[j, n]
+                for n in range(N):
+                    x = xs[t, b, n] + r[n]
+                    if has_syn:
+                        x = a_s[n] * i[b, n] + x
+                        i[b, n] = x
+                        i_out[t, b, n] = x
+                    if scale:
+                        x = g[n] * x
+                    u = a[n] * v[b, n] + x
+                    u_out[t, b, n] = u
+                    if spiking:
+                        spike = u - th[n] > 0
+                        ys[t, b, n] = 1 if spike else 0
+                        if reset == 1:
+                            u = u - th[n] if spike else u
+                        elif reset == 2:
+                            u = u - (u - vr[n]) if spike else u
+                    v[b, n] = u
+    return fwd
+
+
+@functools.lru_cache(maxsize=None)
+def _bwd_rec_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: int, F):
+    """Adjoint of :func:`_fwd_rec_kernel`. The product ``g_in_{t+1} W`` that carries the
+    gradient back through the recurrence is dense; it runs as one BLAS call per step
+    (``np.dot`` of ``[B, N] x [N, N]``)."""
+    phi_of = _phi_kernel(kind, F)
+    one, zero = F(1.0), F(0.0)
+
+    @numba.njit(nogil=True, cache=True)
+    def bwd(gys, u_all, w, th, vr, a, g, a_s, gv, gi, beta, phi_ext, gu_out, gi_out, g_in):
+        T, B, N = gys.shape
+        back = np.zeros((B, N), dtype=gys.dtype)
+        for t in range(T - 1, -1, -1):
+            if t < T - 1:
+                back = np.dot(g_in, w)  # gradient reaching y_t through step t + 1's input
+            for b in range(B):
+                for n in range(N):
+                    gy = gys[t, b, n] + back[b, n]
+                    if spiking:
+                        x = u_all[t, b, n] - th[n]
+                        phi = phi_of(x, beta) if kind > 0 else phi_ext[t, b, n]
+                        A = one
+                        if reset == 2:
+                            A = zero if x > 0 else one
+                        if not detach:
+                            if reset == 1:
+                                A = A - th[n] * phi
+                            elif reset == 2:
+                                A = A - (u_all[t, b, n] - vr[n]) * phi
+                        gu = gy * phi + gv[b, n] * A
+                    else:
+                        gu = gy + gv[b, n]
+                    gu_out[t, b, n] = gu
+                    gv[b, n] = a[n] * gu
+                    if has_syn:
+                        gi_t = g[n] * gu + gi[b, n]
+                        gi_out[t, b, n] = gi_t
+                        gi[b, n] = a_s[n] * gi_t
+                        g_in[b, n] = gi_t
+                    else:
+                        g_in[b, n] = g[n] * gu
+    return bwd
+
+
 def _row(t, like: Tensor) -> np.ndarray:
     """A parameter (float, 0-dim or per-neuron tensor) broadcast to one row ``[M]``."""
     if not isinstance(t, Tensor):
@@ -221,3 +310,68 @@ def backward_scan(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, a_sy
         F(spec.surrogate.beta if spec.spiking else 0.0), phi_ext, gu_all.numpy(),
         gi_all.numpy() if spec.has_syn else _dummy(u_all.dtype))
     return gu_all.reshape(shape), (gi_all.reshape(shape) if spec.has_syn else None)
+
+
+def _params_1d(t, n: int, dtype) -> np.ndarray:
+    """A scalar or per-neuron ``[N]`` parameter as a row ``[N]`` (recurrent layers are 1-D)."""
+    if not isinstance(t, Tensor):
+        t = torch.tensor(t, dtype=torch.float64)
+    return np.ascontiguousarray(t.detach().to(dtype).expand(n).numpy())
+
+
+def forward_scan_rec(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset, w_rec, y0):
+    """Recurrent forward, ``xs [T, B, N]``; returns what :func:`forward_scan` returns."""
+    T, B, N = xs.shape
+    dt = xs.dtype
+    x3 = xs.detach().contiguous()
+    u_all = torch.empty_like(x3)
+    ys = torch.empty_like(x3) if spec.spiking else u_all
+    i_all = torch.empty_like(x3) if spec.has_syn else None
+    v = v0.detach().to(dt).clone().contiguous()
+    i = (i0.detach().to(dt).clone().contiguous() if spec.has_syn
+         else torch.zeros(1, 1, dtype=dt))
+    g = (1.0 - a_mem) if spec.scale_input else 1.0
+    fwd = _fwd_rec_kernel(spec.spiking, _RESET[spec.reset], spec.has_syn, spec.scale_input)
+    fwd(x3.numpy(), y0.detach().to(dt).contiguous().numpy(),
+        w_rec.detach().to(dt).t().contiguous().numpy(), v.numpy(), i.numpy(),
+        _params_1d(a_mem, N, dt), _params_1d(g, N, dt),
+        _params_1d(a_syn if spec.has_syn else 0.0, N, dt),
+        _params_1d(theta if spec.spiking else 0.0, N, dt),
+        _params_1d(v_reset if spec.spiking else 0.0, N, dt),
+        ys.numpy() if spec.spiking else np.empty((1, 1, 1), dtype=u_all.numpy().dtype),
+        u_all.numpy(), i_all.numpy() if spec.has_syn else np.empty((1, 1, 1),
+                                                                  dtype=u_all.numpy().dtype))
+    return ys, u_all, i_all, v, (i if spec.has_syn else None)
+
+
+def backward_scan_rec(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, a_syn,
+                      gv_T: Tensor, gi_T, w_rec: Tensor):
+    """``(gu_all, gi_all, g_in_0)``: the adjoint of :func:`forward_scan_rec`; ``g_in_0`` is the
+    gradient w.r.t. the total input current of step 0 (for the initial output's gradient)."""
+    T, B, N = u_all.shape
+    dt = u_all.dtype
+    npdt = u_all.numpy().dtype
+    gys = g_ys.to(dt).expand(u_all.shape)  # read in place, even when expanded (stride 0)
+    kind, phi_ext = 0, np.empty((1, 1, 1), dtype=npdt)
+    if spec.spiking:
+        kind = _SURROGATE_IDS.get(spec.surrogate.derivative, 0)
+        if kind == 0:
+            phi_ext = spec.surrogate.grad(u_all - theta).contiguous().numpy()
+    gu_all = torch.empty_like(u_all)
+    gi_all = torch.empty_like(u_all) if spec.has_syn else None
+    gv = gv_T.detach().to(dt).clone().contiguous()
+    gi = (gi_T.detach().to(dt).clone().contiguous() if gi_T is not None
+          else torch.zeros(B, N, dtype=dt))
+    g_in = torch.zeros(B, N, dtype=dt)
+    g = (1.0 - a_mem) if spec.scale_input else 1.0
+    F = npdt.type
+    bwd = _bwd_rec_kernel(spec.spiking, _RESET[spec.reset], spec.detach_reset, spec.has_syn,
+                          kind, F)
+    bwd(gys.numpy(), u_all.contiguous().numpy(), w_rec.detach().to(dt).contiguous().numpy(),
+        _params_1d(theta if spec.spiking else 0.0, N, dt),
+        _params_1d(v_reset if spec.spiking else 0.0, N, dt), _params_1d(a_mem, N, dt),
+        _params_1d(g, N, dt), _params_1d(a_syn if spec.has_syn else 0.0, N, dt),
+        gv.numpy(), gi.numpy(), F(spec.surrogate.beta if spec.spiking else 0.0), phi_ext,
+        gu_all.numpy(), gi_all.numpy() if spec.has_syn else np.empty((1, 1, 1), dtype=npdt),
+        g_in.numpy())
+    return gu_all, gi_all, g_in
