@@ -14,6 +14,8 @@ from numbers import Real
 import torch
 from torch import Tensor
 
+from .._validate import check_tensor
+
 __all__ = ["rate", "poisson", "latency", "latency_times", "delta", "population"]
 
 
@@ -21,14 +23,7 @@ __all__ = ["rate", "poisson", "latency", "latency_times", "delta", "population"]
 
 
 def _check_tensor(name: str, x: object) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(
-            f"{name} must be a floating-point tensor, got dtype {x.dtype}; "
-            f"convert it with {name}.float()"
-        )
-    return x
+    return check_tensor(x, name)
 
 
 def _check_n_steps(n_steps: object) -> int:

@@ -242,11 +242,12 @@ def _bwd_rec_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind
     return bwd
 
 
-def _row(t, like: Tensor) -> np.ndarray:
-    """A parameter (float, 0-dim or per-neuron tensor) broadcast to one row ``[M]``."""
+def _row(t, shape, dtype) -> np.ndarray:
+    """A parameter (float, 0-dim or per-neuron tensor) broadcast to ``shape`` and flattened:
+    one value per neuron of a row ``[M]``."""
     if not isinstance(t, Tensor):
         t = torch.tensor(t, dtype=torch.float64)
-    t = t.detach().to(like.dtype).expand(like.shape)  # cast first: the reference does
+    t = t.detach().to(dtype).expand(shape)  # cast first: the reference does
     return np.ascontiguousarray(t.reshape(-1).numpy())
 
 
@@ -254,9 +255,9 @@ def _state(t, like: Tensor) -> np.ndarray:
     return t.detach().to(like.dtype).reshape(-1).clone().numpy()
 
 
-
-def _dummy(dtype) -> np.ndarray:
-    return np.empty((1, 1), dtype=torch.empty(0, dtype=dtype).numpy().dtype)
+def _dummy(dtype, ndim: int = 2) -> np.ndarray:
+    """Stand-in for an array argument the specialised kernel never touches."""
+    return np.empty((1,) * ndim, dtype=torch.empty(0, dtype=dtype).numpy().dtype)
 
 
 def forward_scan(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset):
@@ -270,10 +271,11 @@ def forward_scan(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset):
     v = _state(v0, row)
     i = _state(i0, row) if spec.has_syn else np.zeros(1, dtype=v.dtype)
     g = (1.0 - a_mem) if spec.scale_input else 1.0
+    par = functools.partial(_row, shape=row.shape, dtype=row.dtype)
     fwd = _fwd_kernel(spec.spiking, _RESET[spec.reset], spec.has_syn, spec.scale_input)
-    fwd(x2.numpy(), v, i, _row(a_mem, row), _row(g, row),
-        _row(a_syn if spec.has_syn else 0.0, row), _row(theta if spec.spiking else 0.0, row),
-        _row(v_reset if spec.spiking else 0.0, row),
+    fwd(x2.numpy(), v, i, par(a_mem), par(g),
+        par(a_syn if spec.has_syn else 0.0), par(theta if spec.spiking else 0.0),
+        par(v_reset if spec.spiking else 0.0),
         ys.numpy() if spec.spiking else _dummy(xs.dtype), u_all.numpy(),
         i_all.numpy() if spec.has_syn else _dummy(xs.dtype))
     v_T = torch.from_numpy(v).reshape(shape[1:])
@@ -301,22 +303,16 @@ def backward_scan(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, a_sy
     gv = _state(gv_T, row)
     gi = _state(gi_T, row) if gi_T is not None else np.zeros(u2.shape[1], dtype=gv.dtype)
     g = (1.0 - a_mem) if spec.scale_input else 1.0
+    par = functools.partial(_row, shape=row.shape, dtype=row.dtype)
     F = gv.dtype.type
     bwd = _bwd_kernel(spec.spiking, _RESET[spec.reset], spec.detach_reset, spec.has_syn, kind,
                       F)
-    bwd(gys.numpy(), u2.numpy(), _row(theta if spec.spiking else 0.0, row),
-        _row(v_reset if spec.spiking else 0.0, row), _row(a_mem, row), _row(g, row),
-        _row(a_syn if spec.has_syn else 0.0, row), gv, gi,
+    bwd(gys.numpy(), u2.numpy(), par(theta if spec.spiking else 0.0),
+        par(v_reset if spec.spiking else 0.0), par(a_mem), par(g),
+        par(a_syn if spec.has_syn else 0.0), gv, gi,
         F(spec.surrogate.beta if spec.spiking else 0.0), phi_ext, gu_all.numpy(),
         gi_all.numpy() if spec.has_syn else _dummy(u_all.dtype))
     return gu_all.reshape(shape), (gi_all.reshape(shape) if spec.has_syn else None)
-
-
-def _params_1d(t, n: int, dtype) -> np.ndarray:
-    """A scalar or per-neuron ``[N]`` parameter as a row ``[N]`` (recurrent layers are 1-D)."""
-    if not isinstance(t, Tensor):
-        t = torch.tensor(t, dtype=torch.float64)
-    return np.ascontiguousarray(t.detach().to(dtype).expand(n).numpy())
 
 
 def forward_scan_rec(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset, w_rec, y0):
@@ -331,16 +327,16 @@ def forward_scan_rec(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset, w_r
     i = (i0.detach().to(dt).clone().contiguous() if spec.has_syn
          else torch.zeros(1, 1, dtype=dt))
     g = (1.0 - a_mem) if spec.scale_input else 1.0
+    par = functools.partial(_row, shape=(N,), dtype=dt)
     fwd = _fwd_rec_kernel(spec.spiking, _RESET[spec.reset], spec.has_syn, spec.scale_input)
     fwd(x3.numpy(), y0.detach().to(dt).contiguous().numpy(),
         w_rec.detach().to(dt).t().contiguous().numpy(), v.numpy(), i.numpy(),
-        _params_1d(a_mem, N, dt), _params_1d(g, N, dt),
-        _params_1d(a_syn if spec.has_syn else 0.0, N, dt),
-        _params_1d(theta if spec.spiking else 0.0, N, dt),
-        _params_1d(v_reset if spec.spiking else 0.0, N, dt),
-        ys.numpy() if spec.spiking else np.empty((1, 1, 1), dtype=u_all.numpy().dtype),
-        u_all.numpy(), i_all.numpy() if spec.has_syn else np.empty((1, 1, 1),
-                                                                  dtype=u_all.numpy().dtype))
+        par(a_mem), par(g),
+        par(a_syn if spec.has_syn else 0.0),
+        par(theta if spec.spiking else 0.0),
+        par(v_reset if spec.spiking else 0.0),
+        ys.numpy() if spec.spiking else _dummy(dt, 3),
+        u_all.numpy(), i_all.numpy() if spec.has_syn else _dummy(dt, 3))
     return ys, u_all, i_all, v, (i if spec.has_syn else None)
 
 
@@ -352,7 +348,7 @@ def backward_scan_rec(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, 
     dt = u_all.dtype
     npdt = u_all.numpy().dtype
     gys = g_ys.to(dt).expand(u_all.shape)  # read in place, even when expanded (stride 0)
-    kind, phi_ext = 0, np.empty((1, 1, 1), dtype=npdt)
+    kind, phi_ext = 0, _dummy(dt, 3)
     if spec.spiking:
         kind = _SURROGATE_IDS.get(spec.surrogate.derivative, 0)
         if kind == 0:
@@ -364,14 +360,15 @@ def backward_scan_rec(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, 
           else torch.zeros(B, N, dtype=dt))
     g_in = torch.zeros(B, N, dtype=dt)
     g = (1.0 - a_mem) if spec.scale_input else 1.0
+    par = functools.partial(_row, shape=(N,), dtype=dt)
     F = npdt.type
     bwd = _bwd_rec_kernel(spec.spiking, _RESET[spec.reset], spec.detach_reset, spec.has_syn,
                           kind, F)
     bwd(gys.numpy(), u_all.contiguous().numpy(), w_rec.detach().to(dt).contiguous().numpy(),
-        _params_1d(theta if spec.spiking else 0.0, N, dt),
-        _params_1d(v_reset if spec.spiking else 0.0, N, dt), _params_1d(a_mem, N, dt),
-        _params_1d(g, N, dt), _params_1d(a_syn if spec.has_syn else 0.0, N, dt),
+        par(theta if spec.spiking else 0.0),
+        par(v_reset if spec.spiking else 0.0), par(a_mem),
+        par(g), par(a_syn if spec.has_syn else 0.0),
         gv.numpy(), gi.numpy(), F(spec.surrogate.beta if spec.spiking else 0.0), phi_ext,
-        gu_all.numpy(), gi_all.numpy() if spec.has_syn else np.empty((1, 1, 1), dtype=npdt),
+        gu_all.numpy(), gi_all.numpy() if spec.has_syn else _dummy(dt, 3),
         g_in.numpy())
     return gu_all, gi_all, g_in
