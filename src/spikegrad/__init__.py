@@ -1,8 +1,9 @@
 """spikegrad: spiking neural networks trained with surrogate gradients."""
 
-from . import functional, losses, nn, surrogate
+from . import data, functional, losses, nn, surrogate, train
 from .functional import readout
 from .surrogate import spike
 
 __version__ = "0.1.0"
-__all__ = ["spike", "surrogate", "functional", "nn", "losses", "readout", "__version__"]
+__all__ = ["spike", "surrogate", "functional", "nn", "losses", "readout", "data", "train",
+           "__version__"]
