@@ -12,6 +12,7 @@ from typing import List, Optional
 
 from .apps import APPS, get_app
 from .apps.config import ConfigError, apply_overrides
+from .train.interrupt import TrainingInterrupted
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,6 +54,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise ConfigError("--resume needs --out DIR (the run folder to continue)")
         out = args.out or Path("runs") / args.app / time.strftime("%Y%m%d-%H%M%S")
         result = app.run(cfg, out, resume=args.resume)
+    except TrainingInterrupted as e:
+        hint = f"; continue with: spikegrad run {args.app} --out {out} --resume" + "".join(
+            f" --set {o}" for o in args.overrides) if e.checkpoint is not None else ""
+        print(f"spikegrad: {e}{hint}", file=sys.stderr)
+        return e.exit_code
     except (ConfigError, ValueError, TypeError, FileNotFoundError, KeyError) as e:
         print(f"spikegrad: error: {e}", file=sys.stderr)
         return 2

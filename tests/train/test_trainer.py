@@ -295,7 +295,7 @@ def time_major(samples):
     return xs.transpose(0, 1), ys.transpose(0, 1)  # [T, B, ...]
 
 
-def build_run(init_seed, checkpoint_dir=None, log_path=None):
+def build_run(init_seed, checkpoint_dir=None, log_path=None, **trainer_kwargs):
     """All new objects: dropout model, Adam, StepLR, shuffled loader with its own generator."""
     seed_everything(init_seed)
     gen = torch.Generator().manual_seed(1234)
@@ -326,6 +326,7 @@ def build_run(init_seed, checkpoint_dir=None, log_path=None):
         progress=False,
         checkpoint_dir=checkpoint_dir,
         log_path=log_path,
+        **trainer_kwargs,
     )
     return trainer, loader
 
@@ -517,3 +518,132 @@ def test_seed_everything():
         seed_everything(-1)
     with pytest.raises(TypeError, match="seed"):
         seed_everything(1.0)
+
+
+# ---------------------------------------------------------------- mid-epoch checkpoints, signals
+
+
+@pytest.mark.parametrize("name", ["ckpt_epoch00000_batch0000002.pt", "ckpt_epoch00001_batch0000001.pt",
+                                  "ckpt_epoch00001_batch0000003.pt"])
+def test_resume_from_a_mid_epoch_checkpoint_is_exact(tmp_path, uninterrupted, name):
+    weight, history = uninterrupted
+    first, loader = build_run(0, checkpoint_dir=tmp_path / "all", keep_checkpoints=None,
+                              checkpoint_every_steps=2)
+    assert _strip_seconds(first.fit(loader, 3)) == history  # saving changes nothing
+    names = [p.name for _, p in list_checkpoints(tmp_path / "all")]
+    # 3 batches per epoch: steps 2, 4, 6, 8 fall 2, 1, 3, 2 batches into epochs 1..3
+    assert names == ["ckpt_epoch00000_batch0000002.pt", "ckpt_epoch00001.pt",
+                     "ckpt_epoch00001_batch0000001.pt", "ckpt_epoch00001_batch0000003.pt",
+                     "ckpt_epoch00002.pt", "ckpt_epoch00002_batch0000002.pt", "ckpt_epoch00003.pt"]
+    (tmp_path / "crashed").mkdir()
+    (tmp_path / "crashed" / name).write_bytes((tmp_path / "all" / name).read_bytes())
+    resumed, fresh_loader = build_run(42, checkpoint_dir=tmp_path / "crashed")
+    result = resumed.fit(fresh_loader, 3, resume="latest")
+    assert torch.equal(resumed.model.weight, weight)
+    assert _strip_seconds(result) == history
+    assert resumed.step == 9
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_signal_finishes_the_batch_saves_and_resumes_exactly(tmp_path, uninterrupted, sig):
+    import os
+    import signal
+
+    from spikegrad.train import TrainingInterrupted
+
+    weight, history = uninterrupted
+    trainer, loader = build_run(0, checkpoint_dir=tmp_path)
+    inner = trainer.objective
+    calls = []
+
+    def objective(model, xs, ys, state):
+        calls.append(1)
+        if len(calls) == 5:  # epoch 2, second batch
+            os.kill(os.getpid(), getattr(signal, sig))
+        return inner(model, xs, ys, state)
+
+    trainer.objective = objective
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with pytest.raises(TrainingInterrupted) as info:
+        trainer.fit(loader, 3)
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+    assert info.value.checkpoint == tmp_path / "ckpt_epoch00001_batch0000002.pt"
+    assert info.value.exit_code == 128 + getattr(signal, sig)
+    assert trainer.step == 5  # the batch in flight was finished, nothing after it
+    resumed, fresh_loader = build_run(7, checkpoint_dir=tmp_path)
+    result = resumed.fit(fresh_loader, 3, resume="latest")
+    assert torch.equal(resumed.model.weight, weight)
+    assert _strip_seconds(result) == history
+
+
+class NaNAfter(nn.Module):
+    """Passes v through; from call ``start`` on, multiplies by inf (overflow inside a layer)."""
+
+    def __init__(self, start):
+        super().__init__()
+        self.start, self.calls = start, 0
+
+    def forward(self, v):
+        self.calls += 1
+        return v * float("inf") if self.calls >= self.start else v
+
+
+class TwoLayers(nn.Module):
+    def __init__(self, start):
+        super().__init__()
+        self.leaky = LeakyLinear(seed=0)
+        self.blowup = NaNAfter(start)
+
+    def forward(self, xs, state=None):
+        vs, state = self.leaky(xs, state)
+        return self.blowup(vs), state
+
+
+def test_nonfinite_loss_names_the_layer_that_overflowed():
+    trainer = sgd_trainer(TwoLayers(start=1))
+    with pytest.raises(FloatingPointError, match=r"loss is (nan|inf) at epoch 1, batch index 0 "
+                       r"\(first non-finite value: output of layer 'blowup', NaNAfter\)"):
+        trainer.fit([batch()], 1)
+    assert trainer.step == 0
+
+
+def test_nonfinite_parameter_is_named():
+    model = LeakyLinear(seed=0)
+    with torch.no_grad():
+        model.weight[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="parameter 'weight' is not finite"):
+        sgd_trainer(model).fit([batch()], 1)
+
+
+def test_nonfinite_gradient_names_the_parameter():
+    model = LeakyLinear(seed=0)
+    model.weight.register_hook(lambda g: g * float("inf"))
+    with pytest.raises(FloatingPointError, match="non-finite gradient of weight"):
+        sgd_trainer(model).fit([batch()], 1)
+
+
+def test_skip_mode_drops_only_the_bad_updates():
+    data = [batch(0), batch(1), batch(2)]
+    # the model's 2nd forward call is batch index 1 of epoch 1; later calls overflow too
+    model = TwoLayers(start=2)
+    trainer = sgd_trainer(model, nonfinite="skip")
+    reference = sgd_trainer(LeakyLinear(seed=0))
+    reference.fit(data[:1], 1)
+    with pytest.warns(RuntimeWarning, match="skipped a step: loss is"):
+        history = trainer.fit(data, 1)
+    assert history[0]["skipped_steps"] == 2 and trainer.step == 1
+    assert torch.equal(model.leaky.weight, reference.model.weight)
+    assert history[0]["train_loss"] == reference.history[0]["train_loss"]
+
+
+def test_skip_mode_fails_when_every_batch_is_bad():
+    trainer = sgd_trainer(TwoLayers(start=1), nonfinite="skip")
+    with pytest.warns(RuntimeWarning), pytest.raises(FloatingPointError, match="every batch"):
+        trainer.fit([batch(0), batch(1)], 1)
+
+
+def test_bad_nonfinite_and_checkpoint_every_steps():
+    with pytest.raises(ValueError, match="nonfinite must be one of"):
+        sgd_trainer(LeakyLinear(), nonfinite="ignore")
+    with pytest.raises(ValueError, match="checkpoint_every_steps"):
+        sgd_trainer(LeakyLinear(), checkpoint_every_steps=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import json
 import platform
 import subprocess
@@ -24,6 +25,18 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def _package_versions() -> Dict[str, str]:
+    """Versions of the packages that change numbers or speed (absent ones are skipped)."""
+    found = {}
+    for name in ("spikegrad", "numpy", "numba", "scipy", "scikit-learn", "mnist1d", "h5py",
+                 "matplotlib", "tqdm"):
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return found
+
+
 class RunDir:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -33,7 +46,9 @@ class RunDir:
         (self.path / "config.json").write_text(to_json(cfg) + "\n")
         env = {"python": sys.version.split()[0], "torch": torch.__version__,
                "platform": platform.platform(), "git_commit": _git_commit(),
-               "threads": torch.get_num_threads()}
+               "threads": torch.get_num_threads(), "seed": getattr(cfg, "seed", None),
+               "deterministic": getattr(cfg, "deterministic", None),
+               "packages": _package_versions()}
         (self.path / "environment.json").write_text(json.dumps(env, indent=2) + "\n")
 
     def write_metrics(self, metrics: Dict[str, float]) -> None:

@@ -1,6 +1,7 @@
 """Training: a plain PyTorch loop with TBPTT, clipping, checkpoints and exact resume."""
 
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .interrupt import TrainingInterrupted
 from .optim import make_optimizer
 from .seed import seed_everything
 from .trainer import Objective, ObjectiveOutput, Trainer
@@ -14,4 +15,5 @@ __all__ = [
     "load_checkpoint",
     "latest_checkpoint",
     "seed_everything",
+    "TrainingInterrupted",
 ]

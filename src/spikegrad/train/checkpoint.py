@@ -17,7 +17,9 @@ plain Python containers/scalars (dict, list, tuple, str, int, float, bool, None)
 :func:`save_checkpoint` checks this before writing, so an unloadable checkpoint is reported
 at save time, not at resume time.
 
-Trainer checkpoints are named ``ckpt_epoch{E:05d}.pt`` (see :func:`checkpoint_path`).
+Trainer checkpoints are named ``ckpt_epoch{E:05d}.pt`` after ``E`` complete epochs, and
+``ckpt_epoch{E:05d}_batch{b:07d}.pt`` when saved ``b`` batches into epoch ``E + 1`` (on
+SIGINT/SIGTERM or every N steps; see :func:`checkpoint_path`).
 """
 
 from __future__ import annotations
@@ -47,22 +49,34 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 _FORMAT = "spikegrad.checkpoint"
 _VERSION = 1
-_NAME = re.compile(r"^ckpt_epoch(\d{5,})\.pt$")
+_NAME = re.compile(r"^ckpt_epoch(\d{5,})(?:_batch(\d{7,}))?\.pt$")
 
 
-def checkpoint_path(directory: PathLike, epoch: int) -> Path:
-    """Path of the checkpoint for ``epoch`` in ``directory``: ``ckpt_epoch{E:05d}.pt``."""
-    return Path(directory) / f"ckpt_epoch{epoch:05d}.pt"
+def checkpoint_path(directory: PathLike, epoch: int, batch: int = 0) -> Path:
+    """Path of a checkpoint in ``directory``.
+
+    Args:
+        directory: the folder.
+        epoch: number of complete epochs.
+        batch: batches done in the epoch after those (0: saved at an epoch's end).
+
+    Returns:
+        ``ckpt_epoch{E:05d}.pt``, or ``ckpt_epoch{E:05d}_batch{b:07d}.pt`` for ``batch > 0``.
+    """
+    suffix = f"_batch{batch:07d}" if batch else ""
+    return Path(directory) / f"ckpt_epoch{epoch:05d}{suffix}.pt"
 
 
 def list_checkpoints(directory: PathLike) -> list[tuple[int, Path]]:
-    """List the ``ckpt_epoch*.pt`` files in ``directory``, oldest epoch first.
+    """List the ``ckpt_epoch*.pt`` files in ``directory``, oldest first.
 
     Args:
         directory: the folder; a missing folder holds no checkpoints.
 
     Returns:
-        ``[(epoch, path), ...]`` sorted by epoch. Files are not opened or validated.
+        ``[(epoch, path), ...]`` in training order: by complete epochs, then by batches into
+        the next epoch (a mid-epoch file comes after its epoch's end file). Files are not
+        opened or validated.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -71,8 +85,8 @@ def list_checkpoints(directory: PathLike) -> list[tuple[int, Path]]:
     for entry in directory.iterdir():
         match = _NAME.match(entry.name)
         if match and entry.is_file():
-            found.append((int(match.group(1)), entry))
-    return sorted(found)
+            found.append((int(match.group(1)), int(match.group(2) or 0), entry))
+    return [(epoch, path) for epoch, _, path in sorted(found)]
 
 
 def save_checkpoint(path: PathLike, payload: dict) -> Path:

@@ -9,7 +9,9 @@ The loop knows nothing about the model's loss: the user writes an *objective*::
 
 and :class:`Trainer` runs it batch by batch, with optional truncated BPTT, gradient
 clipping, a NaN/Inf guard, an epoch-wise LR scheduler, evaluation, a JSON-lines log,
-atomic checkpoints and exact resume (weights, optimizer, scheduler, history and every RNG).
+atomic checkpoints and exact resume (weights, optimizer, scheduler, history and every RNG),
+also from the middle of an epoch: SIGINT/SIGTERM finish the current batch, save a checkpoint
+and raise :class:`~spikegrad.train.interrupt.TrainingInterrupted`.
 
 Epoch metrics are averages of the per-batch numbers. A batch's weight is the value of its
 ``"n"`` metric when the objective reports one (e.g. the batch size, making the average
@@ -31,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -38,6 +41,7 @@ import random
 import time
 import warnings
 from numbers import Real
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Optional, Union
@@ -54,6 +58,7 @@ from .checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
+from .interrupt import StopSignals, TrainingInterrupted
 
 __all__ = ["ObjectiveOutput", "Objective", "Trainer"]
 
@@ -61,6 +66,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 # Keys every epoch record has; user metrics may not reuse them.
 _RECORD_KEYS = ("epoch", "step", "train_loss", "lr", "grad_norm_mean", "grad_norm_max", "seconds")
+_NONFINITE = ("raise", "skip")
 _CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "epoch", "step", "history", "rng")
 
 
@@ -113,6 +119,15 @@ class Trainer:
         checkpoint_every: save every this many epochs, and always after the last epoch of
             a ``fit`` call.
         keep_checkpoints: keep this many newest checkpoints (``None``: keep all).
+        checkpoint_every_steps: also save every this many optimizer steps, mid-epoch (for
+            long epochs; ``None``: only at epoch ends). Mid-epoch checkpoints resume exactly:
+            the loader is rewound to the epoch's start and the done batches are skipped
+            (loaded but not trained on), so the data order and every RNG match.
+        nonfinite: what a NaN/Inf loss or gradient does. ``"raise"`` (default): raise
+            ``FloatingPointError`` naming the epoch, batch, quantity and the first layer
+            whose output (or parameter, or gradient) is not finite; the optimizer is not
+            stepped, so the last checkpoint holds good weights. ``"skip"``: warn, drop that
+            batch's update and go on; the epoch record counts them in ``skipped_steps``.
         progress: show a tqdm bar over batches with the running loss, if tqdm is installed
             (without it there is silently no bar).
         device: if given, the model is moved there at construction and every tensor of each
@@ -147,6 +162,8 @@ class Trainer:
         keep_checkpoints: Optional[int] = 3,
         progress: bool = True,
         device: Union[str, torch.device, None] = None,
+        checkpoint_every_steps: Optional[int] = None,
+        nonfinite: str = "raise",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -191,6 +208,12 @@ class Trainer:
         _check_positive_int("checkpoint_every", checkpoint_every)
         if keep_checkpoints is not None:
             _check_positive_int("keep_checkpoints", keep_checkpoints, hint="or None to keep all")
+        if checkpoint_every_steps is not None:
+            _check_positive_int(
+                "checkpoint_every_steps", checkpoint_every_steps, hint="or None for epoch ends only"
+            )
+        if nonfinite not in _NONFINITE:
+            raise ValueError(f"nonfinite must be one of {_NONFINITE}; got {nonfinite!r}")
 
         self.device = None if device is None else torch.device(device)
         if self.device is not None:
@@ -206,10 +229,16 @@ class Trainer:
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.checkpoint_every = checkpoint_every
         self.keep_checkpoints = keep_checkpoints
+        self.checkpoint_every_steps = checkpoint_every_steps
+        self.nonfinite = nonfinite
         self.progress = bool(progress)
         self.history: list[dict] = []
         self.epoch = 0
         self.step = 0
+        # A mid-epoch checkpoint restored by resume: (RNG states at the epoch's start, the
+        # epoch's running sums, RNG states at the save). Consumed by the next _run_epoch.
+        self._pending: Optional[tuple[dict, "_EpochSums", dict]] = None
+        self._signals: Optional[StopSignals] = None
 
     # ------------------------------------------------------------------ public API
 
@@ -237,22 +266,25 @@ class Trainer:
             A copy of :attr:`history`: one record per epoch (see the class docstring).
 
         Raises:
-            FloatingPointError: a loss or gradient norm is NaN/Inf; the optimizer is not
-                stepped for that batch.
+            FloatingPointError: a loss or gradient is NaN/Inf (with ``nonfinite="raise"``);
+                the optimizer is not stepped for that batch.
+            TrainingInterrupted: SIGINT or SIGTERM arrived; the current batch was finished
+                and a checkpoint saved (a ``KeyboardInterrupt`` subclass).
         """
         _check_positive_int("epochs", epochs, hint="e.g. epochs=10")
         if resume is not None:
             self._resume(resume, train_loader)
         self._rewrite_log()
         end = epochs
-        while self.epoch < end:
-            record = self._run_epoch(train_loader)
-            self.history.append(record)
-            self._append_log(record)
-            if self.checkpoint_dir is not None and (
-                self.epoch % self.checkpoint_every == 0 or self.epoch == end
-            ):
-                self._save(train_loader)
+        with StopSignals() as self._signals:
+            while self.epoch < end:
+                record = self._run_epoch(train_loader)
+                self.history.append(record)
+                self._append_log(record)
+                if self.checkpoint_dir is not None and (
+                    self.epoch % self.checkpoint_every == 0 or self.epoch == end
+                ):
+                    self._save(train_loader)
         return list(self.history)
 
     # ------------------------------------------------------------------ one epoch
@@ -260,65 +292,88 @@ class Trainer:
     def _run_epoch(self, train_loader: Iterable) -> dict:
         epoch = self.epoch + 1
         self.model.train()
-        lr = float(self.optimizer.param_groups[0]["lr"])
-        start = time.perf_counter()
-        loss_sum = weight_sum = 0.0
-        metric_sums: dict[str, float] = {}
-        metric_weights: dict[str, float] = {}
-        norm_sum, norm_max, batches = 0.0, 0.0, 0
+        if self._pending is None:
+            epoch_rng = _rng_state(train_loader)
+            sums = _EpochSums(lr=float(self.optimizer.param_groups[0]["lr"]))
+            resume_rng = None
+        else:
+            # Rewind to the epoch's start so the loader draws the same order, skip the batches
+            # already trained on, then continue from the RNG states of the save.
+            epoch_rng, sums, saved_rng = self._pending
+            self._pending = None
+            _set_rng_state(epoch_rng, train_loader, Path("<mid-epoch checkpoint>"))
+            # Only the global RNGs: the loader's generators advance by replaying the skipped
+            # batches (fetching a batch may draw from them, e.g. RandomSampler at its end).
+            resume_rng = {k: v for k, v in saved_rng.items() if k != "generators"}
+        skip = sums.batches
+        start = time.perf_counter() - sums.seconds
         bar = _progress_bar(train_loader, epoch) if self.progress else None
         try:
             for batch_index, batch in enumerate(train_loader if bar is None else bar):
+                if batch_index < skip:
+                    if batch_index == skip - 1:  # the next fetch is the first to train on
+                        _set_rng_state(resume_rng, None, Path("<mid-epoch checkpoint>"))
+                        resume_rng = None
+                    continue
                 inputs, targets = _unpack(batch)
                 if self.device is not None:
                     inputs, targets = _to_device(inputs, self.device), _to_device(
                         targets, self.device
                     )
-                loss, metrics, grad_norm = self._train_batch(inputs, targets, epoch, batch_index)
-                weight = metrics.pop("n", 1.0)
-                if not math.isfinite(weight) or weight <= 0:
-                    raise ValueError(
-                        f"metric 'n' is the batch weight (e.g. the batch size) and must be > 0; "
-                        f"got {weight} at epoch {epoch}, batch index {batch_index}"
-                    )
-                loss_sum += weight * loss
-                weight_sum += weight
-                for name, value in metrics.items():
-                    metric_sums[name] = metric_sums.get(name, 0.0) + weight * value
-                    metric_weights[name] = metric_weights.get(name, 0.0) + weight
-                norm_sum += grad_norm
-                norm_max = max(norm_max, grad_norm)
-                batches += 1
-                if bar is not None:
-                    bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+                result = self._train_batch(inputs, targets, epoch, batch_index)
+                if result is None:  # non-finite, skipped
+                    sums.skipped += 1
+                    sums.batches += 1
+                else:
+                    loss, metrics, grad_norm = result
+                    weight = metrics.pop("n", 1.0)
+                    if not math.isfinite(weight) or weight <= 0:
+                        raise ValueError(
+                            "metric 'n' is the batch weight (e.g. the batch size) and must be "
+                            f"> 0; got {weight} at epoch {epoch}, batch index {batch_index}"
+                        )
+                    sums.add(loss, weight, metrics, grad_norm)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+                self._maybe_save_mid_epoch(train_loader, epoch_rng, sums, start)
         finally:
             if bar is not None:
                 bar.close()
-        if batches == 0:
+        if resume_rng is not None:  # saved after the epoch's last batch: nothing was left
+            _set_rng_state(resume_rng, None, Path("<mid-epoch checkpoint>"))
+        if sums.batches == 0:
             raise ValueError(
                 "train_loader yielded no batches; check the dataset size and batch_size/drop_last"
             )
-        train_loss = loss_sum / weight_sum
+        if sums.weight == 0:
+            raise FloatingPointError(
+                f"every batch of epoch {epoch} had a non-finite loss or gradient and was "
+                "skipped; lower the learning rate or check the data"
+            )
+        train_loss = sums.loss / sums.weight
 
         eval_metrics = self._evaluate()
         self._step_scheduler(train_loss)
+        trained = sums.batches - sums.skipped
         record: dict[str, Any] = {
             "epoch": epoch,
             "step": self.step,
             "train_loss": train_loss,
-            "lr": lr,
-            "grad_norm_mean": norm_sum / batches,
-            "grad_norm_max": norm_max,
+            "lr": sums.lr,
+            "grad_norm_mean": sums.norm_sum / trained,
+            "grad_norm_max": sums.norm_max,
             "seconds": time.perf_counter() - start,
         }
-        for name in metric_sums:
+        if self.nonfinite == "skip":
+            record["skipped_steps"] = sums.skipped
+        for name in sums.metrics:
             key = f"train_{name}"
             if key in record:
                 raise ValueError(
                     f"objective metric {name!r} would be logged as {key!r}, a built-in key; "
                     "rename it"
                 )
-            record[key] = metric_sums[name] / metric_weights[name]
+            record[key] = sums.metrics[name] / sums.metric_weights[name]
         for name, value in eval_metrics.items():
             if name in record:
                 raise ValueError(
@@ -331,8 +386,12 @@ class Trainer:
 
     def _train_batch(
         self, inputs: Any, targets: Any, epoch: int, batch_index: int
-    ) -> tuple[float, dict, float]:
-        """Forward/backward over the batch (chunk by chunk with TBPTT), guard, clip, step."""
+    ) -> Optional[tuple[float, dict, float]]:
+        """Forward/backward over the batch (chunk by chunk with TBPTT), guard, clip, step.
+
+        Returns ``(loss, metrics, pre-clip grad norm)``, or ``None`` when a non-finite loss
+        or gradient was skipped (``nonfinite="skip"``).
+        """
         self.optimizer.zero_grad(set_to_none=True)
         chunks = (
             [(inputs, targets)]
@@ -344,15 +403,20 @@ class Trainer:
         metric_sums: dict[str, float] = {}
         metric_counts: dict[str, int] = {}
         for chunk_index, (x, y) in enumerate(chunks):
+            # Kept so a failing chunk can be replayed with the same random numbers to find
+            # the layer that produced the first NaN/Inf.
+            rng = torch.get_rng_state()
             out = self._call_objective(x, y, state)
             loss_value = float(out.loss.detach())
             if not math.isfinite(loss_value):
-                where = "" if self.tbptt is None else f", TBPTT chunk {chunk_index}"
-                raise FloatingPointError(
-                    f"loss is {loss_value} at epoch {epoch}, batch index {batch_index}{where}; "
-                    "the optimizer was not stepped for this batch. Lower the learning rate, "
-                    "clip gradients (grad_clip=...) or check the inputs and the loss for "
-                    "log(0) or division by zero."
+                where = f"epoch {epoch}, batch index {batch_index}" + (
+                    "" if self.tbptt is None else f", TBPTT chunk {chunk_index}"
+                )
+                culprit = _first_nonfinite(self, x, y, state, rng)
+                return self._nonfinite(
+                    f"loss is {loss_value} at {where}{culprit}; the optimizer was not stepped "
+                    "for this batch. Lower the learning rate, clip gradients (grad_clip=...) or "
+                    "check the inputs and the loss for log(0) or division by zero."
                 )
             out.loss.backward()
             state = detach_state(out.state)
@@ -365,14 +429,27 @@ class Trainer:
         metrics = {name: metric_sums[name] / metric_counts[name] for name in metric_sums}
         grad_norm = self._clip_gradients()
         if not math.isfinite(grad_norm):
-            raise FloatingPointError(
+            bad = [
+                name
+                for name, p in self.model.named_parameters()
+                if p.grad is not None and not bool(torch.isfinite(p.grad).all())
+            ]
+            return self._nonfinite(
                 f"gradient norm is {grad_norm} at epoch {epoch}, batch index {batch_index} "
-                "although the loss is finite; the optimizer was not stepped for this batch. "
-                "Check the surrogate slope and the model for overflow, or lower the learning rate."
+                f"although the loss is finite (non-finite gradient of {', '.join(bad) or '?'}); "
+                "the optimizer was not stepped for this batch. Check the surrogate slope and "
+                "the model for overflow, or lower the learning rate."
             )
         self.optimizer.step()
         self.step += 1
         return loss_total, metrics, grad_norm
+
+    def _nonfinite(self, message: str) -> None:
+        if self.nonfinite == "raise":
+            raise FloatingPointError(message)
+        self.optimizer.zero_grad(set_to_none=True)
+        warnings.warn(f"skipped a step: {message}", RuntimeWarning, stacklevel=3)
+        return None
 
     def _call_objective(self, inputs: Any, targets: Any, state: Any) -> ObjectiveOutput:
         out = self.objective(self.model, inputs, targets, state)
@@ -460,7 +537,25 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def _save(self, train_loader: Iterable) -> None:
+    def _maybe_save_mid_epoch(
+        self, train_loader: Iterable, epoch_rng: dict, sums: "_EpochSums", start: float
+    ) -> None:
+        signum = None if self._signals is None else self._signals.signum
+        every = self.checkpoint_every_steps
+        due = every is not None and self.step > 0 and self.step % every == 0
+        if signum is None and not due:
+            return
+        path = None
+        if self.checkpoint_dir is not None:
+            sums.seconds = time.perf_counter() - start
+            path = self._save(
+                train_loader, partial={"epoch_rng": epoch_rng, "sums": sums.as_dict()}
+            )
+        if signum is not None:
+            raise TrainingInterrupted(signum, path)
+
+    def _save(self, train_loader: Iterable, partial: Optional[dict] = None) -> Path:
+        """Checkpoint after ``self.epoch`` epochs, plus ``partial`` batches into the next."""
         payload = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -469,10 +564,13 @@ class Trainer:
             "step": self.step,
             "history": [dict(r) for r in self.history],
             "rng": _rng_state(train_loader),
+            "partial": partial,
         }
-        save_checkpoint(checkpoint_path(self.checkpoint_dir, self.epoch), payload)
+        batch = 0 if partial is None else partial["sums"]["batches"]
+        path = save_checkpoint(checkpoint_path(self.checkpoint_dir, self.epoch, batch), payload)
         if self.keep_checkpoints is not None:
             prune_checkpoints(self.checkpoint_dir, self.keep_checkpoints, upto=self.epoch)
+        return path
 
     def _resume(self, resume: PathLike, train_loader: Iterable) -> None:
         if isinstance(resume, str) and resume == "latest":
@@ -509,9 +607,97 @@ class Trainer:
         self.step = int(payload["step"])
         self.history = [dict(r) for r in payload["history"]]
         _set_rng_state(payload["rng"], train_loader, path)
+        partial = payload.get("partial")  # absent in checkpoints of older versions
+        self._pending = (
+            None
+            if partial is None
+            else (partial["epoch_rng"], _EpochSums.from_dict(partial["sums"]), payload["rng"])
+        )
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+@dataclass
+class _EpochSums:
+    """Running sums of one epoch; saved in mid-epoch checkpoints (plain floats and dicts)."""
+
+    lr: float
+    seconds: float = 0.0
+    loss: float = 0.0
+    weight: float = 0.0
+    norm_sum: float = 0.0
+    norm_max: float = 0.0
+    batches: int = 0  # consumed from the loader, including skipped ones
+    skipped: int = 0
+    metrics: dict = field(default_factory=dict)
+    metric_weights: dict = field(default_factory=dict)
+
+    def add(self, loss: float, weight: float, metrics: dict, grad_norm: float) -> None:
+        self.loss += weight * loss
+        self.weight += weight
+        for name, value in metrics.items():
+            self.metrics[name] = self.metrics.get(name, 0.0) + weight * value
+            self.metric_weights[name] = self.metric_weights.get(name, 0.0) + weight
+        self.norm_sum += grad_norm
+        self.norm_max = max(self.norm_max, grad_norm)
+        self.batches += 1
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "_EpochSums":
+        return cls(**d)
+
+
+def _first_nonfinite(trainer: Trainer, inputs: Any, targets: Any, state: Any, rng: Tensor) -> str:
+    """Replay the objective with forward hooks; name the first module output that is not finite.
+
+    Returns a phrase to append to the error message ("" if the replay finds nothing).
+    """
+    for name, p in trainer.model.named_parameters():
+        if not bool(torch.isfinite(p).all()):
+            return f" (parameter {name!r} is not finite)"
+    found: list[str] = []
+
+    def hook(module: nn.Module, args: Any, output: Any, name: str) -> None:
+        if found:
+            return
+        for i, t in enumerate(_tensors(output)):
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                what = "output" if i == 0 else f"output tensor #{i} (e.g. its state)"
+                found.append(f" (first non-finite value: {what} of layer {name!r}, "
+                             f"{type(module).__name__})")
+                return
+
+    handles = [
+        m.register_forward_hook(lambda mod, a, out, n=name: hook(mod, a, out, n))
+        for name, m in trainer.model.named_modules()
+        if name
+    ]
+    saved = torch.get_rng_state()
+    try:
+        torch.set_rng_state(rng)
+        with torch.no_grad():
+            trainer.objective(trainer.model, inputs, targets, state)
+    except Exception:  # diagnostics must never hide the original error
+        pass
+    finally:
+        torch.set_rng_state(saved)
+        for h in handles:
+            h.remove()
+    return found[0] if found else " (every layer's output is finite: the loss itself overflowed)"
+
+
+def _tensors(obj: Any) -> list[Tensor]:
+    if isinstance(obj, Tensor):
+        return [obj]
+    if isinstance(obj, (tuple, list)):
+        return [t for o in obj for t in _tensors(o)]
+    if isinstance(obj, dict):
+        return [t for o in obj.values() for t in _tensors(o)]
+    return []
 
 
 def _check_positive_int(name: str, value: Any, hint: str = "") -> None:

@@ -1,0 +1,29 @@
+import json
+
+import numpy
+import torch
+
+from spikegrad.cli import main
+
+QUICK = ["--set", "max_train=96", "--set", "hidden=12", "--set", "epochs=2", "--quiet"]
+
+
+def _machine_dependent(key):
+    return "seconds" in key or "memory" in key
+
+
+def test_same_seed_twice_gives_identical_metrics_and_records_the_environment(tmp_path):
+    for name in ("a", "b"):
+        assert main(["run", "classification", "--out", str(tmp_path / name), "--set", "seed=4",
+                     *QUICK]) == 0
+    a, b = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("a", "b"))
+    assert a.keys() == b.keys()
+    assert {k: v for k, v in a.items() if not _machine_dependent(k)} == \
+        {k: v for k, v in b.items() if not _machine_dependent(k)}
+    env = json.loads((tmp_path / "a" / "environment.json").read_text())
+    assert env["seed"] == 4 and env["deterministic"] is True
+    assert env["torch"] == torch.__version__
+    assert env["packages"]["numpy"] == numpy.__version__
+    assert "spikegrad" in env["packages"] and env["git_commit"]
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["seed"] == 4

@@ -1,0 +1,71 @@
+"""A run killed with SIGKILL at random moments and resumed each time ends bit-identical."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from spikegrad.train.checkpoint import list_checkpoints, load_checkpoint
+
+CONFIG = ["dataset=digits", "max_train=160", "hidden=24", "batch_size=32", "progress=false",
+          "seed=3"]
+
+
+def _cmd(out, epochs, resume=False):
+    args = [sys.executable, "-m", "spikegrad.cli", "run", "classification", "--out", str(out)]
+    args += ["--resume"] if resume else []
+    for c in CONFIG + [f"epochs={epochs}"]:
+        args += ["--set", c]
+    return args
+
+
+def _env():
+    # one thread: deterministic and fair to the other process on a 2-core machine
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
+
+
+def _final_weights(out):
+    (_, newest), *_ = reversed(list_checkpoints(out / "checkpoints"))
+    return load_checkpoint(newest)["model"]
+
+
+def _kill_and_resume(tmp_path, kills, seed, epochs):
+    reference = tmp_path / "reference"
+    subprocess.run(_cmd(reference, epochs), env=_env(), check=True, capture_output=True)
+    rng = random.Random(seed)
+    out = tmp_path / "killed"
+    killed = 0
+    while killed < kills:
+        proc = subprocess.Popen(_cmd(out, epochs, resume=out.exists()), env=_env(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(1.0, 5.0))  # start-up (imports) takes ~1-3 s of this
+        if proc.poll() is not None:  # finished before the kill: start over, keep killing
+            assert proc.returncode == 0, proc.stderr.read().decode()
+            break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        killed += 1
+        for _, path in list_checkpoints(out / "checkpoints"):
+            load_checkpoint(path)  # raises if any checkpoint is unreadable
+    done = subprocess.run(_cmd(out, epochs, resume=out.exists()), env=_env(), capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
+    ref, got = _final_weights(reference), _final_weights(out)
+    assert ref.keys() == got.keys()
+    for k in ref:
+        assert torch.equal(ref[k], got[k]), k
+    assert (out / "metrics.json").exists()
+    return killed
+
+
+def test_sigkill_then_resume_is_bit_identical(tmp_path):
+    assert _kill_and_resume(tmp_path, kills=2, seed=0, epochs=8) >= 1
+
+
+@pytest.mark.slow
+def test_twenty_sigkills(tmp_path):
+    assert _kill_and_resume(tmp_path, kills=20, seed=1, epochs=150) == 20
