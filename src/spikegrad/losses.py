@@ -32,7 +32,7 @@ def _check_labels(y, B: int, n_classes: int) -> Tensor:
     if y.shape != (B,):
         raise ValueError(f"y must have shape [B] = [{B}], got {list(y.shape)}")
     if B and (int(y.min()) < 0 or int(y.max()) >= n_classes):
-        raise ValueError(f"labels must lie in [0, {n_classes - 1}], got range "
+        raise ValueError(f"y: class labels must lie in [0, {n_classes - 1}], got range "
                          f"[{int(y.min())}, {int(y.max())}]")
     return y.long()
 

@@ -22,9 +22,9 @@ def test_time_folded_layer_equals_per_step_application(layer, shape):
 
 
 def test_time_folded_layers_reject_missing_time_axis():
-    with pytest.raises(ValueError, match=r"Conv2d: expected a time-major input \[T, B, C, H, W\]"):
+    with pytest.raises(ValueError, match=r"Conv2d: xs must be a time-major input \[T, B, C, H, W\]"):
         sg.nn.Conv2d(2, 3, 3)(torch.rand(5, 2, 8, 8))
-    with pytest.raises(ValueError, match=r"Linear\(6, 3\): expected a time-major input \[T, B, 6\]"):
+    with pytest.raises(ValueError, match=r"Linear\(6, 3\): xs must be a time-major input \[T, B, 6\]"):
         sg.nn.Linear(6, 3)(torch.rand(5, 6))
 
 

@@ -88,7 +88,7 @@ def test_unknown_backend_is_rejected_at_construction():
 def test_input_validation_is_unchanged_for_every_backend(backend):
     layer = sg.nn.Linear(6, 3, backend=backend)
     with pytest.raises(ValueError,
-                       match=r"Linear\(6, 3\): expected a time-major input \[T, B, 6\]"):
+                       match=r"Linear\(6, 3\): xs must be a time-major input \[T, B, 6\]"):
         layer(torch.rand(5, 6))
     with pytest.raises(ValueError, match=r"got shape \[2, 5, 7\]"):
         layer(torch.rand(2, 5, 7))

@@ -57,6 +57,9 @@ def apply_overrides(cfg, overrides: Iterable[str]):
                               f"{', '.join(sorted(fields))}")
         key, text = item.split("=", 1)
         key = key.strip()
+        if not key:
+            raise ConfigError(f"--set {item!r} has no key before '='; expected KEY=VALUE, e.g. "
+                              "epochs=5")
         if key not in fields:
             raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(sorted(fields))}")
         changes[key] = parse_value(key, text.strip(), hints[key])

@@ -12,7 +12,7 @@ def _fold(module_forward, xs: Tensor, rank: int, owner: nn.Module) -> Tensor:
     check_tensor(xs, "xs")
     if xs.dim() != rank:
         dims = {3: "[T, B, F]", 4: "[T, B, C, L]", 5: "[T, B, C, H, W]"}.get(rank, f"rank {rank}")
-        raise ValueError(f"{type(owner).__name__}: expected a time-major input {dims}, got "
+        raise ValueError(f"{type(owner).__name__}: xs must be a time-major input {dims}, got "
                          f"shape {list(xs.shape)}. Put time first (xs.transpose(0, 1) for "
                          "batch-major data, xs.unsqueeze(0) for a single step).")
     T, B = xs.shape[:2]
@@ -62,13 +62,16 @@ class Linear(nn.Linear):
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  backend: str = "auto", device=None, dtype=None):
         check_choice(backend, "Linear: backend", BACKENDS)
+        for name, n in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ValueError(f"Linear: {name} must be a positive int, got {n!r}")
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
         self.backend = backend
 
     def forward(self, xs: Tensor) -> Tensor:
         check_tensor(xs, "xs")
         if xs.dim() != 3 or xs.shape[-1] != self.in_features:
-            raise ValueError(f"Linear({self.in_features}, {self.out_features}): expected a "
+            raise ValueError(f"Linear({self.in_features}, {self.out_features}): xs must be a "
                              f"time-major input [T, B, {self.in_features}], got shape "
                              f"{list(xs.shape)}")
         if self.backend == "dense":
