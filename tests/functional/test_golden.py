@@ -331,3 +331,80 @@ def test_scan_trace_of_recurrent_step_exposes_inner_states():
     # t1: in = (0, 0.25) + W(1, 0) = (0, 0.75); u = (0.25, 0.75) -> no spike
     assert zs[:, 0].tolist() == [[1.0, 0.0], [0.0, 0.0]]
     assert tr.inner.v[:, 0].tolist() == [[0.25, 0.0], [0.25, 0.75]]
+
+
+# --- refractoriness, adaptation and the trainable reset target (issue 7) -------------------
+
+from spikegrad.functional import ALIFParams, RefractoryParams, alif_trace  # noqa: E402
+
+
+def _if_refractory(**refr):
+    # IF (a_mem = 1), theta = 1, no adaptation: the refractory options alone
+    return ALIFParams(LIFParams(decay_mem=1.0, threshold=1.0), decay_adapt=0.5, beta_adapt=0.0,
+                      refractory=RefractoryParams(**refr))
+
+
+def test_absolute_refractory_clamps_membrane_and_blocks_spikes():
+    zs, st = alif_trace(seq(*[0.75] * 8), None, _if_refractory(n_ref=2))
+    # t0: u = 0.75                         v = 0.75
+    # t1: u = 1.5  > 1 -> z=1, v = 0.5,    ref = 2      (spike and reset in the same step)
+    # t2: refractory: u = v = 0.5 (input 0.75 ignored, no leak), ref = 1
+    # t3: refractory: u = v = 0.5, ref = 0
+    # t4: free: u = 0.5 + 0.75 = 1.25 -> z=1, v = 0.25, ref = 2
+    # t5, t6: clamped at 0.25; t7: u = 1.0 == theta -> no spike (tie), v = 1.0
+    assert flat(zs) == [0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
+    assert flat(st.v) == [0.75, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 1.0]
+    assert flat(st.ref) == [0.0, 2.0, 1.0, 0.0, 2.0, 1.0, 0.0, 0.0]
+    assert st.q is None
+
+
+def test_synaptic_current_keeps_integrating_while_membrane_is_clamped():
+    p = ALIFParams(LIFParams(decay_mem=1.0, decay_syn=0.5, threshold=1.0), beta_adapt=0.0,
+                   refractory=RefractoryParams(n_ref=1))
+    zs, st = alif_trace(seq(2.0, 0.0, 0.0), None, p)
+    # t0: i = 2, u = 2 -> z=1, v = 1, ref = 1
+    # t1: i = 1 (the synapse is not refractory), membrane clamped: v = 1, no spike
+    # t2: i = 0.5, u = 1 + 0.5 = 1.5 -> z=1, v = 0.5
+    assert flat(zs) == [1.0, 0.0, 1.0]
+    assert flat(st.i) == [2.0, 1.0, 0.5]
+    assert flat(st.v) == [1.0, 1.0, 0.5]
+
+
+def test_relative_refractory_current_pushes_membrane_down():
+    zs, st = alif_trace(seq(*[0.75] * 5), None, _if_refractory(decay=0.5, strength=0.25))
+    # q_t = 0.5 q_{t-1} + z_t;  u_t = v_{t-1} + 0.75 - 0.25 q_{t-1}
+    # t0: u = 0.75                             q = 0
+    # t1: u = 1.5 -> z=1, v = 0.5,             q = 1
+    # t2: u = 0.5 + 0.75 - 0.25 = 1.0 (tie)    q = 0.5      v = 1.0
+    # t3: u = 1.0 + 0.75 - 0.125 = 1.625 -> z, v = 0.625, q = 0.25 + 1 = 1.25
+    # t4: u = 0.625 + 0.75 - 0.3125 = 1.0625 -> z, v = 0.0625, q = 1.625
+    assert flat(zs) == [0.0, 1.0, 0.0, 1.0, 1.0]
+    assert flat(st.v) == [0.75, 0.5, 1.0, 0.625, 0.0625]
+    assert flat(st.q) == [0.0, 1.0, 0.5, 1.25, 1.625]
+
+
+def test_alif_threshold_uses_previous_adaptation_and_reset_subtracts_baseline():
+    p = ALIFParams(LIFParams(decay_mem=1.0, threshold=1.0), decay_adapt=0.5, beta_adapt=1.0)
+    zs, st = alif_trace(seq(*[0.75] * 5), None, p)
+    # A_t = 1 + a_{t-1};  a_t = 0.5 a_{t-1} + z_t;  subtract reset removes theta = 1 (baseline)
+    # t0: u = 0.75, A = 1                        a = 0
+    # t1: u = 1.5 > A = 1 -> z=1, v = 0.5        a = 1
+    # t2: u = 1.25 < A = 2                       a = 0.5
+    # t3: u = 2.0 > A = 1.5 -> z=1, v = 1.0      a = 1.25
+    # t4: u = 1.75 < A = 2.25                    a = 0.625
+    assert flat(zs) == [0.0, 1.0, 0.0, 1.0, 0.0]
+    assert flat(st.v) == [0.75, 0.5, 1.25, 1.0, 1.75]
+    assert flat(st.a) == [0.0, 1.0, 0.5, 1.25, 0.625]
+
+
+def test_reset_to_value_plus_per_neuron_offset():
+    vr = torch.tensor(0.25, dtype=F64)
+    r = torch.tensor([0.0, -0.25, 0.5], dtype=F64)
+    p = LIFParams(decay_mem=1.0, threshold=1.0, reset="to_value", v_reset=vr + r)
+    xs = torch.full((2, 1, 3), 1.25, dtype=F64)
+    zs, st = lif_trace(xs, None, p)
+    # t0: u = 1.25 -> z=1 everywhere, v = 0.25 + r = [0.25, 0.0, 0.75]
+    # t1: u = v + 1.25 = [1.5, 1.25, 2.0] -> z=1, v = [0.25, 0.0, 0.75] again
+    assert zs.flatten().tolist() == [1.0] * 6
+    assert st.v[0, 0].tolist() == [0.25, 0.0, 0.75]
+    assert st.v[1, 0].tolist() == [0.25, 0.0, 0.75]

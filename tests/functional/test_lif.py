@@ -66,3 +66,60 @@ def test_bad_inputs_give_clear_errors():
         lif_seq(torch.rand(5, 2, 3), None, LIParams())
     with pytest.raises(TypeError, match="torch.Tensor"):
         lif_seq([[0.1]])
+
+
+# --- trainable reset target v_reset + r (issue 7) -------------------------------------------
+
+def _relax(monkeypatch):
+    """Replace the Heaviside by the surrogate's smooth primitive everywhere (the 'sigmoid'
+    surrogate's primitive sigmoid(beta x) has exactly the surrogate's derivative), so autograd
+    of the relaxed network can be checked against its finite differences."""
+    from spikegrad.functional import adaptation, dendrite, lif
+    def smooth(x, surrogate):
+        return sg.surrogate.get(surrogate).smooth(x)
+    for mod in (lif, adaptation, dendrite):
+        monkeypatch.setattr(mod, "spike", smooth)
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_reset_offset_gradient_matches_hand_derivation_two_steps(detach):
+    # IF-like leak a = 0.5, theta = 1, reset to v_reset + r with v_reset = 0.25, r = 0.125
+    surr = sg.surrogate.get("fast_sigmoid", beta=2.0)
+    vr = torch.tensor(0.25, dtype=torch.float64, requires_grad=True)
+    r = torch.tensor([0.125], dtype=torch.float64, requires_grad=True)
+    p = LIFParams(decay_mem=0.5, threshold=1.0, reset="to_value", v_reset=vr + r,
+                  detach_reset=detach, surrogate=surr)
+    zs, s = lif_seq(torch.tensor([1.5, 1.0], dtype=torch.float64).reshape(2, 1, 1), None, p)
+    # t0: u0 = 1.5 -> z0 = 1, v0 = vr + r = 0.375
+    # t1: u1 = 0.5 * 0.375 + 1 = 1.1875 -> z1 = 1, v1 = 0.375
+    assert zs.flatten().tolist() == [1.0, 1.0] and s.v.item() == 0.375
+    s.v.sum().backward()
+    # L = v1 = u1 - z1 (u1 - vr - r) with u1 = a v0 + x1, v0 = u0 - z0 (u0 - vr - r):
+    #   dv0/dr = z0 = 1;  du1/dr = a dv0/dr = 0.5
+    #   detached:      dv1/dr = (1 - z1) du1/dr + z1                           = 1
+    #   not detached:  ... - phi(u1 - theta) (u1 - vr - r) du1/dr,  phi = 1/(1 + 2 * 0.1875)^2
+    phi1 = 1.0 / (1.0 + 2.0 * 0.1875) ** 2
+    expected = 1.0 if detach else 1.0 - phi1 * (1.1875 - 0.375) * 0.5
+    assert r.grad.item() == pytest.approx(expected, abs=1e-15)
+    assert vr.grad.item() == pytest.approx(expected, abs=1e-15)   # v_reset enters as vr + r
+
+
+def test_reset_offset_gradient_matches_finite_differences_of_smooth_relaxation(monkeypatch):
+    _relax(monkeypatch)
+    torch.manual_seed(1)
+    xs = (torch.rand(12, 2, 3, dtype=torch.float64) * 1.2)
+    surr = sg.surrogate.get("sigmoid", beta=4.0)
+
+    def run(vr, r, x):
+        p = LIFParams(decay_mem=0.8, decay_syn=0.5, threshold=1.0, reset="to_value",
+                      v_reset=vr + r, detach_reset=False, surrogate=surr)
+        zs, s = lif_seq(x, None, p, backend="reference")
+        return (zs * torch.linspace(0.5, 1.5, 12, dtype=torch.float64)[:, None, None]).sum() \
+            + s.v.pow(2).sum()
+
+    vr = torch.tensor(0.1, dtype=torch.float64, requires_grad=True)
+    r = torch.tensor([0.0, -0.2, 0.3], dtype=torch.float64, requires_grad=True)
+    x = xs.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(run, (vr, r, x), eps=1e-6, atol=1e-7)
+    run(vr, r, x).backward()
+    assert (r.grad.abs() > 1e-4).all() and vr.grad.abs() > 1e-4

@@ -101,3 +101,120 @@ def test_lif_on_feature_maps():
     lif = sg.nn.LIF((2, 3, 3), learn_threshold=True)
     zs, s = lif(torch.rand(4, 5, 2, 3, 3) * 3)
     assert zs.shape == (4, 5, 2, 3, 3) and s.v.shape == (5, 2, 3, 3)
+
+
+# --- trainable reset, ALIF, refractoriness (issue 7) -----------------------------------------
+
+def _grads_nonzero(module):
+    for name, p in module.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("backend", ["reference", "torch", "numba"])
+def test_learned_reset_target_gets_gradients_on_every_backend(backend):
+    if backend == "numba":
+        pytest.importorskip("numba")
+    torch.manual_seed(0)
+    xs = torch.rand(30, 4, 5, dtype=torch.float64) * 1.5
+    grads, outs = {}, {}
+    for b in ("reference", backend):
+        torch.manual_seed(1)
+        with torch.random.fork_rng():
+            torch.set_default_dtype(torch.float64)
+            try:
+                lif = sg.nn.LIF(5, tau_mem=10e-3, reset="to_value", v_reset=-0.2,
+                                learn_reset=True, detach_reset=False, backend=b)
+            finally:
+                torch.set_default_dtype(torch.float32)
+        with torch.no_grad():
+            lif.reset_potential.offset.copy_(torch.linspace(-0.2, 0.3, 5))
+        zs, s = lif(xs)
+        (zs.sum() + s.v.sum()).backward()
+        _grads_nonzero(lif)
+        outs[b] = zs
+        grads[b] = [p.grad.clone() for p in lif.parameters()]
+    assert torch.equal(outs["reference"], outs[backend])
+    for a, b in zip(grads["reference"], grads[backend]):
+        assert torch.allclose(a, b, atol=1e-10)
+
+
+def test_learn_reset_needs_to_value():
+    with pytest.raises(ValueError, match="reset='to_value'"):
+        sg.nn.LIF(3, learn_reset=True)
+    lif = sg.nn.LIF(3, reset="to_value", v_reset=-0.5)
+    assert lif.v_reset == -0.5 and not list(lif.parameters())
+
+
+def test_alif_module_equals_functional_and_every_parameter_learns():
+    torch.manual_seed(2)
+    alif = sg.nn.ALIF(6, tau_mem=20e-3, tau_syn=5e-3, tau_adapt=0.2, beta_adapt=[0, 0, 0, 1, 1, 2],
+                      t_ref=2e-3, ref_strength=0.2, tau_ref=3e-3, reset="to_value",
+                      learn_tau=True, learn_threshold=True, learn_adapt=True,
+                      learn_refractory=True, learn_reset=True)
+    assert alif.n_ref == 2
+    xs = torch.rand(40, 3, 6) * 0.6
+    zs, s = alif(xs)
+    zf, sf = sg.functional.alif_seq(xs, None, alif.params())
+    assert torch.equal(zs, zf) and torch.equal(s.a, sf.a) and torch.equal(s.ref, sf.ref)
+    assert zs.sum() > 0
+    (zs.sum() + s.v.sum()).backward()
+    _grads_nonzero(alif)
+    # neurons that start without adaptation stay plain LIF
+    assert (alif.beta_adapt()[:3] == 0).all() and (alif.beta_adapt()[3:] > 0).all()
+    assert alif.beta_adapt.rho.grad[:3].abs().sum() == 0
+
+
+def test_alif_backends_auto_routes_to_reference_and_fused_raise():
+    for backend in ("torch", "numba"):
+        with pytest.raises(ValueError, match="no fused kernel"):
+            sg.nn.ALIF(3, backend=backend)
+    assert sg.nn.ALIF(3).backend == "reference"
+    # Recurrent reads the neuron's backend: the ALIF runs through the reference loop
+    torch.manual_seed(3)
+    net = sg.nn.Recurrent(sg.nn.ALIF(4, beta_adapt=1.0, t_ref=1e-3))
+    xs = torch.rand(15, 2, 4) * 2
+    ys, st = net(xs)
+    assert isinstance(st.inner, sg.functional.ALIFState)
+    ref = sg.functional.recurrent_seq(xs, sg.functional.RecurrentState(
+        net.neuron.initial_state(xs[0]), torch.zeros(2, 4)), sg.functional.RecurrentParams(
+        net.weight, sg.nn.ALIF.step, net.neuron.params()))
+    assert torch.equal(ys, ref[0])
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(t_ref=-1e-3), ValueError, "t_ref"),
+    (dict(ref_strength=-0.1), ValueError, "ref_strength"),
+    (dict(learn_refractory=True), ValueError, "ref_strength"),
+    (dict(beta_adapt=[1.0, -1.0, 0.0]), ValueError, "beta_adapt"),
+    (dict(tau_adapt=0.0), ValueError, "tau_adapt"),
+])
+def test_alif_constructor_rejects_bad_values(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        sg.nn.ALIF(3, **kwargs)
+
+
+def test_alif_in_sequential_and_trainer(tmp_path):
+    from spikegrad.train import ObjectiveOutput, Trainer
+    torch.manual_seed(4)
+    net = sg.nn.Sequential(sg.nn.Linear(3, 8), sg.nn.Recurrent(sg.nn.ALIF(8, beta_adapt=0.5,
+                                                                          t_ref=1e-3,
+                                                                          learn_adapt=True)),
+                           sg.nn.Linear(8, 2), sg.nn.LI(2))
+    x = torch.rand(16, 20, 3)
+    y = (x[:, :, 0].mean(1) > 0.5).long()
+
+    def objective(model, xb, yb, state):
+        out, state = model(xb.transpose(0, 1) * 3, state)
+        return ObjectiveOutput(sg.losses.membrane_cross_entropy(out, yb, "mean"), state,
+                               {"n": len(yb)})
+
+    before = net[1].neuron.decay_adapt.rho.detach().clone()
+    trainer = Trainer(net, torch.optim.Adam(net.parameters(), 1e-2), objective, progress=False)
+    trainer.fit([(x, y)], 2)
+    assert not torch.equal(before, net[1].neuron.decay_adapt.rho)
+
+
+@pytest.mark.parametrize("t_ref, dt, n_ref", [(0.0, 1e-3, 0), (5e-3, 1e-3, 5), (5e-3, 10e-3, 1),
+                                             (15e-3, 10e-3, 2), (1e-4, 1e-3, 1)])
+def test_refractory_period_in_steps(t_ref, dt, n_ref):
+    assert sg.nn.ALIF(2, t_ref=t_ref, dt=dt).n_ref == n_ref

@@ -7,12 +7,17 @@ Inputs are returned sample-major (``[N, ...]``); encoders and
 """
 
 from .collate import time_major_collate
+from .cue import cue_accumulation, delayed_xor
 from .digits import load_digits_split
 from .encoders import delta, latency, latency_times, poisson, population, rate
 from .mnist1d import load_mnist1d
+from .mnist_files import load_mnist_files, read_idx
+from .nmnist import NMNISTDataset, events_to_frames, make_events, read_nmnist_events
+from .patterns import noisy_signal_task, pattern_generation_task
 from .randman import RandmanData, make_randman, randman_raster
 from .shd import SHDDataset
 from .splits import Split, split_in_order
+from .yinyang import encode_yinyang, load_yinyang_splits, make_yinyang
 
 __all__ = [
     "rate",
@@ -30,4 +35,17 @@ __all__ = [
     "SHDDataset",
     "time_major_collate",
     "Split",
+    "load_mnist_files",
+    "read_idx",
+    "NMNISTDataset",
+    "events_to_frames",
+    "make_events",
+    "read_nmnist_events",
+    "pattern_generation_task",
+    "noisy_signal_task",
+    "make_yinyang",
+    "encode_yinyang",
+    "load_yinyang_splits",
+    "cue_accumulation",
+    "delayed_xor",
 ]

@@ -2,11 +2,16 @@
 
 from .base import StatefulModule
 from .layers import (AvgPool1d, AvgPool2d, Conv1d, Conv2d, Dropout, Flatten, Linear, MaxPool1d,
-                     MaxPool2d, TimeDistributed)
-from .neurons import IF, LI, LIF
+                     MaxPool2d, SumPool1d, SumPool2d, TimeDistributed)
+from .dendrite import DendriticLIF
+from .neurons import ALIF, IF, LI, LIF
 from .recurrent import Recurrent
+from .norm import PerStepBatchNorm, ThresholdBatchNorm
+from .conv import ConvBlock, conv_output_size, dense_macs, fan_out, spiking_conv, synaptic_ops
 from .sequential import Sequential
 
 __all__ = ["StatefulModule", "AvgPool1d", "AvgPool2d", "Conv1d", "Conv2d", "Dropout", "Flatten",
-           "Linear", "MaxPool1d", "MaxPool2d", "TimeDistributed", "IF", "LI", "LIF",
-           "Recurrent", "Sequential"]
+           "Linear", "MaxPool1d", "MaxPool2d", "TimeDistributed", "IF", "LI", "LIF", "ALIF",
+           "DendriticLIF", "Recurrent", "Sequential"]
+__all__ += ["SumPool1d", "SumPool2d", "PerStepBatchNorm", "ThresholdBatchNorm", "ConvBlock",
+            "conv_output_size", "dense_macs", "fan_out", "spiking_conv", "synaptic_ops"]

@@ -99,6 +99,29 @@ AvgPool1d = _time_folded(nn.AvgPool1d, 4, "``nn.AvgPool1d`` on ``[T, B, C, L]``.
 AvgPool2d = _time_folded(nn.AvgPool2d, 5, "``nn.AvgPool2d`` on ``[T, B, C, H, W]``.")
 
 
+class SumPool1d(nn.AvgPool1d):
+    """Sum over each window on ``[T, B, C, L]``: pooled spikes stay integer counts (no
+    ``1/k`` rescaling of the next layer's input); padding counts as zeros. (No ``ceil_mode``:
+    a clipped last window would be averaged over fewer taps and the ``* k`` rescale break.)"""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__(kernel_size, stride, padding, ceil_mode=False, count_include_pad=True)
+
+    def forward(self, xs: Tensor) -> Tensor:
+        return _fold(lambda x: nn.AvgPool1d.forward(self, x) * self.kernel_size[0], xs, 4, self)
+
+
+class SumPool2d(nn.AvgPool2d):
+    """Sum over each window on ``[T, B, C, H, W]`` (see :class:`SumPool1d`)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False):
+        super().__init__(kernel_size, stride, padding, ceil_mode, count_include_pad=True,
+                         divisor_override=1)
+
+    def forward(self, xs: Tensor) -> Tensor:
+        return _fold(lambda x: nn.AvgPool2d.forward(self, x), xs, 5, self)
+
+
 class Flatten(nn.Module):
     """``[T, B, *features] -> [T, B, prod(features)]``."""
 

@@ -5,13 +5,47 @@ from __future__ import annotations
 import math
 from typing import Optional, Tuple
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
 from .. import functional as F
 from .. import surrogate as _surrogate
 from .._validate import check_choice, check_sequence, check_size
 from ._params import Decay, Positive
 from .base import StatefulModule
+
+
+def _check_v_reset(v_reset) -> float:
+    if isinstance(v_reset, bool) or not isinstance(v_reset, (int, float)) \
+            or not math.isfinite(v_reset):
+        raise ValueError(f"v_reset must be a finite number, got {v_reset!r}")
+    return float(v_reset)
+
+
+class ResetPotential(nn.Module):
+    """The reset target ``v_reset + r``: a trainable potential shared by the layer and a
+    trainable per-neuron offset ``r`` (initialised at 0). Fixed: the float ``v_reset``."""
+
+    def __init__(self, v_reset: float, shape: tuple, learn: bool):
+        super().__init__()
+        self.learn = bool(learn)
+        if self.learn:
+            self.v_reset = nn.Parameter(torch.tensor(float(v_reset)))
+            self.offset = nn.Parameter(torch.zeros(shape))
+        else:
+            self.value = float(v_reset)
+
+    def forward(self):
+        return self.v_reset + self.offset if self.learn else self.value
+
+
+def _reset_options(reset: str, v_reset, learn_reset: bool, features: tuple):
+    reset = check_choice(reset, "reset", F.RESET_MODES)
+    v_reset = _check_v_reset(v_reset)
+    if learn_reset and reset != "to_value":
+        raise ValueError(f"learn_reset=True trains the reset potential, which only reset="
+                         f"'to_value' uses; got reset={reset!r}. Pass reset='to_value'")
+    return reset, ResetPotential(v_reset, features, learn_reset)
 
 
 class _Leaky(StatefulModule):
@@ -86,6 +120,9 @@ class LIF(_Leaky):
         threshold: firing threshold (> 0).
         reset: ``"subtract"`` (default), ``"to_value"`` (to ``v_reset``) or ``"none"``.
         v_reset: reset potential for ``reset="to_value"``.
+        learn_reset: train the reset target ``v_reset + r`` (a layer-wide ``v_reset`` and a
+            per-neuron offset ``r``, initialised at 0); needs ``reset="to_value"``. Runs on
+            every backend (the fused kernels take a per-neuron reset potential).
         detach_reset: no gradient through the reset (default True).
         surrogate: registered name or :class:`spikegrad.surrogate.Surrogate`.
         beta: surrogate slope; None keeps the surrogate's own.
@@ -112,23 +149,26 @@ class LIF(_Leaky):
                  surrogate: _surrogate.SurrogateLike = "fast_sigmoid",
                  beta: Optional[float] = None, learn_tau: bool = False,
                  learn_threshold: bool = False, scale_input: bool = False,
-                 backend: str = "auto"):
+                 learn_reset: bool = False, backend: str = "auto"):
         super().__init__(n, tau_mem=tau_mem, tau_syn=tau_syn, dt=dt, learn_tau=learn_tau,
                          scale_input=scale_input)
         self.threshold = Positive(threshold, self.features, learn_threshold, "threshold")
-        self.reset = check_choice(reset, "reset", F.RESET_MODES)
-        if isinstance(v_reset, bool) or not isinstance(v_reset, (int, float)) \
-                or not math.isfinite(v_reset):
-            raise ValueError(f"v_reset must be a finite number, got {v_reset!r}")
-        self.v_reset = float(v_reset)
+        self.reset, self.reset_potential = _reset_options(reset, v_reset, learn_reset,
+                                                          self.features)
         self.detach_reset = bool(detach_reset)
         self.surrogate = _surrogate.get(surrogate, beta)
         self.backend = check_choice(backend, "backend", F.BACKENDS)
 
     def params(self) -> F.LIFParams:
-        return F.LIFParams(threshold=self.threshold(), v_reset=self.v_reset, reset=self.reset,
+        return F.LIFParams(threshold=self.threshold(), v_reset=self.reset_potential(),
+                           reset=self.reset,
                            detach_reset=self.detach_reset, surrogate=self.surrogate,
                            **self._leak())
+
+    @property
+    def v_reset(self):
+        """The reset target (a float, or the tensor ``v_reset + r`` when trained)."""
+        return self.reset_potential()
 
     def forward(self, xs: Tensor, state: Optional[F.LIFState] = None
                 ) -> Tuple[Tensor, F.LIFState]:
@@ -158,3 +198,122 @@ class IF(LIF):
                          reset=reset, v_reset=v_reset, detach_reset=detach_reset,
                          surrogate=surrogate, beta=beta, learn_threshold=learn_threshold,
                          backend=backend)
+
+
+class AdaptationStrength(nn.Module):
+    """Per-neuron ``beta_a >= 0``; trained as ``softplus(rho)`` where it starts > 0. Neurons
+    that start at 0 stay plain LIF (a fixed mask), so one layer can mix LIF and ALIF."""
+
+    def __init__(self, beta, shape: tuple, learn: bool):
+        super().__init__()
+        beta = torch.as_tensor(beta, dtype=torch.float64).expand(shape).clone()
+        if bool((beta < 0).any()) or not bool(torch.isfinite(beta).all()):
+            raise ValueError(f"beta_adapt must be finite and >= 0, got "
+                             f"{beta.flatten()[:5].tolist()}...")
+        self.learn = bool(learn)
+        self.register_buffer("mask", (beta > 0).to(torch.get_default_dtype()))
+        if self.learn:
+            b = beta.clamp_min(1e-6)  # softplus^-1 needs > 0; masked neurons ignore it
+            self.rho = nn.Parameter((b + torch.log(-torch.expm1(-b))).to(
+                torch.get_default_dtype()))
+        else:
+            # per-neuron, so in the default dtype: a float64 [N] buffer would upcast the layer
+            self.register_buffer("value", beta.to(torch.get_default_dtype()))
+
+    def forward(self) -> Tensor:
+        if self.learn:
+            return nn.functional.softplus(self.rho) * self.mask
+        return self.value
+
+
+class ALIF(LIF):
+    """Adaptive LIF (Bellec et al. 2018/2020) with optional refractoriness; equations in
+    :mod:`spikegrad.functional.adaptation`. ``beta_adapt = 0`` is an LIF with refractoriness.
+
+    Args (beyond :class:`LIF`'s):
+        tau_adapt: adaptation time constant ``tau_a`` (same unit as ``dt``; default 2 s).
+        beta_adapt: adaptation strength ``beta_a`` (>= 0): a float or a per-neuron sequence /
+            tensor; neurons with 0 are plain LIF and stay so when trained.
+        learn_adapt: train per-neuron ``tau_a`` (sigmoid map of ``rho``) and ``beta_a``
+            (softplus, where it starts > 0).
+        t_ref: absolute refractory period (same unit as ``dt``): ``n_ref = round(t_ref/dt)``
+            steps (half up; at least 1 when ``t_ref > 0``).
+        ref_strength, tau_ref: relative refractoriness, a decaying hyperpolarising current
+            ``w_ref`` with time constant ``tau_ref`` after each spike (0 switches it off).
+        learn_refractory: train per-neuron ``w_ref`` (softplus) and ``tau_ref``.
+        backend: ``"auto"``/``"reference"``; ALIF has no fused kernel, so ``"torch"`` and
+            ``"numba"`` raise ValueError.
+
+    Shapes: ``xs [T, B, *n] -> (zs [T, B, *n], ALIFState)``.
+
+    Example:
+        >>> import torch, spikegrad as sg
+        >>> alif = sg.nn.ALIF(4, tau_adapt=2.0, beta_adapt=[0, 0, 1.8, 1.8], t_ref=5e-3)
+        >>> zs, state = alif(torch.rand(10, 2, 4))
+        >>> zs.shape, state.a.shape, state.ref.shape
+        (torch.Size([10, 2, 4]), torch.Size([2, 4]), torch.Size([2, 4]))
+    """
+
+    state_type = F.ALIFState
+    step = staticmethod(F.adaptation._alif_step)
+
+    def __init__(self, n, *, tau_mem: float = 20e-3, tau_syn: Optional[float] = None,
+                 dt: float = 1e-3, threshold: float = 1.0, reset: str = "subtract",
+                 v_reset: float = 0.0, detach_reset: bool = True,
+                 surrogate: _surrogate.SurrogateLike = "fast_sigmoid",
+                 beta: Optional[float] = None, tau_adapt: float = 2.0, beta_adapt=1.8,
+                 t_ref: float = 0.0, ref_strength: float = 0.0, tau_ref: float = 5e-3,
+                 learn_tau: bool = False, learn_threshold: bool = False,
+                 learn_adapt: bool = False, learn_refractory: bool = False,
+                 learn_reset: bool = False, scale_input: bool = False,
+                 backend: str = "auto"):
+        super().__init__(n, tau_mem=tau_mem, tau_syn=tau_syn, dt=dt, threshold=threshold,
+                         reset=reset, v_reset=v_reset, detach_reset=detach_reset,
+                         surrogate=surrogate, beta=beta, learn_tau=learn_tau,
+                         learn_threshold=learn_threshold, scale_input=scale_input,
+                         learn_reset=learn_reset, backend="reference")
+        self.backend = F.adaptation.check_backend(backend)
+        self.decay_adapt = Decay(tau_adapt, dt, self.features, learn_adapt, "tau_adapt")
+        self.beta_adapt = AdaptationStrength(beta_adapt, self.features, learn_adapt)
+        if isinstance(t_ref, bool) or not isinstance(t_ref, (int, float)) or t_ref < 0 \
+                or not math.isfinite(t_ref):
+            raise ValueError(f"t_ref must be a finite duration >= 0 (same unit as dt), got "
+                             f"{t_ref!r}")
+        # half-up rounding, and at least one step for any positive period (a 5 ms period at
+        # dt = 10 ms blocks the next step rather than vanishing)
+        self.n_ref = max(1, int(math.floor(t_ref / dt + 0.5))) if t_ref > 0 else 0
+        if isinstance(ref_strength, bool) or not isinstance(ref_strength, (int, float)) \
+                or ref_strength < 0 or not math.isfinite(ref_strength):
+            raise ValueError(f"ref_strength must be a finite number >= 0 (0 switches the "
+                             f"relative refractory current off), got {ref_strength!r}")
+        if learn_refractory and ref_strength == 0:
+            raise ValueError("learn_refractory=True trains the relative refractory current, "
+                             "which ref_strength=0 switches off; pass ref_strength > 0")
+        self.ref_strength = (Positive(ref_strength, self.features, learn_refractory,
+                                      "ref_strength") if ref_strength > 0 else None)
+        self.decay_ref = (Decay(tau_ref, dt, self.features, learn_refractory, "tau_ref")
+                          if ref_strength > 0 else None)
+
+    def params(self) -> F.ALIFParams:
+        refr = F.RefractoryParams(
+            n_ref=self.n_ref,
+            decay=self.decay_ref() if self.decay_ref is not None else 0.0,
+            strength=self.ref_strength() if self.ref_strength is not None else 0.0)
+        return F.ALIFParams(super().params(), decay_adapt=self.decay_adapt(),
+                            beta_adapt=self.beta_adapt(), refractory=refr)
+
+    def initial_state(self, x: Tensor) -> F.ALIFState:
+        return F.adaptation.initial_state(x, self.params())
+
+    def forward(self, xs: Tensor, state: Optional[F.ALIFState] = None
+                ) -> Tuple[Tensor, F.ALIFState]:
+        return F.alif_seq(self._check(xs), state, self.params(), backend=self.backend)
+
+    def trace(self, xs: Tensor, state: Optional[F.ALIFState] = None
+              ) -> Tuple[Tensor, F.ALIFState]:
+        """``(zs, states)`` with every step's state stacked; the threshold compared at step t
+        is ``theta + beta_a * a_{t-1}``."""
+        return F.alif_trace(self._check(xs), state, self.params())
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", n_ref={self.n_ref}"

@@ -1,0 +1,166 @@
+"""Adaptive LIF (ALIF, Bellec et al. 2018, 2020) with optional refractoriness.
+
+Spike-triggered threshold adaptation, composed around the LIF pieces (``leaky.integrate``,
+``lif.reset``) and the refractory pieces of :mod:`spikegrad.functional.refractory`.
+One step t, in this order (voltages relative to rest; ``a_{-1} = 0``)::
+
+    i_t, u_t = integrate(x_t, v_{t-1}, i_{t-1})           synaptic current, then membrane
+    u_t     <- u_t - w_ref * q_{t-1}                        relative refractory current (opt.)
+    u_t     <- v_{t-1}            while ref_{t-1} > 0      absolute refractory clamp (opt.)
+    A_t      = theta + beta_a * a_{t-1}                    adaptive threshold
+    z_t      = H(u_t - A_t)       (0 while refractory)     backward: phi(u_t - A_t)
+    v_t      = reset(u_t, z_t)                              subtract theta (the *baseline*, as
+                                                            in Bellec et al. 2020), to_value
+                                                            v_reset, or none
+    a_t      = rho * a_{t-1} + z_t,   rho = exp(-dt / tau_a)
+    q_t      = d_ref * q_{t-1} + z_t;  ref_t = n_ref z_t (free) | ref_{t-1} - 1 (refractory)
+
+In Bellec et al. 2020 (e-prop) notation: ``A_t = v_th + beta a_t``, ``a_{t+1} = rho a_t +
+z_t``; our ``a_{t-1}`` is their ``a_t`` (the state before this step's spike). ``beta_a = 0``
+gives a plain LIF with refractoriness (same state layout). With ``detach_reset`` the reset
+carries no gradient (as in LIF); ``a`` and ``q`` always carry the surrogate gradient of ``z``.
+
+State :class:`ALIFState` ``(v, a, i, ref, q)``: ``v`` membrane after reset, ``a`` adaptation
+trace, ``i`` synaptic current (None without ``decay_syn``), ``ref`` refractory steps left
+(None when ``n_ref = 0``), ``q`` relative refractory trace (None when it is off). All
+``[B, *features]``.
+
+There is no fused kernel for ALIF: ``backend="auto"`` runs this reference loop, and an
+explicit fused backend (``"torch"``, ``"numba"``) raises ValueError.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from .._validate import check_choice, check_sequence, check_state_like, check_tensor
+from ..surrogate import spike
+from .leaky import Scalar, check_state, integrate
+from .lif import BACKENDS, RESET_MODES, LIFParams, reset
+from .refractory import (RefractoryParams, after_spike, check_refractory, clamp, free_mask,
+                         has_relative, relative_push)
+from .scan import scan, scan_trace
+
+FUSED_BACKENDS = ("torch", "numba")
+
+
+class ALIFParams(NamedTuple):
+    """``lif``: the LIF part (decays, baseline threshold ``theta``, reset, surrogate);
+    ``decay_adapt``: ``rho = exp(-dt/tau_a)``; ``beta_adapt``: adaptation strength (0 turns
+    adaptation off); ``refractory``: :class:`RefractoryParams`. Tensors may be per-neuron."""
+
+    lif: LIFParams = LIFParams()
+    decay_adapt: Scalar = 0.995
+    beta_adapt: Scalar = 1.0
+    refractory: RefractoryParams = RefractoryParams()
+
+
+class ALIFState(NamedTuple):
+    """See the module docstring; every tensor is ``[B, *features]``."""
+
+    v: Tensor
+    a: Tensor
+    i: Optional[Tensor] = None
+    ref: Optional[Tensor] = None
+    q: Optional[Tensor] = None
+
+
+def adaptive_threshold(state: ALIFState, p: ALIFParams) -> Tensor:
+    """``A_t = theta + beta_a * a_{t-1}`` (for plots: the threshold the step compares to)."""
+    return p.lif.threshold + p.beta_adapt * state.a
+
+
+def _alif_step(x: Tensor, s: ALIFState, p: ALIFParams) -> Tuple[Tensor, ALIFState]:
+    u, i = integrate(x, s.v, s.i, p.lif)
+    u = relative_push(u, s.q, p.refractory)
+    free = free_mask(s.ref)
+    u = clamp(u, s.v, free)
+    z = spike(u - adaptive_threshold(s, p), p.lif.surrogate)
+    if free is not None:
+        z = z * free  # no spike (and no surrogate gradient) while refractory
+    v = reset(u, z, p.lif)
+    a = p.decay_adapt * s.a + z
+    ref, q = after_spike(z, s.ref, s.q, free, p.refractory)
+    return z, ALIFState(v, a, i, ref, q)
+
+
+def initial_state(x: Tensor, p: ALIFParams) -> ALIFState:
+    """Zeros shaped like one input step ``x [B, *features]``."""
+    def z():
+        return torch.zeros_like(x)
+    return ALIFState(z(), z(), z() if p.lif.decay_syn is not None else None,
+                     z() if p.refractory.n_ref > 0 else None,
+                     z() if has_relative(p.refractory) else None)
+
+
+def _prepare(x0: Tensor, state, p: ALIFParams) -> ALIFState:
+    if not isinstance(p, ALIFParams):
+        raise TypeError(f"params must be ALIFParams, got {type(p).__name__}")
+    if not isinstance(p.lif, LIFParams):
+        raise TypeError(f"ALIFParams.lif must be LIFParams, got {type(p.lif).__name__}")
+    check_choice(p.lif.reset, "reset", RESET_MODES)
+    check_refractory(p.refractory)
+    if state is None:
+        return initial_state(x0, p)
+    if not isinstance(state, ALIFState):
+        raise TypeError(f"state must be an ALIFState (or None for zeros), got "
+                        f"{type(state).__name__}")
+    check_state(x0, state, p.lif)
+    check_state_like(state.a, x0, "state.a")
+    for name, needed in (("ref", p.refractory.n_ref > 0), ("q", has_relative(p.refractory))):
+        value = getattr(state, name)
+        if needed and value is None:
+            raise ValueError(f"state.{name} is None but the neuron uses it; pass state=None "
+                             "to start from zeros")
+        if needed:
+            check_state_like(value, x0, f"state.{name}")
+    return state
+
+
+def check_backend(backend: str, model: str = "ALIF") -> str:
+    """Resolve a backend for a model without a fused kernel: ``auto`` -> ``reference``."""
+    check_choice(backend, "backend", BACKENDS)
+    if backend in FUSED_BACKENDS:
+        raise ValueError(f"backend={backend!r}: {model} has no fused kernel (the fused kernels "
+                         "cover plain LIF/IF/LI only); use backend='auto' or 'reference'")
+    return "reference"
+
+
+def alif_step(x: Tensor, state: Optional[ALIFState], p: ALIFParams = ALIFParams()
+              ) -> Tuple[Tensor, ALIFState]:
+    """One ALIF step. ``x``: input current ``[B, *features]``; ``state=None`` means zeros.
+
+    Returns ``(z_t, state_t)``.
+    """
+    check_tensor(x, "x")
+    return _alif_step(x, _prepare(x, state, p), p)
+
+
+def alif_seq(xs: Tensor, state: Optional[ALIFState] = None, p: ALIFParams = ALIFParams(),
+             backend: str = "auto") -> Tuple[Tensor, ALIFState]:
+    """ALIF over a sequence: ``xs [T, B, *features] -> (zs [T, B, *features], state)``.
+
+    ``backend``: ``"auto"`` or ``"reference"`` (the same Python loop); fused backends raise.
+
+    Example:
+        >>> import torch
+        >>> p = ALIFParams(LIFParams(decay_mem=1.0, threshold=1.0), decay_adapt=1.0,
+        ...                beta_adapt=1.0)
+        >>> zs, s = alif_seq(torch.full((6, 1, 1), 0.75), p=p)
+        >>> zs.flatten().tolist(), s.a.item()
+        ([0.0, 1.0, 0.0, 0.0, 1.0, 0.0], 2.0)
+    """
+    check_sequence(xs, "xs")
+    check_backend(backend)
+    return scan(_alif_step, xs, _prepare(xs[0], state, p), p)
+
+
+def alif_trace(xs: Tensor, state: Optional[ALIFState] = None, p: ALIFParams = ALIFParams()
+               ) -> Tuple[Tensor, ALIFState]:
+    """Like :func:`alif_seq` but returns every state stacked ``[T, ...]`` (for plots; the
+    threshold each step compared to is ``theta + beta_a * a`` of the previous state)."""
+    check_sequence(xs, "xs")
+    return scan_trace(_alif_step, xs, _prepare(xs[0], state, p), p)

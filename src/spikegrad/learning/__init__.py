@@ -1,0 +1,14 @@
+"""Online and local learning rules: e-prop and three-factor (SuperSpike / DECOLLE-style).
+
+Both compute gradients forward in time, with memory independent of the sequence length, and
+write them into the parameters' ``.grad`` so that any torch optimizer applies them (or, for
+the three-factor rule, apply the rank-1 update in place).
+"""
+
+from .eprop import FEEDBACK, EProp, EPropState, cosine_similarity, reset_slope
+from .three_factor import (TRACES, Factors, LocalReadout, ThreeFactor, ThreeFactorState,
+                           random_projection, target_error)
+
+__all__ = ["FEEDBACK", "EProp", "EPropState", "cosine_similarity", "reset_slope",
+           "TRACES", "Factors", "LocalReadout", "ThreeFactor", "ThreeFactorState",
+           "random_projection", "target_error"]
