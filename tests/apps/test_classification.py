@@ -53,7 +53,7 @@ def test_shd_without_path_says_how_to_get_it(tmp_path, capsys):
 
 def test_unknown_app(capsys):
     assert main(["run", "nope"]) == 2
-    assert "available: classification" in capsys.readouterr().err
+    assert "available: biophysics, classification, coding" in capsys.readouterr().err
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path):

@@ -4,6 +4,11 @@ import importlib
 
 APPS = {
     "classification": "spikegrad.apps.classification",
+    "regression": "spikegrad.apps.regression",
+    "vision": "spikegrad.apps.vision",
+    "coding": "spikegrad.apps.coding",
+    "constraints": "spikegrad.apps.constraints",
+    "biophysics": "spikegrad.apps.biophysics",
 }
 
 

@@ -1,0 +1,610 @@
+"""Sequence regression learned online: e-prop and a three-factor rule beside BPTT.
+
+The task, the network and the objective are those of :mod:`spikegrad.apps.regression`
+(``make_task``, ``build_model``); only the way the gradient is computed changes
+(``learning``):
+
+1. ``eprop_symmetric`` / ``eprop_random``: e-prop (Bellec et al. 2020,
+   :class:`spikegrad.learning.EProp`): forward-only eligibility traces of the input and
+   recurrent weights, filtered by the readout kernel, times a learning signal (the output
+   error through ``W_out^T`` or a fixed random matrix); the readout weights get their exact
+   gradient. ``eprop_adaptive`` (this module's config only) uses feedback that learns like
+   ``W_out^T``.
+2. ``three_factor``: the local rule ``dW = -lr e phi(u) x`` (:class:`spikegrad.learning.
+   ThreeFactor`) on the input and recurrent weights, ``x`` the presynaptic trace through the
+   neuron's kernel, ``e`` a fixed random projection of the output error at the same step
+   (no readout filtering of the traces: a purely step-local rule); the readout weights learn by
+   the delta rule.
+3. **Objective** (the regression app's): ``mean (y - y*)^2`` over steps, plus
+   ``sparsity_weight * mean_j (r_j - target_rate_hz)^2`` on the rates in Hz, which the
+   learners implement as ``loss_scale = 2 / (T B K)`` and ``reg = 2 w / (N dt^2)`` on rates in
+   spikes per step (equal for the batch-1 pattern task; with ``B > 1`` the rate is pooled over
+   the batch, as in the e-prop paper).
+4. **Training**: one optimizer step (the regression config's optimizer, rate, weight decay
+   and clipping) per pass over the training batch, ``steps`` passes; with ``update_every = N``
+   the weights change every ``N`` time steps inside the sequence instead (online).
+5. **Evaluation**: the regression app's ``evaluate`` (NMSE, recurrent rate) on the trained
+   model. ``peak_memory_mb``: the same measure as the BPTT app, the peak of torch's
+   allocator during one training step above what was allocated before it
+   (``torch.profiler`` memory events), here for the online rule.
+6. **Memory against sequence length** (``memory_lengths``): for each rule and ``T``, (a) the
+   allocator peak of one training step, in this process, and (b) the peak resident set size
+   of a fresh Python subprocess that builds the model, runs a 20-step warm-up, resets the
+   kernel's high-water mark (``VmHWM``, via ``/proc/self/clear_refs``) and runs one training
+   step: ``VmHWM`` after it minus ``VmRSS`` before it (imports, the model and one-off
+   initialisation are not counted; pages the allocator keeps after freeing count as used).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from ..functional.leaky import integrate
+from ..learning import EProp, Factors, ThreeFactor, random_projection
+from ..train import make_optimizer, seed_everything
+from ..train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from . import regression as reg
+from .classification import Result
+from .config import ConfigError
+from .report import RunDir
+
+__all__ = ["Config", "ONLINE_RULES", "run_online", "run", "train_online", "make_learner",
+           "online_step_memory", "memory_scaling", "rss_of_one_step"]
+
+ONLINE_RULES = ("eprop_symmetric", "eprop_random", "eprop_adaptive", "three_factor")
+ALL_RULES = ("bptt",) + ONLINE_RULES
+
+
+@dataclass
+class Config(reg.Config):
+    """The regression config (which holds the online learners' options too), with an online
+    rule as the default.
+
+    ``update_every``: apply the accumulated gradient every this many time steps inside the
+    sequence (0: once per sequence). ``feedback_decay`` / ``feedback_lr``: adaptive feedback.
+    ``compare``: other rules to train with the same config and budget for the report table,
+    e.g. ``"bptt,eprop_random"``. ``memory_lengths``: sequence lengths for the memory
+    comparison, e.g. ``"500,1000,2000,4000"`` (``memory_rules`` lists the rules measured).
+    """
+
+    learning: str = "eprop_symmetric"
+
+
+def _as_online(cfg) -> Config:
+    if isinstance(cfg, Config):
+        c = cfg
+    elif isinstance(cfg, reg.Config):
+        c = Config(**dataclasses.asdict(cfg))
+    else:
+        raise TypeError(f"cfg must be a spikegrad.apps.regression(_online).Config, got "
+                        f"{type(cfg).__name__}")
+    return c
+
+
+def _rules(text: str, name: str) -> List[str]:
+    rules = [r for r in text.replace(" ", "").split(",") if r]
+    bad = [r for r in rules if r not in ALL_RULES]
+    if bad:
+        raise ConfigError(f"{name} must be a comma-separated list of {', '.join(ALL_RULES)}; "
+                          f"got {text!r}")
+    return rules
+
+
+def _lengths(text: str) -> List[int]:
+    try:
+        ks = [int(k) for k in text.replace(" ", "").split(",") if k]
+    except ValueError:
+        ks = [0]
+    if any(k < 2 for k in ks):
+        raise ConfigError(f"memory_lengths must be a comma-separated list of sequence lengths "
+                          f">= 2, e.g. '500,1000,2000,4000'; got {text!r}")
+    return ks
+
+
+def resolve(cfg) -> Config:
+    c = _as_online(cfg)
+    if c.learning not in ALL_RULES:
+        raise ConfigError(f"learning must be one of {', '.join(ALL_RULES)}; got {c.learning!r}")
+    # the regression checks (with a learning rule it knows, so eprop_adaptive passes too)
+    reg.resolve(reg.Config(**{f.name: getattr(c, f.name) for f in dataclasses.fields(reg.Config)
+                              if f.name != "learning"}))
+    for key in ("update_every",):
+        if getattr(c, key) < 0:
+            raise ConfigError(f"{key} must be >= 0 (0: once per sequence); got {getattr(c, key)}")
+    for key in ("feedback_lr", "feedback_decay"):
+        v = getattr(c, key)
+        if not (math.isfinite(v) and v >= 0):
+            raise ConfigError(f"{key} must be a finite number >= 0; got {v}")
+    _rules(c.compare, "compare")
+    _rules(c.memory_rules, "memory_rules")
+    _lengths(c.memory_lengths)
+    return c
+
+
+def _regression_cfg(c: Config) -> reg.Config:
+    fields = {f.name: getattr(c, f.name) for f in dataclasses.fields(reg.Config)}
+    fields["learning"] = "bptt"
+    return reg.Config(**fields)
+
+
+# --- learners --------------------------------------------------------------------------------
+
+class _ThreeFactorNet:
+    """The RSNN trained by the local three-factor rule (hidden) and the delta rule (readout)."""
+
+    def __init__(self, c: Config, model: reg.RegressionRSNN, loss_scale: float):
+        self.model, self.loss_scale = model, loss_scale
+        self.rule = ThreeFactor(model.input_layer, model.rsnn, trace="kernel")
+        n, k = c.hidden, c.n_outputs
+        g = torch.Generator().manual_seed(c.seed + 17)
+        w = model.readout_layer.weight
+        self.B = (torch.randn(n, k, generator=g, dtype=torch.float64) / math.sqrt(n)).to(w.dtype)
+
+    def run(self, xs: Tensor, ys: Tensor, optimizer=None, update_every=None, record=True):
+        m = self.model
+        out, po = m.readout_layer, m.readout.params()
+        state, yv, yi, zbar, zbar_i, outs = None, None, None, None, None, []
+        acc_w = torch.zeros_like(out.weight)
+        acc_b = torch.zeros_like(out.bias) if out.bias is not None else None
+        T = xs.shape[0]
+        with torch.no_grad():
+            for t in range(T):
+                x, tgt = xs[t], ys[t]
+                z, state, pre, post = self.rule.forward(x, state)
+                if yv is None:
+                    yv = torch.zeros(x.shape[0], out.out_features, dtype=x.dtype)
+                    yi = torch.zeros_like(yv) if po.decay_syn is not None else None
+                    zbar = torch.zeros_like(z)
+                    zbar_i = torch.zeros_like(z) if po.decay_syn is not None else None
+                    ones = torch.zeros(x.shape[0], 1, dtype=x.dtype)
+                    ones_i = torch.zeros_like(ones) if po.decay_syn is not None else None
+                yv, yi = integrate(torch.nn.functional.linear(z, out.weight, out.bias), yv, yi, po)
+                zbar, zbar_i = integrate(z, zbar, zbar_i, po)
+                ones, ones_i = integrate(torch.ones_like(ones), ones, ones_i, po)
+                err = self.loss_scale * (yv - tgt)                          # dE/dy_t
+                self.rule.accumulate(Factors(pre, post, random_projection(err, self.B)))
+                acc_w += err.t() @ zbar
+                if acc_b is not None:
+                    acc_b += (err * ones).sum(0)
+                if record:
+                    outs.append(yv)
+                if (update_every and (t + 1) % update_every == 0) or t + 1 == T:
+                    self.rule.flush()
+                    out.weight.grad = acc_w.clone()
+                    if acc_b is not None:
+                        out.bias.grad = acc_b.clone()
+                    acc_w.zero_()
+                    if acc_b is not None:
+                        acc_b.zero_()
+                    if optimizer is not None:
+                        optimizer.step()
+        return (torch.stack(outs) if record else None), state
+
+
+def make_learner(c: Config, model: reg.RegressionRSNN, batch: int):
+    """The e-prop or three-factor learner of ``c.learning`` for ``model`` (the regression
+    app's objective mapped as in the module docstring)."""
+    T, N, K = c.n_steps, c.hidden, c.n_outputs
+    dt = c.dt_ms * 1e-3
+    loss_scale = 2.0 / (T * batch * K)
+    if c.learning == "three_factor":
+        return _ThreeFactorNet(c, model, loss_scale)
+    feedback = c.learning.split("_", 1)[1]
+    return EProp.from_sequential(model, feedback=feedback,
+                                 reg=2.0 * c.sparsity_weight / (N * dt * dt),
+                                 rate_target=c.target_rate_hz * dt, loss_scale=loss_scale,
+                                 feedback_lr=c.feedback_lr, feedback_decay=c.feedback_decay,
+                                 generator=torch.Generator().manual_seed(c.seed + 17))
+
+
+class _ClippedStep:
+    """What the learners call after each flush: clip the global gradient norm (recording it
+    before clipping), then step the optimizer."""
+
+    def __init__(self, optimizer, model: torch.nn.Module, clip: float):
+        self.optimizer, self.model, self.clip, self.norms = optimizer, model, clip, []
+
+    def step(self) -> None:
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(params, self.clip if self.clip else float("inf"))
+        self.norms.append(float(norm))
+        self.optimizer.step()
+
+
+def _run_sequence(learner, model, xs, ys, optimizer, c: Config, record: bool = True):
+    """One pass over the sequence with updates; returns ``(outputs, grad norm before
+    clipping of the last update)``."""
+    stepper = _ClippedStep(optimizer, model, c.clip_norm)
+    out, _ = learner.run(xs, ys, optimizer=stepper, update_every=c.update_every or None,
+                         record=record)
+    return out, (stepper.norms[-1] if stepper.norms else float("nan"))
+
+
+@dataclass
+class Trained:
+    model: reg.RegressionRSNN
+    history: List[dict]
+    metrics: Dict[str, float]
+
+
+def train_online(cfg, out_dir: Optional[Path] = None, resume: bool = False,
+                 measure_memory: bool = True) -> Trained:
+    """Seed, build the regression task and model, train with ``cfg.learning`` (an online
+    rule) for ``cfg.steps`` passes, evaluate. Checkpoints go to ``out_dir/checkpoints``."""
+    c = resolve(cfg)
+    if c.learning == "bptt":
+        raise ConfigError("train_online runs the online rules; learning=bptt is "
+                          "spikegrad.apps.regression.train")
+    seed_everything(c.seed, deterministic=c.deterministic)
+    dt = c.dt_ms * 1e-3
+    rc = _regression_cfg(c)
+    xs, ys = reg.make_task(rc)
+    test_xs, test_ys = reg.make_test_task(rc)
+    model = reg.build_model(rc)
+    learner = make_learner(c, model, xs.shape[1])
+    opt = make_optimizer(c.optimizer, model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+    var = float(ys.var(unbiased=False))
+    history: List[dict] = []
+    ckpt_dir = None if out_dir is None else Path(out_dir) / "checkpoints"
+    start_step = 0
+    if resume and ckpt_dir is not None and latest_checkpoint(ckpt_dir) is not None:
+        ck = load_checkpoint(latest_checkpoint(ckpt_dir))
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        history, start_step = list(ck["history"]), int(ck["step"])
+        if ck.get("feedback") is not None:
+            learner.B = ck["feedback"]
+    bar = reg._bar(c)
+    if bar is not None:
+        bar.update(start_step)
+    t_start = time.perf_counter()
+    for step in range(start_step, c.steps):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        out, norm = _run_sequence(learner, model, xs, ys, opt, c)
+        mse = float((out - ys).pow(2).mean())
+        history.append({"epoch": step + 1, "step": step + 1, "train_loss": mse,
+                        "train_nmse": mse / var, "grad_norm_max": norm,
+                        "seconds": time.perf_counter() - t0})
+        if not math.isfinite(mse):
+            break
+        if bar is not None:
+            bar.update(1)
+        if ckpt_dir is not None and ((step + 1) % c.checkpoint_every == 0 or step + 1 == c.steps):
+            from ..train.checkpoint import checkpoint_path
+            save_checkpoint(checkpoint_path(ckpt_dir, step + 1), {
+                "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "step": step + 1, "history": history,
+                "feedback": getattr(learner, "B", None)})
+    if bar is not None:
+        bar.close()
+    train_seconds = time.perf_counter() - t_start
+    final = reg.evaluate(model, test_xs, test_ys, dt)
+    metrics = {"nmse": final["nmse"], "firing_rate_hz": final["firing_rate_hz"],
+               "train_seconds": train_seconds, "steps": len(history),
+               "diverged": not math.isfinite(final["nmse"])}
+    if measure_memory:
+        metrics["peak_memory_mb"] = online_step_memory(c, model, xs, ys)
+    return Trained(model, history, metrics)
+
+
+# --- memory ----------------------------------------------------------------------------------
+
+def _allocator_peak(fn) -> float:
+    """Peak MiB above the start that torch's allocator holds while ``fn()`` runs (the
+    profiler's memory events summed in time order, as the regression app does for BPTT)."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    try:
+        events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+        deltas = sorted((e.start_ns(), e.nbytes()) for e in events)
+    except AttributeError:  # pragma: no cover - depends on the torch version
+        return float("nan")
+    live = peak = 0
+    for _, nbytes in deltas:
+        live += nbytes
+        peak = max(peak, live)
+    return peak / 2**20
+
+
+def online_step_memory(cfg, model: reg.RegressionRSNN, xs: Tensor, ys: Tensor) -> float:
+    """Allocator peak (MiB) of one training pass of the online rule on a copy of ``model``
+    (outputs not recorded, as a deployed learner would not keep them)."""
+    import copy
+    c = resolve(cfg)
+    twin = copy.deepcopy(model)
+    learner = make_learner(c, twin, xs.shape[1])
+    opt = make_optimizer(c.optimizer, twin.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+    # warm-up on a short slice: lazy initialisation is not the step's memory; then a fresh
+    # optimizer, so the measured step creates its state as a first step does (as for BPTT)
+    _run_sequence(learner, twin, xs[:5], ys[:5], opt, c, record=False)
+    opt = make_optimizer(c.optimizer, twin.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+    return _allocator_peak(lambda: _run_sequence(learner, twin, xs, ys, opt, c, record=False))
+
+
+def _one_step_memory(c: Config, T: int) -> float:
+    c = dataclasses.replace(c, n_steps=T, progress=False)
+    rc = _regression_cfg(c)
+    seed_everything(c.seed)
+    xs, ys = reg.make_task(rc)
+    model = reg.build_model(rc)
+    if c.learning == "bptt":
+        return reg.measure_step_memory(rc, model, xs, ys)
+    return online_step_memory(c, model, xs, ys)
+
+
+def rss_of_one_step(cfg, T: int, timeout: float = 600.0) -> Dict[str, float]:
+    """Peak RSS growth (MiB) of one training step at length ``T`` in a fresh subprocess
+    (Linux): the kernel's high-water mark ``VmHWM`` is reset after a short warm-up
+    (``/proc/self/clear_refs``), then ``VmHWM`` after the step minus ``VmRSS`` before it.
+    (``ru_maxrss`` is not used: Linux keeps it across ``fork``/``exec``, so a child would
+    report its parent's peak.)"""
+    c = resolve(cfg)
+    payload = json.dumps({"cfg": dataclasses.asdict(c), "T": T})
+    out = subprocess.run([sys.executable, "-m", "spikegrad.apps.regression_online",
+                          "--rss-probe", payload], capture_output=True, text=True,
+                         timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"RSS probe failed (T={T}, {c.learning}): {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _proc_status_mb(key: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError(f"/proc/self/status has no {key} (needs Linux)")
+
+
+def _rss_probe(payload: str) -> None:
+    args = json.loads(payload)
+    c = Config(**args["cfg"])
+    c = dataclasses.replace(c, n_steps=int(args["T"]), progress=False)
+    torch.set_num_threads(1)
+    rc = _regression_cfg(c)
+    seed_everything(c.seed)
+    xs, ys = reg.make_task(rc)
+    model = reg.build_model(rc)
+    opt = make_optimizer(c.optimizer, model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+    if c.learning == "bptt":
+        objective = reg.make_objective(rc, xs.shape[0], float(ys.var(unbiased=False)))
+
+        def step(xs, ys):
+            opt.zero_grad()
+            objective(model, xs, ys, None).loss.backward()
+            opt.step()
+    else:
+        learner = make_learner(c, model, xs.shape[1])
+
+        def step(xs, ys):
+            _run_sequence(learner, model, xs, ys, opt, c, record=False)
+    # a short warm-up sequence first: lazy initialisation (numba compilation, the gradient
+    # buffers, the optimizer state) is not what grows with T
+    step(xs[:20], ys[:20])
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset the peak RSS (VmHWM) to the current RSS
+        reset = True
+    except OSError:
+        reset = False
+    before = _proc_status_mb("VmRSS")
+    t0 = time.perf_counter()
+    step(xs, ys)
+    seconds = time.perf_counter() - t0
+    peak = _proc_status_mb("VmHWM")
+    print(json.dumps({"rss_before_mb": before, "rss_peak_mb": peak,
+                      "rss_growth_mb": peak - before, "step_seconds": seconds,
+                      "hwm_reset": reset}))
+
+
+def memory_scaling(cfg, lengths: Sequence[int], rules: Sequence[str],
+                   subprocess_rss: bool = True) -> List[dict]:
+    """One row per (rule, T): allocator peak of one training step (MiB) and, with
+    ``subprocess_rss``, the RSS growth of one step in a fresh process (see the module
+    docstring for both methods)."""
+    c = resolve(cfg)
+    rows = []
+    for rule in rules:
+        for T in lengths:
+            cr = dataclasses.replace(c, learning=rule)
+            row = {"learning": rule, "T": T, "allocator_peak_mb": _one_step_memory(cr, T)}
+            if subprocess_rss:
+                row.update(rss_of_one_step(cr, T))
+            rows.append(row)
+    return rows
+
+
+# --- run -------------------------------------------------------------------------------------
+
+def run_online(cfg, out_dir: Path, resume: bool = False) -> Result:
+    """Train with an online rule (``cfg.learning``), optionally compare other rules and the
+    memory against ``T``; write ``config.json``, ``metrics.json`` (``nmse``,
+    ``firing_rate_hz``, ``wall_seconds``, ``peak_memory_mb``, ...), figures and
+    ``report.md``."""
+    c = resolve(cfg)
+    rd = RunDir(out_dir)
+    rd.write_config(c)
+    start = time.perf_counter()
+    if c.learning == "bptt":
+        trained = reg.train(_regression_cfg(c), rd.path, resume=resume)
+        trained = Trained(trained.model, trained.history, dict(trained.metrics))
+    else:
+        trained = train_online(c, rd.path, resume=resume)
+    metrics = dict(trained.metrics)
+    metrics["wall_seconds"] = time.perf_counter() - start
+    metrics.update(_gradient_alignment(c, trained.model))
+    table, curves = [], {c.learning: trained.history}
+    for rule in _rules(c.compare, "compare"):
+        if rule == c.learning:
+            continue
+        cr = dataclasses.replace(c, learning=rule, progress=False)
+        t0 = time.perf_counter()
+        other = (reg.train(_regression_cfg(cr)) if rule == "bptt" else train_online(cr))
+        row = {"learning": rule, **{k: other.metrics[k] for k in
+                                    ("nmse", "firing_rate_hz", "train_seconds",
+                                     "peak_memory_mb")},
+               "wall_seconds": time.perf_counter() - t0}
+        table.append(row)
+        curves[rule] = other.history
+    if table:
+        table.insert(0, {"learning": c.learning, **{k: metrics[k] for k in
+                                                    ("nmse", "firing_rate_hz", "train_seconds",
+                                                     "peak_memory_mb", "wall_seconds")}})
+        (rd.path / "compare.json").write_text(json.dumps(table, indent=2) + "\n")
+    mem_rows = []
+    lengths = _lengths(c.memory_lengths)
+    if lengths:
+        mem_rows = memory_scaling(c, lengths, _rules(c.memory_rules, "memory_rules"))
+        (rd.path / "memory.json").write_text(json.dumps(mem_rows, indent=2) + "\n")
+    rd.write_metrics(metrics)
+    figures = _figures(c, trained, curves, mem_rows, rd)
+    _write_report(rd, c, metrics, trained.history, table, mem_rows, figures)
+    return Result(metrics, trained.history, rd.path)
+
+
+def run(cfg, out_dir: Path, resume: bool = False) -> Result:
+    """App entry point (``Config`` of this module); same as :func:`run_online`."""
+    return run_online(cfg, out_dir, resume=resume)
+
+
+def _gradient_alignment(c: Config, model: reg.RegressionRSNN) -> Dict[str, float]:
+    """Cosine similarity between the e-prop (symmetric and random) and BPTT gradients of the
+    objective on the training task at the trained weights (issue 8, test (b))."""
+    from ..learning import cosine_similarity
+    import copy
+    rc = _regression_cfg(c)
+    xs, ys = reg.make_task(rc)
+    twin = copy.deepcopy(model)
+    objective = reg.make_objective(rc, xs.shape[0], float(ys.var(unbiased=False)))
+    twin.zero_grad()
+    objective(twin, xs, ys, None).loss.backward()
+    names = {"w_in": twin.input_layer.weight, "w_rec": twin.rsnn.weight,
+             "w_out": twin.readout_layer.weight, "b_out": twin.readout_layer.bias}
+    bptt = {k: v.grad.clone() for k, v in names.items()}
+    out = {}
+    for rule in ("eprop_symmetric", "eprop_random"):
+        learner = make_learner(dataclasses.replace(c, learning=rule), twin, xs.shape[1])
+        learner.run(xs, ys, record=False)
+        g = {k: v.grad.clone() for k, v in learner.parameters().items()}
+        out[f"cosine_{rule}_vs_bptt"] = cosine_similarity(g, bptt)
+        out[f"cosine_{rule}_vs_bptt_hidden"] = cosine_similarity(
+            {k: g[k] for k in ("w_in", "w_rec")}, {k: bptt[k] for k in ("w_in", "w_rec")})
+    return out
+
+
+# --- report ----------------------------------------------------------------------------------
+
+def _figures(c: Config, trained: Trained, curves: Dict[str, List[dict]], mem_rows, rd: RunDir
+             ) -> List[str]:
+    from .. import viz
+    plt = viz._plt()
+    rc = _regression_cfg(c)
+    xs, ys = reg.make_test_task(rc)
+    with torch.no_grad():
+        outs, _ = trained.model.forward_all(xs[:, :1])
+    t = torch.arange(xs.shape[0]) * c.dt_ms
+    fig, ax = plt.subplots(figsize=(7, 2.8))
+    for k in range(ys.shape[2]):
+        ax.plot(t, ys[:, 0, k], c=f"C{k}", lw=2, alpha=0.5, label=f"target {k}")
+        ax.plot(t, outs[-1][:, 0, k], c=f"C{k}", lw=1, label=f"output {k}")
+    ax.set_xlabel("time (ms)")
+    ax.set_title(f"{c.learning}: target vs readout (NMSE {trained.metrics['nmse']:.4f})")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(rd.path / "output.png", dpi=110)
+    plt.close(fig)
+    viz.save_rasters(rd.path / "rasters.png", [("input", xs[:, 0].numpy()),
+                                                ("recurrent LIF", outs[1][:, 0].numpy())],
+                     dt_ms=c.dt_ms)
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for name, hist in curves.items():
+        ax.plot([r["step"] for r in hist], [r.get("train_nmse", float("nan")) for r in hist],
+                lw=1, label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("NMSE (training pass)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(rd.path / "curves.png", dpi=110)
+    plt.close(fig)
+    figures = ["output.png", "rasters.png", "curves.png"]
+    if mem_rows:
+        keys = [("allocator_peak_mb", "torch allocator peak, one step (MiB)")]
+        if "rss_growth_mb" in mem_rows[0]:
+            keys.append(("rss_growth_mb", "peak RSS growth, fresh process (MiB)"))
+        fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.4), squeeze=False)
+        for ax, (key, title) in zip(axes[0], keys):
+            for rule in dict.fromkeys(r["learning"] for r in mem_rows):
+                rows = [r for r in mem_rows if r["learning"] == rule]
+                ax.plot([r["T"] for r in rows], [r[key] for r in rows], marker="o", label=rule)
+            ax.set_xlabel("sequence length T (steps)")
+            ax.set_title(title, fontsize=9)
+            ax.set_ylim(bottom=0)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(rd.path / "memory.png", dpi=110)
+        plt.close(fig)
+        figures.append("memory.png")
+    return figures
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _write_report(rd: RunDir, c: Config, metrics, history, table, mem_rows, figures) -> None:
+    from .config import to_json
+    lines = [f"# Regression ({c.task}) learned with {c.learning}", "", "## Results", "",
+             "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in sorted(metrics.items())]
+    if table:
+        lines += ["", "## Learning rules on the same budget", "",
+                  f"Same task, model, seed, optimizer ({c.optimizer}, lr {c.lr}) and "
+                  f"{c.steps} weight updates; only the gradient differs.", "",
+                  "| learning | final NMSE | rate (Hz) | train (s) | peak memory (MiB) |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['learning']} | {_fmt(r['nmse'])} | {_fmt(r['firing_rate_hz'])} | "
+                  f"{_fmt(r['train_seconds'])} | {_fmt(r['peak_memory_mb'])} |" for r in table]
+    if mem_rows:
+        lines += ["", "## Memory against sequence length", "",
+                  "One training step per row. `allocator` = peak bytes torch's allocator holds "
+                  "above the start of the step (profiler memory events). `RSS` = peak resident "
+                  "set of a fresh process minus its size just before the step.", "",
+                  "| learning | T | allocator peak (MiB) | RSS growth (MiB) | step (s) |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['learning']} | {r['T']} | {_fmt(r['allocator_peak_mb'])} | "
+                  f"{_fmt(r.get('rss_growth_mb', float('nan')))} | "
+                  f"{_fmt(r.get('step_seconds', float('nan')))} |" for r in mem_rows]
+    stride = max(1, len(history) // 20)
+    lines += ["", "## Training curve", "", "| step | NMSE (training pass) | grad norm |",
+              "|---|---|---|"]
+    for r in history[::stride] + ([history[-1]] if history and (len(history) - 1) % stride
+                                  else []):
+        lines.append(f"| {r['step']} | {r.get('train_nmse', float('nan')):.4g} | "
+                     f"{r.get('grad_norm_max', float('nan')):.3g} |")
+    lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figures]
+    lines += ["", "## Configuration", "", "```json", to_json(c), "```", "", "## Methods", "",
+              __doc__.strip(), ""]
+    (rd.path / "report.md").write_text("\n".join(lines))
+
+
+if __name__ == "__main__":  # pragma: no cover - the RSS probe runs in a subprocess
+    if len(sys.argv) == 3 and sys.argv[1] == "--rss-probe":
+        _rss_probe(sys.argv[2])
+    else:
+        print("usage: python -m spikegrad.apps.regression_online --rss-probe JSON",
+              file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,108 @@
+import json
+
+import pytest
+
+from spikegrad.apps import vision as app
+from spikegrad.apps.config import ConfigError, apply_overrides
+
+TINY = dict(epochs=1, max_train=128, channels=4, hidden=16, progress=False)
+
+
+def _metrics(path):
+    return json.loads((path / "metrics.json").read_text())
+
+
+def test_tiny_mnist1d_cnn_run_writes_metrics_figures_and_costs(tmp_path):
+    r = app.run(app.Config(dataset="mnist1d", arch="cnn", **TINY), tmp_path / "run")
+    m = _metrics(tmp_path / "run")
+    assert m == pytest.approx(r.metrics)
+    for f in ("config.json", "report.md", "curves.png", "rasters.png", "kernels.png",
+              "feature_maps.png", "log.jsonl"):
+        assert (tmp_path / "run" / f).stat().st_size > 0
+    assert 0.0 <= m["test_accuracy"] <= 1.0 and m["epochs"] == 1
+    # ANN MACs by hand (padded taps are not synapses): conv 1->4 k5 s2 p2 on 40 -> 20 outputs,
+    # 20*5 - 3 taps in the padding = 97 per channel; conv 4->4 k3 s2 p1 on 20 -> 10: 10*3 - 1;
+    # on 10 -> 5: 5*3 - 1; dense 4*5 -> 10
+    per_layer = [4 * 97, 16 * 29, 16 * 14, 20 * 10]
+    macs = [v for k, v in sorted(((k, v) for k, v in m.items() if k.startswith("ann_macs/")),
+                                 key=lambda kv: int(kv[0].split("/")[1].split(":")[0]))]
+    assert macs == per_layer and m["ann_macs_per_inference"] == sum(per_layer)
+    # the dense readout's fan-out is 10 for every input: its synops are 10 x the spikes of the
+    # last spiking layer (measured from the same spikes)
+    last_spikes = [v for k, v in m.items() if k.startswith("spikes/")]
+    dense_ops = [v for k, v in m.items() if k.startswith("synops/") and k.endswith("Linear")]
+    assert dense_ops[0] == pytest.approx(10 * last_spikes[-1], rel=1e-6)
+    # current input: every step delivers the analog signal (a graded event per nonzero value)
+    first = [v for k, v in m.items() if k.startswith("synops/0:")][0]
+    assert 0 < first <= 8 * 4 * 97 + 1e-6
+    assert m["ann_macs_spike_input_layers"] == sum(per_layer[1:])  # layer 0 sees currents
+    assert m["synops_spike_input_per_inference"] == pytest.approx(m["synops_per_inference"] - first)
+    assert m["synops_per_inference"] == pytest.approx(
+        sum(v for k, v in m.items() if k.startswith("synops/")))
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["n_steps"] == 8 and cfg["encoder"] == "current"  # preset filled in
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(dataset="digits", arch="cnn", encoder="rate"),
+    dict(dataset="digits", arch="mlp", encoder="latency", norm="per_step"),
+    dict(dataset="mnist1d", arch="mlp", encoder="rate", pool="sum"),
+])
+def test_other_datasets_encoders_and_archs_run(tmp_path, overrides):
+    r = app.run(app.Config(**{**TINY, "epochs": 1, "max_train": 64, **overrides}), tmp_path)
+    assert 0.0 <= r.metrics["test_accuracy"] <= 1.0
+    assert r.metrics["synops_per_inference"] > 0
+    # spike encoders: every synaptic layer is fed by spikes
+    assert r.metrics["ann_macs_spike_input_layers"] == r.metrics["ann_macs_per_inference"]
+    assert (tmp_path / "kernels.png").exists() == (overrides["arch"] == "cnn")
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    cfg = app.Config(dataset="digits", **{**TINY, "epochs": 2, "max_train": 64})
+    full = app.run(cfg, tmp_path / "full")
+    part = tmp_path / "part"
+    app.run(cfg, part)
+    (part / "checkpoints" / "ckpt_epoch00002.pt").unlink()  # a crash during epoch 2
+    resumed = app.run(cfg, part, resume=True)
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]
+    assert strip(resumed.history) == strip(full.history)
+    for k in ("test_accuracy", "train_loss", "synops_per_inference"):
+        assert resumed.metrics[k] == full.metrics[k]
+
+
+@pytest.mark.parametrize("dataset, shape", [("mnist1d", (1, 40)), ("digits", (1, 8, 8))])
+def test_mlp_baseline_has_a_similar_number_of_parameters(dataset, shape):
+    sizes = {a: app.n_params(app.build_model(app.resolve(app.Config(dataset=dataset, arch=a)),
+                                             shape, 10))
+             for a in ("cnn", "mlp")}
+    assert 0.85 < sizes["mlp"] / sizes["cnn"] < 1.15, sizes
+    c = app.resolve(app.Config())
+    assert (c.arch, c.dataset, c.n_steps, c.encoder) == ("cnn", "mnist1d", 8, "current")
+
+
+@pytest.mark.parametrize("override, match", [
+    ("arch=resnet", "arch must be one of cnn, mlp"),
+    ("dataset=cifar", "dataset must be one of mnist1d, digits"),
+    ("encoder=spikes", "encoder must be one of current, rate, latency"),
+    ("norm=layer", "norm must be one of"),
+    ("lr=0", "lr must be > 0"),
+])
+def test_bad_config_messages(override, match):
+    with pytest.raises(ConfigError, match=match):
+        app.resolve(apply_overrides(app.Config(), [override]))
+    with pytest.raises(ConfigError, match="augment_shift.*mnist1d only"):
+        app.resolve(app.Config(dataset="digits", augment_shift=3))
+
+
+@pytest.mark.slow
+def test_mnist1d_cnn_default_beats_floor_and_mlp(tmp_path):
+    cnn = app.run(app.Config(progress=False), tmp_path / "cnn").metrics
+    mlp = app.run(app.Config(arch="mlp", progress=False), tmp_path / "mlp").metrics
+    assert cnn["test_accuracy"] >= 0.85
+    assert cnn["test_accuracy"] >= mlp["test_accuracy"] + 0.10
+
+
+@pytest.mark.slow
+def test_digits_cnn_floor(tmp_path):
+    assert app.run(app.Config(dataset="digits", progress=False),
+                   tmp_path).metrics["test_accuracy"] >= 0.95
