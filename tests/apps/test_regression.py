@@ -240,7 +240,7 @@ def test_divergence_is_reported_not_raised():
 
 @pytest.mark.parametrize("override, match", [
     ("task=speech", "task must be one of pattern, filter"),
-    ("neuron=alif", "neuron must be one of lif.*not implemented"),
+    ("neuron=izhikevich", "neuron must be one of lif, alif"),
     ("learning=hebb", "learning must be one of bptt, eprop_symmetric"),
     ("optimizer=lbfgs", "optimizer must be one of"),
     ("surrogate=nope", "surrogate must be one of"),
@@ -308,3 +308,13 @@ def test_sparsity_penalty_pulls_the_rate_to_the_target_and_clipping_prevents_div
     runs = app.compare_clipping(app.Config(progress=False))
     assert runs["unclipped"].diverged and not runs["clipped"].diverged
     assert runs["clipped"].metrics["nmse"] < 1.0
+
+
+def test_alif_neurons_train_and_adapt(tmp_path):
+    cfg = tiny(neuron="alif", tau_adapt_ms=50.0, beta_adapt=0.5, steps=2)
+    model = app.build_model(cfg)
+    assert isinstance(model.rsnn.neuron, snn.ALIF)
+    res = app.run(cfg, tmp_path)
+    assert math.isfinite(res.metrics["nmse"]) and res.metrics["firing_rate_hz"] > 0
+    with pytest.raises(ConfigError, match="beta_adapt"):
+        app.resolve(tiny(neuron="alif", beta_adapt=-1.0))

@@ -11,7 +11,9 @@ Methods, in the order they run:
    population-coded spikes; a fixed training batch of ``batch_size`` sequences, NMSE on
    ``batch_size`` held-out sequences drawn with another seed.
 2. **Model** (:func:`build_model`): input ``Linear`` (no bias) -> recurrent LIF layer
-   (``nn.Recurrent(nn.LIF)``, no autapses) -> readout ``Linear`` -> ``nn.LI``: the
+   (``nn.Recurrent(nn.LIF)``, no autapses; ``neuron=alif``: ``nn.ALIF`` with threshold
+   adaptation ``tau_adapt_ms``, ``beta_adapt``, run by its reference loop) -> readout
+   ``Linear`` -> ``nn.LI``: the
    readout is the exponential (synaptic) low-pass filter ``y_t = a y_{t-1} + W_out z_t + b``
    with ``a = exp(-dt / tau_out)``, fixed or trainable (``learn_tau_out``).
 3. **Objective**: MSE between readout and target over all steps, plus, when
@@ -71,7 +73,7 @@ TASKS = ("pattern", "filter")
 #: loop of larger weights, errors and gradients (NaN/Inf within ~10 steps); clipped to norm 1,
 #: the same step size trains steadily (measured: seed 0).
 DIVERGENCE_DEMO = {"optimizer": "sgd", "lr": 0.02, "clip_norm": 1.0}
-NEURONS = ("lif",)  # "alif" (adaptive threshold) is reserved for when the library has it
+NEURONS = ("lif", "alif")  # alif: spike-triggered threshold adaptation (nn.ALIF)
 #: "bptt" runs here; the others are run by spikegrad.apps.regression_online
 LEARNING_RULES = ("bptt", "eprop_symmetric", "eprop_random", "eprop_adaptive", "three_factor")
 
@@ -96,6 +98,8 @@ class Config:
     hidden: int = 100
     neuron: str = "lif"
     tau_mem_ms: float = 20.0
+    tau_adapt_ms: float = 500.0   # neuron=alif: adaptation time constant
+    beta_adapt: float = 0.5       # neuron=alif: threshold increase per unit of adaptation trace
     tau_out_ms: float = 20.0
     learn_tau_out: bool = False
     threshold: float = 1.0
@@ -141,7 +145,11 @@ def resolve(cfg: Config) -> Config:
 
     need(cfg.task in TASKS, f"task must be one of {', '.join(TASKS)}; got {cfg.task!r}")
     need(cfg.neuron in NEURONS, f"neuron must be one of {', '.join(NEURONS)}; got "
-         f"{cfg.neuron!r} (adaptive LIF, 'alif', is not implemented yet)")
+         f"{cfg.neuron!r}")
+    need(cfg.tau_adapt_ms > 0 and math.isfinite(cfg.tau_adapt_ms),
+         f"tau_adapt_ms must be a finite number > 0; got {cfg.tau_adapt_ms}")
+    need(cfg.beta_adapt >= 0 and math.isfinite(cfg.beta_adapt),
+         f"beta_adapt must be a finite number >= 0; got {cfg.beta_adapt}")
     need(cfg.learning in LEARNING_RULES, f"learning must be one of "
          f"{', '.join(LEARNING_RULES)}; got {cfg.learning!r}")
     need(cfg.optimizer.lower() in OPTIMIZERS, f"optimizer must be one of "
@@ -262,9 +270,12 @@ def build_model(cfg: Config) -> RegressionRSNN:
     inp = nn.Linear(n_in, cfg.hidden, bias=False)
     with torch.no_grad():
         inp.weight.mul_(cfg.input_gain)
-    lif = nn.LIF(cfg.hidden, tau_mem=cfg.tau_mem_ms * 1e-3, dt=dt, threshold=cfg.threshold,
-                 surrogate=cfg.surrogate, beta=cfg.surrogate_beta, backend="auto")
-    rec = nn.Recurrent(lif, autapses=False, init_gain=cfg.rec_gain)
+    kw = dict(tau_mem=cfg.tau_mem_ms * 1e-3, dt=dt, threshold=cfg.threshold,
+              surrogate=cfg.surrogate, beta=cfg.surrogate_beta, backend="auto")
+    neuron = (nn.LIF(cfg.hidden, **kw) if cfg.neuron == "lif" else
+              nn.ALIF(cfg.hidden, tau_adapt=cfg.tau_adapt_ms * 1e-3, beta_adapt=cfg.beta_adapt,
+                      **kw))
+    rec = nn.Recurrent(neuron, autapses=False, init_gain=cfg.rec_gain)
     out = nn.Linear(cfg.hidden, cfg.n_outputs)
     # y = a y + W z: the filter sums about tau_out/dt steps of input, so scale the initial
     # readout weights by (1 - a) to start the output near the target's scale
