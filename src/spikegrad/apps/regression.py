@@ -57,6 +57,7 @@ from .. import surrogate as _surrogate
 from ..data.patterns import noisy_signal_task, pattern_generation_task
 from ..functional.leaky import lowpass
 from ..train import ObjectiveOutput, Trainer, make_optimizer, seed_everything
+from ..train.memory import allocator_peak_mb
 from ..train.optim import OPTIMIZERS
 from .classification import Result
 from .config import ConfigError
@@ -456,8 +457,6 @@ def measure_step_memory(cfg: Config, model: RegressionRSNN, xs: Tensor, ys: Tens
     objects. Returns NaN if this torch has no such profiler events or the step is not
     finite (a diverged model).
     """
-    from torch.profiler import ProfilerActivity, profile
-
     c = dataclasses.replace(cfg, progress=False)
     twin = copy.deepcopy(model)
     objective = make_objective(c, xs.shape[0], float(ys.var(unbiased=False)))
@@ -468,20 +467,9 @@ def measure_step_memory(cfg: Config, model: RegressionRSNN, xs: Tensor, ys: Tens
     try:
         trainer.fit([(xs, ys)], 1)
         trainer = _make_trainer(c, twin, objective)
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            trainer.fit([(xs, ys)], 1)
+        return allocator_peak_mb(lambda: trainer.fit([(xs, ys)], 1))
     except FloatingPointError:  # a diverged model cannot take a step to measure
         return float("nan")
-    try:
-        events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
-        deltas = sorted((e.start_ns(), e.nbytes()) for e in events)
-    except AttributeError:  # pragma: no cover - depends on the torch version
-        return float("nan")
-    live = peak = 0
-    for _, nbytes in deltas:
-        live += nbytes
-        peak = max(peak, live)
-    return peak / 2**20
 
 
 def compare_tbptt(cfg: Config, ks: Sequence[int], done: Optional[Dict[int, dict]] = None

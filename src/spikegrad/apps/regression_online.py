@@ -54,6 +54,7 @@ from ..functional.leaky import integrate
 from ..learning import EProp, Factors, ThreeFactor, random_projection
 from ..train import make_optimizer, seed_everything
 from ..train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from ..train.memory import allocator_peak_mb
 from . import regression as reg
 from .classification import Result
 from .config import ConfigError
@@ -301,24 +302,6 @@ def train_online(cfg, out_dir: Optional[Path] = None, resume: bool = False,
 
 # --- memory ----------------------------------------------------------------------------------
 
-def _allocator_peak(fn) -> float:
-    """Peak MiB above the start that torch's allocator holds while ``fn()`` runs (the
-    profiler's memory events summed in time order, as the regression app does for BPTT)."""
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    try:
-        events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
-        deltas = sorted((e.start_ns(), e.nbytes()) for e in events)
-    except AttributeError:  # pragma: no cover - depends on the torch version
-        return float("nan")
-    live = peak = 0
-    for _, nbytes in deltas:
-        live += nbytes
-        peak = max(peak, live)
-    return peak / 2**20
-
-
 def online_step_memory(cfg, model: reg.RegressionRSNN, xs: Tensor, ys: Tensor) -> float:
     """Allocator peak (MiB) of one training pass of the online rule on a copy of ``model``
     (outputs not recorded, as a deployed learner would not keep them)."""
@@ -331,7 +314,7 @@ def online_step_memory(cfg, model: reg.RegressionRSNN, xs: Tensor, ys: Tensor) -
     # optimizer, so the measured step creates its state as a first step does (as for BPTT)
     _run_sequence(learner, twin, xs[:5], ys[:5], opt, c, record=False)
     opt = make_optimizer(c.optimizer, twin.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-    return _allocator_peak(lambda: _run_sequence(learner, twin, xs, ys, opt, c, record=False))
+    return allocator_peak_mb(lambda: _run_sequence(learner, twin, xs, ys, opt, c, record=False))
 
 
 def _one_step_memory(c: Config, T: int) -> float:
