@@ -66,7 +66,7 @@ from .report import RunDir
 __all__ = ["Config", "Result", "RegressionRSNN", "TASKS", "NEURONS", "LEARNING_RULES",
            "resolve", "make_task", "make_test_task", "build_model", "make_objective",
            "rate_penalty", "evaluate", "linear_baseline_nmse", "train", "measure_step_memory", "compare_tbptt",
-           "compare_clipping", "DIVERGENCE_DEMO", "run"]
+           "compare_clipping", "DIVERGENCE_DEMO", "save_trace_figures", "run"]
 
 TASKS = ("pattern", "filter")
 #: Overrides that make the default pattern run diverge unless gradients are clipped: plain
@@ -542,28 +542,38 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
 
 # --- report ----------------------------------------------------------------------------------
 
-def _figures(c: Config, result: Trained, rd: RunDir) -> List[str]:
+def save_trace_figures(c: Config, model: RegressionRSNN, title: str, rd: RunDir) -> List[str]:
+    """``output.png`` (target vs readout on the first test sequence, titled ``title``) and
+    ``rasters.png`` (input and recurrent spikes); returns the file names."""
     from .. import viz
     plt = viz._plt()
     xs, ys = make_test_task(c)
     with torch.no_grad():
-        outs, _ = result.model.forward_all(xs[:, :1])
+        outs, _ = model.forward_all(xs[:, :1])
     t = torch.arange(xs.shape[0]) * c.dt_ms
     fig, ax = plt.subplots(figsize=(7, 2.8))
     for k in range(ys.shape[2]):
         ax.plot(t, ys[:, 0, k], c=f"C{k}", lw=2, alpha=0.5, label=f"target {k}")
         ax.plot(t, outs[-1][:, 0, k], c=f"C{k}", lw=1, label=f"output {k}")
     ax.set_xlabel("time (ms)")
-    ax.set_title(f"{c.task}: target vs readout (NMSE {result.metrics['nmse']:.4f})")
+    ax.set_title(title)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(rd.path / "output.png", dpi=110)
     plt.close(fig)
     viz.save_rasters(rd.path / "rasters.png", [("input", xs[:, 0].numpy()),
-                                                ("recurrent LIF", outs[1][:, 0].numpy())],
+                                                (f"recurrent {c.neuron.upper()}",
+                                                 outs[1][:, 0].numpy())],
                      dt_ms=c.dt_ms)
-    _save_curves(plt, rd.path / "curves.png", {"": result.history})
-    return ["output.png", "rasters.png", "curves.png"]
+    return ["output.png", "rasters.png"]
+
+
+def _figures(c: Config, result: Trained, rd: RunDir) -> List[str]:
+    from .. import viz
+    names = save_trace_figures(
+        c, result.model, f"{c.task}: target vs readout (NMSE {result.metrics['nmse']:.4f})", rd)
+    _save_curves(viz._plt(), rd.path / "curves.png", {"": result.history})
+    return names + ["curves.png"]
 
 
 def _save_curves(plt, path: Path, runs: Dict[str, List[dict]]) -> None:

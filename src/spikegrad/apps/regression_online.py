@@ -56,6 +56,7 @@ from ..train import make_optimizer, seed_everything
 from ..train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from ..train.memory import allocator_peak_mb
 from . import regression as reg
+from .regression import _fmt
 from .classification import Result
 from .config import ConfigError
 from .report import RunDir
@@ -494,24 +495,9 @@ def _figures(c: Config, trained: Trained, curves: Dict[str, List[dict]], mem_row
              ) -> List[str]:
     from .. import viz
     plt = viz._plt()
-    rc = _regression_cfg(c)
-    xs, ys = reg.make_test_task(rc)
-    with torch.no_grad():
-        outs, _ = trained.model.forward_all(xs[:, :1])
-    t = torch.arange(xs.shape[0]) * c.dt_ms
-    fig, ax = plt.subplots(figsize=(7, 2.8))
-    for k in range(ys.shape[2]):
-        ax.plot(t, ys[:, 0, k], c=f"C{k}", lw=2, alpha=0.5, label=f"target {k}")
-        ax.plot(t, outs[-1][:, 0, k], c=f"C{k}", lw=1, label=f"output {k}")
-    ax.set_xlabel("time (ms)")
-    ax.set_title(f"{c.learning}: target vs readout (NMSE {trained.metrics['nmse']:.4f})")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(rd.path / "output.png", dpi=110)
-    plt.close(fig)
-    viz.save_rasters(rd.path / "rasters.png", [("input", xs[:, 0].numpy()),
-                                                ("recurrent LIF", outs[1][:, 0].numpy())],
-                     dt_ms=c.dt_ms)
+    names = reg.save_trace_figures(
+        _regression_cfg(c), trained.model,
+        f"{c.learning}: target vs readout (NMSE {trained.metrics['nmse']:.4f})", rd)
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for name, hist in curves.items():
         ax.plot([r["step"] for r in hist], [r.get("train_nmse", float("nan")) for r in hist],
@@ -523,7 +509,7 @@ def _figures(c: Config, trained: Trained, curves: Dict[str, List[dict]], mem_row
     fig.tight_layout()
     fig.savefig(rd.path / "curves.png", dpi=110)
     plt.close(fig)
-    figures = ["output.png", "rasters.png", "curves.png"]
+    figures = names + ["curves.png"]
     if mem_rows:
         keys = [("allocator_peak_mb", "torch allocator peak, one step (MiB)")]
         if "rss_growth_mb" in mem_rows[0]:
@@ -542,10 +528,6 @@ def _figures(c: Config, trained: Trained, curves: Dict[str, List[dict]], mem_row
         plt.close(fig)
         figures.append("memory.png")
     return figures
-
-
-def _fmt(v) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def _write_report(rd: RunDir, c: Config, metrics, history, table, mem_rows, figures) -> None:
