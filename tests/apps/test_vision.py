@@ -106,3 +106,37 @@ def test_mnist1d_cnn_default_beats_floor_and_mlp(tmp_path):
 def test_digits_cnn_floor(tmp_path):
     assert app.run(app.Config(dataset="digits", progress=False),
                    tmp_path).metrics["test_accuracy"] >= 0.95
+
+
+def _write_idx(path, array):
+    """An IDX file by hand: magic (0, 0, 0x08 = ubyte, ndim), big-endian int32 sizes, data."""
+    import struct
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(">u1").tobytes())
+
+
+def test_mnist_from_idx_files_the_user_downloaded(tmp_path):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    raw = tmp_path / "MNIST" / "raw"  # torchvision's layout
+    raw.mkdir(parents=True)
+    for split, n in (("train", 64), ("t10k", 32)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        # a bright square whose row encodes the label: learnable, like a digit
+        images = np.zeros((n, 28, 28), np.uint8)
+        for k, y in enumerate(labels):
+            images[k, 2 * y + 3: 2 * y + 7, 10:18] = 255
+        _write_idx(raw / f"{split}-images-idx3-ubyte", images)
+        _write_idx(raw / f"{split}-labels-idx1-ubyte", labels)
+    cfg = apply_overrides(app.Config(), ["dataset=mnist", f"mnist_path={tmp_path}",
+                                            "epochs=1", "channels=4", "progress=false"])
+    res = app.run(cfg, tmp_path / "run")
+    assert res.metrics["ann_macs_per_inference"] > 0 and 0.0 <= res.metrics["test_accuracy"] <= 1
+    data = app.load_data(app.resolve(cfg))
+    assert data.train.tensors[0].shape == (64, 1, 28, 28) and data.n_classes == 10
+    assert float(data.train.tensors[0].max()) == 1.0
+
+
+def test_mnist_without_a_path_says_where_to_put_the_files():
+    with pytest.raises(ConfigError, match="dataset=mnist needs mnist_path=DIR"):
+        app.resolve(apply_overrides(app.Config(), ["dataset=mnist"]))

@@ -4,7 +4,9 @@ Methods, in the order they run:
 
 1. **Data** (offline): ``mnist1d`` (4000/1000 sequences of length 40, generated; ``[1, 40]``
    per sample, a 1-D CNN) or ``digits`` (sklearn 8x8, stratified 75/25; ``[1, 8, 8]``, a 2-D
-   CNN). Training signals may be randomly rolled (MNIST-1D translation augmentation).
+   CNN), or ``mnist`` (the four IDX files the user downloaded, read from ``mnist_path``;
+   ``[1, 28, 28]``, pixels / 255; never downloaded here). Training signals may be randomly
+   rolled (MNIST-1D translation augmentation).
 2. **Encoding** to ``[T, B, C, *spatial]``: ``current`` (the analog frame injected at every
    step), ``rate`` (Bernoulli spikes, p = value per step) or ``latency`` (one spike, earlier
    for larger values); rate and latency codes min-max scale MNIST-1D to [0, 1].
@@ -38,6 +40,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
+from .. import data as sgdata
 from .. import losses, nn
 from ..functional.readout import membrane
 from ..train import ObjectiveOutput, Trainer, make_optimizer, seed_everything
@@ -48,7 +51,7 @@ from .report import RunDir
 
 __all__ = ["Config", "PRESETS", "resolve", "build_model", "layer_costs", "run", "Result"]
 
-DATASETS = ("mnist1d", "digits")
+DATASETS = ("mnist1d", "digits", "mnist")
 ARCHS = ("cnn", "mlp")
 ENCODERS = ("current", "rate", "latency")
 POOLS = ("none", "max", "avg", "sum")
@@ -66,6 +69,7 @@ class Config:
     """
 
     dataset: str = "mnist1d"
+    mnist_path: str = ""          # dataset=mnist: folder with the four MNIST IDX files
     arch: str = "cnn"
     seed: int = 0
     deterministic: bool = True
@@ -108,6 +112,13 @@ PRESETS: Dict[str, dict] = {
                    tau_mem_ms=10.0, tau_out_ms=10.0, dt_ms=1.0, surrogate="fast_sigmoid",
                    surrogate_beta=10.0, lr=1e-2, weight_decay=0.0, batch_size=64,
                    augment_shift=0, max_train=0),
+    # 1 x 28 x 28 -> conv 16 (k3 p1) -> max pool 2 -> conv 32 -> max pool 2 -> 10 LI; MNIST
+    # is not shipped: it is read from the IDX files the user downloaded (mnist_path)
+    "mnist": dict(epochs=5, n_steps=8, encoder="current", channels=16, conv_layers=2,
+                  kernel_size=3, stride=1, pool="max", hidden=128, norm="threshold",
+                  tau_mem_ms=10.0, tau_out_ms=10.0, dt_ms=1.0, surrogate="fast_sigmoid",
+                  surrogate_beta=10.0, lr=1e-2, weight_decay=0.0, batch_size=128,
+                  augment_shift=0, max_train=0),
 }
 
 
@@ -137,13 +148,25 @@ def resolve(cfg: Config) -> Config:
                                      f"{getattr(cfg, key)}")
     need(not cfg.augment_shift or cfg.dataset == "mnist1d",
          "augment_shift (random roll of a 1-D signal) applies to dataset=mnist1d only")
+    need(cfg.dataset != "mnist" or bool(cfg.mnist_path),
+         "dataset=mnist needs mnist_path=DIR: a folder with train-images-idx3-ubyte, "
+         "train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (optionally "
+         ".gz; the files of yann.lecun.com/exdb/mnist or torchvision's MNIST/raw). spikegrad "
+         "never downloads data.")
     return cfg
 
 
 # --- data ------------------------------------------------------------------------------------
 
 def load_data(c: Config) -> classification.Data:
-    """Samples shaped as one frame ``[N, 1, 40]`` or ``[N, 1, 8, 8]``."""
+    """Samples shaped as one frame ``[N, 1, 40]``, ``[N, 1, 8, 8]`` or ``[N, 1, 28, 28]``."""
+    if c.dataset == "mnist":
+        s = sgdata.load_mnist_files(c.mnist_path)  # pixels / 255 in [0, 1]
+        train, test = (TensorDataset(x.unsqueeze(1), y)
+                       for x, y in ((s.x_train, s.y_train), (s.x_test, s.y_test)))
+        if c.max_train:
+            train = TensorDataset(*(t[: c.max_train] for t in train.tensors))
+        return classification.Data(train, None, test, tuple(train.tensors[0].shape[1:]), 10)
     data = classification.load_data(c)  # same splits and scaling as the classification app
     shape = (1, 40) if c.dataset == "mnist1d" else (1, 8, 8)
     train, test = (TensorDataset(ds.tensors[0].reshape(-1, *shape), ds.tensors[1])
