@@ -242,9 +242,20 @@ def _bwd_rec_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind
     return bwd
 
 
+_NP_DTYPE = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}
+
+
 def _row(t, shape, dtype) -> np.ndarray:
     """A parameter (float, 0-dim or per-neuron tensor) broadcast to ``shape`` and flattened:
     one value per neuron of a row ``[M]``."""
+    # Fast paths first: this runs ~10 times per sequence call, and torch's small-op overhead
+    # was a measurable part of short sequences (TBPTT chunks). Values are the same: numpy
+    # rounds a Python float (a double) to float32 exactly as torch's cast does.
+    if not isinstance(t, Tensor) and dtype in _NP_DTYPE:
+        return np.full(math.prod(shape), t, dtype=_NP_DTYPE[dtype])
+    if (isinstance(t, Tensor) and t.dtype == dtype and tuple(t.shape) == tuple(shape)
+            and t.is_contiguous()):
+        return t.detach().reshape(-1).numpy()
     if not isinstance(t, Tensor):
         t = torch.tensor(t, dtype=torch.float64)
     t = t.detach().to(dtype).expand(shape)  # cast first: the reference does
