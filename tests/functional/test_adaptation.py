@@ -10,15 +10,6 @@ from spikegrad.functional import (ALIFParams, ALIFState, LIFParams, RefractoryPa
 F64 = torch.float64
 
 
-def _relax(monkeypatch):
-    """Heaviside -> the 'sigmoid' surrogate's primitive (smooth, same derivative)."""
-    from spikegrad.functional import adaptation, dendrite, lif
-    def smooth(x, surrogate):
-        return sg.surrogate.get(surrogate).smooth(x)
-    for mod in (lif, adaptation, dendrite):
-        monkeypatch.setattr(mod, "spike", smooth)
-
-
 def test_state_is_a_namedtuple_with_documented_fields():
     assert ALIFState._fields == ("v", "a", "i", "ref", "q")
     p = ALIFParams(LIFParams(decay_syn=0.5), refractory=RefractoryParams(n_ref=3))
@@ -51,8 +42,7 @@ def test_adaptation_trace_is_low_pass_of_spikes_and_raises_threshold():
     assert torch.equal(adaptive_threshold(prev, p), 1.0 + 0.5 * st.a[0])
 
 
-def test_adaptation_parameters_gradients_match_finite_differences(monkeypatch):
-    _relax(monkeypatch)
+def test_adaptation_parameters_gradients_match_finite_differences(relaxed):
     torch.manual_seed(2)
     xs = torch.rand(15, 2, 3, dtype=F64) * 1.5
     surr = sg.surrogate.get("sigmoid", beta=5.0)

@@ -12,14 +12,6 @@ from spikegrad.functional import (ALIFParams, DendriteParams, DendriteState, LIF
 F64 = torch.float64
 
 
-def _relax(monkeypatch):
-    from spikegrad.functional import adaptation, dendrite, lif
-    def smooth(x, surrogate):
-        return sg.surrogate.get(surrogate).smooth(x)
-    for mod in (lif, adaptation, dendrite):
-        monkeypatch.setattr(mod, "spike", smooth)
-
-
 def test_two_compartment_step_by_hand():
     # one neuron, one branch: a_d = 0.5, theta_d = 1, c = 2, g = 0.25; soma IF theta = 1
     p = DendriteParams(decay_dend=0.5, threshold_dend=1.0, coupling=2.0, passive=0.25,
@@ -43,8 +35,7 @@ def test_multi_branch_currents_sum_over_branches():
     assert current.item() == 0.25 + 2.0 + 4.0 + 0.5
 
 
-def test_all_dendritic_parameters_match_finite_differences(monkeypatch):
-    _relax(monkeypatch)
+def test_all_dendritic_parameters_match_finite_differences(relaxed):
     torch.manual_seed(4)
     xs = torch.rand(12, 2, 3, 2, dtype=F64) * 1.5
     surr = sg.surrogate.get("sigmoid", beta=4.0)

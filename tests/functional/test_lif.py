@@ -70,16 +70,6 @@ def test_bad_inputs_give_clear_errors():
 
 # --- trainable reset target v_reset + r (issue 7) -------------------------------------------
 
-def _relax(monkeypatch):
-    """Replace the Heaviside by the surrogate's smooth primitive everywhere (the 'sigmoid'
-    surrogate's primitive sigmoid(beta x) has exactly the surrogate's derivative), so autograd
-    of the relaxed network can be checked against its finite differences."""
-    from spikegrad.functional import adaptation, dendrite, lif
-    def smooth(x, surrogate):
-        return sg.surrogate.get(surrogate).smooth(x)
-    for mod in (lif, adaptation, dendrite):
-        monkeypatch.setattr(mod, "spike", smooth)
-
 
 @pytest.mark.parametrize("detach", [True, False])
 def test_reset_offset_gradient_matches_hand_derivation_two_steps(detach):
@@ -104,8 +94,7 @@ def test_reset_offset_gradient_matches_hand_derivation_two_steps(detach):
     assert vr.grad.item() == pytest.approx(expected, abs=1e-15)   # v_reset enters as vr + r
 
 
-def test_reset_offset_gradient_matches_finite_differences_of_smooth_relaxation(monkeypatch):
-    _relax(monkeypatch)
+def test_reset_offset_gradient_matches_finite_differences_of_smooth_relaxation(relaxed):
     torch.manual_seed(1)
     xs = (torch.rand(12, 2, 3, dtype=torch.float64) * 1.2)
     surr = sg.surrogate.get("sigmoid", beta=4.0)

@@ -10,14 +10,6 @@ from spikegrad.functional import ALIFParams, LIFParams, RefractoryParams, alif_s
 F64 = torch.float64
 
 
-def _relax(monkeypatch):
-    from spikegrad.functional import adaptation, dendrite, lif
-    def smooth(x, surrogate):
-        return sg.surrogate.get(surrogate).smooth(x)
-    for mod in (lif, adaptation, dendrite):
-        monkeypatch.setattr(mod, "spike", smooth)
-
-
 def _params(n_ref=0, decay=0.0, strength=0.0, a_mem=0.9, **lif):
     return ALIFParams(LIFParams(decay_mem=a_mem, threshold=1.0, **lif), beta_adapt=0.0,
                       refractory=RefractoryParams(n_ref, decay, strength))
@@ -59,8 +51,7 @@ def test_membrane_gradient_is_exact_and_zero_for_inputs_during_refractoriness():
     assert torch.allclose(xs.grad[..., :2], fd[..., :2], atol=1e-6)
 
 
-def test_relative_refractory_parameters_match_finite_differences(monkeypatch):
-    _relax(monkeypatch)
+def test_relative_refractory_parameters_match_finite_differences(relaxed):
     torch.manual_seed(3)
     xs = torch.rand(15, 2, 3, dtype=F64) * 1.5
     surr = sg.surrogate.get("sigmoid", beta=5.0)
