@@ -9,9 +9,15 @@ Each loop walks time in order and, inside a step, the contiguous row of all neur
 everything per element (spike, reset, surrogate, adjoint) in one pass: a separate torch op
 over ``[T, B, N]`` costs about as much as the whole loop. Kernels are generated per model
 option, surrogate and float type, so the inner loop is branch-free and LLVM vectorises it
-(measured 10x faster than one generic kernel with run-time flags). They are single-threaded:
-on 2 cores, numba's thread pool next to torch's spinning OpenMP threads was several times
-slower than one thread. The arithmetic follows the reference's
+(measured 10x faster than one generic kernel with run-time flags).
+
+Threads: the recurrent loops split the batch rows over ``torch.get_num_threads()`` threads
+(:mod:`spikegrad.kernels.parallel`; rows are independent, results bit-identical): workload C's
+training step went from 150-200 ms to 95-110 ms on 2 cores. The feed-forward loops stay on one
+thread: they stream memory, and split over 2 threads the A512 / B benchmark steps were slower
+(41-46 vs 37-38 ms, 16.6-18 vs 15-15.6 ms): after the projection GEMM that precedes them,
+torch's idle OpenMP worker spins on the second core for ~4-7 ms (GNU OpenMP's default wait
+policy), and a second thread shares that core with it. The arithmetic follows the reference's
 order (numba does not fuse multiply-adds unless asked), so forward states are bit-identical.
 
 Surrogates: the built-in ones are evaluated inside the backward loop by :func:`_phi`, a
@@ -22,6 +28,7 @@ whole sequence first and passed in.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 
@@ -31,6 +38,7 @@ import torch
 from torch import Tensor
 
 from .. import surrogate as _surrogate
+from .parallel import run_split
 
 _RESET = {"none": 0, "subtract": 1, "to_value": 2}
 # id of each built-in surrogate in _phi; a surrogate is "built-in" only if its derivative is
@@ -161,11 +169,13 @@ def _fwd_rec_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool):
     the same way. Parameters are rows ``[N]``; states ``[B, N]``."""
 
     @numba.njit(nogil=True, cache=True)
-    def fwd(xs, y0, wt, v, i, a, g, a_s, th, vr, ys, u_out, i_out):
+    def fwd(xs, y0, wt, v, i, a, g, a_s, th, vr, ys, u_out, i_out, lo, hi):
         T, B, N = xs.shape
         r = np.empty(N, dtype=xs.dtype)
         for t in range(T):
-            for b in range(B):
+            # unsigned bounds: numba skips its negative-index checks, which kept LLVM from
+            # vectorising the inner loops (3x slower with signed bounds in the LIF loop)
+            for b in range(np.uint64(lo), np.uint64(hi)):
                 r[:] = 0
                 for j in range(N):
                     if t == 0:
@@ -207,15 +217,19 @@ def _bwd_rec_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind
     one, zero = F(1.0), F(0.0)
 
     @numba.njit(nogil=True, cache=True)
-    def bwd(gys, u_all, w, th, vr, a, g, a_s, gv, gi, beta, phi_ext, gu_out, gi_out, g_in):
+    def bwd(gys, u_all, w, th, vr, a, g, a_s, gv, gi, beta, phi_ext, gu_out, gi_out, g_in,
+            lo, hi):
         T, B, N = gys.shape
-        back = np.zeros((B, N), dtype=gys.dtype)
+        back = np.zeros((hi - lo, N), dtype=gys.dtype)
         for t in range(T - 1, -1, -1):
             if t < T - 1:
-                back = np.dot(g_in, w)  # gradient reaching y_t through step t + 1's input
-            for b in range(B):
+                # gradient reaching y_t through step t + 1's input (this slice's rows only)
+                back = np.dot(g_in[lo:hi], w)
+            # unsigned bounds: numba skips its negative-index checks, which kept LLVM from
+            # vectorising the inner loops (3x slower with signed bounds in the LIF loop)
+            for b in range(np.uint64(lo), np.uint64(hi)):
                 for n in range(N):
-                    gy = gys[t, b, n] + back[b, n]
+                    gy = gys[t, b, n] + back[b - lo, n]
                     if spiking:
                         x = u_all[t, b, n] - th[n]
                         phi = phi_of(x, beta) if kind > 0 else phi_ext[t, b, n]
@@ -240,6 +254,27 @@ def _bwd_rec_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind
                     else:
                         g_in[b, n] = g[n] * gu
     return bwd
+
+
+@functools.lru_cache(maxsize=None)
+def _blas_limiter():
+    """threadpoolctl's handle on the BLAS that numba's ``np.dot`` calls (scipy's OpenBLAS), or
+    None without threadpoolctl."""
+    try:
+        import scipy.linalg.cython_blas  # noqa: F401  (numba's np.dot calls this BLAS: load it)
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController().select(user_api="blas")
+
+
+def _single_threaded_blas():
+    """One BLAS thread inside the recurrent backward's per-step ``[B, N] x [N, N]`` products:
+    OpenBLAS's own threads on these small products, next to torch's, made the workload-C
+    training step 1.3x slower (benchmarks: 179 ms vs 134 ms with one thread); the kernel
+    splits the batch over threads instead."""
+    limiter = _blas_limiter()
+    return limiter.limit(limits=1) if limiter is not None else contextlib.nullcontext()
 
 
 _NP_DTYPE = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}
@@ -340,14 +375,16 @@ def forward_scan_rec(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset, w_r
     g = (1.0 - a_mem) if spec.scale_input else 1.0
     par = functools.partial(_row, shape=(N,), dtype=dt)
     fwd = _fwd_rec_kernel(spec.spiking, _RESET[spec.reset], spec.has_syn, spec.scale_input)
-    fwd(x3.numpy(), y0.detach().to(dt).contiguous().numpy(),
-        w_rec.detach().to(dt).t().contiguous().numpy(), v.numpy(), i.numpy(),
-        par(a_mem), par(g),
-        par(a_syn if spec.has_syn else 0.0),
-        par(theta if spec.spiking else 0.0),
-        par(v_reset if spec.spiking else 0.0),
-        ys.numpy() if spec.spiking else _dummy(dt, 3),
-        u_all.numpy(), i_all.numpy() if spec.has_syn else _dummy(dt, 3))
+    args = (x3.numpy(), y0.detach().to(dt).contiguous().numpy(),
+            w_rec.detach().to(dt).t().contiguous().numpy(), v.numpy(), i.numpy(),
+            par(a_mem), par(g),
+            par(a_syn if spec.has_syn else 0.0),
+            par(theta if spec.spiking else 0.0),
+            par(v_reset if spec.spiking else 0.0),
+            ys.numpy() if spec.spiking else _dummy(dt, 3),
+            u_all.numpy(), i_all.numpy() if spec.has_syn else _dummy(dt, 3))
+    # the batch rows are independent: one slice of rows per thread
+    run_split(lambda lo, hi: fwd(*args, lo, hi), B, T * B * N)
     return ys, u_all, i_all, v, (i if spec.has_syn else None)
 
 
@@ -375,11 +412,14 @@ def backward_scan_rec(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, 
     F = npdt.type
     bwd = _bwd_rec_kernel(spec.spiking, _RESET[spec.reset], spec.detach_reset, spec.has_syn,
                           kind, F)
-    bwd(gys.numpy(), u_all.contiguous().numpy(), w_rec.detach().to(dt).contiguous().numpy(),
-        par(theta if spec.spiking else 0.0),
-        par(v_reset if spec.spiking else 0.0), par(a_mem),
-        par(g), par(a_syn if spec.has_syn else 0.0),
-        gv.numpy(), gi.numpy(), F(spec.surrogate.beta if spec.spiking else 0.0), phi_ext,
-        gu_all.numpy(), gi_all.numpy() if spec.has_syn else _dummy(dt, 3),
-        g_in.numpy())
+    args = (gys.numpy(), u_all.contiguous().numpy(),
+            w_rec.detach().to(dt).contiguous().numpy(),
+            par(theta if spec.spiking else 0.0),
+            par(v_reset if spec.spiking else 0.0), par(a_mem),
+            par(g), par(a_syn if spec.has_syn else 0.0),
+            gv.numpy(), gi.numpy(), F(spec.surrogate.beta if spec.spiking else 0.0), phi_ext,
+            gu_all.numpy(), gi_all.numpy() if spec.has_syn else _dummy(dt, 3),
+            g_in.numpy())
+    with _single_threaded_blas():
+        run_split(lambda lo, hi: bwd(*args, lo, hi), B, T * B * N)
     return gu_all, gi_all, g_in

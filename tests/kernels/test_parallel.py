@@ -1,0 +1,119 @@
+"""Splitting the recurrent numba loops over threads changes nothing but the wall time."""
+
+import multiprocessing as mp
+import threading
+
+import pytest
+import torch
+
+import spikegrad as sg
+from spikegrad.kernels import parallel
+from spikegrad.kernels.leaky import numba_available
+
+needs_numba = pytest.mark.skipif(not numba_available(), reason="numba not installed")
+
+
+@pytest.mark.parametrize("n, work, align, threads, min_work", [
+    (32, 10**9, 1, 2, 1), (32, 10**9, 1, 3, 1), (1000, 10**9, 16, 4, 1), (7, 10**9, 16, 4, 1),
+    (32, 100, 1, 4, 60), (5, 10**9, 1, 8, 1), (1, 10**9, 1, 8, 1)])
+def test_split_covers_the_range_once(n, work, align, threads, min_work):
+    slices = parallel.split(n, work, align, threads=threads, min_work=min_work)
+    covered = [i for lo, hi in slices for i in range(lo, hi)]
+    assert covered == list(range(n))
+    assert len(slices) <= threads
+    assert all(lo % align == 0 for lo, _ in slices)
+    assert len(slices) <= max(1, work // min_work)
+
+
+def test_split_keeps_small_work_on_one_thread():
+    assert parallel.split(32, parallel.MIN_WORK_PER_THREAD - 1, threads=8) == [(0, 32)]
+    assert len(parallel.split(32, 4 * parallel.MIN_WORK_PER_THREAD, threads=8)) == 4
+
+
+def test_run_split_runs_every_slice_on_several_threads():
+    seen, names = [], set()
+    barrier = threading.Barrier(2, timeout=10)
+
+    def call(lo, hi):
+        barrier.wait()  # both slices are in flight at once, or this times out
+        seen.append((lo, hi))
+        names.add(threading.current_thread().name)
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        parallel.run_split(call, 10, 10 * parallel.MIN_WORK_PER_THREAD)
+    finally:
+        torch.set_num_threads(old)
+    assert sorted(seen) == [(0, 5), (5, 10)]
+    assert len(names) == 2
+
+
+def test_run_split_reraises_a_slice_error():
+    def call(lo, hi):
+        if lo > 0:
+            raise RuntimeError("slice failed")
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(RuntimeError, match="slice failed"):
+            parallel.run_split(call, 4, 4 * parallel.MIN_WORK_PER_THREAD)
+    finally:
+        torch.set_num_threads(old)
+
+
+def _split_in_child(queue):
+    out = []
+    parallel.run_split(lambda lo, hi: out.append((lo, hi)), 4, 4 * parallel.MIN_WORK_PER_THREAD)
+    queue.put(sorted(out))
+
+
+@pytest.mark.skipif("fork" not in mp.get_all_start_methods(), reason="needs fork")
+def test_pool_works_in_a_forked_child():
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        parallel.run_split(lambda lo, hi: None, 4, 4 * parallel.MIN_WORK_PER_THREAD)  # pool up
+        ctx = mp.get_context("fork")
+        queue = ctx.Queue()
+        child = ctx.Process(target=_split_in_child, args=(queue,))
+        child.start()
+        child.join(timeout=30)
+        assert child.exitcode == 0, "the forked child hung or failed (inherited a dead pool)"
+        assert queue.get(timeout=5) == [(0, 2), (2, 4)]
+    finally:
+        torch.set_num_threads(old)
+
+
+def _recurrent_run(backend, dtype, syn=False):
+    torch.manual_seed(0)
+    cell = sg.nn.LIF(24, tau_mem=10e-3, tau_syn=5e-3 if syn else None, learn_tau=True,
+                     learn_threshold=True, detach_reset=False, backend=backend)
+    rec = sg.nn.Recurrent(cell, autapses=False, init_gain=2.0).to(dtype)
+    xs = (torch.rand(40, 5, 24, dtype=dtype) * 0.6).requires_grad_()
+    ys, st = rec(xs)
+    loss = (ys * torch.linspace(-1, 1, 24, dtype=dtype)).sum() + st.inner.v.sum()
+    params = [xs] + list(rec.parameters())
+    return ys.detach(), st.inner.v.detach(), torch.autograd.grad(loss, params)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype, syn", [(torch.float64, False), (torch.float64, True),
+                                        (torch.float32, False)])
+def test_split_recurrent_kernels_equal_one_thread_and_reference(monkeypatch, dtype, syn):
+    ref = _recurrent_run("reference", dtype, syn)
+    one = _recurrent_run("numba", dtype, syn)
+    monkeypatch.setattr(parallel, "MIN_WORK_PER_THREAD", 1)
+    old = torch.get_num_threads()
+    torch.set_num_threads(3)  # 5 batch rows -> slices of 1-2 rows, uneven on purpose
+    try:
+        assert len(parallel.split(5, 40 * 5 * 24)) == 3
+        split = _recurrent_run("numba", dtype, syn)
+    finally:
+        torch.set_num_threads(old)
+    assert 0 < ref[0].mean() < 1
+    assert torch.equal(split[0], one[0]) and torch.equal(split[0], ref[0])  # spikes
+    assert torch.equal(split[1], one[1])                                   # final state
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-6)
+    for gr, g1, gs in zip(ref[2], one[2], split[2]):
+        torch.testing.assert_close(gs, g1, **tol)
+        torch.testing.assert_close(gs, gr, **tol)
