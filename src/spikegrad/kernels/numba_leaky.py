@@ -256,6 +256,11 @@ def _bwd_rec_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind
     return bwd
 
 
+# OpenBLAS runs a GEMM on one thread below about this many multiply-adds (its
+# GEMM_MULTITHREAD_THRESHOLD of 4 x 65536)
+_BLAS_THREADED_MACS = 4 * 65536
+
+
 @functools.lru_cache(maxsize=None)
 def _blas_limiter():
     """threadpoolctl's handle on the BLAS that numba's ``np.dot`` calls (scipy's OpenBLAS), or
@@ -268,12 +273,13 @@ def _blas_limiter():
     return ThreadpoolController().select(user_api="blas")
 
 
-def _single_threaded_blas():
-    """One BLAS thread inside the recurrent backward's per-step ``[B, N] x [N, N]`` products:
-    OpenBLAS's own threads on these small products, next to torch's, made the workload-C
-    training step 1.3x slower (benchmarks: 179 ms vs 134 ms with one thread); the kernel
-    splits the batch over threads instead."""
-    limiter = _blas_limiter()
+def _single_threaded_blas(macs: int):
+    """One BLAS thread inside the recurrent backward's per-step ``[B, N] x [N, N]`` products
+    of ``macs`` multiply-adds: OpenBLAS's own threads on these small products, next to
+    torch's, made the workload-C training step 1.3x slower (179 ms vs 134 ms with one thread);
+    the kernel splits the batch over threads instead. Products too small for OpenBLAS to
+    thread skip the limit (it costs ~10 us per call, a quarter of a short sequence's call)."""
+    limiter = _blas_limiter() if macs >= _BLAS_THREADED_MACS else None
     return limiter.limit(limits=1) if limiter is not None else contextlib.nullcontext()
 
 
@@ -420,6 +426,6 @@ def backward_scan_rec(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, 
             gv.numpy(), gi.numpy(), F(spec.surrogate.beta if spec.spiking else 0.0), phi_ext,
             gu_all.numpy(), gi_all.numpy() if spec.has_syn else _dummy(dt, 3),
             g_in.numpy())
-    with _single_threaded_blas():
+    with _single_threaded_blas(B * N * N):
         run_split(lambda lo, hi: bwd(*args, lo, hi), B, T * B * N)
     return gu_all, gi_all, g_in
