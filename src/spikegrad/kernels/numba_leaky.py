@@ -95,9 +95,10 @@ def phi_builtin(kind: int, x: np.ndarray, b: float) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
-def _fwd_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool):
+def _fwd_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool, store_u: bool = True):
     """A forward loop specialised to the model's options (closure constants compile away,
-    leaving a branch-free inner loop that LLVM vectorises)."""
+    leaving a branch-free inner loop that LLVM vectorises). ``store_u=False`` (spiking, no
+    gradient wanted) never writes the membrane sequence ``u_out``."""
 
     @numba.njit(nogil=True, cache=True)
     def fwd(xs, v, i, a, g, a_s, th, vr, ys, u_out, i_out):
@@ -112,7 +113,8 @@ def _fwd_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool):
                 if scale:
                     x = g[m] * x
                 u = a[m] * v[m] + x
-                u_out[t, m] = u
+                if store_u:
+                    u_out[t, m] = u
                 if spiking:
                     spike = u - th[m] > 0
                     ys[t, m] = 1 if spike else 0
@@ -162,11 +164,13 @@ def _bwd_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: in
 
 
 @functools.lru_cache(maxsize=None)
-def _fwd_rec_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool):
+def _fwd_rec_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool,
+                    store_u: bool = True):
     """Forward with recurrence: the input of step t is ``x_t + W y_{t-1}``. The recurrent
     input adds the rows of ``W^T`` of the neurons that spiked (event-driven: a spiking layer
     at rate p costs p of the dense product); a non-spiking neuron's nonzero outputs are used
-    the same way. Parameters are rows ``[N]``; states ``[B, N]``."""
+    the same way. Parameters are rows ``[N]``; states ``[B, N]``. ``store_u``: as for
+    :func:`_fwd_kernel`."""
 
     @numba.njit(nogil=True, cache=True)
     def fwd(xs, y0, wt, v, i, a, g, a_s, th, vr, ys, u_out, i_out, lo, hi):
@@ -196,7 +200,8 @@ def _fwd_rec_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool):
                     if scale:
                         x = g[n] * x
                     u = a[n] * v[b, n] + x
-                    u_out[t, b, n] = u
+                    if store_u:
+                        u_out[t, b, n] = u
                     if spiking:
                         spike = u - th[n] > 0
                         ys[t, b, n] = 1 if spike else 0
@@ -312,27 +317,32 @@ def _dummy(dtype, ndim: int = 2) -> np.ndarray:
     return np.empty((1,) * ndim, dtype=torch.empty(0, dtype=dtype).numpy().dtype)
 
 
-def forward_scan(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset):
-    """``(ys, u_all, i_all, v_T, i_T)`` for ``xs [T, B, *F]``, like the torch loop."""
+def forward_scan(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset,
+                 store_u: bool = True):
+    """``(ys, u_all, i_all, v_T, i_T)`` for ``xs [T, B, *F]``, like the torch loop.
+    ``store_u=False`` (spiking only; for inference): ``u_all`` is None."""
     T, shape = xs.shape[0], xs.shape
     x2 = xs.detach().contiguous().reshape(T, -1)
     row = x2[0].reshape(shape[1:])
-    u_all = torch.empty_like(x2)
+    store_u = store_u or not spec.spiking
+    u_all = torch.empty_like(x2) if store_u else None
     ys = torch.empty_like(x2) if spec.spiking else u_all
     i_all = torch.empty_like(x2) if spec.has_syn else None
     v = _state(v0, row)
     i = _state(i0, row) if spec.has_syn else np.zeros(1, dtype=v.dtype)
     g = (1.0 - a_mem) if spec.scale_input else 1.0
     par = functools.partial(_row, shape=row.shape, dtype=row.dtype)
-    fwd = _fwd_kernel(spec.spiking, _RESET[spec.reset], spec.has_syn, spec.scale_input)
+    fwd = _fwd_kernel(spec.spiking, _RESET[spec.reset], spec.has_syn, spec.scale_input,
+                      store_u)
     fwd(x2.numpy(), v, i, par(a_mem), par(g),
         par(a_syn if spec.has_syn else 0.0), par(theta if spec.spiking else 0.0),
         par(v_reset if spec.spiking else 0.0),
-        ys.numpy() if spec.spiking else _dummy(xs.dtype), u_all.numpy(),
+        ys.numpy() if spec.spiking else _dummy(xs.dtype),
+        u_all.numpy() if store_u else _dummy(xs.dtype),
         i_all.numpy() if spec.has_syn else _dummy(xs.dtype))
     v_T = torch.from_numpy(v).reshape(shape[1:])
     i_T = torch.from_numpy(i).reshape(shape[1:]) if spec.has_syn else None
-    return (ys.reshape(shape), u_all.reshape(shape),
+    return (ys.reshape(shape), u_all.reshape(shape) if store_u else None,
             i_all.reshape(shape) if spec.has_syn else None, v_T, i_T)
 
 
@@ -367,12 +377,14 @@ def backward_scan(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, a_sy
     return gu_all.reshape(shape), (gi_all.reshape(shape) if spec.has_syn else None)
 
 
-def forward_scan_rec(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset, w_rec, y0):
+def forward_scan_rec(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset, w_rec, y0,
+                     store_u: bool = True):
     """Recurrent forward, ``xs [T, B, N]``; returns what :func:`forward_scan` returns."""
     T, B, N = xs.shape
     dt = xs.dtype
     x3 = xs.detach().contiguous()
-    u_all = torch.empty_like(x3)
+    store_u = store_u or not spec.spiking
+    u_all = torch.empty_like(x3) if store_u else None
     ys = torch.empty_like(x3) if spec.spiking else u_all
     i_all = torch.empty_like(x3) if spec.has_syn else None
     v = v0.detach().to(dt).clone().contiguous()
@@ -380,7 +392,8 @@ def forward_scan_rec(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset, w_r
          else torch.zeros(1, 1, dtype=dt))
     g = (1.0 - a_mem) if spec.scale_input else 1.0
     par = functools.partial(_row, shape=(N,), dtype=dt)
-    fwd = _fwd_rec_kernel(spec.spiking, _RESET[spec.reset], spec.has_syn, spec.scale_input)
+    fwd = _fwd_rec_kernel(spec.spiking, _RESET[spec.reset], spec.has_syn, spec.scale_input,
+                          store_u)
     args = (x3.numpy(), y0.detach().to(dt).contiguous().numpy(),
             w_rec.detach().to(dt).t().contiguous().numpy(), v.numpy(), i.numpy(),
             par(a_mem), par(g),
@@ -388,7 +401,8 @@ def forward_scan_rec(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset, w_r
             par(theta if spec.spiking else 0.0),
             par(v_reset if spec.spiking else 0.0),
             ys.numpy() if spec.spiking else _dummy(dt, 3),
-            u_all.numpy(), i_all.numpy() if spec.has_syn else _dummy(dt, 3))
+            u_all.numpy() if store_u else _dummy(dt, 3),
+            i_all.numpy() if spec.has_syn else _dummy(dt, 3))
     # the batch rows are independent: one slice of rows per thread
     run_split(lambda lo, hi: fwd(*args, lo, hi), B, T * B * N)
     return ys, u_all, i_all, v, (i if spec.has_syn else None)
