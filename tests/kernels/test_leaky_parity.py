@@ -193,3 +193,25 @@ def test_expanded_output_gradient(backend):
         zs, _ = lif_seq(xs, None, LIFParams(decay_mem=0.9), backend=b)
         return torch.autograd.grad(zs.sum(), xs)[0]
     torch.testing.assert_close(run(backend), run("reference"), **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("block_elements", [1, 40, 100])
+@pytest.mark.parametrize("reset, detach, syn", [("subtract", False, False),
+                                                ("to_value", True, True),
+                                                ("to_value", False, False)])
+def test_torch_backend_coefficient_blocks(monkeypatch, block_elements, reset, detach, syn):
+    """The torch backend computes its adjoint coefficients per block of steps; block edges
+    (1, 2 or 6 steps of B*N = 15 elements; T = 7 and 128) change nothing."""
+    import spikegrad.kernels.leaky as leaky
+    monkeypatch.setattr(leaky, "_COEF_BLOCK_ELEMENTS", block_elements)
+    for T in (7, 128):
+        ref = _lif_case("reference", reset, detach, syn, T=T)
+        _assert_same(ref, _lif_case("torch", reset, detach, syn, T=T), torch.float64)
+
+
+@pytest.mark.parametrize("neuron, detach, reset", [("lif", False, "subtract"),
+                                                   ("lif_syn", True, "to_value")])
+def test_torch_backend_coefficient_blocks_recurrent(monkeypatch, neuron, detach, reset):
+    import spikegrad.kernels.leaky as leaky
+    monkeypatch.setattr(leaky, "_COEF_BLOCK_ELEMENTS", 30)  # 5 steps of B*N = 18
+    test_recurrent_module_parity("torch", neuron, detach, reset)
