@@ -1,3 +1,4 @@
+import io
 import json
 import math
 import random
@@ -481,10 +482,18 @@ def test_bad_objective_outputs():
 # ---------------------------------------------------------------- progress, device, seeding
 
 
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
 def test_progress_bar_with_and_without_tqdm(monkeypatch, capsys):
     pytest.importorskip("tqdm")
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
     sgd_trainer(LeakyLinear(seed=1), progress=True).fit([batch(), batch(1)], 1)
-    assert "epoch 1" in capsys.readouterr().err
+    assert "epoch 1" in terminal.getvalue()
+    monkeypatch.undo()
     monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm now raises ImportError
     assert len(sgd_trainer(LeakyLinear(seed=1), progress=True).fit([batch()], 1)) == 1
     assert capsys.readouterr().err == ""
@@ -647,3 +656,13 @@ def test_bad_nonfinite_and_checkpoint_every_steps():
         sgd_trainer(LeakyLinear(), nonfinite="ignore")
     with pytest.raises(ValueError, match="checkpoint_every_steps"):
         sgd_trainer(LeakyLinear(), checkpoint_every_steps=0)
+
+
+def test_progress_bar_stays_out_of_non_terminal_logs(capfd):
+    """progress=True draws a bar on a terminal only: in a batch job's log every refresh would
+    be a new line (pytest's captured stderr is not a terminal)."""
+    pytest.importorskip("tqdm")
+    trainer = sgd_trainer(LeakyLinear(), progress=True)
+    trainer.fit([batch(s) for s in range(5)], epochs=2)
+    err = capfd.readouterr().err
+    assert "epoch 0" not in err and "it/s" not in err

@@ -442,7 +442,9 @@ def _bar(c: Config):
         from tqdm import tqdm
     except ImportError:
         return None
-    return tqdm(total=c.steps, desc=f"regression {c.task}", dynamic_ncols=True, leave=False)
+    # no bar when stderr is not a terminal (batch jobs, CI logs): see train.trainer
+    return tqdm(total=c.steps, desc=f"regression {c.task}", dynamic_ncols=True, leave=False,
+                disable=None)
 
 
 def measure_step_memory(cfg: Config, model: RegressionRSNN, xs: Tensor, ys: Tensor) -> float:

@@ -778,7 +778,10 @@ def _progress_bar(loader: Iterable, epoch: int) -> Any:
     except ImportError:
         return None
     total = len(loader) if hasattr(loader, "__len__") else None
-    return tqdm(loader, total=total, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True)
+    # disable=None: no bar when stderr is not a terminal (batch jobs, CI logs), where every
+    # refresh would be a new line
+    return tqdm(loader, total=total, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True,
+                disable=None)
 
 
 def _loader_generators(loader: Any) -> dict[str, torch.Generator]:
