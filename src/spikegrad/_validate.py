@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -38,6 +39,17 @@ def check_sequence(xs, name: str, features: Sequence[int] | None = None,
     if xs.shape[0] < 1:
         raise ValueError(f"{where}{name} has no time steps (T = 0); pass at least one step")
     return xs
+
+
+def check_int(value, name: str, *, minimum: int = 1, hint: str = "") -> int:
+    """An int (not a bool; numpy integers accepted) ``>= minimum``; returns it as ``int``.
+    TypeError for another type, ValueError below ``minimum``; ``hint`` is added to both."""
+    want = f"{name} must be an int >= {minimum}" + (f" ({hint})" if hint else "")
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{want}, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{want}, got {value!r}")
+    return int(value)
 
 
 def check_positive(value, name: str, *, allow_inf: bool = False) -> float | Tensor:

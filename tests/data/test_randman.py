@@ -88,15 +88,18 @@ def test_n_fourier_terms():
     "kwargs, match",
     [
         ({"n_classes": 0}, r"n_classes must be an int >= 1, got 0"),
-        ({"n_units": 2.5}, r"n_units must be an int >= 1, got 2\.5"),
+        ({"n_units": 2.5}, r"n_units must be an int >= 1, got float 2\.5"),
         ({"samples_per_class": 1}, r"samples_per_class must be an int >= 2, got 1"),
         ({"alpha": 0.0}, r"alpha must be a number > 0, got 0\.0"),
         ({"step_frac": 1.5}, r"step_frac must be a number in \(0, 1\], got 1\.5"),
-        ({"n_spikes": True}, r"n_spikes must be an int >= 1, got True"),
+        ({"n_spikes": True}, r"n_spikes must be an int >= 1, got bool True"),
     ],
 )
 def test_bad_input(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    # a wrong type (float, bool) is a TypeError, a wrong value a ValueError
+    wrong_type = any(isinstance(v, (bool, float)) and k in ("n_units", "n_spikes")
+                     for k, v in kwargs.items())
+    with pytest.raises(TypeError if wrong_type else ValueError, match=match):
         make_randman(**{**SMALL, **kwargs})
 
 

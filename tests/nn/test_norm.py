@@ -103,7 +103,7 @@ def test_bad_input_messages():
         sg.nn.ThresholdBatchNorm(3)(torch.zeros(4, 2, 5))
     with pytest.raises(ValueError, match="n_steps = 4; build it with n_steps=6"):
         sg.nn.PerStepBatchNorm(2, n_steps=4)(torch.zeros(6, 2, 2))
-    with pytest.raises(ValueError, match="n_steps must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="PerStepBatchNorm: n_steps must be an int >= 1, got 0"):
         sg.nn.PerStepBatchNorm(2, n_steps=0)
     with pytest.raises(ValueError, match="threshold must be a finite number > 0, got -1"):
         sg.nn.ThresholdBatchNorm(2, threshold=-1)

@@ -28,6 +28,8 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import Tensor
 
+from .._validate import check_int
+
 __all__ = ["CueData", "XORData", "cue_accumulation", "delayed_xor"]
 
 
@@ -54,12 +56,6 @@ def _steps(ms: float, dt_ms: float, name: str) -> int:
     return n
 
 
-def _check_count(n, name: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {n!r}")
-    return n
-
-
 def cue_accumulation(n_trials: int, *, dt_ms: float = 1.0, n_cues: int = 7,
                      t_cue_ms: float = 100.0, t_spacing_ms: float = 150.0,
                      t_delay_ms: float = 1000.0, t_recall_ms: float = 150.0,
@@ -73,8 +69,8 @@ def cue_accumulation(n_trials: int, *, dt_ms: float = 1.0, n_cues: int = 7,
         >>> d.x.shape, d.recall_start, bool(((d.cues.sum(1) > 3).long() == d.y).all())
         (torch.Size([4, 140, 40]), 125, True)
     """
-    _check_count(n_trials, "n_trials")
-    _check_count(n_cues, "n_cues")
+    check_int(n_trials, "n_trials")
+    check_int(n_cues, "n_cues")
     if n_cues % 2 == 0:
         raise ValueError(f"n_cues must be odd (the majority must be defined), got {n_cues}")
     if n_channels < 4 or n_channels % 4:
@@ -125,14 +121,11 @@ def delayed_xor(n_trials: int, *, n_channels: int = 20, pattern_steps: int = 10,
         >>> d.x.shape, d.response_start, bool((d.y == d.first ^ d.second).all())
         (torch.Size([8, 45, 20]), 30, True)
     """
-    _check_count(n_trials, "n_trials")
-    _check_count(n_channels, "n_channels")
-    _check_count(pattern_steps, "pattern_steps")
-    if isinstance(delay_steps, bool) or not isinstance(delay_steps, int) or delay_steps < 0:
-        raise ValueError(f"delay_steps must be an int >= 0, got {delay_steps!r}")
-    if isinstance(response_steps, bool) or not isinstance(response_steps, int) \
-            or response_steps < 0:
-        raise ValueError(f"response_steps must be an int >= 0, got {response_steps!r}")
+    check_int(n_trials, "n_trials")
+    check_int(n_channels, "n_channels")
+    check_int(pattern_steps, "pattern_steps")
+    check_int(delay_steps, "delay_steps", minimum=0)
+    check_int(response_steps, "response_steps", minimum=0)
     low, high = (float(r) for r in rates)
     if not 0.0 <= low < high <= 1.0:
         raise ValueError(f"rates must be (low, high) spike probabilities per step with "

@@ -14,7 +14,7 @@ from numbers import Real
 import torch
 from torch import Tensor
 
-from .._validate import check_tensor
+from .._validate import check_int, check_tensor
 
 __all__ = ["rate", "poisson", "latency", "latency_times", "delta", "population"]
 
@@ -24,12 +24,6 @@ __all__ = ["rate", "poisson", "latency", "latency_times", "delta", "population"]
 
 def _check_tensor(name: str, x: object) -> Tensor:
     return check_tensor(x, name)
-
-
-def _check_n_steps(n_steps: object) -> int:
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-        raise ValueError(f"n_steps must be an int >= 1, got {n_steps!r}")
-    return n_steps
 
 
 def _check_positive(name: str, value: object) -> float:
@@ -88,7 +82,7 @@ def rate(
                 [0., 1.]])
     """
     x = _check_tensor("x", x)
-    n_steps = _check_n_steps(n_steps)
+    n_steps = check_int(n_steps, "n_steps")
     if isinstance(gain, bool) or not isinstance(gain, Real) or not math.isfinite(gain):
         raise ValueError(f"gain must be a finite number, got {gain!r}")
     p = x * gain
@@ -127,7 +121,7 @@ def poisson(
         torch.Size([1000, 2])
     """
     rates_hz = _check_tensor("rates_hz", rates_hz)
-    n_steps = _check_n_steps(n_steps)
+    n_steps = check_int(n_steps, "n_steps")
     dt = _check_positive("dt", dt)
     _check_range("rates_hz", rates_hz, 0.0, math.inf)
     p = rates_hz * dt
@@ -182,7 +176,7 @@ def latency_times(
         tensor([0., 2., 4.])
     """
     x = _check_tensor("x", x)
-    n_steps = _check_n_steps(n_steps)
+    n_steps = check_int(n_steps, "n_steps")
     _check_range("x", x, 0.0, 1.0, "; normalise x to [0, 1] first")
     if (
         isinstance(threshold, bool)
@@ -327,8 +321,7 @@ def population(x: Tensor, n_neurons: int, low: float, high: float, *,
         tensor([[0.6065, 1.0000, 0.6065]])
     """
     x = _check_tensor("x", x)
-    if isinstance(n_neurons, bool) or not isinstance(n_neurons, int) or n_neurons < 2:
-        raise ValueError(f"n_neurons must be an int >= 2, got {n_neurons!r}")
+    check_int(n_neurons, "n_neurons", minimum=2)
     if not (isinstance(low, Real) and isinstance(high, Real) and low < high):
         raise ValueError(f"need numbers low < high, got low={low!r}, high={high!r}")
     spacing = (high - low) / (n_neurons - 1)

@@ -29,6 +29,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from .._validate import check_int
+
 __all__ = ["EVENT_DTYPE", "SENSOR_SIZE", "make_events", "read_nmnist_events",
            "events_to_frames", "NMNISTDataset"]
 
@@ -106,8 +108,7 @@ def events_to_frames(events: np.ndarray, n_steps: int,
         >>> f.shape, f[0, 1, 0, 0].item(), f[1, 0, 0, 1].item(), f[1, 1, 1, 1].item()
         (torch.Size([2, 2, 2, 2]), 1.0, 1.0, 1.0)
     """
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-        raise ValueError(f"n_steps must be an int >= 1, got {n_steps!r}")
+    check_int(n_steps, "n_steps")
     names = getattr(getattr(events, "dtype", None), "names", None) or ()
     if not {"x", "y", "t", "p"} <= set(names):
         raise TypeError("events must be a structured array with fields x, y, t, p (see "
@@ -162,8 +163,7 @@ class NMNISTDataset(Dataset):
             for f in sorted(d.glob("*.bin"))]
         if not self.files:
             raise FileNotFoundError(f"no <digit>/*.bin files under {folder}")
-        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-            raise ValueError(f"n_steps must be an int >= 1, got {n_steps!r}")
+        check_int(n_steps, "n_steps")
         self.n_steps, self.duration, self.binary = n_steps, duration, bool(binary)
 
     def __len__(self) -> int:

@@ -29,6 +29,7 @@ from typing import Sequence, Tuple
 import torch
 from torch import Tensor
 
+from .._validate import check_int
 from .encoders import population
 
 __all__ = ["PATTERN_PERIODS_MS", "pattern_generation_task", "noisy_signal_task",
@@ -36,12 +37,6 @@ __all__ = ["PATTERN_PERIODS_MS", "pattern_generation_task", "noisy_signal_task",
 
 #: Periods of the four sinusoids of Bellec et al. (2020), in ms.
 PATTERN_PERIODS_MS: Tuple[float, ...] = (1000.0, 500.0, 333.0, 200.0)
-
-
-def _check_int(name: str, value: object, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return value
 
 
 def _check_pos(name: str, value: object, allow_zero: bool = False) -> float:
@@ -115,9 +110,9 @@ def pattern_generation_task(n_inputs: int = 100, T: int = 1000, rate_hz: float =
     Returns:
         ``(inputs [T, 1, n_inputs], targets [T, 1, n_outputs])``, float32.
     """
-    _check_int("n_inputs", n_inputs)
-    _check_int("T", T, low=2)
-    _check_int("n_outputs", n_outputs)
+    check_int(n_inputs, "n_inputs")
+    check_int(T, "T", minimum=2)
+    check_int(n_outputs, "n_outputs")
     dt = _check_pos("dt", dt)
     rate_hz = _check_pos("rate_hz", rate_hz, allow_zero=True)
     if rate_hz * dt > 1:
@@ -167,12 +162,12 @@ def noisy_signal_task(n_inputs: int = 100, T: int = 500, batch: int = 32, dt: fl
     Returns:
         ``(inputs [T, batch, n_inputs * n_outputs], targets [T, batch, n_outputs])``, float32.
     """
-    _check_int("n_inputs", n_inputs, low=2)
-    _check_int("T", T, low=2)
-    _check_int("batch", batch)
-    _check_int("n_outputs", n_outputs)
-    _check_int("horizon", horizon, low=0)
-    _check_int("n_components", n_components)
+    check_int(n_inputs, "n_inputs", minimum=2)
+    check_int(T, "T", minimum=2)
+    check_int(batch, "batch")
+    check_int(n_outputs, "n_outputs")
+    check_int(horizon, "horizon", minimum=0)
+    check_int(n_components, "n_components")
     dt = _check_pos("dt", dt)
     max_rate_hz = _check_pos("max_rate_hz", max_rate_hz)
     noise_std = _check_pos("noise_std", noise_std, allow_zero=True)

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._validate import check_int
 from .splits import split_in_order
 
 __all__ = ["RandmanData", "make_randman", "randman_raster", "split_in_order"]
@@ -64,12 +65,6 @@ class RandmanData(NamedTuple):
     labels: Tensor
     n_steps: int
     n_units: int
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def n_fourier_terms(alpha: float) -> int:
@@ -156,12 +151,12 @@ def make_randman(
         >>> data.times.shape, data.labels.tolist().count(1)
         (torch.Size([8, 3]), 4)
     """
-    n_classes = _check_int("n_classes", n_classes, 1)
-    n_units = _check_int("n_units", n_units, 1)
-    n_steps = _check_int("n_steps", n_steps, 1)
-    dim_manifold = _check_int("dim_manifold", dim_manifold, 1)
-    n_spikes = _check_int("n_spikes", n_spikes, 1)
-    samples_per_class = _check_int("samples_per_class", samples_per_class, 2)
+    n_classes = check_int(n_classes, "n_classes")
+    n_units = check_int(n_units, "n_units")
+    n_steps = check_int(n_steps, "n_steps")
+    dim_manifold = check_int(dim_manifold, "dim_manifold")
+    n_spikes = check_int(n_spikes, "n_spikes")
+    samples_per_class = check_int(samples_per_class, "samples_per_class", minimum=2)
     if isinstance(alpha, bool) or not isinstance(alpha, Real) or not alpha > 0:
         raise ValueError(f"alpha must be a number > 0, got {alpha!r}")
     if isinstance(step_frac, bool) or not isinstance(step_frac, Real) or not 0 < step_frac <= 1:

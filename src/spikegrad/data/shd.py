@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from .._validate import check_int
 from .splits import _require
 
 __all__ = ["SHDDataset"]
@@ -65,8 +66,7 @@ class SHDDataset(Dataset):
         *,
         binary: bool = False,
     ) -> None:
-        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-            raise ValueError(f"n_steps must be an int >= 1, got {n_steps!r}")
+        check_int(n_steps, "n_steps")
         if (
             isinstance(max_time_s, bool)
             or not isinstance(max_time_s, Real)
@@ -75,8 +75,7 @@ class SHDDataset(Dataset):
             raise ValueError(
                 f"max_time_s must be a finite number > 0 (seconds), got {max_time_s!r}"
             )
-        if isinstance(n_units, bool) or not isinstance(n_units, int) or n_units < 1:
-            raise ValueError(f"n_units must be an int >= 1, got {n_units!r}")
+        check_int(n_units, "n_units")
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise FileNotFoundError(

@@ -13,6 +13,8 @@ from typing import NamedTuple, Sequence
 
 import torch
 
+from .._validate import check_int
+
 __all__ = ["Split", "split_in_order"]
 
 
@@ -52,8 +54,7 @@ def split_in_order(
         >>> split_in_order(10000)
         (slice(0, 8000, None), slice(8000, 9000, None), slice(9000, 10000, None))
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"n must be an int >= 0, got {n!r}")
+    check_int(n, "n", minimum=0)
     fractions = tuple(fractions)
     if not fractions or any(
         not isinstance(f, (int, float)) or isinstance(f, bool) or not f >= 0 for f in fractions

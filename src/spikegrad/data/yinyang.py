@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from .encoders import latency, rate
+from .._validate import check_int
 
 __all__ = ["YinYang", "make_yinyang", "yinyang_class", "encode_yinyang", "load_yinyang_splits",
            "CODES"]
@@ -61,8 +62,7 @@ def yinyang_class(x: float, y: float, r_small: float = 0.1, r_big: float = 0.5) 
 def make_yinyang(size: int = 1000, seed: int = 42, r_small: float = 0.1,
                  r_big: float = 0.5) -> YinYang:
     """Generate ``size`` samples (see the module docstring); deterministic in ``seed``."""
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"size must be an int >= 1, got {size!r}")
+    check_int(size, "size")
     if not (isinstance(r_small, (int, float)) and isinstance(r_big, (int, float))
             and 0 < r_small < 0.5 * r_big):
         raise ValueError(f"need 0 < r_small < r_big / 2, got r_small={r_small!r}, "
@@ -114,8 +114,7 @@ def encode_yinyang(x: Tensor, n_steps: int, code: str = "rate", *, copies: int =
                          f"{list(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
     B = x.shape[0]
     if code == "rate":
-        if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
-            raise ValueError(f"copies must be an int >= 1, got {copies!r}")
+        check_int(copies, "copies")
         xs = rate(x.repeat_interleave(copies, dim=1), n_steps, generator=generator)
         bias = torch.ones(n_steps, B, 1, dtype=x.dtype)
         return torch.cat([xs, bias], dim=2)

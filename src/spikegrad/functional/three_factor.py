@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._validate import check_tensor
+from .._validate import check_int, check_tensor
 from .leaky import lowpass
 from .lif import LIFParams
 
@@ -96,8 +96,7 @@ def psp_kernel(n_steps: int, decay_mem: float, decay_syn: Optional[float] = None
         >>> psp_kernel(3, 0.5, 0.5).tolist()       # (k + 1) a^k
         [1.0, 1.0, 0.75]
     """
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-        raise ValueError(f"n_steps must be an int >= 1, got {n_steps!r}")
+    check_int(n_steps, "n_steps")
     a_mem, a_syn = _scalar_decay(decay_mem, "decay_mem"), _scalar_decay(decay_syn, "decay_syn")
     k = torch.arange(n_steps, dtype=dtype)
     if a_syn is None:

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import nn as sgnn
-from .._validate import check_tensor
+from .._validate import check_int, check_tensor
 from ..functional.leaky import integrate
 from ..functional.lif import LIFState, reset
 
@@ -106,9 +106,8 @@ class LocalReadout:
 
     def __init__(self, n: int, k: int, generator: Optional[torch.Generator] = None,
                  dtype: torch.dtype = torch.float32):
-        for name, v in (("n", n), ("k", k)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        check_int(n, "n")
+        check_int(k, "k")
         g = generator if generator is not None else torch.Generator().manual_seed(0)
         bound = 1.0 / math.sqrt(n)
         self.weight = (torch.rand(k, n, generator=g, dtype=torch.float64) * 2 - 1).mul(

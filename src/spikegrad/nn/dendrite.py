@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from .. import functional as F
 from .. import surrogate as _surrogate
-from .._validate import check_positive, check_sequence
+from .._validate import check_int, check_positive, check_sequence
 from .base import StatefulModule
 from .neurons import LIF
 
@@ -90,8 +90,7 @@ class DendriticLIF(StatefulModule):
                  scale_input: bool = False, learn_dend: bool = False,
                  recurrent: bool = False, init_gain: float = 1.0, **soma):
         super().__init__()
-        if isinstance(branches, bool) or not isinstance(branches, int) or branches < 1:
-            raise ValueError(f"branches must be an int >= 1, got {branches!r}")
+        check_int(branches, "branches")
         if soma.get("backend", "auto") not in ("auto", "reference"):
             raise ValueError(f"backend={soma['backend']!r}: the dendritic neuron has no fused "
                              "kernel; use backend='auto' or 'reference'")

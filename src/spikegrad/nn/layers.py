@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .._validate import check_choice, check_tensor
+from .._validate import check_choice, check_int, check_tensor
 from ..kernels.event_linear import BACKENDS, event_linear
 
 
@@ -62,9 +62,8 @@ class Linear(nn.Linear):
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  backend: str = "auto", device=None, dtype=None):
         check_choice(backend, "Linear: backend", BACKENDS)
-        for name, n in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-                raise ValueError(f"Linear: {name} must be a positive int, got {n!r}")
+        check_int(in_features, "Linear: in_features")
+        check_int(out_features, "Linear: out_features")
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
         self.backend = backend
 

@@ -22,15 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._validate import check_tensor
+from .._validate import check_int, check_tensor
 
 __all__ = ["ThresholdBatchNorm", "PerStepBatchNorm"]
-
-
-def _check_count(value, name: str, owner: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
-    return value
 
 
 def _check_number(value, name: str, owner: str, *, high: float = math.inf) -> float:
@@ -49,7 +43,7 @@ class _SpikingBatchNorm(nn.Module):
                  affine: bool, bias: bool, track_running_stats: bool):
         super().__init__()
         owner = type(self).__name__
-        self.num_features = _check_count(num_features, "num_features", owner)
+        self.num_features = check_int(num_features, f"{owner}: num_features")
         self.eps = _check_number(eps, "eps", owner)
         self.momentum = _check_number(momentum, "momentum", owner, high=1.0)
         self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
@@ -153,7 +147,7 @@ class PerStepBatchNorm(_SpikingBatchNorm):
     def __init__(self, num_features: int, n_steps: int, eps: float = 1e-5,
                  momentum: float = 0.1, affine: bool = True, bias: bool = False,
                  track_running_stats: bool = True):
-        n_steps = _check_count(n_steps, "n_steps", type(self).__name__)
+        n_steps = check_int(n_steps, f"{type(self).__name__}: n_steps")
         super().__init__(num_features, n_steps * num_features, eps, momentum, affine, bias,
                          track_running_stats)
         self.n_steps = n_steps

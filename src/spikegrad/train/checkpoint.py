@@ -36,6 +36,8 @@ from typing import Any, BinaryIO, Callable, Optional, Union
 
 import torch
 
+from .._validate import check_int
+
 __all__ = [
     "save_checkpoint",
     "load_checkpoint",
@@ -227,8 +229,7 @@ def prune_checkpoints(directory: PathLike, keep: int, upto: Optional[int] = None
     Returns:
         The deleted paths.
     """
-    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-        raise ValueError(f"keep must be an int >= 1; got {keep!r}")
+    check_int(keep, "keep")
     candidates = [(e, p) for e, p in list_checkpoints(directory) if upto is None or e <= upto]
     doomed = [p for _, p in candidates[:-keep]]
     for p in doomed:

@@ -50,6 +50,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .._validate import check_int
 from ..functional.state import detach_state
 from .checkpoint import (
     _latest_valid,
@@ -197,21 +198,19 @@ class Trainer:
                 )
             grad_clip = float(grad_clip)
         if tbptt is not None:
-            _check_positive_int(
-                "tbptt", tbptt, hint="tbptt=50 for 50-step chunks, or None for full BPTT"
-            )
+            check_int(tbptt, "tbptt",
+                      hint="tbptt=50 for 50-step chunks, or None for full BPTT")
         if evaluate is not None and not callable(evaluate):
             raise TypeError(
                 "evaluate must be a callable evaluate(model) -> dict, or None; got "
                 f"{type(evaluate).__name__}"
             )
-        _check_positive_int("checkpoint_every", checkpoint_every)
+        check_int(checkpoint_every, "checkpoint_every")
         if keep_checkpoints is not None:
-            _check_positive_int("keep_checkpoints", keep_checkpoints, hint="or None to keep all")
+            check_int(keep_checkpoints, "keep_checkpoints", hint="or None to keep all")
         if checkpoint_every_steps is not None:
-            _check_positive_int(
-                "checkpoint_every_steps", checkpoint_every_steps, hint="or None for epoch ends only"
-            )
+            check_int(checkpoint_every_steps, "checkpoint_every_steps",
+                      hint="or None for epoch ends only")
         if nonfinite not in _NONFINITE:
             raise ValueError(f"nonfinite must be one of {_NONFINITE}; got {nonfinite!r}")
 
@@ -271,7 +270,7 @@ class Trainer:
             TrainingInterrupted: SIGINT or SIGTERM arrived; the current batch was finished
                 and a checkpoint saved (a ``KeyboardInterrupt`` subclass).
         """
-        _check_positive_int("epochs", epochs, hint="e.g. epochs=10")
+        check_int(epochs, "epochs", hint="e.g. epochs=10")
         if resume is not None:
             self._resume(resume, train_loader)
         self._rewrite_log()
@@ -698,16 +697,6 @@ def _tensors(obj: Any) -> list[Tensor]:
     if isinstance(obj, dict):
         return [t for o in obj.values() for t in _tensors(o)]
     return []
-
-
-def _check_positive_int(name: str, value: Any, hint: str = "") -> None:
-    suffix = f" ({hint})" if hint else ""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(
-            f"{name} must be a positive int{suffix}; got {type(value).__name__} {value!r}"
-        )
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int{suffix}; got {value}")
 
 
 def _unpack(batch: Any) -> tuple[Any, Any]:
