@@ -5,7 +5,7 @@ import pytest
 from spikegrad.apps import constraints
 from spikegrad.apps.config import ConfigError, apply_overrides
 
-TINY = ["epochs=1", "threshold_epochs=1", "n_train=120", "n_eval=100", "n_steps=16",
+TINY = ["epochs=1", "threshold_epochs=1", "threshold_seeds=1", "n_train=120", "n_eval=100", "n_steps=16",
         "rate_copies=2", "hidden=12", "sparsity_weights=0,0.01", "rm_epochs=1",
         "rm_train=100", "rm_steps=20", "rm_classes=3", "rm_samples=60", "rm_hidden=8",
         "surrogates=fast_sigmoid,atan", "betas=1,10"]
@@ -31,6 +31,10 @@ def test_run_writes_tables_figures_and_metrics(tiny):
         ("fast_sigmoid", 1.0), ("fast_sigmoid", 10.0), ("atan", 1.0), ("atan", 10.0)}
     th = res["threshold"]
     assert th["silent_fixed"]["threshold_mean"] == pytest.approx(3.0)  # fixed stays put
+    assert th["silent_fixed_no_homeostasis"]["threshold_mean"] == pytest.approx(3.0)
+    assert m["threshold_trainable_gain_without_homeostasis"] == pytest.approx(
+        th["silent_trainable_no_homeostasis"]["test_accuracy"]
+        - th["silent_fixed_no_homeostasis"]["test_accuracy"])
     assert len(th["silent_trainable"]["per_seed"][0]["thresholds_after"]) == 12
     # the silent start fires far less than the well-initialised one
     assert (th["silent_fixed"]["spikes_per_sample_before"]
@@ -39,6 +43,19 @@ def test_run_writes_tables_figures_and_metrics(tiny):
     assert "beta within 2 points of best" in report
     for f in ("sparsity.png", "thresholds.png", "surrogate.png", "metrics.json"):
         assert (out / f).stat().st_size > 0
+
+
+def test_threshold_variants_differ_in_one_factor_each():
+    c = constraints.Config()
+    v = constraints.threshold_variants(c)
+    assert v["silent_fixed"]["rate_low_weight"] == c.homeostasis_weight > 0
+    assert v["silent_fixed_no_homeostasis"]["rate_low_weight"] == 0.0
+    for name in ("silent_fixed", "silent_trainable"):
+        with_h, without = v[name], v[name + "_no_homeostasis"]
+        assert {k for k in with_h if with_h[k] != without.get(k)} == {"rate_low_weight"}
+    trained, fixed = v["silent_trainable"], v["silent_fixed"]
+    assert {k for k in trained if trained[k] != fixed.get(k)} == {"learn_threshold",
+                                                                  "threshold_lr"}
 
 
 def test_resume_reuses_finished_points(tiny):
@@ -65,6 +82,7 @@ def test_plateau_hand_values():
     ("betas=1,-2", "betas must be > 0"),
     ("betas=a", "betas must be comma-separated numbers"),
     ("seeds=0", "seeds must be >= 1"),
+    ("threshold_seeds=0", "threshold_seeds must be >= 1"),
     ("silent_factor=0", "silent_factor must be > 0"),
     ("sparsity_penalty=l3", "sparsity_penalty must be 'l1' or 'l2'"),
     ("rm_classes=1", "rm_classes must be >= 2"),

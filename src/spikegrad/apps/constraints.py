@@ -15,12 +15,17 @@ times, seeds ``seed, seed + 1, ...``, and averaged):
    ``silent_factor`` times too high (the population starts silent: 5 input spikes cannot
    reach them) with fixed vs trainable per-neuron thresholds (``theta = softplus(rho)``),
    against a well-initialised network (threshold 1, fixed or trainable), ``threshold_epochs``
-   epochs each. Thresholds learn with Adam at ``threshold_lr`` (weights at the coding app's
-   ``lr``). Every variant's loss adds the same homeostatic term, a lower bound of
-   ``homeostasis_low`` spikes per sample on each hidden neuron (``rate_band``, weight
-   ``homeostasis_weight``), which silent neurons feel through the surrogate. Reported:
-   accuracy, spikes per sample before and after training, the threshold histogram before
-   and after, and the spread of per-neuron rates (homeostasis).
+   epochs each, ``threshold_seeds`` seeds (single seeds differ by 2-3 points here, as much
+   as the effect). Thresholds learn with Adam at ``threshold_lr`` (weights at the coding
+   app's ``lr``). The first four variants' loss adds the same homeostatic term, a lower bound
+   of ``homeostasis_low`` spikes per sample on each hidden neuron (``rate_band``, weight
+   ``homeostasis_weight``), which silent neurons feel through the surrogate; two more silent
+   variants (fixed / trainable) train without it, so that the rescue by trainable thresholds
+   is told apart from the rescue by the homeostatic term (which acts through the weights,
+   fixed thresholds or not). Reported: accuracy, spikes per sample before and after
+   training, the threshold histogram before and after, the spread of per-neuron rates, and
+   the accuracy trainable thresholds add to a silent start with and without the homeostatic
+   term.
 3. **Surrogate slope** (Randman with ``rm_classes`` classes; the classification app's
    randman preset -- its model, max-over-time readout, objective with activity bounds and
    evaluation -- shrunk to ``rm_*``): each
@@ -65,6 +70,7 @@ class Config:
     parts: str = "sparsity,threshold,surrogate"
     seed: int = 0
     seeds: int = 1
+    threshold_seeds: int = 3
     # Yin-Yang parts (1, 2): the coding app's rate network, shrunk
     epochs: int = 10
     n_train: int = 2000
@@ -122,7 +128,7 @@ def validate(c: Config) -> Config:
         raise ConfigError(f"betas must be > 0, got {c.betas!r}")
     if any(w < 0 for w in _floats(c.sparsity_weights, "sparsity_weights")):
         raise ConfigError(f"sparsity_weights must be >= 0, got {c.sparsity_weights!r}")
-    for k in ("seeds", "epochs", "threshold_epochs", "n_train", "n_eval", "n_steps",
+    for k in ("seeds", "threshold_seeds", "epochs", "threshold_epochs", "n_train", "n_eval", "n_steps",
               "rate_copies", "hidden", "rm_epochs", "rm_train", "rm_steps", "rm_hidden",
               "rm_batch"):
         if getattr(c, k) < 1:
@@ -214,23 +220,34 @@ def sparsity_sweep(c: Config, rd: RunDir, resume: bool) -> List[dict]:
     return rows
 
 
-def threshold_runs(c: Config, rd: RunDir, resume: bool) -> Dict[str, dict]:
-    data = coding.load_data(_yinyang_cfg(c, c.seed))
+def threshold_variants(c: Config) -> Dict[str, dict]:
+    """The intrinsic-plasticity variants: name -> overrides of the coding app's config."""
     trainable = dict(learn_threshold=True, threshold_lr=c.threshold_lr)
-    # the same loss for every variant: TTFS cross-entropy + homeostatic lower bound on counts
+    # the same loss for the first four variants: TTFS cross-entropy + homeostatic lower bound
+    # on counts; the last two drop the homeostatic term, so that what rescues a silent start
+    # can be told apart: the homeostatic term (through the weights) or trainable thresholds
     common = dict(epochs=c.threshold_epochs, w_in_gain=c.threshold_gain,
                   rate_low=c.homeostasis_low, rate_low_weight=c.homeostasis_weight)
+    plain = dict(rate_low_weight=0.0)
     variants = {"well_fixed": dict(threshold=1.0),
                 "well_trainable": dict(threshold=1.0, **trainable),
                 "silent_fixed": dict(threshold=c.silent_factor),
-                "silent_trainable": dict(threshold=c.silent_factor, **trainable)}
+                "silent_trainable": dict(threshold=c.silent_factor, **trainable),
+                "silent_fixed_no_homeostasis": dict(threshold=c.silent_factor, **plain),
+                "silent_trainable_no_homeostasis": dict(threshold=c.silent_factor, **plain,
+                                                        **trainable)}
+    return {name: {**common, **kw} for name, kw in variants.items()}
+
+
+def threshold_runs(c: Config, rd: RunDir, resume: bool) -> Dict[str, dict]:
+    data = coding.load_data(_yinyang_cfg(c, c.seed))
     out = {}
-    for name, kw in variants.items():
+    for name, kw in threshold_variants(c).items():
         per_seed = [_cached(rd, f"threshold_{name}_seed{s}", resume,
                             lambda s=s, kw=kw: _yinyang_point(
-                                _yinyang_cfg(c, s, "temporal", **common, **kw), data, rd,
+                                _yinyang_cfg(c, s, "temporal", **kw), data, rd,
                                                               f"threshold_{name}_seed{s}"))
-                    for s in range(c.seed, c.seed + c.seeds)]
+                    for s in range(c.seed, c.seed + c.threshold_seeds)]
         out[name] = _mean(per_seed)
     return out
 
@@ -339,6 +356,12 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
             metrics[f"threshold_{k}_spikes_after"] = r["spikes_per_sample"]
         metrics["threshold_recovery_gap"] = (th["well_fixed"]["test_accuracy"]
                                              - th["silent_trainable"]["test_accuracy"])
+        # what trainable thresholds add to a silent start, with and without homeostasis
+        metrics["threshold_trainable_gain_with_homeostasis"] = (
+            th["silent_trainable"]["test_accuracy"] - th["silent_fixed"]["test_accuracy"])
+        metrics["threshold_trainable_gain_without_homeostasis"] = (
+            th["silent_trainable_no_homeostasis"]["test_accuracy"]
+            - th["silent_fixed_no_homeostasis"]["test_accuracy"])
     if "surrogate" in parts:
         rows = surrogate_sweep(c, rd, resume)
         results["surrogate"] = rows
