@@ -272,7 +272,7 @@ def test_online_learning_dispatches_to_regression_online(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "spikegrad.apps.regression_online", fake)
     cfg = tiny(learning="eprop_random")
     app.run(cfg, tmp_path, resume=True)
-    assert calls == [(cfg, tmp_path, True)]
+    assert calls == [(app.resolve(cfg), tmp_path, True)]
 
 
 def test_comparisons_across_rules_dispatch_to_regression_online_even_for_bptt(tmp_path,
@@ -318,3 +318,17 @@ def test_alif_neurons_train_and_adapt(tmp_path):
     assert math.isfinite(res.metrics["nmse"]) and res.metrics["firing_rate_hz"] > 0
     with pytest.raises(ConfigError, match="beta_adapt"):
         app.resolve(tiny(neuron="alif", beta_adapt=-1.0))
+
+
+def test_task_presets_fill_unset_fields_only():
+    pattern = app.resolve(app.Config())
+    assert (pattern.n_steps, pattern.lr, pattern.steps, pattern.tau_mem_ms) == (1000, 1e-2, 500,
+                                                                                20.0)
+    filt = app.resolve(app.Config(task="filter"))
+    assert {k: getattr(filt, k) for k in app.PRESETS["filter"]} == app.PRESETS["filter"]
+    mine = app.resolve(app.Config(task="filter", lr=0.05, n_steps=300))
+    assert (mine.lr, mine.n_steps, mine.steps) == (0.05, 300, app.PRESETS["filter"]["steps"])
+    assert app.resolve(mine) == mine  # idempotent
+    # the CLI's --set reaches the preset fields too
+    cli = app.resolve(apply_overrides(app.Config(), ["task=filter", "steps=7"]))
+    assert (cli.steps, cli.lr) == (7, app.PRESETS["filter"]["lr"])

@@ -74,6 +74,15 @@ TASKS = ("pattern", "filter")
 #: loop of larger weights, errors and gradients (NaN/Inf within ~10 steps); clipped to norm 1,
 #: the same step size trains steadily (measured: seed 0).
 DIVERGENCE_DEMO = {"optimizer": "sgd", "lr": 0.02, "clip_norm": 1.0}
+#: Per-task values of the fields a Config leaves at None (``--set`` any of them to override).
+#: ``filter`` (held-out sequences, noisy population-coded input): shorter sequences, a bigger
+#: batch, faster membranes and readout, a smaller learning rate than the pattern task's.
+PRESETS: Dict[str, dict] = {
+    "pattern": dict(n_steps=1000, batch_size=32, steps=500, lr=1e-2, tau_mem_ms=20.0,
+                    tau_out_ms=20.0),
+    "filter": dict(n_steps=500, batch_size=64, steps=400, lr=3e-3, tau_mem_ms=10.0,
+                   tau_out_ms=10.0),
+}
 NEURONS = ("lif", "alif")  # alif: spike-triggered threshold adaptation (nn.ALIF)
 #: "bptt" runs here; the others are run by spikegrad.apps.regression_online
 LEARNING_RULES = ("bptt", "eprop_symmetric", "eprop_random", "eprop_adaptive", "three_factor")
@@ -84,24 +93,25 @@ class Config:
     """Regression run; every field can be set with ``--set key=value``.
 
     Times are in ms (``dt_ms``, ``tau_*_ms``), rates in Hz. ``0`` switches off
-    ``tbptt_k`` (full BPTT), ``clip_norm``, ``weight_decay`` and ``sparsity_weight``.
+    ``tbptt_k`` (full BPTT), ``clip_norm``, ``weight_decay`` and ``sparsity_weight``. Fields
+    left at None take the task's value from :data:`PRESETS` (:func:`resolve`).
     """
 
     task: str = "pattern"
     n_inputs: int = 100
     input_rate_hz: float = 50.0
-    n_steps: int = 1000
+    n_steps: Optional[int] = None
     dt_ms: float = 1.0
     n_outputs: int = 1
-    batch_size: int = 32          # filter task: training (and test) sequences
+    batch_size: Optional[int] = None  # filter task: training (and test) sequences
     noise_std: float = 0.3        # filter task: additive white noise on the signal
     horizon: int = 0              # filter task: predict the clean signal this many steps ahead
     hidden: int = 100
     neuron: str = "lif"
-    tau_mem_ms: float = 20.0
+    tau_mem_ms: Optional[float] = None
     tau_adapt_ms: float = 500.0   # neuron=alif: adaptation time constant
     beta_adapt: float = 0.5       # neuron=alif: threshold increase per unit of adaptation trace
-    tau_out_ms: float = 20.0
+    tau_out_ms: Optional[float] = None
     learn_tau_out: bool = False
     threshold: float = 1.0
     surrogate: str = "fast_sigmoid"
@@ -110,8 +120,8 @@ class Config:
     rec_gain: float = 1.0         # recurrent weights ~ U(-g, g) / sqrt(hidden)
     learning: str = "bptt"
     optimizer: str = "adam"
-    lr: float = 1e-2
-    steps: int = 500
+    lr: Optional[float] = None
+    steps: Optional[int] = None
     tbptt_k: int = 0
     clip_norm: float = 0.0
     weight_decay: float = 0.0
@@ -135,7 +145,8 @@ class Config:
 
 
 def resolve(cfg: Config) -> Config:
-    """Validate ``cfg`` (raises :class:`ConfigError` naming the key) and return it."""
+    """Fill the None fields from the task's :data:`PRESETS`, validate (raises
+    :class:`ConfigError` naming the key) and return the filled config."""
     if not isinstance(cfg, Config):
         raise TypeError(f"cfg must be a spikegrad.apps.regression.Config, got "
                         f"{type(cfg).__name__}")
@@ -145,6 +156,8 @@ def resolve(cfg: Config) -> Config:
             raise ConfigError(msg)
 
     need(cfg.task in TASKS, f"task must be one of {', '.join(TASKS)}; got {cfg.task!r}")
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in PRESETS[cfg.task].items()
+                                      if getattr(cfg, k) is None})
     need(cfg.neuron in NEURONS, f"neuron must be one of {', '.join(NEURONS)}; got "
          f"{cfg.neuron!r}")
     need(cfg.tau_adapt_ms > 0 and math.isfinite(cfg.tau_adapt_ms),
@@ -205,6 +218,7 @@ def make_task(cfg: Config) -> Tuple[Tensor, Tensor]:
     ``pattern``: B = 1, the frozen pattern of seed ``cfg.seed``. ``filter``: B =
     ``batch_size`` sequences of seed ``cfg.seed``; ``n_in = n_inputs * n_outputs``.
     """
+    cfg = resolve(cfg)
     dt = cfg.dt_ms * 1e-3
     if cfg.task == "pattern":
         return pattern_generation_task(cfg.n_inputs, cfg.n_steps, cfg.input_rate_hz, dt,
@@ -265,7 +279,7 @@ class RegressionRSNN(nn.Sequential):
 def build_model(cfg: Config) -> RegressionRSNN:
     """The RSNN of ``cfg`` (see :class:`RegressionRSNN`), initialised from torch's global RNG
     (seed it first: :func:`run` calls ``seed_everything(cfg.seed)``)."""
-    resolve(cfg)
+    cfg = resolve(cfg)
     dt = cfg.dt_ms * 1e-3
     n_in = n_inputs_total(cfg)
     inp = nn.Linear(n_in, cfg.hidden, bias=False)
@@ -346,6 +360,7 @@ def linear_baseline_nmse(cfg: Config, xs: Tensor, ys: Tensor, test_xs: Tensor,
     low-pass filter (``tau_out_ms``, unit DC gain), then an affine map fitted by ridge
     regression (float64) on the training data. What the RSNN must beat to have used its
     hidden layer."""
+    cfg = resolve(cfg)
     a = math.exp(-cfg.dt_ms / cfg.tau_out_ms)
 
     def features(x: Tensor) -> Tensor:
@@ -372,6 +387,7 @@ class Trained:
 
 def _make_trainer(cfg: Config, model, objective, log_path=None, checkpoint_dir=None,
                   evaluate_fn=None) -> Trainer:
+    cfg = resolve(cfg)
     opt = make_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr,
                          weight_decay=cfg.weight_decay)
     return Trainer(model, opt, objective, grad_clip=cfg.clip_norm or None,
@@ -459,7 +475,7 @@ def measure_step_memory(cfg: Config, model: RegressionRSNN, xs: Tensor, ys: Tens
     objects. Returns NaN if this torch has no such profiler events or the step is not
     finite (a diverged model).
     """
-    c = dataclasses.replace(cfg, progress=False)
+    c = dataclasses.replace(resolve(cfg), progress=False)
     twin = copy.deepcopy(model)
     objective = make_objective(c, xs.shape[0], float(ys.var(unbiased=False)))
     trainer = _make_trainer(c, twin, objective)

@@ -118,9 +118,13 @@ def resolve(cfg) -> Config:
     c = _as_online(cfg)
     if c.learning not in ALL_RULES:
         raise ConfigError(f"learning must be one of {', '.join(ALL_RULES)}; got {c.learning!r}")
-    # the regression checks (with a learning rule it knows, so eprop_adaptive passes too)
-    reg.resolve(reg.Config(**{f.name: getattr(c, f.name) for f in dataclasses.fields(reg.Config)
-                              if f.name != "learning"}))
+    # the regression checks and the task's presets (with a learning rule it knows, so
+    # eprop_adaptive passes too)
+    base = reg.resolve(reg.Config(**{f.name: getattr(c, f.name)
+                                     for f in dataclasses.fields(reg.Config)
+                                     if f.name != "learning"}))
+    c = dataclasses.replace(c, **{f.name: getattr(base, f.name)
+                                  for f in dataclasses.fields(reg.Config) if f.name != "learning"})
     for key in ("update_every",):
         if getattr(c, key) < 0:
             raise ConfigError(f"{key} must be >= 0 (0: once per sequence); got {getattr(c, key)}")
