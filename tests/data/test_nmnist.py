@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from spikegrad.data import (NMNISTDataset, events_to_frames, make_events, read_nmnist_events,
-                            time_major_collate)
+                            time_major_collate, write_nmnist_events)
 
 
 def _encode(x, y, t, p) -> bytes:
@@ -84,3 +84,22 @@ def test_dataset_reads_the_folder_tree(tmp_path):
     assert xs.shape == (5, 4, 2, 34, 34) and ys.tolist() == [0, 0, 0, 7]
     with pytest.raises(FileNotFoundError, match="extracted N-MNIST"):
         NMNISTDataset(tmp_path / "nope")
+
+
+def test_writer_matches_the_bitwise_encoding_and_round_trips(tmp_path):
+    x, y, t, p = [0, 33, 5, 255], [0, 12, 239, 4], [0, 1, 70000, 2 ** 23 - 1], [1, 0, 1, 0]
+    path = tmp_path / "s.bin"
+    write_nmnist_events(path, make_events(x, y, t, p))
+    assert path.read_bytes() == _encode(x, y, t, p)
+    ev = read_nmnist_events(path)
+    assert (ev["x"].tolist(), ev["y"].tolist(), ev["t"].tolist(), ev["p"].tolist()) == (x, y, t, p)
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("t", 2 ** 23, r"events\['t'\] must lie in \[0, 8388607\]"),
+    ("y", 240, "overflow"), ("p", 2, r"events\['p'\]"), ("x", -1, r"events\['x'\]")])
+def test_writer_rejects_what_the_format_cannot_hold(tmp_path, field, value, match):
+    cols = dict(x=[1], y=[1], t=[1], p=[1])
+    cols[field] = [value]
+    with pytest.raises(ValueError, match=match):
+        write_nmnist_events(tmp_path / "bad.bin", make_events(**cols))

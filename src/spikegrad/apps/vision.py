@@ -5,11 +5,15 @@ Methods, in the order they run:
 1. **Data** (offline): ``mnist1d`` (4000/1000 sequences of length 40, generated; ``[1, 40]``
    per sample, a 1-D CNN) or ``digits`` (sklearn 8x8, stratified 75/25; ``[1, 8, 8]``, a 2-D
    CNN), or ``mnist`` (the four IDX files the user downloaded, read from ``mnist_path``;
-   ``[1, 28, 28]``, pixels / 255; never downloaded here). Training signals may be randomly
-   rolled (MNIST-1D translation augmentation).
+   ``[1, 28, 28]``, pixels / 255; never downloaded here), or ``nmnist`` (the extracted
+   N-MNIST ``Train/`` and ``Test/`` folders under ``nmnist_path``, read lazily: each sample's
+   events binned on access into ``n_steps`` frames ``[2, 34, 34]`` of event counts clipped
+   to 1; ``max_train`` keeps a seeded random subset of the training files). Training
+   signals may be randomly rolled (MNIST-1D translation augmentation).
 2. **Encoding** to ``[T, B, C, *spatial]``: ``current`` (the analog frame injected at every
    step), ``rate`` (Bernoulli spikes, p = value per step) or ``latency`` (one spike, earlier
-   for larger values); rate and latency codes min-max scale MNIST-1D to [0, 1].
+   for larger values); rate and latency codes min-max scale MNIST-1D to [0, 1]. N-MNIST is
+   already a sequence of event frames (``encoder=events``: used as it is).
 3. **Model** (``arch=cnn``): ``conv_layers`` spiking conv blocks (time-folded conv ->
    threshold-dependent batch norm -> LIF -> optional pooling), then a dense readout into
    non-spiking leaky integrators. ``arch=mlp`` is the comparison floor: dense layers of
@@ -38,7 +42,7 @@ from typing import Dict, List, Optional
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from .. import data as sgdata
 from .. import losses, nn
@@ -51,9 +55,9 @@ from .report import RunDir
 
 __all__ = ["Config", "PRESETS", "resolve", "build_model", "layer_costs", "run", "Result"]
 
-DATASETS = ("mnist1d", "digits", "mnist")
+DATASETS = ("mnist1d", "digits", "mnist", "nmnist")
 ARCHS = ("cnn", "mlp")
-ENCODERS = ("current", "rate", "latency")
+ENCODERS = ("current", "rate", "latency", "events")
 POOLS = ("none", "max", "avg", "sum")
 
 
@@ -70,6 +74,7 @@ class Config:
 
     dataset: str = "mnist1d"
     mnist_path: str = ""          # dataset=mnist: folder with the four MNIST IDX files
+    nmnist_path: str = ""         # dataset=nmnist: folder with the extracted Train/ and Test/
     arch: str = "cnn"
     seed: int = 0
     deterministic: bool = True
@@ -119,6 +124,14 @@ PRESETS: Dict[str, dict] = {
                   tau_mem_ms=10.0, tau_out_ms=10.0, dt_ms=1.0, surrogate="fast_sigmoid",
                   surrogate_beta=10.0, lr=1e-2, weight_decay=0.0, batch_size=128,
                   augment_shift=0, max_train=0),
+    # 2 x 34 x 34 event frames (T = 10 bins of each ~300 ms recording) -> conv 16 (k3 p1) ->
+    # max pool 2 -> conv 32 -> max pool 2 -> 10 LI; read from the user's extracted N-MNIST
+    # (nmnist_path), decoded and binned on access
+    "nmnist": dict(epochs=5, n_steps=10, encoder="events", channels=16, conv_layers=2,
+                   kernel_size=3, stride=1, pool="max", hidden=128, norm="threshold",
+                   tau_mem_ms=10.0, tau_out_ms=10.0, dt_ms=1.0, surrogate="fast_sigmoid",
+                   surrogate_beta=10.0, lr=1e-2, weight_decay=0.0, batch_size=64,
+                   augment_shift=0, max_train=0),
 }
 
 
@@ -148,6 +161,13 @@ def resolve(cfg: Config) -> Config:
                                      f"{getattr(cfg, key)}")
     need(not cfg.augment_shift or cfg.dataset == "mnist1d",
          "augment_shift (random roll of a 1-D signal) applies to dataset=mnist1d only")
+    need((cfg.encoder == "events") == (cfg.dataset == "nmnist"),
+         "encoder=events (event frames used as they are) goes with dataset=nmnist, which "
+         "needs it")
+    need(cfg.dataset != "nmnist" or bool(cfg.nmnist_path),
+         "dataset=nmnist needs nmnist_path=DIR: the folder with the extracted N-MNIST Train/ "
+         "and Test/ folders (each with 0/ .. 9/ of .bin files). spikegrad never downloads "
+         "data.")
     need(cfg.dataset != "mnist" or bool(cfg.mnist_path),
          "dataset=mnist needs mnist_path=DIR: a folder with train-images-idx3-ubyte, "
          "train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (optionally "
@@ -159,7 +179,15 @@ def resolve(cfg: Config) -> Config:
 # --- data ------------------------------------------------------------------------------------
 
 def load_data(c: Config) -> classification.Data:
-    """Samples shaped as one frame ``[N, 1, 40]``, ``[N, 1, 8, 8]`` or ``[N, 1, 28, 28]``."""
+    """Samples shaped as one frame ``[N, 1, 40]``, ``[N, 1, 8, 8]`` or ``[N, 1, 28, 28]``
+    (tensor datasets), or N-MNIST's ``(frames [T, 2, 34, 34], label)`` read on access."""
+    if c.dataset == "nmnist":
+        train, test = (sgdata.NMNISTDataset(c.nmnist_path, train=flag, n_steps=c.n_steps,
+                                            binary=True) for flag in (True, False))
+        if c.max_train and c.max_train < len(train):
+            keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(c.seed))
+            train = Subset(train, keep[: c.max_train].sort().values.tolist())
+        return classification.Data(train, None, test, tuple(test[0][0].shape[1:]), 10)
     if c.dataset == "mnist":
         s = sgdata.load_mnist_files(c.mnist_path)  # pixels / 255 in [0, 1]
         train, test = (TensorDataset(x.unsqueeze(1), y)
@@ -172,6 +200,23 @@ def load_data(c: Config) -> classification.Data:
     train, test = (TensorDataset(ds.tensors[0].reshape(-1, *shape), ds.tensors[1])
                    for ds in (data.train, data.test))
     return classification.Data(train, None, test, shape, data.n_classes)
+
+
+def batches(ds, batch_size: int):
+    """``(x, y)`` batches of a test set in order: slices of a TensorDataset (frames
+    ``[B, ...]``), or an event dataset's samples stacked time-major (``[T, B, ...]``)."""
+    if isinstance(ds, TensorDataset):
+        for i in range(0, len(ds), batch_size):
+            yield tuple(t[i:i + batch_size] for t in ds.tensors)
+    else:
+        yield from DataLoader(ds, batch_size=batch_size, collate_fn=sgdata.time_major_collate)
+
+
+def make_encoder(c: Config):
+    """``encode(x, generator) -> xs [T, B, ...]``; event frames arrive time-major already."""
+    if c.encoder == "events":
+        return lambda x, g=None: x
+    return classification.make_encoder(c)
 
 
 def _roll(x: Tensor, max_shift: int) -> Tensor:
@@ -279,8 +324,7 @@ def evaluate(model: nn.Sequential, ds: TensorDataset, encode, seed: int,
     model.eval()
     g = torch.Generator().manual_seed(seed)
     correct, n, rows = 0, 0, None
-    for i in range(0, len(ds), batch_size):
-        x, y = (t[i:i + batch_size] for t in ds.tensors)
+    for x, y in batches(ds, batch_size):
         xs = encode(x, g)
         outs, _ = model.forward_all(xs)
         correct += int((membrane(outs[-1], "max").argmax(1) == y).sum())
@@ -321,12 +365,13 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
     seed_everything(c.seed, deterministic=c.deterministic)
     start = time.perf_counter()
     data = load_data(c)
-    encode = classification.make_encoder(c)
+    encode = make_encoder(c)
     model = build_model(c, data.n_in, data.n_classes)
     opt = make_optimizer("adam", model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=c.epochs)
     loader = DataLoader(data.train, batch_size=c.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(c.seed))
+                        generator=torch.Generator().manual_seed(c.seed),
+                        collate_fn=None if c.encoder != "events" else sgdata.time_major_collate)
 
     def eval_fn(model):
         m = evaluate(model, data.test, encode, seed=c.seed + 1)
@@ -369,7 +414,7 @@ def _figures(c: Config, model: nn.Sequential, data, encode, history, rd: RunDir)
     viz.save_curves(rd.path / "curves.png", history,
                     {"loss": ["train_loss"], "accuracy": ["train_accuracy", "test_accuracy"],
                      "activity": ["spikes"]})
-    x, y = (t[:1] for t in data.test.tensors)
+    x, y = next(iter(batches(data.test, 1)))
     with torch.no_grad():
         xs = encode(x, torch.Generator().manual_seed(c.seed + 2))
         outs, _ = model.forward_all(xs)

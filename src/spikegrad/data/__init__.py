@@ -12,7 +12,8 @@ from .digits import load_digits_split
 from .encoders import delta, latency, latency_times, poisson, population, rate
 from .mnist1d import load_mnist1d
 from .mnist_files import load_mnist_files, read_idx
-from .nmnist import NMNISTDataset, events_to_frames, make_events, read_nmnist_events
+from .nmnist import (NMNISTDataset, events_to_frames, make_events, read_nmnist_events,
+                     write_nmnist_events)
 from .patterns import noisy_signal_task, pattern_generation_task
 from .randman import RandmanData, make_randman, randman_raster
 from .shd import SHDDataset
@@ -41,6 +42,7 @@ __all__ = [
     "events_to_frames",
     "make_events",
     "read_nmnist_events",
+    "write_nmnist_events",
     "pattern_generation_task",
     "noisy_signal_task",
     "make_yinyang",

@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 from .._validate import check_int
 
 __all__ = ["EVENT_DTYPE", "SENSOR_SIZE", "make_events", "read_nmnist_events",
-           "events_to_frames", "NMNISTDataset"]
+           "write_nmnist_events", "events_to_frames", "NMNISTDataset"]
 
 EVENT_DTYPE = np.dtype([("x", np.int64), ("y", np.int64), ("t", np.int64), ("p", np.int64)])
 SENSOR_SIZE = (34, 34, 2)  # tonic's convention: (width = x range, height = y range, polarities)
@@ -79,6 +79,35 @@ def read_nmnist_events(source: str | os.PathLike | bytes) -> np.ndarray:
     t = t + _OVERFLOW_US * np.cumsum(overflow)  # each marker shifts itself and everything after
     keep = ~overflow
     return make_events(x[keep], y[keep], t[keep], p[keep])
+
+
+def write_nmnist_events(path: str | os.PathLike, events: np.ndarray) -> None:
+    """Write events in the N-MNIST binary format (40 bits each: x, y, polarity, 23-bit
+    timestamp in us); :func:`read_nmnist_events` reads them back unchanged. For converting
+    recordings, and for tests that need N-MNIST files.
+
+    Raises:
+        ValueError: a field is out of the format's range (x, y in [0, 255], y != 240 (the
+            overflow marker), p in {0, 1}, t in [0, 2**23) us: longer recordings would need
+            overflow markers, which this writer does not emit).
+    """
+    names = getattr(getattr(events, "dtype", None), "names", None) or ()
+    if not {"x", "y", "t", "p"} <= set(names):
+        raise TypeError("events must be a structured array with fields x, y, t, p (see "
+                        "make_events)")
+    x, y, t, p = (np.asarray(events[k], dtype=np.int64) for k in "xytp")
+    for name, v, hi in (("x", x, 255), ("y", y, 255), ("p", p, 1), ("t", t, 2**23 - 1)):
+        if v.size and (v.min() < 0 or v.max() > hi):
+            raise ValueError(f"events[{name!r}] must lie in [0, {hi}] for the N-MNIST format; "
+                             f"got [{v.min()}, {v.max()}]")
+    if (y == _OVERFLOW_Y).any():
+        raise ValueError(f"events['y'] == {_OVERFLOW_Y} marks a timestamp overflow in the "
+                         "N-MNIST format and cannot be an event row")
+    b = np.empty((len(x), 5), dtype=np.uint8)
+    b[:, 0], b[:, 1] = x, y
+    b[:, 2] = (p << 7) | (t >> 16)
+    b[:, 3], b[:, 4] = (t >> 8) & 0xFF, t & 0xFF
+    Path(path).write_bytes(b.tobytes())
 
 
 def events_to_frames(events: np.ndarray, n_steps: int,
