@@ -62,7 +62,8 @@ def test_bad_config_values_name_the_key(tmp_path, override, match):
 def test_models_use_the_requested_neurons():
     c = app.Config(**TINY)
     alif = app.build_cue_model(c, "alif").hidden.neuron
-    assert alif.n_ref == 1 and alif.backend == "reference"       # 5 ms at dt 25 ms: one step
+    assert alif.n_ref == 1 and alif.backend == "auto"  # 5 ms at dt 25 ms: one step (refractory:
+    # auto runs the reference loop)
     c = app.Config(cue_hidden=100)
     alif = app.build_cue_model(c, "alif").hidden.neuron
     assert alif.n_ref == 1 and (alif.beta_adapt()[:50] == 0).all()

@@ -57,7 +57,7 @@ def test_public_names():
         "randman_raster", "split_in_order", "RandmanData", "load_digits_split",
         "load_mnist1d", "SHDDataset", "time_major_collate", "Split", "population",
         "load_mnist_files", "read_idx", "NMNISTDataset", "events_to_frames", "make_events",
-        "read_nmnist_events", "pattern_generation_task", "noisy_signal_task", "make_yinyang",
+        "read_nmnist_events", "write_nmnist_events", "pattern_generation_task", "noisy_signal_task", "make_yinyang",
         "encode_yinyang", "load_yinyang_splits", "cue_accumulation", "delayed_xor",
     }
     assert set(data.__all__) == expected

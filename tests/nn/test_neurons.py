@@ -164,12 +164,11 @@ def test_alif_module_equals_functional_and_every_parameter_learns():
     assert alif.beta_adapt.rho.grad[:3].abs().sum() == 0
 
 
-def test_alif_backends_auto_routes_to_reference_and_fused_raise():
-    for backend in ("torch", "numba"):
-        with pytest.raises(ValueError, match="no fused kernel"):
-            sg.nn.ALIF(3, backend=backend)
-    assert sg.nn.ALIF(3).backend == "reference"
-    # Recurrent reads the neuron's backend: the ALIF runs through the reference loop
+def test_alif_backends_and_the_refractory_fallback():
+    with pytest.raises(ValueError, match="no torch-ops fused path"):
+        sg.nn.ALIF(3, backend="torch")
+    assert sg.nn.ALIF(3).backend == "auto"
+    # Recurrent reads the neuron's backend: with refractoriness auto runs the reference loop
     torch.manual_seed(3)
     net = sg.nn.Recurrent(sg.nn.ALIF(4, beta_adapt=1.0, t_ref=1e-3))
     xs = torch.rand(15, 2, 4) * 2

@@ -25,8 +25,12 @@ trace, ``i`` synaptic current (None without ``decay_syn``), ``ref`` refractory s
 (None when ``n_ref = 0``), ``q`` relative refractory trace (None when it is off). All
 ``[B, *features]``.
 
-There is no fused kernel for ALIF: ``backend="auto"`` runs this reference loop, and an
-explicit fused backend (``"torch"``, ``"numba"``) raises ValueError.
+Backends: ``"reference"`` is this module's loop (the definition). ``"numba"`` runs the fused
+kernel of :mod:`spikegrad.kernels.adaptive` (CPU; equal to the reference: spikes and states
+bit-identical, gradients up to summation order), which covers ALIF without refractoriness
+and with fixed neuron constants; for anything else it raises ValueError saying why.
+``"auto"`` takes it where it applies (numba installed, CPU tensors) and the reference loop
+otherwise. There is no ``"torch"`` fused ALIF (ValueError).
 """
 
 from __future__ import annotations
@@ -120,12 +124,69 @@ def _prepare(x0: Tensor, state, p: ALIFParams) -> ALIFState:
     return state
 
 
+def fused_obstacle(xs: Tensor, p: ALIFParams) -> Optional[str]:
+    """Why the fused ALIF kernel cannot run this call (None if it can)."""
+    from ..kernels.leaky import numba_available
+    if not numba_available():
+        return "numba is not installed (pip install 'spikegrad[fast]')"
+    if xs.device.type != "cpu":
+        return f"the numba kernel runs on the CPU, but xs is on {xs.device}"
+    if p.refractory.n_ref > 0 or has_relative(p.refractory):
+        return "refractoriness has no fused kernel"
+    consts = {"decay_mem": p.lif.decay_mem, "decay_syn": p.lif.decay_syn,
+              "threshold": p.lif.threshold, "v_reset": p.lif.v_reset,
+              "decay_adapt": p.decay_adapt, "beta_adapt": p.beta_adapt}
+    trained = [k for k, v in consts.items()
+               if isinstance(v, Tensor) and v.requires_grad and torch.is_grad_enabled()]
+    if trained:
+        return (f"trained neuron constants ({', '.join(trained)}) need the reference loop "
+                "(their gradients are sums over time of state products)")
+    return None
+
+
+def resolve_backend(backend: str, xs: Tensor, p: ALIFParams) -> str:
+    """``"reference"`` or ``"numba"`` for this call; ``auto`` picks the fused kernel where it
+    applies, an explicit fused backend that cannot run raises ValueError saying why."""
+    check_choice(backend, "backend", BACKENDS)
+    if backend == "reference":
+        return backend
+    if backend == "torch":
+        raise ValueError("backend='torch': ALIF has no torch-ops fused path; use 'auto', "
+                         "'numba' or 'reference'")
+    obstacle = fused_obstacle(xs, p)
+    if obstacle is None:
+        return "numba"
+    if backend == "numba":
+        raise ValueError(f"backend='numba' cannot run this ALIF: {obstacle}; use backend='auto' "
+                         "(falls back to the reference loop) or 'reference'")
+    return "reference"
+
+
+def fused_alif_seq(xs: Tensor, state: ALIFState, p: ALIFParams,
+                   w_rec: Optional[Tensor] = None, y0: Optional[Tensor] = None):
+    """The fused kernel (see :func:`resolve_backend`); with ``w_rec [N, N]`` the input of step
+    t is ``xs_t + W y_{t-1}`` (``y_{-1} = y0``). Returns ``(zs, ALIFState)``."""
+    from ..kernels.adaptive import AdaptiveSequence
+    from ..kernels.leaky import Spec
+    lif = p.lif
+    spec = Spec(spiking=True, reset=lif.reset, detach_reset=lif.detach_reset,
+                scale_input=bool(lif.scale_input), has_syn=lif.decay_syn is not None,
+                surrogate=lif.surrogate, backend="numba")
+    consts = (lif.decay_mem, lif.decay_syn, lif.threshold, lif.v_reset, p.decay_adapt,
+              p.beta_adapt)
+    consts = tuple(c.detach() if isinstance(c, Tensor) else c for c in consts)
+    zs, v, i, a = AdaptiveSequence.apply(spec, consts, xs, state.v, state.i, state.a, w_rec,
+                                         y0)
+    return zs, ALIFState(v, a, i, None, None)
+
+
 def check_backend(backend: str, model: str = "ALIF") -> str:
     """Resolve a backend for a model without a fused kernel: ``auto`` -> ``reference``."""
     check_choice(backend, "backend", BACKENDS)
     if backend in FUSED_BACKENDS:
         raise ValueError(f"backend={backend!r}: {model} has no fused kernel (the fused kernels "
-                         "cover plain LIF/IF/LI only); use backend='auto' or 'reference'")
+                         "cover LIF/IF/LI and ALIF without refractoriness); use "
+                         "backend='auto' or 'reference'")
     return "reference"
 
 
@@ -143,7 +204,7 @@ def alif_seq(xs: Tensor, state: Optional[ALIFState] = None, p: ALIFParams = ALIF
              backend: str = "auto") -> Tuple[Tensor, ALIFState]:
     """ALIF over a sequence: ``xs [T, B, *features] -> (zs [T, B, *features], state)``.
 
-    ``backend``: ``"auto"`` or ``"reference"`` (the same Python loop); fused backends raise.
+    ``backend``: ``"auto"``, ``"reference"`` or ``"numba"`` (see the module docstring).
 
     Example:
         >>> import torch
@@ -154,8 +215,10 @@ def alif_seq(xs: Tensor, state: Optional[ALIFState] = None, p: ALIFParams = ALIF
         ([0.0, 1.0, 0.0, 0.0, 1.0, 0.0], 2.0)
     """
     check_sequence(xs, "xs")
-    check_backend(backend)
-    return scan(_alif_step, xs, _prepare(xs[0], state, p), p)
+    state = _prepare(xs[0], state, p)
+    if resolve_backend(backend, xs, p) == "numba":
+        return fused_alif_seq(xs, state, p)
+    return scan(_alif_step, xs, state, p)
 
 
 def alif_trace(xs: Tensor, state: Optional[ALIFState] = None, p: ALIFParams = ALIFParams()

@@ -167,14 +167,19 @@ class LeakySequence(torch.autograd.Function):
             if spec.spiking and spec.reset == "to_value" and need["v_reset"]:
                 g_v_reset = _reduce_to(z_all * gv_all, v_reset)
             if w_rec is not None and need["w_rec"]:
-                # dW = sum_t g_in_t^T y_{t-1}: two GEMMs on views, no [T, B, N] copy
-                outs = ys if spec.spiking else u_all
-                g_w = g_in[0].T @ y0
-                if T > 1:
-                    g_w = g_w + g_in[1:].flatten(0, -2).T @ outs[:-1].flatten(0, -2)
+                g_w = recurrent_weight_grad(g_in, ys if spec.spiking else u_all, y0)
         if not need["y0"]:
             g_y0 = None
         return (None, g_xs, g_v0, g_i0, g_a_mem, g_a_syn, g_theta, g_v_reset, g_w, g_y0)
+
+
+def recurrent_weight_grad(g_in: Tensor, outs: Tensor, y0: Tensor) -> Tensor:
+    """``dW_rec = sum_t g_in_t^T y_{t-1}`` for ``g_in``, ``outs [T, B, N]`` (``y_{-1} = y0``):
+    two GEMMs on views, no ``[T, B, N]`` copy."""
+    g_w = g_in[0].T @ y0
+    if g_in.shape[0] > 1:
+        g_w = g_w + g_in[1:].flatten(0, -2).T @ outs[:-1].flatten(0, -2)
+    return g_w
 
 
 def _spikes(u: Tensor, theta) -> Tensor:

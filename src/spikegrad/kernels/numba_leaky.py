@@ -95,13 +95,17 @@ def phi_builtin(kind: int, x: np.ndarray, b: float) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
-def _fwd_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool, store_u: bool = True):
+def _fwd_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool, store_u: bool = True,
+                adapt: bool = False):
     """A forward loop specialised to the model's options (closure constants compile away,
     leaving a branch-free inner loop that LLVM vectorises). ``store_u=False`` (spiking, no
-    gradient wanted) never writes the membrane sequence ``u_out``."""
+    gradient wanted) never writes the membrane sequence ``u_out``. ``adapt`` (ALIF): the
+    spike compares with ``th + be * ad`` (``ad``: the adaptation trace, updated as
+    ``ad = rho * ad + z`` after the step); ``ad_out[t]`` keeps the trace each step compared
+    with (for backward), unless ``store_u`` is off."""
 
     @numba.njit(nogil=True, cache=True)
-    def fwd(xs, v, i, a, g, a_s, th, vr, ys, u_out, i_out):
+    def fwd(xs, v, i, a, g, a_s, th, vr, ys, u_out, i_out, ad, rho, be, ad_out):
         T, M = xs.shape
         for t in range(T):
             for m in range(M):
@@ -116,7 +120,13 @@ def _fwd_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool, store_u: 
                 if store_u:
                     u_out[t, m] = u
                 if spiking:
-                    spike = u - th[m] > 0
+                    if adapt:
+                        spike = u - (th[m] + be[m] * ad[m]) > 0
+                        if store_u:
+                            ad_out[t, m] = ad[m]
+                        ad[m] = rho[m] * ad[m] + (1 if spike else 0)
+                    else:
+                        spike = u - th[m] > 0
                     ys[t, m] = 1 if spike else 0
                     if reset == 1:
                         u = u - th[m] if spike else u
@@ -127,29 +137,42 @@ def _fwd_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool, store_u: 
 
 
 @functools.lru_cache(maxsize=None)
-def _bwd_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: int, F):
+def _bwd_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: int, F,
+                adapt: bool = False):
     """The adjoint loop, specialised like :func:`_fwd_kernel` (and to the surrogate and the
-    float type ``F``)."""
+    float type ``F``). ``adapt``: ``ga`` carries the adjoint of the adaptation trace (the
+    gradient of ``a_T`` in, of the initial trace out): ``z_t`` adds ``ga`` to its gradient,
+    and ``ga <- rho ga - be phi gz_t`` with ``gz_t`` the total gradient reaching ``z_t``."""
     phi_of = _phi_kernel(kind, F)
     one, zero = F(1.0), F(0.0)
 
     @numba.njit(nogil=True, cache=True)
-    def bwd(gys, u_all, th, vr, a, g, a_s, gv, gi, beta, phi_ext, gu_out, gi_out):
+    def bwd(gys, u_all, th, vr, a, g, a_s, gv, gi, beta, phi_ext, gu_out, gi_out, ad_all, rho,
+            be, ga):
         T, M = gys.shape
         for t in range(T - 1, -1, -1):
             for m in range(M):
                 if spiking:
-                    x = u_all[t, m] - th[m]
+                    if adapt:
+                        x = u_all[t, m] - (th[m] + be[m] * ad_all[t, m])
+                    else:
+                        x = u_all[t, m] - th[m]
                     phi = phi_of(x, beta) if kind > 0 else phi_ext[t, m]
                     A = one
                     if reset == 2:
                         A = zero if x > 0 else one  # to_value: dv/du = 1 - z
+                    c = zero  # dv_t/dz_t: the reset's path (none when detached)
                     if not detach:
                         if reset == 1:
-                            A = A - th[m] * phi
+                            c = -th[m]
                         elif reset == 2:
-                            A = A - (u_all[t, m] - vr[m]) * phi
-                    gu = gys[t, m] * phi + gv[m] * A
+                            c = -(u_all[t, m] - vr[m])
+                        A = A + c * phi
+                    gy = gys[t, m]
+                    if adapt:
+                        gy = gy + ga[m]
+                        ga[m] = rho[m] * ga[m] - be[m] * phi * (gy + c * gv[m])
+                    gu = gy * phi + gv[m] * A
                 else:
                     gu = gys[t, m] + gv[m]
                 gu_out[t, m] = gu
@@ -165,15 +188,15 @@ def _bwd_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: in
 
 @functools.lru_cache(maxsize=None)
 def _fwd_rec_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool,
-                    store_u: bool = True):
+                    store_u: bool = True, adapt: bool = False):
     """Forward with recurrence: the input of step t is ``x_t + W y_{t-1}``. The recurrent
     input adds the rows of ``W^T`` of the neurons that spiked (event-driven: a spiking layer
     at rate p costs p of the dense product); a non-spiking neuron's nonzero outputs are used
-    the same way. Parameters are rows ``[N]``; states ``[B, N]``. ``store_u``: as for
-    :func:`_fwd_kernel`."""
+    the same way. Parameters are rows ``[N]``; states ``[B, N]``. ``store_u``, ``adapt``: as
+    for :func:`_fwd_kernel` (``ad [B, N]``, ``ad_out [T, B, N]``)."""
 
     @numba.njit(nogil=True, cache=True)
-    def fwd(xs, y0, wt, v, i, a, g, a_s, th, vr, ys, u_out, i_out, lo, hi):
+    def fwd(xs, y0, wt, v, i, a, g, a_s, th, vr, ys, u_out, i_out, ad, rho, be, ad_out, lo, hi):
         T, B, N = xs.shape
         r = np.empty(N, dtype=xs.dtype)
         for t in range(T):
@@ -203,7 +226,13 @@ def _fwd_rec_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool,
                     if store_u:
                         u_out[t, b, n] = u
                     if spiking:
-                        spike = u - th[n] > 0
+                        if adapt:
+                            spike = u - (th[n] + be[n] * ad[b, n]) > 0
+                            if store_u:
+                                ad_out[t, b, n] = ad[b, n]
+                            ad[b, n] = rho[n] * ad[b, n] + (1 if spike else 0)
+                        else:
+                            spike = u - th[n] > 0
                         ys[t, b, n] = 1 if spike else 0
                         if reset == 1:
                             u = u - th[n] if spike else u
@@ -214,16 +243,17 @@ def _fwd_rec_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool,
 
 
 @functools.lru_cache(maxsize=None)
-def _bwd_rec_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: int, F):
+def _bwd_rec_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: int, F,
+                    adapt: bool = False):
     """Adjoint of :func:`_fwd_rec_kernel`. The product ``g_in_{t+1} W`` that carries the
     gradient back through the recurrence is dense; it runs as one BLAS call per step
-    (``np.dot`` of ``[B, N] x [N, N]``)."""
+    (``np.dot`` of ``[B, N] x [N, N]``). ``adapt``: as for :func:`_bwd_kernel`."""
     phi_of = _phi_kernel(kind, F)
     one, zero = F(1.0), F(0.0)
 
     @numba.njit(nogil=True, cache=True)
     def bwd(gys, u_all, w, th, vr, a, g, a_s, gv, gi, beta, phi_ext, gu_out, gi_out, g_in,
-            lo, hi):
+            ad_all, rho, be, ga, lo, hi):
         T, B, N = gys.shape
         back = np.zeros((hi - lo, N), dtype=gys.dtype)
         for t in range(T - 1, -1, -1):
@@ -236,16 +266,24 @@ def _bwd_rec_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind
                 for n in range(N):
                     gy = gys[t, b, n] + back[b - lo, n]
                     if spiking:
-                        x = u_all[t, b, n] - th[n]
+                        if adapt:
+                            x = u_all[t, b, n] - (th[n] + be[n] * ad_all[t, b, n])
+                        else:
+                            x = u_all[t, b, n] - th[n]
                         phi = phi_of(x, beta) if kind > 0 else phi_ext[t, b, n]
                         A = one
                         if reset == 2:
                             A = zero if x > 0 else one
+                        c = zero
                         if not detach:
                             if reset == 1:
-                                A = A - th[n] * phi
+                                c = -th[n]
                             elif reset == 2:
-                                A = A - (u_all[t, b, n] - vr[n]) * phi
+                                c = -(u_all[t, b, n] - vr[n])
+                            A = A + c * phi
+                        if adapt:
+                            gy = gy + ga[b, n]
+                            ga[b, n] = rho[n] * ga[b, n] - be[n] * phi * (gy + c * gv[b, n])
                         gu = gy * phi + gv[b, n] * A
                     else:
                         gu = gy + gv[b, n]
@@ -318,9 +356,11 @@ def _dummy(dtype, ndim: int = 2) -> np.ndarray:
 
 
 def forward_scan(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset,
-                 store_u: bool = True):
+                 store_u: bool = True, adapt=None):
     """``(ys, u_all, i_all, v_T, i_T)`` for ``xs [T, B, *F]``, like the torch loop.
-    ``store_u=False`` (spiking only; for inference): ``u_all`` is None."""
+    ``store_u=False`` (spiking only; for inference): ``u_all`` is None. ``adapt``: ``(ad0,
+    rho, beta_a)`` of an ALIF (initial trace, decay, strength); the result then also holds
+    ``ad_all`` (the trace each step compared with; None without ``store_u``) and ``ad_T``."""
     T, shape = xs.shape[0], xs.shape
     x2 = xs.detach().contiguous().reshape(T, -1)
     row = x2[0].reshape(shape[1:])
@@ -333,22 +373,36 @@ def forward_scan(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset,
     g = (1.0 - a_mem) if spec.scale_input else 1.0
     par = functools.partial(_row, shape=row.shape, dtype=row.dtype)
     fwd = _fwd_kernel(spec.spiking, _RESET[spec.reset], spec.has_syn, spec.scale_input,
-                      store_u)
+                      store_u, adapt is not None)
+    if adapt is not None:
+        ad = _state(adapt[0], row)
+        ad_all = torch.empty_like(x2) if store_u else None
+        extra = (ad, par(adapt[1]), par(adapt[2]),
+                 ad_all.numpy() if store_u else _dummy(xs.dtype))
+    else:
+        extra = (_dummy(xs.dtype, 1), _dummy(xs.dtype, 1), _dummy(xs.dtype, 1),
+                 _dummy(xs.dtype))
     fwd(x2.numpy(), v, i, par(a_mem), par(g),
         par(a_syn if spec.has_syn else 0.0), par(theta if spec.spiking else 0.0),
         par(v_reset if spec.spiking else 0.0),
         ys.numpy() if spec.spiking else _dummy(xs.dtype),
         u_all.numpy() if store_u else _dummy(xs.dtype),
-        i_all.numpy() if spec.has_syn else _dummy(xs.dtype))
+        i_all.numpy() if spec.has_syn else _dummy(xs.dtype), *extra)
     v_T = torch.from_numpy(v).reshape(shape[1:])
     i_T = torch.from_numpy(i).reshape(shape[1:]) if spec.has_syn else None
-    return (ys.reshape(shape), u_all.reshape(shape) if store_u else None,
-            i_all.reshape(shape) if spec.has_syn else None, v_T, i_T)
+    out = (ys.reshape(shape), u_all.reshape(shape) if store_u else None,
+           i_all.reshape(shape) if spec.has_syn else None, v_T, i_T)
+    if adapt is None:
+        return out
+    return out + (ad_all.reshape(shape) if store_u else None,
+                  torch.from_numpy(extra[0]).reshape(shape[1:]))
 
 
 def backward_scan(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, a_syn,
-                  gv_T: Tensor, gi_T):
-    """``(gu_all, gi_all)``: the adjoint recursion of :func:`forward_scan`."""
+                  gv_T: Tensor, gi_T, adapt=None):
+    """``(gu_all, gi_all)``: the adjoint recursion of :func:`forward_scan`. ``adapt``:
+    ``(ad_all, rho, beta_a, ga_T)`` (``ga_T``: the gradient of the final trace); the result
+    then also holds the gradient of the initial trace."""
     T, shape = u_all.shape[0], u_all.shape
     u2 = u_all.reshape(T, -1)
     row = u2[0].reshape(shape[1:])
@@ -359,7 +413,8 @@ def backward_scan(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, a_sy
     if spec.spiking:
         kind = _SURROGATE_IDS.get(spec.surrogate.derivative, 0)
         if kind == 0:  # a user's surrogate: evaluate its torch function over all steps
-            phi_ext = spec.surrogate.grad(u_all - theta).reshape(T, -1).contiguous().numpy()
+            thr = theta if adapt is None else theta + adapt[2] * adapt[0]
+            phi_ext = spec.surrogate.grad(u_all - thr).reshape(T, -1).contiguous().numpy()
     gu_all = torch.empty_like(u2)
     gi_all = torch.empty_like(u2) if spec.has_syn else None
     gv = _state(gv_T, row)
@@ -368,18 +423,28 @@ def backward_scan(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, a_sy
     par = functools.partial(_row, shape=row.shape, dtype=row.dtype)
     F = gv.dtype.type
     bwd = _bwd_kernel(spec.spiking, _RESET[spec.reset], spec.detach_reset, spec.has_syn, kind,
-                      F)
+                      F, adapt is not None)
+    if adapt is not None:
+        extra = (adapt[0].detach().contiguous().reshape(T, -1).numpy(), par(adapt[1]),
+                 par(adapt[2]), _state(adapt[3], row))
+    else:
+        extra = (_dummy(u_all.dtype), _dummy(u_all.dtype, 1), _dummy(u_all.dtype, 1),
+                 _dummy(u_all.dtype, 1))
     bwd(gys.numpy(), u2.numpy(), par(theta if spec.spiking else 0.0),
         par(v_reset if spec.spiking else 0.0), par(a_mem), par(g),
         par(a_syn if spec.has_syn else 0.0), gv, gi,
         F(spec.surrogate.beta if spec.spiking else 0.0), phi_ext, gu_all.numpy(),
-        gi_all.numpy() if spec.has_syn else _dummy(u_all.dtype))
-    return gu_all.reshape(shape), (gi_all.reshape(shape) if spec.has_syn else None)
+        gi_all.numpy() if spec.has_syn else _dummy(u_all.dtype), *extra)
+    out = gu_all.reshape(shape), (gi_all.reshape(shape) if spec.has_syn else None)
+    if adapt is None:
+        return out
+    return out + (torch.from_numpy(extra[3]).reshape(shape[1:]),)
 
 
 def forward_scan_rec(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset, w_rec, y0,
-                     store_u: bool = True):
-    """Recurrent forward, ``xs [T, B, N]``; returns what :func:`forward_scan` returns."""
+                     store_u: bool = True, adapt=None):
+    """Recurrent forward, ``xs [T, B, N]``; returns what :func:`forward_scan` returns (with
+    ``adapt`` as there)."""
     T, B, N = xs.shape
     dt = xs.dtype
     x3 = xs.detach().contiguous()
@@ -393,7 +458,14 @@ def forward_scan_rec(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset, w_r
     g = (1.0 - a_mem) if spec.scale_input else 1.0
     par = functools.partial(_row, shape=(N,), dtype=dt)
     fwd = _fwd_rec_kernel(spec.spiking, _RESET[spec.reset], spec.has_syn, spec.scale_input,
-                          store_u)
+                          store_u, adapt is not None)
+    if adapt is not None:
+        ad = adapt[0].detach().to(dt).clone().contiguous()
+        ad_all = torch.empty_like(x3) if store_u else None
+        extra = (ad.numpy(), par(adapt[1]), par(adapt[2]),
+                 ad_all.numpy() if store_u else _dummy(dt, 3))
+    else:
+        extra = (_dummy(dt), _dummy(dt, 1), _dummy(dt, 1), _dummy(dt, 3))
     args = (x3.numpy(), y0.detach().to(dt).contiguous().numpy(),
             w_rec.detach().to(dt).t().contiguous().numpy(), v.numpy(), i.numpy(),
             par(a_mem), par(g),
@@ -402,16 +474,18 @@ def forward_scan_rec(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset, w_r
             par(v_reset if spec.spiking else 0.0),
             ys.numpy() if spec.spiking else _dummy(dt, 3),
             u_all.numpy() if store_u else _dummy(dt, 3),
-            i_all.numpy() if spec.has_syn else _dummy(dt, 3))
+            i_all.numpy() if spec.has_syn else _dummy(dt, 3), *extra)
     # the batch rows are independent: one slice of rows per thread
     run_split(lambda lo, hi: fwd(*args, lo, hi), B, T * B * N)
-    return ys, u_all, i_all, v, (i if spec.has_syn else None)
+    out = ys, u_all, i_all, v, (i if spec.has_syn else None)
+    return out if adapt is None else out + (ad_all, ad)
 
 
 def backward_scan_rec(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, a_syn,
-                      gv_T: Tensor, gi_T, w_rec: Tensor):
+                      gv_T: Tensor, gi_T, w_rec: Tensor, adapt=None):
     """``(gu_all, gi_all, g_in_0)``: the adjoint of :func:`forward_scan_rec`; ``g_in_0`` is the
-    gradient w.r.t. the total input current of step 0 (for the initial output's gradient)."""
+    gradient w.r.t. the total input current of step 0 (for the initial output's gradient).
+    ``adapt``: as for :func:`backward_scan` (adds the initial trace's gradient)."""
     T, B, N = u_all.shape
     dt = u_all.dtype
     npdt = u_all.numpy().dtype
@@ -420,7 +494,8 @@ def backward_scan_rec(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, 
     if spec.spiking:
         kind = _SURROGATE_IDS.get(spec.surrogate.derivative, 0)
         if kind == 0:
-            phi_ext = spec.surrogate.grad(u_all - theta).contiguous().numpy()
+            thr = theta if adapt is None else theta + adapt[2] * adapt[0]
+            phi_ext = spec.surrogate.grad(u_all - thr).contiguous().numpy()
     gu_all = torch.empty_like(u_all)
     gi_all = torch.empty_like(u_all) if spec.has_syn else None
     gv = gv_T.detach().to(dt).clone().contiguous()
@@ -431,7 +506,13 @@ def backward_scan_rec(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, 
     par = functools.partial(_row, shape=(N,), dtype=dt)
     F = npdt.type
     bwd = _bwd_rec_kernel(spec.spiking, _RESET[spec.reset], spec.detach_reset, spec.has_syn,
-                          kind, F)
+                          kind, F, adapt is not None)
+    if adapt is not None:
+        ga = adapt[3].detach().to(dt).clone().contiguous()
+        extra = (adapt[0].detach().contiguous().numpy(), par(adapt[1]), par(adapt[2]),
+                 ga.numpy())
+    else:
+        extra = (_dummy(dt, 3), _dummy(dt, 1), _dummy(dt, 1), _dummy(dt))
     args = (gys.numpy(), u_all.contiguous().numpy(),
             w_rec.detach().to(dt).contiguous().numpy(),
             par(theta if spec.spiking else 0.0),
@@ -439,7 +520,7 @@ def backward_scan_rec(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, 
             par(g), par(a_syn if spec.has_syn else 0.0),
             gv.numpy(), gi.numpy(), F(spec.surrogate.beta if spec.spiking else 0.0), phi_ext,
             gu_all.numpy(), gi_all.numpy() if spec.has_syn else _dummy(dt, 3),
-            g_in.numpy())
+            g_in.numpy(), *extra)
     with _single_threaded_blas(B * N * N):
         run_split(lambda lo, hi: bwd(*args, lo, hi), B, T * B * N)
-    return gu_all, gi_all, g_in
+    return (gu_all, gi_all, g_in) if adapt is None else (gu_all, gi_all, g_in, ga)

@@ -241,8 +241,10 @@ class ALIF(LIF):
         ref_strength, tau_ref: relative refractoriness, a decaying hyperpolarising current
             ``w_ref`` with time constant ``tau_ref`` after each spike (0 switches it off).
         learn_refractory: train per-neuron ``w_ref`` (softplus) and ``tau_ref``.
-        backend: ``"auto"``/``"reference"``; ALIF has no fused kernel, so ``"torch"`` and
-            ``"numba"`` raise ValueError.
+        backend: ``"auto"`` (the fused numba kernel where it applies: no refractoriness,
+            constants not trained; else the reference loop), ``"reference"`` or ``"numba"``
+            (raises ValueError where it does not apply); see
+            :mod:`spikegrad.functional.adaptation`. ``"torch"`` raises ValueError.
 
     Shapes: ``xs [T, B, *n] -> (zs [T, B, *n], ALIFState)``.
 
@@ -272,7 +274,10 @@ class ALIF(LIF):
                          surrogate=surrogate, beta=beta, learn_tau=learn_tau,
                          learn_threshold=learn_threshold, scale_input=scale_input,
                          learn_reset=learn_reset, backend="reference")
-        self.backend = F.adaptation.check_backend(backend)
+        self.backend = check_choice(backend, "backend", F.BACKENDS)
+        if self.backend == "torch":
+            raise ValueError("backend='torch': ALIF has no torch-ops fused path; use 'auto', "
+                             "'numba' or 'reference'")
         self.decay_adapt = Decay(tau_adapt, dt, self.features, learn_adapt, "tau_adapt")
         self.beta_adapt = AdaptationStrength(beta_adapt, self.features, learn_adapt)
         if isinstance(t_ref, bool) or not isinstance(t_ref, (int, float)) or t_ref < 0 \

@@ -55,7 +55,12 @@ class Recurrent(StatefulModule):
         w = self.recurrent_weight()
         params = self.neuron.params()
         backend = getattr(self.neuron, "backend", "reference")
-        if backend != "reference":
+        if isinstance(params, F.ALIFParams):
+            if F.adaptation.resolve_backend(backend, xs, params) == "numba":
+                ys, inner = F.adaptation.fused_alif_seq(xs, state.inner, params, w_rec=w,
+                                                        y0=state.y)
+                return ys, F.RecurrentState(inner, ys[-1])
+        elif backend != "reference":
             # the leaky family has a fused path that includes the recurrent product
             from ..kernels.leaky import leaky_sequence
             inner = state.inner

@@ -1,0 +1,164 @@
+"""The fused ALIF kernel equals the reference loop: spikes, states and gradients."""
+
+import itertools
+
+import pytest
+import torch
+
+import spikegrad as sg
+from spikegrad.functional import (ALIFParams, ALIFState, LIFParams, RecurrentParams,
+                                  RecurrentState, alif_seq, recurrent_seq)
+from spikegrad.functional import adaptation as A
+from spikegrad.kernels import parallel
+from spikegrad.kernels.leaky import numba_available
+
+pytestmark = pytest.mark.skipif(not numba_available(), reason="numba not installed")
+TOL = {torch.float64: dict(rtol=1e-10, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-6)}
+OPTIONS = list(itertools.product(["subtract", "to_value", "none"], [True, False],
+                                 [False, True], [False, True]))
+
+
+def _case(fused, reset="subtract", detach=True, syn=False, scale=False, T=40, rec=False,
+          dtype=torch.float64, surrogate="fast_sigmoid"):
+    g = torch.Generator().manual_seed(0)
+    B, N = 3, 6
+    # inputs drive a good share of the steps above the (adapting) threshold
+    xs = (torch.rand(T, B, N, generator=g, dtype=dtype) * (8 if scale else 0.9)).requires_grad_()
+    v0 = (torch.rand(B, N, generator=g, dtype=dtype) * 0.5).requires_grad_()
+    a0 = (torch.rand(B, N, generator=g, dtype=dtype) * 0.5).requires_grad_()
+    i0 = (torch.rand(B, N, generator=g, dtype=dtype) * 0.2).requires_grad_() if syn else None
+    w = (torch.randn(N, N, generator=g, dtype=dtype) * 0.3).requires_grad_()
+    y0 = torch.rand(B, N, generator=g, dtype=dtype).round().requires_grad_()
+    lif = LIFParams(decay_mem=torch.linspace(0.8, 0.95, N, dtype=dtype),
+                    decay_syn=0.7 if syn else None, scale_input=scale,
+                    threshold=torch.linspace(0.8, 1.2, N, dtype=dtype), v_reset=-0.1,
+                    reset=reset, detach_reset=detach, surrogate=sg.surrogate.get(surrogate))
+    # beta_a 0 for the first neuron: a plain LIF inside the same layer
+    p = ALIFParams(lif, decay_adapt=0.9, beta_adapt=torch.linspace(0.0, 1.5, N, dtype=dtype))
+    state = ALIFState(v0, a0, i0)
+    if rec and fused:
+        zs, s = A.fused_alif_seq(xs, state, p, w_rec=w, y0=y0)
+    elif rec:
+        zs, rs = recurrent_seq(xs, RecurrentState(state, y0), RecurrentParams(w, A._alif_step, p))
+        s = rs.inner
+    else:
+        zs, s = alif_seq(xs, state, p, backend="numba" if fused else "reference")
+    weights = torch.randn(T, B, N, generator=g, dtype=dtype)
+    loss = ((zs * weights).sum() + (s.v ** 2).sum() + (s.a ** 2).sum()
+            + ((s.i ** 2).sum() if syn else 0))
+    leaves = [xs, v0, a0] + ([i0] if syn else []) + ([w, y0] if rec else [])
+    grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+    states = [t.detach() for t in (s.v, s.a) + ((s.i,) if syn else ())]
+    return zs.detach(), states, [torch.zeros_like(x) if d is None else d
+                                 for d, x in zip(grads, leaves)]
+
+
+def _assert_same(ref, out, dtype, exact_states=True):
+    assert torch.equal(out[0], ref[0]), "spikes differ"
+    assert 0 < ref[0].mean() < 1, "the case must have spikes and silences"
+    for a, b in zip(ref[1], out[1]):
+        if exact_states:
+            assert torch.equal(a, b)
+        else:  # the recurrent input sums in another order than the reference's GEMM
+            torch.testing.assert_close(b, a, **TOL[dtype])
+    for k, (gr, go) in enumerate(zip(ref[2], out[2])):
+        torch.testing.assert_close(go, gr, **TOL[dtype], msg=f"gradient {k}")
+
+
+@pytest.mark.parametrize("reset, detach, syn, scale", OPTIONS)
+def test_feedforward_equals_reference(reset, detach, syn, scale):
+    _assert_same(_case(False, reset, detach, syn, scale), _case(True, reset, detach, syn, scale),
+                 torch.float64)
+
+
+@pytest.mark.parametrize("reset, detach, syn, scale", OPTIONS)
+def test_recurrent_equals_reference(reset, detach, syn, scale):
+    ref = _case(False, reset, detach, syn, scale, rec=True)
+    _assert_same(ref, _case(True, reset, detach, syn, scale, rec=True), torch.float64,
+                 exact_states=False)
+
+
+@pytest.mark.parametrize("surrogate", sg.surrogate.names())
+@pytest.mark.parametrize("T", [1, 7, 128])
+def test_every_surrogate_and_length(surrogate, T):
+    kw = dict(detach=False, T=T, surrogate=surrogate)
+    ref = _case(False, **kw)
+    if T == 1 and not 0 < ref[0].mean() < 1:
+        pytest.skip("one step leaves this case all silent or all firing")
+    _assert_same(ref, _case(True, **kw), torch.float64)
+
+
+@pytest.mark.parametrize("rec", [False, True])
+def test_float32(rec):
+    ref = _case(False, "to_value", False, True, False, rec=rec, dtype=torch.float32)
+    out = _case(True, "to_value", False, True, False, rec=rec, dtype=torch.float32)
+    _assert_same(ref, out, torch.float32, exact_states=not rec)
+
+
+def test_recurrent_batch_split_over_threads(monkeypatch):
+    ref = _case(False, "subtract", False, False, False, rec=True)
+    monkeypatch.setattr(parallel, "MIN_WORK_PER_THREAD", 1)
+    old = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        out = _case(True, "subtract", False, False, False, rec=True)
+    finally:
+        torch.set_num_threads(old)
+    _assert_same(ref, out, torch.float64, exact_states=False)
+
+
+def _calls(monkeypatch):
+    from spikegrad.kernels import adaptive
+    calls = []
+    real = adaptive.AdaptiveSequence.apply
+    monkeypatch.setattr(adaptive.AdaptiveSequence, "apply",
+                        lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
+def test_modules_use_the_kernel_where_it_applies(monkeypatch):
+    calls = _calls(monkeypatch)
+    xs = torch.rand(20, 2, 5)
+    sg.nn.ALIF(5, beta_adapt=1.0)(xs)
+    sg.nn.Recurrent(sg.nn.ALIF(5, beta_adapt=1.0), autapses=False)(xs)
+    assert len(calls) == 2
+    # refractoriness or trained constants: auto runs the reference loop
+    sg.nn.ALIF(5, t_ref=3e-3)(xs)
+    sg.nn.ALIF(5, learn_adapt=True)(xs)
+    sg.nn.ALIF(5, learn_threshold=True)(xs)
+    assert len(calls) == 2
+    with torch.no_grad():  # nothing trained in inference: the kernel again
+        sg.nn.ALIF(5, learn_adapt=True)(xs)
+    assert len(calls) == 3
+
+
+def test_module_parity_recurrent_alif():
+    def run(backend):
+        torch.manual_seed(0)
+        rec = sg.nn.Recurrent(sg.nn.ALIF(8, tau_adapt=50e-3, beta_adapt=1.0, backend=backend),
+                              autapses=False, init_gain=2.0).double()
+        xs = (torch.rand(30, 4, 8, dtype=torch.float64) * 0.8).requires_grad_()
+        ys, st = rec(xs)
+        loss = (ys * torch.linspace(-1, 1, 8, dtype=torch.float64)).sum() + st.inner.a.sum()
+        return ys.detach(), torch.autograd.grad(loss, [xs] + list(rec.parameters()))
+    ref, out = run("reference"), run("numba")
+    assert torch.equal(out[0], ref[0]) and 0 < ref[0].mean() < 1
+    for gr, go in zip(ref[1], out[1]):
+        torch.testing.assert_close(go, gr, **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(t_ref=3e-3), "refractoriness has no fused kernel"),
+    (dict(ref_strength=0.5), "refractoriness has no fused kernel"),
+    (dict(learn_tau=True), r"trained neuron constants \(decay_mem\)"),
+])
+def test_explicit_numba_says_why_it_cannot_run(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        sg.nn.ALIF(5, backend="numba", **kwargs)(torch.rand(4, 2, 5))
+
+
+def test_no_torch_backend():
+    with pytest.raises(ValueError, match="no torch-ops fused path"):
+        sg.nn.ALIF(5, backend="torch")
+    with pytest.raises(ValueError, match="no torch-ops fused path"):
+        alif_seq(torch.rand(3, 1, 2), p=ALIFParams(), backend="torch")
