@@ -110,9 +110,9 @@ def test_recurrent_batch_split_over_threads(monkeypatch):
 def _calls(monkeypatch):
     from spikegrad.kernels import adaptive
     calls = []
-    real = adaptive.AdaptiveSequence.apply
-    monkeypatch.setattr(adaptive.AdaptiveSequence, "apply",
-                        lambda *a: calls.append(1) or real(*a))
+    real = adaptive.adaptive_sequence
+    monkeypatch.setattr(adaptive, "adaptive_sequence",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
     return calls
 
 
@@ -162,3 +162,18 @@ def test_no_torch_backend():
         sg.nn.ALIF(5, backend="torch")
     with pytest.raises(ValueError, match="no torch-ops fused path"):
         alif_seq(torch.rand(3, 1, 2), p=ALIFParams(), backend="torch")
+
+
+@pytest.mark.parametrize("rec", [False, True])
+def test_inference_path_equals_the_training_path(rec):
+    torch.manual_seed(0)
+    cell = sg.nn.ALIF(8, tau_adapt=50e-3, beta_adapt=1.0, tau_syn=5e-3)
+    net = (sg.nn.Recurrent(cell, autapses=False, init_gain=2.0) if rec else cell).double()
+    xs = torch.rand(30, 4, 8, dtype=torch.float64) * 0.8
+    ys_train, st_train = net(xs.clone().requires_grad_())
+    with torch.no_grad():
+        ys_inf, st_inf = net(xs)
+    inner_t, inner_i = (st_train.inner, st_inf.inner) if rec else (st_train, st_inf)
+    assert torch.equal(ys_inf, ys_train.detach()) and 0 < ys_inf.mean() < 1
+    for a, b in ((inner_i.v, inner_t.v), (inner_i.a, inner_t.a), (inner_i.i, inner_t.i)):
+        assert torch.equal(a, b.detach())

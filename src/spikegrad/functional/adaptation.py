@@ -166,7 +166,7 @@ def fused_alif_seq(xs: Tensor, state: ALIFState, p: ALIFParams,
                    w_rec: Optional[Tensor] = None, y0: Optional[Tensor] = None):
     """The fused kernel (see :func:`resolve_backend`); with ``w_rec [N, N]`` the input of step
     t is ``xs_t + W y_{t-1}`` (``y_{-1} = y0``). Returns ``(zs, ALIFState)``."""
-    from ..kernels.adaptive import AdaptiveSequence
+    from ..kernels.adaptive import adaptive_sequence
     from ..kernels.leaky import Spec
     lif = p.lif
     spec = Spec(spiking=True, reset=lif.reset, detach_reset=lif.detach_reset,
@@ -175,8 +175,7 @@ def fused_alif_seq(xs: Tensor, state: ALIFState, p: ALIFParams,
     consts = (lif.decay_mem, lif.decay_syn, lif.threshold, lif.v_reset, p.decay_adapt,
               p.beta_adapt)
     consts = tuple(c.detach() if isinstance(c, Tensor) else c for c in consts)
-    zs, v, i, a = AdaptiveSequence.apply(spec, consts, xs, state.v, state.i, state.a, w_rec,
-                                         y0)
+    zs, v, i, a = adaptive_sequence(spec, consts, xs, state.v, state.i, state.a, w_rec, y0)
     return zs, ALIFState(v, a, i, None, None)
 
 

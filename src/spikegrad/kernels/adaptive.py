@@ -81,3 +81,25 @@ class AdaptiveSequence(torch.autograd.Function):
             g_i0 = a_syn * gi_all[0] if spec.has_syn and need_i0 else None
         return (None, None, g_in if need_xs else None, g_v0, g_i0,
                 g_ad0 if need_ad0 else None, g_w, g_y0)
+
+
+def adaptive_sequence(spec: Spec, consts: tuple, xs: Tensor, v0: Tensor, i0: Optional[Tensor],
+                      ad0: Tensor, w_rec: Optional[Tensor] = None,
+                      y0: Optional[Tensor] = None):
+    """Run the fused ALIF sequence: ``(ys, v_T, i_T, ad_T)``. Without a gradient to compute
+    (inference) the same loop runs without keeping the membrane and trace sequences."""
+    tensors = (xs, v0, i0, ad0, w_rec, y0)
+    if torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad
+                                       for t in tensors):
+        return AdaptiveSequence.apply(spec, consts, *tensors)
+    from .numba_leaky import forward_scan, forward_scan_rec
+    a_mem, a_syn, theta, v_reset, rho, beta_a = consts
+    with torch.no_grad():
+        if w_rec is None:
+            out = forward_scan(spec, xs, v0, i0, a_mem, a_syn, theta, v_reset, store_u=False,
+                               adapt=(ad0, rho, beta_a))
+        else:
+            out = forward_scan_rec(spec, xs, v0, i0, a_mem, a_syn, theta, v_reset, w_rec, y0,
+                                   store_u=False, adapt=(ad0, rho, beta_a))
+    ys, _, _, v_T, i_T, _, ad_T = out
+    return ys, v_T, i_T, ad_T
