@@ -7,7 +7,7 @@ import torch
 
 import spikegrad as sg
 from spikegrad.functional import (ALIFParams, ALIFState, LIFParams, RecurrentParams,
-                                  RecurrentState, alif_seq, recurrent_seq)
+                                  RecurrentState, RefractoryParams, alif_seq, recurrent_seq)
 from spikegrad.functional import adaptation as A
 from spikegrad.kernels import parallel
 from spikegrad.kernels.leaky import numba_available
@@ -19,7 +19,7 @@ OPTIONS = list(itertools.product(["subtract", "to_value", "none"], [True, False]
 
 
 def _case(fused, reset="subtract", detach=True, syn=False, scale=False, T=40, rec=False,
-          dtype=torch.float64, surrogate="fast_sigmoid"):
+          dtype=torch.float64, surrogate="fast_sigmoid", n_ref=0, relative=False):
     g = torch.Generator().manual_seed(0)
     B, N = 3, 6
     # inputs drive a good share of the steps above the (adapting) threshold
@@ -29,13 +29,21 @@ def _case(fused, reset="subtract", detach=True, syn=False, scale=False, T=40, re
     i0 = (torch.rand(B, N, generator=g, dtype=dtype) * 0.2).requires_grad_() if syn else None
     w = (torch.randn(N, N, generator=g, dtype=dtype) * 0.3).requires_grad_()
     y0 = torch.rand(B, N, generator=g, dtype=dtype).round().requires_grad_()
+    # some neurons start inside their refractory period; the relative trace starts > 0
+    ref0 = torch.randint(0, n_ref + 1, (B, N), generator=g).to(dtype) if n_ref else None
+    q0 = (torch.rand(B, N, generator=g, dtype=dtype) * 0.5).requires_grad_() if relative \
+        else None
+    refr = RefractoryParams(n_ref, decay=0.8 if relative else 0.0,
+                            strength=torch.linspace(0.2, 0.6, N, dtype=dtype) if relative
+                            else 0.0)
     lif = LIFParams(decay_mem=torch.linspace(0.8, 0.95, N, dtype=dtype),
                     decay_syn=0.7 if syn else None, scale_input=scale,
                     threshold=torch.linspace(0.8, 1.2, N, dtype=dtype), v_reset=-0.1,
                     reset=reset, detach_reset=detach, surrogate=sg.surrogate.get(surrogate))
     # beta_a 0 for the first neuron: a plain LIF inside the same layer
-    p = ALIFParams(lif, decay_adapt=0.9, beta_adapt=torch.linspace(0.0, 1.5, N, dtype=dtype))
-    state = ALIFState(v0, a0, i0)
+    p = ALIFParams(lif, decay_adapt=0.9, beta_adapt=torch.linspace(0.0, 1.5, N, dtype=dtype),
+                   refractory=refr)
+    state = ALIFState(v0, a0, i0, ref0, q0)
     if rec and fused:
         zs, s = A.fused_alif_seq(xs, state, p, w_rec=w, y0=y0)
     elif rec:
@@ -45,10 +53,12 @@ def _case(fused, reset="subtract", detach=True, syn=False, scale=False, T=40, re
         zs, s = alif_seq(xs, state, p, backend="numba" if fused else "reference")
     weights = torch.randn(T, B, N, generator=g, dtype=dtype)
     loss = ((zs * weights).sum() + (s.v ** 2).sum() + (s.a ** 2).sum()
-            + ((s.i ** 2).sum() if syn else 0))
-    leaves = [xs, v0, a0] + ([i0] if syn else []) + ([w, y0] if rec else [])
+            + ((s.i ** 2).sum() if syn else 0) + ((s.q ** 2).sum() if relative else 0))
+    leaves = ([xs, v0, a0] + ([i0] if syn else []) + ([q0] if relative else [])
+              + ([w, y0] if rec else []))
     grads = torch.autograd.grad(loss, leaves, allow_unused=True)
-    states = [t.detach() for t in (s.v, s.a) + ((s.i,) if syn else ())]
+    states = [t.detach() for t in (s.v, s.a) + ((s.i,) if syn else ())
+              + ((s.ref,) if n_ref else ()) + ((s.q,) if relative else ())]
     return zs.detach(), states, [torch.zeros_like(x) if d is None else d
                                  for d, x in zip(grads, leaves)]
 
@@ -76,6 +86,23 @@ def test_recurrent_equals_reference(reset, detach, syn, scale):
     ref = _case(False, reset, detach, syn, scale, rec=True)
     _assert_same(ref, _case(True, reset, detach, syn, scale, rec=True), torch.float64,
                  exact_states=False)
+
+
+REFRACTORY = [(2, False), (0, True), (3, True)]
+
+
+@pytest.mark.parametrize("n_ref, relative", REFRACTORY)
+@pytest.mark.parametrize("reset, detach, syn, scale", [
+    ("subtract", True, False, False), ("subtract", False, True, False),
+    ("to_value", False, False, True), ("to_value", True, True, True), ("none", False, False, False)])
+@pytest.mark.parametrize("rec", [False, True])
+def test_refractory_equals_reference(n_ref, relative, reset, detach, syn, scale, rec):
+    kw = dict(reset=reset, detach=detach, syn=syn, scale=scale, rec=rec, n_ref=n_ref,
+              relative=relative)
+    ref = _case(False, **kw)
+    if n_ref:  # the case exercises the clamp: some steps refractory, some free
+        assert 0 < ref[0].mean() < 1
+    _assert_same(ref, _case(True, **kw), torch.float64, exact_states=not rec)
 
 
 @pytest.mark.parametrize("surrogate", sg.surrogate.names())
@@ -122,14 +149,16 @@ def test_modules_use_the_kernel_where_it_applies(monkeypatch):
     sg.nn.ALIF(5, beta_adapt=1.0)(xs)
     sg.nn.Recurrent(sg.nn.ALIF(5, beta_adapt=1.0), autapses=False)(xs)
     assert len(calls) == 2
-    # refractoriness or trained constants: auto runs the reference loop
-    sg.nn.ALIF(5, t_ref=3e-3)(xs)
+    sg.nn.ALIF(5, t_ref=3e-3, ref_strength=0.5)(xs)  # refractory: the kernel too
+    assert len(calls) == 3
+    # trained constants: auto runs the reference loop
     sg.nn.ALIF(5, learn_adapt=True)(xs)
     sg.nn.ALIF(5, learn_threshold=True)(xs)
-    assert len(calls) == 2
+    sg.nn.ALIF(5, ref_strength=0.5, learn_refractory=True)(xs)
+    assert len(calls) == 3
     with torch.no_grad():  # nothing trained in inference: the kernel again
         sg.nn.ALIF(5, learn_adapt=True)(xs)
-    assert len(calls) == 3
+    assert len(calls) == 4
 
 
 def test_module_parity_recurrent_alif():
@@ -148,9 +177,9 @@ def test_module_parity_recurrent_alif():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(t_ref=3e-3), "refractoriness has no fused kernel"),
-    (dict(ref_strength=0.5), "refractoriness has no fused kernel"),
     (dict(learn_tau=True), r"trained neuron constants \(decay_mem\)"),
+    (dict(ref_strength=0.5, learn_refractory=True),
+     r"trained neuron constants \(refractory decay, refractory strength\)"),
 ])
 def test_explicit_numba_says_why_it_cannot_run(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -27,8 +27,8 @@ trace, ``i`` synaptic current (None without ``decay_syn``), ``ref`` refractory s
 
 Backends: ``"reference"`` is this module's loop (the definition). ``"numba"`` runs the fused
 kernel of :mod:`spikegrad.kernels.adaptive` (CPU; equal to the reference: spikes and states
-bit-identical, gradients up to summation order), which covers ALIF without refractoriness
-and with fixed neuron constants; for anything else it raises ValueError saying why.
+bit-identical, gradients up to summation order), which covers ALIF with fixed neuron
+constants, refractory or not; for anything else it raises ValueError saying why.
 ``"auto"`` takes it where it applies (numba installed, CPU tensors) and the reference loop
 otherwise. There is no ``"torch"`` fused ALIF (ValueError).
 """
@@ -131,11 +131,11 @@ def fused_obstacle(xs: Tensor, p: ALIFParams) -> Optional[str]:
         return "numba is not installed (pip install 'spikegrad[fast]')"
     if xs.device.type != "cpu":
         return f"the numba kernel runs on the CPU, but xs is on {xs.device}"
-    if p.refractory.n_ref > 0 or has_relative(p.refractory):
-        return "refractoriness has no fused kernel"
     consts = {"decay_mem": p.lif.decay_mem, "decay_syn": p.lif.decay_syn,
               "threshold": p.lif.threshold, "v_reset": p.lif.v_reset,
-              "decay_adapt": p.decay_adapt, "beta_adapt": p.beta_adapt}
+              "decay_adapt": p.decay_adapt, "beta_adapt": p.beta_adapt,
+              "refractory decay": p.refractory.decay,
+              "refractory strength": p.refractory.strength}
     trained = [k for k, v in consts.items()
                if isinstance(v, Tensor) and v.requires_grad and torch.is_grad_enabled()]
     if trained:
@@ -166,17 +166,20 @@ def fused_alif_seq(xs: Tensor, state: ALIFState, p: ALIFParams,
                    w_rec: Optional[Tensor] = None, y0: Optional[Tensor] = None):
     """The fused kernel (see :func:`resolve_backend`); with ``w_rec [N, N]`` the input of step
     t is ``xs_t + W y_{t-1}`` (``y_{-1} = y0``). Returns ``(zs, ALIFState)``."""
-    from ..kernels.adaptive import adaptive_sequence
+    from ..kernels.adaptive import Constants, adaptive_sequence
     from ..kernels.leaky import Spec
-    lif = p.lif
+    lif, r = p.lif, p.refractory
     spec = Spec(spiking=True, reset=lif.reset, detach_reset=lif.detach_reset,
                 scale_input=bool(lif.scale_input), has_syn=lif.decay_syn is not None,
                 surrogate=lif.surrogate, backend="numba")
-    consts = (lif.decay_mem, lif.decay_syn, lif.threshold, lif.v_reset, p.decay_adapt,
-              p.beta_adapt)
-    consts = tuple(c.detach() if isinstance(c, Tensor) else c for c in consts)
-    zs, v, i, a = adaptive_sequence(spec, consts, xs, state.v, state.i, state.a, w_rec, y0)
-    return zs, ALIFState(v, a, i, None, None)
+    detached = (c.detach() if isinstance(c, Tensor) else c
+                for c in (lif.decay_mem, lif.decay_syn, lif.threshold, lif.v_reset,
+                          p.decay_adapt, p.beta_adapt, r.n_ref, r.decay, r.strength))
+    k = Constants(*detached)
+    q0 = state.q if has_relative(r) else None
+    zs, v, i, a, ref, q = adaptive_sequence(spec, k, xs, state.v, state.i, state.a, state.ref,
+                                            q0, w_rec, y0)
+    return zs, ALIFState(v, a, i, ref, q)
 
 
 def check_backend(backend: str, model: str = "ALIF") -> str:
@@ -184,7 +187,7 @@ def check_backend(backend: str, model: str = "ALIF") -> str:
     check_choice(backend, "backend", BACKENDS)
     if backend in FUSED_BACKENDS:
         raise ValueError(f"backend={backend!r}: {model} has no fused kernel (the fused kernels "
-                         "cover LIF/IF/LI and ALIF without refractoriness); use "
+                         "cover LIF/IF/LI and ALIF with fixed constants); use "
                          "backend='auto' or 'reference'")
     return "reference"
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+from typing import Any, NamedTuple, Optional
 
 import numba
 import numpy as np
@@ -96,16 +97,24 @@ def phi_builtin(kind: int, x: np.ndarray, b: float) -> np.ndarray:
 
 @functools.lru_cache(maxsize=None)
 def _fwd_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool, store_u: bool = True,
-                adapt: bool = False):
+                adapt: bool = False, absolute: bool = False, relative: bool = False,
+                F=np.float64):
     """A forward loop specialised to the model's options (closure constants compile away,
     leaving a branch-free inner loop that LLVM vectorises). ``store_u=False`` (spiking, no
     gradient wanted) never writes the membrane sequence ``u_out``. ``adapt`` (ALIF): the
     spike compares with ``th + be * ad`` (``ad``: the adaptation trace, updated as
     ``ad = rho * ad + z`` after the step); ``ad_out[t]`` keeps the trace each step compared
-    with (for backward), unless ``store_u`` is off."""
+    with (for backward), unless ``store_u`` is off. ``absolute`` / ``relative``: the
+    refractoriness of :mod:`spikegrad.functional.refractory`, in its order: the relative push
+    ``u -= wq * q`` after integrating, the clamp ``u = v_{t-1}`` while the counter ``rf > 0``
+    (no spike then), ``rf = nref z`` after a spike, ``q = dq * q + z``; ``free_out[t]`` keeps
+    1 where step t was free, 0 where refractory (for backward). ``F``: the float type (the
+    refractory blend computes in it, as the reference does)."""
+    one, zero = F(1.0), F(0.0)
 
     @numba.njit(nogil=True, cache=True)
-    def fwd(xs, v, i, a, g, a_s, th, vr, ys, u_out, i_out, ad, rho, be, ad_out):
+    def fwd(xs, v, i, a, g, a_s, th, vr, ys, u_out, i_out, ad, rho, be, ad_out, rf, nref,
+            free_out, q, dq, wq):
         T, M = xs.shape
         for t in range(T):
             for m in range(M):
@@ -117,16 +126,32 @@ def _fwd_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool, store_u: 
                 if scale:
                     x = g[m] * x
                 u = a[m] * v[m] + x
+                if relative:
+                    u = u - wq[m] * q[m]
+                if absolute:
+                    # the reference's blend (bit-identical, signed zeros included)
+                    free = one if rf[m] <= 0 else zero
+                    u = free * u + (one - free) * v[m]
+                    if store_u:
+                        free_out[t, m] = free
                 if store_u:
                     u_out[t, m] = u
                 if spiking:
                     if adapt:
                         spike = u - (th[m] + be[m] * ad[m]) > 0
+                    else:
+                        spike = u - th[m] > 0
+                    if absolute:
+                        spike = spike and free > 0
+                    if adapt:
                         if store_u:
                             ad_out[t, m] = ad[m]
                         ad[m] = rho[m] * ad[m] + (1 if spike else 0)
-                    else:
-                        spike = u - th[m] > 0
+                    if absolute:
+                        rf[m] = free * (nref * (one if spike else zero)) + (one - free) * (
+                            rf[m] - one)
+                    if relative:
+                        q[m] = dq[m] * q[m] + (1 if spike else 0)
                     ys[t, m] = 1 if spike else 0
                     if reset == 1:
                         u = u - th[m] if spike else u
@@ -138,17 +163,22 @@ def _fwd_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool, store_u: 
 
 @functools.lru_cache(maxsize=None)
 def _bwd_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: int, F,
-                adapt: bool = False):
+                adapt: bool = False, absolute: bool = False, relative: bool = False):
     """The adjoint loop, specialised like :func:`_fwd_kernel` (and to the surrogate and the
     float type ``F``). ``adapt``: ``ga`` carries the adjoint of the adaptation trace (the
     gradient of ``a_T`` in, of the initial trace out): ``z_t`` adds ``ga`` to its gradient,
-    and ``ga <- rho ga - be phi gz_t`` with ``gz_t`` the total gradient reaching ``z_t``."""
+    and ``ga <- rho ga - be phi gz_t`` with ``gz_t`` the total gradient reaching ``z_t``.
+    ``absolute``: a refractory step (``free_all[t] = 0``) has no spike gradient, passes its
+    membrane gradient straight to ``v_{t-1}`` and none to its input; ``gu_out`` then holds
+    the gradient of the membrane before the clamp. ``relative``: ``gq`` carries the adjoint of
+    the relative refractory trace (``z_t`` adds it; ``gq <- dq gq - wq gu``). ``gv`` ends as
+    the gradient of the initial membrane."""
     phi_of = _phi_kernel(kind, F)
     one, zero = F(1.0), F(0.0)
 
     @numba.njit(nogil=True, cache=True)
     def bwd(gys, u_all, th, vr, a, g, a_s, gv, gi, beta, phi_ext, gu_out, gi_out, ad_all, rho,
-            be, ga):
+            be, ga, free_all, dq, wq, gq):
         T, M = gys.shape
         for t in range(T - 1, -1, -1):
             for m in range(M):
@@ -158,9 +188,14 @@ def _bwd_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: in
                     else:
                         x = u_all[t, m] - th[m]
                     phi = phi_of(x, beta) if kind > 0 else phi_ext[t, m]
+                    fired = x > 0
+                    if absolute:
+                        free = free_all[t, m]
+                        phi = phi * free  # z = H(.) * free
+                        fired = fired and free > 0
                     A = one
                     if reset == 2:
-                        A = zero if x > 0 else one  # to_value: dv/du = 1 - z
+                        A = zero if fired else one  # to_value: dv/du = 1 - z
                     c = zero  # dv_t/dz_t: the reset's path (none when detached)
                     if not detach:
                         if reset == 1:
@@ -171,12 +206,24 @@ def _bwd_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: in
                     gy = gys[t, m]
                     if adapt:
                         gy = gy + ga[m]
+                    if relative:
+                        gy = gy + gq[m]
+                    if adapt:
                         ga[m] = rho[m] * ga[m] - be[m] * phi * (gy + c * gv[m])
                     gu = gy * phi + gv[m] * A
                 else:
                     gu = gys[t, m] + gv[m]
+                if absolute:
+                    # u_t = free u_int + (1 - free) v_{t-1}: the input side sees free * gu
+                    gu_in = gu * free
+                    gv[m] = a[m] * gu_in + (one - free) * gu
+                else:
+                    gu_in = gu
+                    gv[m] = a[m] * gu
+                if relative:
+                    gq[m] = dq[m] * gq[m] - wq[m] * gu_in
+                gu = gu_in
                 gu_out[t, m] = gu
-                gv[m] = a[m] * gu
                 if has_syn:
                     # gi holds what reaches i_t from outside step t: g_i_last, then
                     # a_syn gi_{t+1}
@@ -188,15 +235,19 @@ def _bwd_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: in
 
 @functools.lru_cache(maxsize=None)
 def _fwd_rec_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool,
-                    store_u: bool = True, adapt: bool = False):
+                    store_u: bool = True, adapt: bool = False, absolute: bool = False,
+                    relative: bool = False, F=np.float64):
     """Forward with recurrence: the input of step t is ``x_t + W y_{t-1}``. The recurrent
     input adds the rows of ``W^T`` of the neurons that spiked (event-driven: a spiking layer
     at rate p costs p of the dense product); a non-spiking neuron's nonzero outputs are used
-    the same way. Parameters are rows ``[N]``; states ``[B, N]``. ``store_u``, ``adapt``: as
-    for :func:`_fwd_kernel` (``ad [B, N]``, ``ad_out [T, B, N]``)."""
+    the same way. Parameters are rows ``[N]``; states ``[B, N]``. ``store_u``, ``adapt``,
+    ``absolute``, ``relative``, ``F``: as for :func:`_fwd_kernel` (states ``[B, N]``, saved
+    sequences ``[T, B, N]``)."""
+    one, zero = F(1.0), F(0.0)
 
     @numba.njit(nogil=True, cache=True)
-    def fwd(xs, y0, wt, v, i, a, g, a_s, th, vr, ys, u_out, i_out, ad, rho, be, ad_out, lo, hi):
+    def fwd(xs, y0, wt, v, i, a, g, a_s, th, vr, ys, u_out, i_out, ad, rho, be, ad_out, rf, nref,
+            free_out, q, dq, wq, lo, hi):
         T, B, N = xs.shape
         r = np.empty(N, dtype=xs.dtype)
         for t in range(T):
@@ -223,16 +274,31 @@ def _fwd_rec_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool,
                     if scale:
                         x = g[n] * x
                     u = a[n] * v[b, n] + x
+                    if relative:
+                        u = u - wq[n] * q[b, n]
+                    if absolute:
+                        free = one if rf[b, n] <= 0 else zero
+                        u = free * u + (one - free) * v[b, n]
+                        if store_u:
+                            free_out[t, b, n] = free
                     if store_u:
                         u_out[t, b, n] = u
                     if spiking:
                         if adapt:
                             spike = u - (th[n] + be[n] * ad[b, n]) > 0
+                        else:
+                            spike = u - th[n] > 0
+                        if absolute:
+                            spike = spike and free > 0
+                        if adapt:
                             if store_u:
                                 ad_out[t, b, n] = ad[b, n]
                             ad[b, n] = rho[n] * ad[b, n] + (1 if spike else 0)
-                        else:
-                            spike = u - th[n] > 0
+                        if absolute:
+                            rf[b, n] = free * (nref * (one if spike else zero)) + (one - free) * (
+                                rf[b, n] - one)
+                        if relative:
+                            q[b, n] = dq[n] * q[b, n] + (1 if spike else 0)
                         ys[t, b, n] = 1 if spike else 0
                         if reset == 1:
                             u = u - th[n] if spike else u
@@ -244,16 +310,17 @@ def _fwd_rec_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool,
 
 @functools.lru_cache(maxsize=None)
 def _bwd_rec_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: int, F,
-                    adapt: bool = False):
+                    adapt: bool = False, absolute: bool = False, relative: bool = False):
     """Adjoint of :func:`_fwd_rec_kernel`. The product ``g_in_{t+1} W`` that carries the
     gradient back through the recurrence is dense; it runs as one BLAS call per step
-    (``np.dot`` of ``[B, N] x [N, N]``). ``adapt``: as for :func:`_bwd_kernel`."""
+    (``np.dot`` of ``[B, N] x [N, N]``). ``adapt``, ``absolute``, ``relative``: as for
+    :func:`_bwd_kernel`."""
     phi_of = _phi_kernel(kind, F)
     one, zero = F(1.0), F(0.0)
 
     @numba.njit(nogil=True, cache=True)
     def bwd(gys, u_all, w, th, vr, a, g, a_s, gv, gi, beta, phi_ext, gu_out, gi_out, g_in,
-            ad_all, rho, be, ga, lo, hi):
+            ad_all, rho, be, ga, free_all, dq, wq, gq, lo, hi):
         T, B, N = gys.shape
         back = np.zeros((hi - lo, N), dtype=gys.dtype)
         for t in range(T - 1, -1, -1):
@@ -271,9 +338,14 @@ def _bwd_rec_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind
                         else:
                             x = u_all[t, b, n] - th[n]
                         phi = phi_of(x, beta) if kind > 0 else phi_ext[t, b, n]
+                        fired = x > 0
+                        if absolute:
+                            free = free_all[t, b, n]
+                            phi = phi * free
+                            fired = fired and free > 0
                         A = one
                         if reset == 2:
-                            A = zero if x > 0 else one
+                            A = zero if fired else one
                         c = zero
                         if not detach:
                             if reset == 1:
@@ -283,12 +355,23 @@ def _bwd_rec_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind
                             A = A + c * phi
                         if adapt:
                             gy = gy + ga[b, n]
+                        if relative:
+                            gy = gy + gq[b, n]
+                        if adapt:
                             ga[b, n] = rho[n] * ga[b, n] - be[n] * phi * (gy + c * gv[b, n])
                         gu = gy * phi + gv[b, n] * A
                     else:
                         gu = gy + gv[b, n]
+                    if absolute:
+                        gu_in = gu * free
+                        gv[b, n] = a[n] * gu_in + (one - free) * gu
+                    else:
+                        gu_in = gu
+                        gv[b, n] = a[n] * gu
+                    if relative:
+                        gq[b, n] = dq[n] * gq[b, n] - wq[n] * gu_in
+                    gu = gu_in
                     gu_out[t, b, n] = gu
-                    gv[b, n] = a[n] * gu
                     if has_syn:
                         gi_t = g[n] * gu + gi[b, n]
                         gi_out[t, b, n] = gi_t
@@ -357,12 +440,91 @@ def _dummy(dtype, ndim: int = 2) -> np.ndarray:
     return np.empty((1,) * ndim, dtype=torch.empty(0, dtype=dtype).numpy().dtype)
 
 
+class AdaptIn(NamedTuple):
+    """The ALIF part of a forward call: the initial adaptation trace ``ad``, its decay ``rho``
+    and strength ``beta``; with refractoriness ``n_ref`` steps (counter ``ref``) and the
+    relative trace ``q`` (None when off) with decay ``d_ref`` and amplitude ``w_ref``.
+    States are shaped like one input step; constants are floats or per-neuron tensors."""
+
+    ad: Tensor
+    rho: Any
+    beta: Any
+    n_ref: int = 0
+    ref: Optional[Tensor] = None
+    q: Optional[Tensor] = None
+    d_ref: Any = 0.0
+    w_ref: Any = 0.0
+
+
+class AdaptBack(NamedTuple):
+    """The ALIF part of a backward call: the saved traces ``ad_all`` (and free masks
+    ``free_all`` with an absolute refractory period), the constants, and the gradients of
+    the final trace ``g_ad`` and relative trace ``g_q`` (None when off)."""
+
+    ad_all: Tensor
+    rho: Any
+    beta: Any
+    g_ad: Tensor
+    free_all: Optional[Tensor] = None
+    d_ref: Any = 0.0
+    w_ref: Any = 0.0
+    g_q: Optional[Tensor] = None
+
+
+def _adapt_forward_args(adapt: Optional[AdaptIn], state, seq, par, dtype, store_u: bool,
+                        rank: int):
+    """Kernel arguments for ``adapt`` (stand-ins without it) and the arrays they fill:
+    ``(args, (ad_all, ad, free_all, ref, q))``. ``state(t)``: a writable copy of a state in the
+    kernel's layout, of ``rank`` 1 (a row ``[M]``) or 2 (``[B, N]``); ``seq()``: a new
+    ``[T, ...]`` sequence in that layout."""
+    d_state, d_row, d_seq = _dummy(dtype, rank), _dummy(dtype, 1), _dummy(dtype, rank + 1)
+    if adapt is None:
+        return ((d_state, d_row, d_row, d_seq, d_state, 0.0, d_seq, d_state, d_row, d_row),
+                (None,) * 5)
+    absolute, relative = adapt.n_ref > 0, adapt.q is not None
+    ad = state(adapt.ad)
+    ad_all = seq() if store_u else None
+    ref = state(adapt.ref) if absolute else None
+    free_all = seq() if absolute and store_u else None
+    q = state(adapt.q) if relative else None
+    np_ = lambda t, d: d if t is None else (t if isinstance(t, np.ndarray) else t.numpy())  # noqa: E731
+    args = (np_(ad, d_state), par(adapt.rho), par(adapt.beta), np_(ad_all, d_seq),
+            np_(ref, d_state), _NP_DTYPE[dtype](adapt.n_ref), np_(free_all, d_seq),
+            np_(q, d_state),
+            par(adapt.d_ref) if relative else d_row, par(adapt.w_ref) if relative else d_row)
+    return args, (ad_all, ad, free_all, ref, q)
+
+
+def _adapt_backward_args(adapt: Optional[AdaptBack], state, flat, par, dtype, rank: int):
+    """Kernel arguments for ``adapt`` (stand-ins without it) and the adjoint arrays they
+    update: ``(args, (ga, gq))``; ``flat(t)``: a saved sequence in the kernel's layout."""
+    d_state, d_row, d_seq = _dummy(dtype, rank), _dummy(dtype, 1), _dummy(dtype, rank + 1)
+    if adapt is None:
+        return (d_seq, d_row, d_row, d_state, d_seq, d_row, d_row, d_state), (None, None)
+    relative = adapt.g_q is not None
+    ga = state(adapt.g_ad)
+    gq = state(adapt.g_q) if relative else None
+    np_ = lambda t: t if isinstance(t, np.ndarray) else t.numpy()  # noqa: E731
+    args = (flat(adapt.ad_all), par(adapt.rho), par(adapt.beta), np_(ga),
+            flat(adapt.free_all) if adapt.free_all is not None else d_seq,
+            par(adapt.d_ref) if relative else d_row, par(adapt.w_ref) if relative else d_row,
+            np_(gq) if relative else d_state)
+    return args, (ga, gq)
+
+
+def _threshold_all(theta, adapt):
+    """The threshold every step compared with (for a user's surrogate, evaluated in torch)."""
+    return theta if adapt is None else theta + adapt.beta * adapt.ad_all
+
+
 def forward_scan(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset,
                  store_u: bool = True, adapt=None):
     """``(ys, u_all, i_all, v_T, i_T)`` for ``xs [T, B, *F]``, like the torch loop.
-    ``store_u=False`` (spiking only; for inference): ``u_all`` is None. ``adapt``: ``(ad0,
-    rho, beta_a)`` of an ALIF (initial trace, decay, strength); the result then also holds
-    ``ad_all`` (the trace each step compared with; None without ``store_u``) and ``ad_T``."""
+    ``store_u=False`` (spiking only; for inference): ``u_all`` is None. ``adapt``
+    (:class:`AdaptIn`, an ALIF): the result then also holds ``ad_all`` (the trace each step
+    compared with), ``free_all`` (1 where a step was free of the absolute refractory period;
+    None without one) -- both None without ``store_u`` -- and the final ``ad_T``, ``ref_T``,
+    ``q_T`` (None when off)."""
     T, shape = xs.shape[0], xs.shape
     x2 = xs.detach().contiguous().reshape(T, -1)
     row = x2[0].reshape(shape[1:])
@@ -375,15 +537,11 @@ def forward_scan(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset,
     g = (1.0 - a_mem) if spec.scale_input else 1.0
     par = functools.partial(_row, shape=row.shape, dtype=row.dtype)
     fwd = _fwd_kernel(spec.spiking, _RESET[spec.reset], spec.has_syn, spec.scale_input,
-                      store_u, adapt is not None)
-    if adapt is not None:
-        ad = _state(adapt[0], row)
-        ad_all = torch.empty_like(x2) if store_u else None
-        extra = (ad, par(adapt[1]), par(adapt[2]),
-                 ad_all.numpy() if store_u else _dummy(xs.dtype))
-    else:
-        extra = (_dummy(xs.dtype, 1), _dummy(xs.dtype, 1), _dummy(xs.dtype, 1),
-                 _dummy(xs.dtype))
+                      store_u, adapt is not None, adapt is not None and adapt.n_ref > 0,
+                      adapt is not None and adapt.q is not None, v.dtype.type)
+    extra, (ad_all, ad, free_all, ref, q) = _adapt_forward_args(
+        adapt, lambda t: _state(t, row), lambda: torch.empty_like(x2), par, xs.dtype, store_u,
+        rank=1)
     fwd(x2.numpy(), v, i, par(a_mem), par(g),
         par(a_syn if spec.has_syn else 0.0), par(theta if spec.spiking else 0.0),
         par(v_reset if spec.spiking else 0.0),
@@ -396,15 +554,17 @@ def forward_scan(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset,
            i_all.reshape(shape) if spec.has_syn else None, v_T, i_T)
     if adapt is None:
         return out
-    return out + (ad_all.reshape(shape) if store_u else None,
-                  torch.from_numpy(extra[0]).reshape(shape[1:]))
+    state = lambda a: None if a is None else torch.from_numpy(a).reshape(shape[1:])  # noqa: E731
+    seq = lambda t: None if t is None else t.reshape(shape)  # noqa: E731
+    return out + (seq(ad_all), seq(free_all), state(ad), state(ref), state(q))
 
 
 def backward_scan(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, a_syn,
                   gv_T: Tensor, gi_T, adapt=None):
-    """``(gu_all, gi_all)``: the adjoint recursion of :func:`forward_scan`. ``adapt``:
-    ``(ad_all, rho, beta_a, ga_T)`` (``ga_T``: the gradient of the final trace); the result
-    then also holds the gradient of the initial trace."""
+    """``(gu_all, gi_all)``: the adjoint recursion of :func:`forward_scan`. ``adapt``
+    (:class:`AdaptBack`): the result then also holds the gradients of the initial trace, the
+    initial membrane and the initial relative trace (None when off); ``gu_all`` is the
+    gradient of the membrane before the refractory clamp."""
     T, shape = u_all.shape[0], u_all.shape
     u2 = u_all.reshape(T, -1)
     row = u2[0].reshape(shape[1:])
@@ -415,7 +575,7 @@ def backward_scan(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, a_sy
     if spec.spiking:
         kind = _SURROGATE_IDS.get(spec.surrogate.derivative, 0)
         if kind == 0:  # a user's surrogate: evaluate its torch function over all steps
-            thr = theta if adapt is None else theta + adapt[2] * adapt[0]
+            thr = _threshold_all(theta, adapt)
             phi_ext = spec.surrogate.grad(u_all - thr).reshape(T, -1).contiguous().numpy()
     gu_all = torch.empty_like(u2)
     gi_all = torch.empty_like(u2) if spec.has_syn else None
@@ -425,13 +585,12 @@ def backward_scan(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, a_sy
     par = functools.partial(_row, shape=row.shape, dtype=row.dtype)
     F = gv.dtype.type
     bwd = _bwd_kernel(spec.spiking, _RESET[spec.reset], spec.detach_reset, spec.has_syn, kind,
-                      F, adapt is not None)
-    if adapt is not None:
-        extra = (adapt[0].detach().contiguous().reshape(T, -1).numpy(), par(adapt[1]),
-                 par(adapt[2]), _state(adapt[3], row))
-    else:
-        extra = (_dummy(u_all.dtype), _dummy(u_all.dtype, 1), _dummy(u_all.dtype, 1),
-                 _dummy(u_all.dtype, 1))
+                      F, adapt is not None, adapt is not None and adapt.free_all is not None,
+                      adapt is not None and adapt.g_q is not None)
+    extra, (ga, gq) = _adapt_backward_args(
+        adapt, lambda t: _state(t, row),
+        lambda t: t.detach().to(u_all.dtype).contiguous().reshape(T, -1).numpy(), par,
+        u_all.dtype, rank=1)
     bwd(gys.numpy(), u2.numpy(), par(theta if spec.spiking else 0.0),
         par(v_reset if spec.spiking else 0.0), par(a_mem), par(g),
         par(a_syn if spec.has_syn else 0.0), gv, gi,
@@ -440,7 +599,8 @@ def backward_scan(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, a_sy
     out = gu_all.reshape(shape), (gi_all.reshape(shape) if spec.has_syn else None)
     if adapt is None:
         return out
-    return out + (torch.from_numpy(extra[3]).reshape(shape[1:]),)
+    state = lambda a: None if a is None else torch.from_numpy(a).reshape(shape[1:])  # noqa: E731
+    return out + (state(ga), state(gv), state(gq))
 
 
 def forward_scan_rec(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset, w_rec, y0,
@@ -460,14 +620,11 @@ def forward_scan_rec(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset, w_r
     g = (1.0 - a_mem) if spec.scale_input else 1.0
     par = functools.partial(_row, shape=(N,), dtype=dt)
     fwd = _fwd_rec_kernel(spec.spiking, _RESET[spec.reset], spec.has_syn, spec.scale_input,
-                          store_u, adapt is not None)
-    if adapt is not None:
-        ad = adapt[0].detach().to(dt).clone().contiguous()
-        ad_all = torch.empty_like(x3) if store_u else None
-        extra = (ad.numpy(), par(adapt[1]), par(adapt[2]),
-                 ad_all.numpy() if store_u else _dummy(dt, 3))
-    else:
-        extra = (_dummy(dt), _dummy(dt, 1), _dummy(dt, 1), _dummy(dt, 3))
+                          store_u, adapt is not None, adapt is not None and adapt.n_ref > 0,
+                          adapt is not None and adapt.q is not None, v.numpy().dtype.type)
+    extra, (ad_all, ad, free_all, ref, q) = _adapt_forward_args(
+        adapt, lambda t: t.detach().to(dt).clone().contiguous(), lambda: torch.empty_like(x3),
+        par, dt, store_u, rank=2)
     args = (x3.numpy(), y0.detach().to(dt).contiguous().numpy(),
             w_rec.detach().to(dt).t().contiguous().numpy(), v.numpy(), i.numpy(),
             par(a_mem), par(g),
@@ -480,14 +637,15 @@ def forward_scan_rec(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset, w_r
     # the batch rows are independent: one slice of rows per thread
     run_split(lambda lo, hi: fwd(*args, lo, hi), B, T * B * N)
     out = ys, u_all, i_all, v, (i if spec.has_syn else None)
-    return out if adapt is None else out + (ad_all, ad)
+    return out if adapt is None else out + (ad_all, free_all, ad, ref, q)
 
 
 def backward_scan_rec(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, a_syn,
                       gv_T: Tensor, gi_T, w_rec: Tensor, adapt=None):
     """``(gu_all, gi_all, g_in_0)``: the adjoint of :func:`forward_scan_rec`; ``g_in_0`` is the
     gradient w.r.t. the total input current of step 0 (for the initial output's gradient).
-    ``adapt``: as for :func:`backward_scan` (adds the initial trace's gradient)."""
+    ``adapt``: as for :func:`backward_scan` (the result then also holds the gradients of the
+    initial trace, membrane and relative trace)."""
     T, B, N = u_all.shape
     dt = u_all.dtype
     npdt = u_all.numpy().dtype
@@ -496,7 +654,7 @@ def backward_scan_rec(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, 
     if spec.spiking:
         kind = _SURROGATE_IDS.get(spec.surrogate.derivative, 0)
         if kind == 0:
-            thr = theta if adapt is None else theta + adapt[2] * adapt[0]
+            thr = _threshold_all(theta, adapt)
             phi_ext = spec.surrogate.grad(u_all - thr).contiguous().numpy()
     gu_all = torch.empty_like(u_all)
     gi_all = torch.empty_like(u_all) if spec.has_syn else None
@@ -508,13 +666,12 @@ def backward_scan_rec(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, 
     par = functools.partial(_row, shape=(N,), dtype=dt)
     F = npdt.type
     bwd = _bwd_rec_kernel(spec.spiking, _RESET[spec.reset], spec.detach_reset, spec.has_syn,
-                          kind, F, adapt is not None)
-    if adapt is not None:
-        ga = adapt[3].detach().to(dt).clone().contiguous()
-        extra = (adapt[0].detach().contiguous().numpy(), par(adapt[1]), par(adapt[2]),
-                 ga.numpy())
-    else:
-        extra = (_dummy(dt, 3), _dummy(dt, 1), _dummy(dt, 1), _dummy(dt))
+                          kind, F, adapt is not None,
+                          adapt is not None and adapt.free_all is not None,
+                          adapt is not None and adapt.g_q is not None)
+    extra, (ga, gq) = _adapt_backward_args(
+        adapt, lambda t: t.detach().to(dt).clone().contiguous(),
+        lambda t: t.detach().to(dt).contiguous().numpy(), par, dt, rank=2)
     args = (gys.numpy(), u_all.contiguous().numpy(),
             w_rec.detach().to(dt).contiguous().numpy(),
             par(theta if spec.spiking else 0.0),
@@ -525,4 +682,4 @@ def backward_scan_rec(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, 
             g_in.numpy(), *extra)
     with _single_threaded_blas(B * N * N):
         run_split(lambda lo, hi: bwd(*args, lo, hi), B, T * B * N)
-    return (gu_all, gi_all, g_in) if adapt is None else (gu_all, gi_all, g_in, ga)
+    return (gu_all, gi_all, g_in) if adapt is None else (gu_all, gi_all, g_in, ga, gv, gq)

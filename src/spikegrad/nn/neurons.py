@@ -241,8 +241,8 @@ class ALIF(LIF):
         ref_strength, tau_ref: relative refractoriness, a decaying hyperpolarising current
             ``w_ref`` with time constant ``tau_ref`` after each spike (0 switches it off).
         learn_refractory: train per-neuron ``w_ref`` (softplus) and ``tau_ref``.
-        backend: ``"auto"`` (the fused numba kernel where it applies: no refractoriness,
-            constants not trained; else the reference loop), ``"reference"`` or ``"numba"``
+        backend: ``"auto"`` (the fused numba kernel where it applies: constants not
+            trained; else the reference loop), ``"reference"`` or ``"numba"``
             (raises ValueError where it does not apply); see
             :mod:`spikegrad.functional.adaptation`. ``"torch"`` raises ValueError.
 
