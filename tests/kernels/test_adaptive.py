@@ -94,7 +94,8 @@ REFRACTORY = [(2, False), (0, True), (3, True)]
 @pytest.mark.parametrize("n_ref, relative", REFRACTORY)
 @pytest.mark.parametrize("reset, detach, syn, scale", [
     ("subtract", True, False, False), ("subtract", False, True, False),
-    ("to_value", False, False, True), ("to_value", True, True, True), ("none", False, False, False)])
+    ("to_value", False, False, True), ("to_value", True, True, True),
+    ("none", False, False, False)])
 @pytest.mark.parametrize("rec", [False, True])
 def test_refractory_equals_reference(n_ref, relative, reset, detach, syn, scale, rec):
     kw = dict(reset=reset, detach=detach, syn=syn, scale=scale, rec=rec, n_ref=n_ref,

@@ -128,9 +128,9 @@ def validate(c: Config) -> Config:
         raise ConfigError(f"betas must be > 0, got {c.betas!r}")
     if any(w < 0 for w in _floats(c.sparsity_weights, "sparsity_weights")):
         raise ConfigError(f"sparsity_weights must be >= 0, got {c.sparsity_weights!r}")
-    for k in ("seeds", "threshold_seeds", "epochs", "threshold_epochs", "n_train", "n_eval", "n_steps",
-              "rate_copies", "hidden", "rm_epochs", "rm_train", "rm_steps", "rm_hidden",
-              "rm_batch"):
+    for k in ("seeds", "threshold_seeds", "epochs", "threshold_epochs", "n_train", "n_eval",
+              "n_steps", "rate_copies", "hidden", "rm_epochs", "rm_train", "rm_steps",
+              "rm_hidden", "rm_batch"):
         if getattr(c, k) < 1:
             raise ConfigError(f"{k} must be >= 1; got {getattr(c, k)}")
     for k in ("rm_classes", "rm_samples"):

@@ -8,7 +8,8 @@ baseline ``theta``, then ``a_t = rho * a_{t-1} + z_t`` and the refractory states
 the adjoint recursion of the LIF kernels plus the adjoints of the traces::
 
     gz_t     = gy_t + ga_t + gq_t (+ c_t gv_t when the reset is not detached)
-    gu_t     = phi_t gz_t + dv_t/du_t gv_t,   phi_t = free_t surrogate'(u_t - theta - beta_a a_{t-1})
+    gu_t     = phi_t gz_t + dv_t/du_t gv_t
+    phi_t    = free_t surrogate'(u_t - theta - beta_a a_{t-1})
     ga_{t-1} = rho ga_t - beta_a phi_t gz_t
     gq_{t-1} = d_ref gq_t - w_ref free_t gu_t
     gv_{t-1} = a_mem free_t gu_t + (1 - free_t) gu_t          (the clamp passes gu_t straight)

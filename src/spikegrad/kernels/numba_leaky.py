@@ -487,7 +487,10 @@ def _adapt_forward_args(adapt: Optional[AdaptIn], state, seq, par, dtype, store_
     ref = state(adapt.ref) if absolute else None
     free_all = seq() if absolute and store_u else None
     q = state(adapt.q) if relative else None
-    np_ = lambda t, d: d if t is None else (t if isinstance(t, np.ndarray) else t.numpy())  # noqa: E731
+    def np_(t, stand_in):
+        if t is None:
+            return stand_in
+        return t if isinstance(t, np.ndarray) else t.numpy()
     args = (np_(ad, d_state), par(adapt.rho), par(adapt.beta), np_(ad_all, d_seq),
             np_(ref, d_state), _NP_DTYPE[dtype](adapt.n_ref), np_(free_all, d_seq),
             np_(q, d_state),
