@@ -96,21 +96,130 @@ def phi_builtin(kind: int, x: np.ndarray, b: float) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
+def _step(spiking: bool, reset: int, has_syn: bool, scale: bool, adapt: bool, absolute: bool,
+          relative: bool, F):
+    """One neuron's forward step, shared by the feed-forward and recurrent loops (inlined, so
+    the closure constants compile away). ``x`` is the step's total input current; states in,
+    states out: ``(u, v, spike, i, ad, rf, q, free)`` with ``u`` the membrane the spike
+    compares (after the refractory push and clamp) and ``v`` the membrane after reset.
+
+    ``adapt`` (ALIF): the spike compares with ``th + be * ad``, then ``ad = rho * ad + z``.
+    ``absolute`` / ``relative``: the refractoriness of :mod:`spikegrad.functional.refractory`
+    in its order: the relative push ``u -= wq * q`` after integrating, the clamp ``u = v_{t-1}``
+    while the counter ``rf > 0`` (no spike then), ``rf = nref z`` after a spike,
+    ``q = dq * q + z``. The arithmetic is the reference's, in its order (the refractory clamp
+    is its blend ``free u + (1 - free) v``, signed zeros included), computed in ``F``."""
+    one, zero = F(1.0), F(0.0)
+
+    @numba.njit(inline="always")
+    def step(x, v, i, a, g, a_s, th, vr, ad, rho, be, rf, nref, q, dq, wq):
+        if has_syn:
+            x = a_s * i + x
+            i = x
+        if scale:
+            x = g * x
+        u = a * v + x
+        free = one
+        if relative:
+            u = u - wq * q
+        if absolute:
+            free = one if rf <= 0 else zero
+            u = free * u + (one - free) * v
+        spike = False
+        v_new = u
+        if spiking:
+            if adapt:
+                spike = u - (th + be * ad) > 0
+            else:
+                spike = u - th > 0
+            if absolute:
+                spike = spike and free > 0
+            if adapt:
+                ad = rho * ad + (1 if spike else 0)
+            if absolute:
+                rf = free * (nref * (one if spike else zero)) + (one - free) * (rf - one)
+            if relative:
+                q = dq * q + (1 if spike else 0)
+            if reset == 1:
+                v_new = u - th if spike else u
+            elif reset == 2:
+                v_new = u - (u - vr) if spike else u
+        return u, v_new, spike, i, ad, rf, q, free
+    return step
+
+
+@functools.lru_cache(maxsize=None)
+def _adjoint(spiking: bool, reset: int, detach: bool, kind: int, F, adapt: bool,
+             absolute: bool, relative: bool):
+    """One neuron's adjoint step, shared by the feed-forward and recurrent loops (inlined).
+    In: ``gy`` (the gradient reaching the output ``y_t`` from outside), the step's saved
+    membrane ``u``, trace ``adp`` (``a_{t-1}``) and ``free``, and the adjoints ``gv`` (of
+    ``v_t``), ``ga`` (of ``a_t``), ``gq`` (of ``q_t``). Out: ``(gu, gv, ga, gq)``: the
+    gradient of the membrane before the refractory clamp, and the adjoints one step back::
+
+        gz  = gy + ga + gq (+ c gv when the reset is not detached; c = dv/dz)
+        gu  = phi gz + dv/du gv,      phi = free * surrogate'(u - th - be adp)
+        ga <- rho ga - be phi gz,     gq <- dq gq - wq free gu
+        gv <- a free gu + (1 - free) gu  (the clamp passes gu straight to v_{t-1})
+    """
+    phi_of = _phi_kernel(kind, F)
+    one, zero = F(1.0), F(0.0)
+
+    @numba.njit(inline="always")
+    def adjoint(gy, u, th, vr, a, be, adp, free, gv, ga, gq, rho, dq, wq, beta, phi_ext):
+        if spiking:
+            if adapt:
+                x = u - (th + be * adp)
+            else:
+                x = u - th
+            phi = phi_of(x, beta) if kind > 0 else phi_ext
+            fired = x > 0
+            if absolute:
+                phi = phi * free  # z = H(.) * free
+                fired = fired and free > 0
+            A = one
+            if reset == 2:
+                A = zero if fired else one  # to_value: dv/du = 1 - z
+            c = zero  # dv_t/dz_t: the reset's path (none when detached)
+            if not detach:
+                if reset == 1:
+                    c = -th
+                elif reset == 2:
+                    c = -(u - vr)
+                A = A + c * phi
+            if adapt:
+                gy = gy + ga
+            if relative:
+                gy = gy + gq
+            if adapt:
+                ga = rho * ga - be * phi * (gy + c * gv)
+            gu = gy * phi + gv * A
+        else:
+            gu = gy + gv
+        if absolute:
+            # u_t = free u_int + (1 - free) v_{t-1}: the input side sees free * gu
+            gu_in = gu * free
+            gv = a * gu_in + (one - free) * gu
+        else:
+            gu_in = gu
+            gv = a * gu
+        if relative:
+            gq = dq * gq - wq * gu_in
+        return gu_in, gv, ga, gq
+    return adjoint
+
+
+@functools.lru_cache(maxsize=None)
 def _fwd_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool, store_u: bool = True,
                 adapt: bool = False, absolute: bool = False, relative: bool = False,
                 F=np.float64):
-    """A forward loop specialised to the model's options (closure constants compile away,
-    leaving a branch-free inner loop that LLVM vectorises). ``store_u=False`` (spiking, no
-    gradient wanted) never writes the membrane sequence ``u_out``. ``adapt`` (ALIF): the
-    spike compares with ``th + be * ad`` (``ad``: the adaptation trace, updated as
-    ``ad = rho * ad + z`` after the step); ``ad_out[t]`` keeps the trace each step compared
-    with (for backward), unless ``store_u`` is off. ``absolute`` / ``relative``: the
-    refractoriness of :mod:`spikegrad.functional.refractory`, in its order: the relative push
-    ``u -= wq * q`` after integrating, the clamp ``u = v_{t-1}`` while the counter ``rf > 0``
-    (no spike then), ``rf = nref z`` after a spike, ``q = dq * q + z``; ``free_out[t]`` keeps
-    1 where step t was free, 0 where refractory (for backward). ``F``: the float type (the
-    refractory blend computes in it, as the reference does)."""
-    one, zero = F(1.0), F(0.0)
+    """The forward loop over ``xs [T, M]`` (time in order, a contiguous row of neurons per
+    step), specialised to the model's options so that the inner loop is branch-free and LLVM
+    vectorises it; the step is :func:`_step`. ``store_u=False`` (spiking, no gradient wanted)
+    never writes the saved sequences ``u_out``, ``ad_out`` (the trace each step compared
+    with) and ``free_out`` (1 where a step was free of the absolute refractory period)."""
+    step = _step(spiking, reset, has_syn, scale, adapt, absolute, relative, F)
+    zero = F(0.0)
 
     @numba.njit(nogil=True, cache=True)
     def fwd(xs, v, i, a, g, a_s, th, vr, ys, u_out, i_out, ad, rho, be, ad_out, rf, nref,
@@ -118,63 +227,43 @@ def _fwd_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool, store_u: 
         T, M = xs.shape
         for t in range(T):
             for m in range(M):
-                x = xs[t, m]
+                ad_m = ad[m] if adapt else zero
+                u, v_new, spike, i_m, ad_m2, rf_m, q_m, free = step(
+                    xs[t, m], v[m], i[m] if has_syn else zero, a[m], g[m], a_s[m], th[m],
+                    vr[m], ad_m, rho[m] if adapt else zero, be[m] if adapt else zero,
+                    rf[m] if absolute else zero, nref, q[m] if relative else zero,
+                    dq[m] if relative else zero, wq[m] if relative else zero)
                 if has_syn:
-                    x = a_s[m] * i[m] + x
-                    i[m] = x
-                    i_out[t, m] = x
-                if scale:
-                    x = g[m] * x
-                u = a[m] * v[m] + x
-                if relative:
-                    u = u - wq[m] * q[m]
-                if absolute:
-                    # the reference's blend (bit-identical, signed zeros included)
-                    free = one if rf[m] <= 0 else zero
-                    u = free * u + (one - free) * v[m]
-                    if store_u:
-                        free_out[t, m] = free
+                    i[m] = i_m
+                    i_out[t, m] = i_m
                 if store_u:
                     u_out[t, m] = u
+                    if adapt:
+                        ad_out[t, m] = ad_m
+                    if absolute:
+                        free_out[t, m] = free
                 if spiking:
-                    if adapt:
-                        spike = u - (th[m] + be[m] * ad[m]) > 0
-                    else:
-                        spike = u - th[m] > 0
-                    if absolute:
-                        spike = spike and free > 0
-                    if adapt:
-                        if store_u:
-                            ad_out[t, m] = ad[m]
-                        ad[m] = rho[m] * ad[m] + (1 if spike else 0)
-                    if absolute:
-                        rf[m] = free * (nref * (one if spike else zero)) + (one - free) * (
-                            rf[m] - one)
-                    if relative:
-                        q[m] = dq[m] * q[m] + (1 if spike else 0)
                     ys[t, m] = 1 if spike else 0
-                    if reset == 1:
-                        u = u - th[m] if spike else u
-                    elif reset == 2:
-                        u = u - (u - vr[m]) if spike else u
-                v[m] = u
+                if adapt:
+                    ad[m] = ad_m2
+                if absolute:
+                    rf[m] = rf_m
+                if relative:
+                    q[m] = q_m
+                v[m] = v_new
     return fwd
 
 
 @functools.lru_cache(maxsize=None)
 def _bwd_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: int, F,
                 adapt: bool = False, absolute: bool = False, relative: bool = False):
-    """The adjoint loop, specialised like :func:`_fwd_kernel` (and to the surrogate and the
-    float type ``F``). ``adapt``: ``ga`` carries the adjoint of the adaptation trace (the
-    gradient of ``a_T`` in, of the initial trace out): ``z_t`` adds ``ga`` to its gradient,
-    and ``ga <- rho ga - be phi gz_t`` with ``gz_t`` the total gradient reaching ``z_t``.
-    ``absolute``: a refractory step (``free_all[t] = 0``) has no spike gradient, passes its
-    membrane gradient straight to ``v_{t-1}`` and none to its input; ``gu_out`` then holds
-    the gradient of the membrane before the clamp. ``relative``: ``gq`` carries the adjoint of
-    the relative refractory trace (``z_t`` adds it; ``gq <- dq gq - wq gu``). ``gv`` ends as
-    the gradient of the initial membrane."""
-    phi_of = _phi_kernel(kind, F)
-    one, zero = F(1.0), F(0.0)
+    """The adjoint loop of :func:`_fwd_kernel` (time reversed), specialised the same way and
+    to the surrogate and float type ``F``; the step is :func:`_adjoint`. ``gv``, ``ga``,
+    ``gq`` hold the adjoints of the final states in and of the initial states out; ``gu_out``
+    gets the gradient of the membrane before the refractory clamp, ``gi_out`` (synaptic
+    current) what reaches ``i_t``."""
+    adjoint = _adjoint(spiking, reset, detach, kind, F, adapt, absolute, relative)
+    zero = F(0.0)
 
     @numba.njit(nogil=True, cache=True)
     def bwd(gys, u_all, th, vr, a, g, a_s, gv, gi, beta, phi_ext, gu_out, gi_out, ad_all, rho,
@@ -182,48 +271,19 @@ def _bwd_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: in
         T, M = gys.shape
         for t in range(T - 1, -1, -1):
             for m in range(M):
-                if spiking:
-                    if adapt:
-                        x = u_all[t, m] - (th[m] + be[m] * ad_all[t, m])
-                    else:
-                        x = u_all[t, m] - th[m]
-                    phi = phi_of(x, beta) if kind > 0 else phi_ext[t, m]
-                    fired = x > 0
-                    if absolute:
-                        free = free_all[t, m]
-                        phi = phi * free  # z = H(.) * free
-                        fired = fired and free > 0
-                    A = one
-                    if reset == 2:
-                        A = zero if fired else one  # to_value: dv/du = 1 - z
-                    c = zero  # dv_t/dz_t: the reset's path (none when detached)
-                    if not detach:
-                        if reset == 1:
-                            c = -th[m]
-                        elif reset == 2:
-                            c = -(u_all[t, m] - vr[m])
-                        A = A + c * phi
-                    gy = gys[t, m]
-                    if adapt:
-                        gy = gy + ga[m]
-                    if relative:
-                        gy = gy + gq[m]
-                    if adapt:
-                        ga[m] = rho[m] * ga[m] - be[m] * phi * (gy + c * gv[m])
-                    gu = gy * phi + gv[m] * A
-                else:
-                    gu = gys[t, m] + gv[m]
-                if absolute:
-                    # u_t = free u_int + (1 - free) v_{t-1}: the input side sees free * gu
-                    gu_in = gu * free
-                    gv[m] = a[m] * gu_in + (one - free) * gu
-                else:
-                    gu_in = gu
-                    gv[m] = a[m] * gu
-                if relative:
-                    gq[m] = dq[m] * gq[m] - wq[m] * gu_in
-                gu = gu_in
+                gu, gv_m, ga_m, gq_m = adjoint(
+                    gys[t, m], u_all[t, m], th[m], vr[m], a[m], be[m] if adapt else zero,
+                    ad_all[t, m] if adapt else zero, free_all[t, m] if absolute else zero,
+                    gv[m], ga[m] if adapt else zero, gq[m] if relative else zero,
+                    rho[m] if adapt else zero, dq[m] if relative else zero,
+                    wq[m] if relative else zero, beta,
+                    phi_ext[t, m] if spiking and kind == 0 else zero)
                 gu_out[t, m] = gu
+                gv[m] = gv_m
+                if adapt:
+                    ga[m] = ga_m
+                if relative:
+                    gq[m] = gq_m
                 if has_syn:
                     # gi holds what reaches i_t from outside step t: g_i_last, then
                     # a_syn gi_{t+1}
@@ -237,13 +297,14 @@ def _bwd_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: in
 def _fwd_rec_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool,
                     store_u: bool = True, adapt: bool = False, absolute: bool = False,
                     relative: bool = False, F=np.float64):
-    """Forward with recurrence: the input of step t is ``x_t + W y_{t-1}``. The recurrent
-    input adds the rows of ``W^T`` of the neurons that spiked (event-driven: a spiking layer
-    at rate p costs p of the dense product); a non-spiking neuron's nonzero outputs are used
-    the same way. Parameters are rows ``[N]``; states ``[B, N]``. ``store_u``, ``adapt``,
-    ``absolute``, ``relative``, ``F``: as for :func:`_fwd_kernel` (states ``[B, N]``, saved
-    sequences ``[T, B, N]``)."""
-    one, zero = F(1.0), F(0.0)
+    """Forward with recurrence: the input of step t is ``x_t + W y_{t-1}``; the step is
+    :func:`_step` as in :func:`_fwd_kernel` (parameters are rows ``[N]``, states ``[B, N]``,
+    saved sequences ``[T, B, N]``). The recurrent input adds the rows of ``W^T`` of the
+    neurons that spiked (event-driven: a spiking layer at rate p costs p of the dense
+    product); a non-spiking neuron's nonzero outputs are used the same way. Each call runs
+    the batch rows ``[lo, hi)`` (rows are independent: threads take slices)."""
+    step = _step(spiking, reset, has_syn, scale, adapt, absolute, relative, F)
+    zero = F(0.0)
 
     @numba.njit(nogil=True, cache=True)
     def fwd(xs, y0, wt, v, i, a, g, a_s, th, vr, ys, u_out, i_out, ad, rho, be, ad_out, rf, nref,
@@ -266,57 +327,43 @@ def _fwd_rec_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool,
                         for n in range(N):
                             r[n] += yj * wt[j, n]
                 for n in range(N):
-                    x = xs[t, b, n] + r[n]
+                    ad_n = ad[b, n] if adapt else zero
+                    u, v_new, spike, i_n, ad_n2, rf_n, q_n, free = step(
+                        xs[t, b, n] + r[n], v[b, n], i[b, n] if has_syn else zero, a[n], g[n],
+                        a_s[n], th[n], vr[n], ad_n, rho[n] if adapt else zero,
+                        be[n] if adapt else zero, rf[b, n] if absolute else zero, nref,
+                        q[b, n] if relative else zero, dq[n] if relative else zero,
+                        wq[n] if relative else zero)
                     if has_syn:
-                        x = a_s[n] * i[b, n] + x
-                        i[b, n] = x
-                        i_out[t, b, n] = x
-                    if scale:
-                        x = g[n] * x
-                    u = a[n] * v[b, n] + x
-                    if relative:
-                        u = u - wq[n] * q[b, n]
-                    if absolute:
-                        free = one if rf[b, n] <= 0 else zero
-                        u = free * u + (one - free) * v[b, n]
-                        if store_u:
-                            free_out[t, b, n] = free
+                        i[b, n] = i_n
+                        i_out[t, b, n] = i_n
                     if store_u:
                         u_out[t, b, n] = u
+                        if adapt:
+                            ad_out[t, b, n] = ad_n
+                        if absolute:
+                            free_out[t, b, n] = free
                     if spiking:
-                        if adapt:
-                            spike = u - (th[n] + be[n] * ad[b, n]) > 0
-                        else:
-                            spike = u - th[n] > 0
-                        if absolute:
-                            spike = spike and free > 0
-                        if adapt:
-                            if store_u:
-                                ad_out[t, b, n] = ad[b, n]
-                            ad[b, n] = rho[n] * ad[b, n] + (1 if spike else 0)
-                        if absolute:
-                            rf[b, n] = free * (nref * (one if spike else zero)) + (one - free) * (
-                                rf[b, n] - one)
-                        if relative:
-                            q[b, n] = dq[n] * q[b, n] + (1 if spike else 0)
                         ys[t, b, n] = 1 if spike else 0
-                        if reset == 1:
-                            u = u - th[n] if spike else u
-                        elif reset == 2:
-                            u = u - (u - vr[n]) if spike else u
-                    v[b, n] = u
+                    if adapt:
+                        ad[b, n] = ad_n2
+                    if absolute:
+                        rf[b, n] = rf_n
+                    if relative:
+                        q[b, n] = q_n
+                    v[b, n] = v_new
     return fwd
 
 
 @functools.lru_cache(maxsize=None)
 def _bwd_rec_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: int, F,
                     adapt: bool = False, absolute: bool = False, relative: bool = False):
-    """Adjoint of :func:`_fwd_rec_kernel`. The product ``g_in_{t+1} W`` that carries the
-    gradient back through the recurrence is dense; it runs as one BLAS call per step
-    (``np.dot`` of ``[B, N] x [N, N]``). ``adapt``, ``absolute``, ``relative``: as for
-    :func:`_bwd_kernel`."""
-    phi_of = _phi_kernel(kind, F)
-    one, zero = F(1.0), F(0.0)
+    """Adjoint of :func:`_fwd_rec_kernel`, the step :func:`_adjoint` as in
+    :func:`_bwd_kernel`. The product ``g_in_{t+1} W`` that carries the gradient back through
+    the recurrence is dense; it runs as one BLAS call per step (``np.dot`` of
+    ``[B, N] x [N, N]``) for the call's batch rows ``[lo, hi)``."""
+    adjoint = _adjoint(spiking, reset, detach, kind, F, adapt, absolute, relative)
+    zero = F(0.0)
 
     @numba.njit(nogil=True, cache=True)
     def bwd(gys, u_all, w, th, vr, a, g, a_s, gv, gi, beta, phi_ext, gu_out, gi_out, g_in,
@@ -327,51 +374,23 @@ def _bwd_rec_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind
             if t < T - 1:
                 # gradient reaching y_t through step t + 1's input (this slice's rows only)
                 back = np.dot(g_in[lo:hi], w)
-            # unsigned bounds: numba skips its negative-index checks, which kept LLVM from
-            # vectorising the inner loops (3x slower with signed bounds in the LIF loop)
+            # unsigned bounds: see _fwd_rec_kernel
             for b in range(np.uint64(lo), np.uint64(hi)):
                 for n in range(N):
-                    gy = gys[t, b, n] + back[b - lo, n]
-                    if spiking:
-                        if adapt:
-                            x = u_all[t, b, n] - (th[n] + be[n] * ad_all[t, b, n])
-                        else:
-                            x = u_all[t, b, n] - th[n]
-                        phi = phi_of(x, beta) if kind > 0 else phi_ext[t, b, n]
-                        fired = x > 0
-                        if absolute:
-                            free = free_all[t, b, n]
-                            phi = phi * free
-                            fired = fired and free > 0
-                        A = one
-                        if reset == 2:
-                            A = zero if fired else one
-                        c = zero
-                        if not detach:
-                            if reset == 1:
-                                c = -th[n]
-                            elif reset == 2:
-                                c = -(u_all[t, b, n] - vr[n])
-                            A = A + c * phi
-                        if adapt:
-                            gy = gy + ga[b, n]
-                        if relative:
-                            gy = gy + gq[b, n]
-                        if adapt:
-                            ga[b, n] = rho[n] * ga[b, n] - be[n] * phi * (gy + c * gv[b, n])
-                        gu = gy * phi + gv[b, n] * A
-                    else:
-                        gu = gy + gv[b, n]
-                    if absolute:
-                        gu_in = gu * free
-                        gv[b, n] = a[n] * gu_in + (one - free) * gu
-                    else:
-                        gu_in = gu
-                        gv[b, n] = a[n] * gu
-                    if relative:
-                        gq[b, n] = dq[n] * gq[b, n] - wq[n] * gu_in
-                    gu = gu_in
+                    gu, gv_n, ga_n, gq_n = adjoint(
+                        gys[t, b, n] + back[b - lo, n], u_all[t, b, n], th[n], vr[n], a[n],
+                        be[n] if adapt else zero, ad_all[t, b, n] if adapt else zero,
+                        free_all[t, b, n] if absolute else zero, gv[b, n],
+                        ga[b, n] if adapt else zero, gq[b, n] if relative else zero,
+                        rho[n] if adapt else zero, dq[n] if relative else zero,
+                        wq[n] if relative else zero, beta,
+                        phi_ext[t, b, n] if spiking and kind == 0 else zero)
                     gu_out[t, b, n] = gu
+                    gv[b, n] = gv_n
+                    if adapt:
+                        ga[b, n] = ga_n
+                    if relative:
+                        gq[b, n] = gq_n
                     if has_syn:
                         gi_t = g[n] * gu + gi[b, n]
                         gi_out[t, b, n] = gi_t
