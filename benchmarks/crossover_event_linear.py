@@ -34,7 +34,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from spikegrad.kernels.event_linear import (_active_inputs, _event_weight_grad,
+from spikegrad.kernels.event_linear import (_find_events, _weight_grad_from, _use_numba,
                                             crossover_density, event_linear)
 
 SHAPES = {"A512": (8000, 512, 512), "A2048": (8000, 2048, 2048), "B": (6400, 700, 256)}
@@ -76,7 +76,7 @@ def measure(name: str, n: int, n_in: int, n_out: int, p: float, reps: int) -> di
     x = (torch.rand(n, n_in, generator=gen) < p).float()
     w = torch.nn.Parameter(torch.randn(n_out, n_in, generator=gen) / math.sqrt(n_in))
     g = torch.randn(n, n_out, generator=gen)
-    index, _ = _active_inputs(x)
+    events = _find_events(x)
 
     def fwd(backend):
         def f():
@@ -92,13 +92,13 @@ def measure(name: str, n: int, n_in: int, n_out: int, p: float, reps: int) -> di
 
     t = _medians({
         "fwd_dense": fwd("dense"), "fwd_event": fwd("event"),
-        "dw_dense": lambda: g.t() @ x, "dw_event": lambda: _event_weight_grad(g, index, n, n_in),
+        "dw_dense": lambda: g.t() @ x, "dw_event": lambda: _weight_grad_from(g, events.tensors, n, n_in),
         "fb_dense": fwd_bwd("dense"), "fb_event": fwd_bwd("event"), "fb_auto": fwd_bwd("auto"),
     }, reps)
     saved_dense = _saved_bytes(lambda: F.linear(x, w))
     saved_event = _saved_bytes(lambda: event_linear(x, w, backend="event"))
     return {"shape": name, "N": n, "in": n_in, "out": n_out, "p": p,
-            "nnz": index.numel(), **{k: v * 1e3 for k, v in t.items()},
+            "nnz": events.nnz, **{k: v * 1e3 for k, v in t.items()},
             "fwd_speedup": t["fwd_dense"] / t["fwd_event"],
             "dw_speedup": t["dw_dense"] / t["dw_event"],
             "fb_speedup": t["fb_dense"] / t["fb_event"],
@@ -127,7 +127,8 @@ def main() -> None:
     args = ap.parse_args()
     reps = 3 if args.quick else args.reps
     print(f"# event_linear crossover  torch {torch.__version__}  threads "
-          f"{torch.get_num_threads()}  OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}  "
+          f"{torch.get_num_threads()}  kernels "
+          f"{'numba' if _use_numba(torch.zeros(1, 1)) else 'embedding_bag'}  OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}  "
           f"{platform.processor() or platform.machine()}  "
           f"{time.strftime('%Y-%m-%d %H:%M')}  (medians of {reps} interleaved runs)\n")
     print("speedup = dense time / event time (>1: event-driven wins); fb = forward + dW "

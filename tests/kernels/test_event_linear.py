@@ -1,6 +1,7 @@
 """Event-driven synapses equal the dense GEMM: forward, dW, db and dX, in float32 and float64."""
 
 import doctest
+import itertools
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ import torch.nn.functional as F
 
 from spikegrad.kernels import event_linear as el
 from spikegrad.kernels.event_linear import crossover_density, event_linear, plan_event_linear
+from spikegrad.kernels.leaky import numba_available
 
 RTOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 
@@ -18,6 +20,17 @@ def assert_equal_up_to_summation_order(actual, expected):
     rtol = RTOL[expected.dtype]
     scale = max(1.0, expected.abs().max().item()) if expected.numel() else 1.0
     torch.testing.assert_close(actual, expected, rtol=rtol, atol=rtol * scale)
+
+
+@pytest.fixture(params=["numba", "embedding_bag"])
+def kernels(request, monkeypatch):
+    """Run the test with the compiled kernels and with the torch (embedding_bag) fallback."""
+    if request.param == "numba":
+        if not numba_available():
+            pytest.skip("numba not installed")
+    else:
+        monkeypatch.setattr(el, "_use_numba", lambda x2: False)
+    return request.param
 
 
 def spikes(shape, p, dtype, seed=0):
@@ -66,22 +79,23 @@ CASES = [  # (shape, out, density)
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("shape, n_out, p", CASES)
-def test_event_path_equals_dense(dtype, shape, n_out, p):
+def test_event_path_equals_dense(kernels, dtype, shape, n_out, p):
     check_parity(event, shape, n_out, p, dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("bias, x_grad", [(True, False), (False, True), (False, False)])
-def test_event_path_with_and_without_bias_and_input_gradient(dtype, bias, x_grad):
+def test_event_path_with_and_without_bias_and_input_gradient(kernels, dtype, bias, x_grad):
     check_parity(event, (9, 4, 40), 7, 0.1, dtype, bias=bias, x_grad=x_grad)
 
 
-def test_event_path_with_no_rows():
+def test_event_path_with_no_rows(kernels):
     check_parity(event, (0, 3, 8), 4, 0.5, torch.float64)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_blocked_weight_gradient_with_ragged_last_block(monkeypatch, dtype):
+    monkeypatch.setattr(el, "_use_numba", lambda x2: False)
     monkeypatch.setattr(el, "_BLOCK_BYTES", 256)          # many row blocks of g
     shape, n_out = (501, 8), 16                            # 501 rows: last block is short
     assert el._n_row_blocks(501, 8, torch.zeros(1, n_out, dtype=dtype), 1500) > 2
@@ -89,6 +103,7 @@ def test_blocked_weight_gradient_with_ragged_last_block(monkeypatch, dtype):
 
 
 def test_int64_index_path(monkeypatch):
+    monkeypatch.setattr(el, "_use_numba", lambda x2: False)
     monkeypatch.setattr(el, "_INT32_MAX", 10)
     x = spikes((40, 6), 0.3, torch.float64)
     index, binary = el._active_inputs(x)
@@ -96,15 +111,19 @@ def test_int64_index_path(monkeypatch):
     check_parity(event, (40, 6), 5, 0.3, torch.float64)
 
 
-def test_backward_keeps_int32_indices_not_a_float_copy_of_x():
+def test_backward_keeps_int32_indices_not_a_float_copy_of_x(kernels):
     x = spikes((50, 20, 64), 0.05, torch.float32)
     w = torch.randn(16, 64, requires_grad=True)
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
         event_linear(x, w, backend="event")
     kept = [t for t in saved if t is not w]
-    assert len(kept) == 1 and kept[0].dtype == torch.int32
-    assert kept[0].numel() == int(x.count_nonzero())      # 4 bytes per active input
+    index = kept[-1]                                       # 4 bytes per active input
+    assert index.dtype == torch.int32 and index.numel() == int(x.count_nonzero())
+    if kernels == "numba":                                 # + one row pointer per row of x
+        assert len(kept) == 2 and kept[0].dtype == torch.int64 and kept[0].numel() == 1001
+    else:
+        assert len(kept) == 1
 
 
 def test_auto_picks_event_for_sparse_binary_and_dense_otherwise():
@@ -128,11 +147,11 @@ def test_auto_picks_event_for_sparse_binary_and_dense_otherwise():
 
 
 def test_auto_uses_the_forward_only_crossover_without_weight_gradient():
-    w = torch.randn(512, 64, requires_grad=True)
-    p_train, p_infer = crossover_density(512, True), crossover_density(512, False)
+    n_out = next(o for o in el._CROSSOVER_OUT if crossover_density(o, True) != crossover_density(o, False))
+    w = torch.randn(n_out, 64, requires_grad=True)
+    p_train, p_infer = crossover_density(n_out, True), crossover_density(n_out, False)
     lo, hi = sorted((p_train, p_infer))
-    assert lo < hi
-    x = spikes((8, 1000, 64), (lo + hi) / 2, torch.float32)      # 8000 x 64 x 512: 2**28
+    x = spikes((2**27 // (64 * n_out), 64), (lo + hi) / 2, torch.float32)  # enough work
     with torch.no_grad():
         inference = plan_event_linear(x, w).backend
     frozen = plan_event_linear(x, w.detach()).backend
@@ -142,14 +161,14 @@ def test_auto_uses_the_forward_only_crossover_without_weight_gradient():
     assert training == ("event" if p_train > p_infer else "dense")
 
 
-def test_auto_equals_dense_through_the_event_path():
+def test_auto_equals_dense_through_the_event_path(kernels):
     x = spikes((2, 500, 64), 0.01, torch.float32)
     assert plan_event_linear(x, torch.randn(512, 64, requires_grad=True)).backend == "event"
     check_parity(lambda x, w, b: event_linear(x, w, b), (2, 500, 64), 512, 0.01,
                  torch.float32)
 
 
-def test_event_backend_rejects_non_binary_input_with_the_fix():
+def test_event_backend_rejects_non_binary_input_with_the_fix(kernels):
     x = torch.rand(4, 3, 8)
     with pytest.raises(ValueError, match=r"needs a binary input.*use backend='dense'"):
         event_linear(x, torch.randn(5, 8), backend="event")
@@ -169,13 +188,15 @@ def test_bad_arguments_raise_clear_errors():
 
 
 def test_crossover_rule_is_interpolated_and_clamped():
-    for training, table in ((True, el._CROSSOVER_TRAINING), (False, el._CROSSOVER_INFERENCE)):
-        assert crossover_density(1, training) == table[0]
-        assert crossover_density(10**6, training) == table[-1]
+    for impl, training in itertools.product(el._CROSSOVER, (True, False)):
+        table = el._CROSSOVER[impl][training]
+        assert crossover_density(1, training, impl) == table[0]
+        assert crossover_density(10**6, training, impl) == table[-1]
         for n_out, p in zip(el._CROSSOVER_OUT, table):
-            assert crossover_density(n_out, training) == pytest.approx(p)
-        mid = crossover_density(362, training)             # between 256 and 512
+            assert crossover_density(n_out, training, impl) == pytest.approx(p)
+        mid = crossover_density(362, training, impl)       # between 256 and 512
         assert min(table[1], table[2]) <= mid <= max(table[1], table[2])
+    assert crossover_density(512) == crossover_density(512, True, el._implementation())
 
 
 def test_module_docstring_example_runs():

@@ -117,3 +117,42 @@ def test_split_recurrent_kernels_equal_one_thread_and_reference(monkeypatch, dty
     for gr, g1, gs in zip(ref[2], one[2], split[2]):
         torch.testing.assert_close(gs, g1, **tol)
         torch.testing.assert_close(gs, gr, **tol)
+
+
+def _feedforward_run(backend, dtype, syn, adaptive):
+    torch.manual_seed(0)
+    if adaptive:
+        cell = sg.nn.ALIF(37, tau_mem=10e-3, tau_adapt=50e-3, beta_adapt=0.5, backend=backend)
+    else:
+        cell = sg.nn.LIF(37, tau_mem=10e-3, tau_syn=5e-3 if syn else None, learn_tau=True,
+                         learn_threshold=True, detach_reset=False, backend=backend)
+    cell = cell.to(dtype)
+    xs = (torch.rand(30, 3, 37, dtype=dtype) * 0.8).requires_grad_()
+    ys, st = cell(xs)
+    loss = (ys * torch.linspace(-1, 1, 37, dtype=dtype)).sum() + st.v.sum()
+    params = [xs] + [p for p in cell.parameters() if p.requires_grad]
+    return ys.detach(), st.v.detach(), torch.autograd.grad(loss, params)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype, syn, adaptive", [(torch.float64, False, False),
+                                                  (torch.float64, True, False),
+                                                  (torch.float32, False, False),
+                                                  (torch.float64, False, True)])
+def test_split_feedforward_kernels_are_bit_identical_to_one_thread(monkeypatch, dtype, syn,
+                                                                    adaptive):
+    one = _feedforward_run("numba", dtype, syn, adaptive)
+    ref = _feedforward_run("reference", dtype, syn, adaptive)
+    monkeypatch.setattr(parallel, "MIN_WORK_PER_THREAD", 1)
+    old = torch.get_num_threads()
+    torch.set_num_threads(3)  # 3 * 37 = 111 neurons -> runs of 48, 48 and 15: uneven
+    try:
+        assert len(parallel.split(111, 30 * 111, align=16)) == 3
+        split = _feedforward_run("numba", dtype, syn, adaptive)
+    finally:
+        torch.set_num_threads(old)
+    assert 0 < one[0].mean() < 1
+    assert torch.equal(split[0], one[0]) and torch.equal(split[0], ref[0])  # spikes
+    assert torch.equal(split[1], one[1])                                   # final state
+    for g1, gs in zip(one[2], split[2]):
+        assert torch.equal(gs, g1)                       # same per-neuron arithmetic

@@ -10,24 +10,60 @@ row ``n`` is the sum of the weight columns of its active inputs, and the weight 
     dX       = g W      (dense: the surrogate gradient reaches silent inputs too)
     db       = sum_n g[n]
 
-against ``N * in * out`` multiply-adds for the dense time-folded GEMM. Both sums are
-``torch.nn.functional.embedding_bag(mode="sum")`` calls (a JIT-compiled gather-sum on CPU):
-the forward gathers rows of ``W^T`` (bags = rows of ``x``, found by one ``argwhere`` over
-``x``), the weight gradient gathers rows of ``g`` (bags = inputs, grouped by one integer
-sort of the active indices, in blocks of rows so that the rows of ``g`` being gathered stay in
-cache). Results equal the dense path up to the order of float summation.
+against ``N * in * out`` multiply-adds for the dense time-folded GEMM. Two implementations of
+the sums, with equal results (up to the order of float summation, like the dense path):
 
-Backward needs ``x`` only through its active indices: the layer saves them as int32 (4 bytes
-per *active* input: a fraction ``p`` of the 4 bytes per input that the dense path keeps for
-a float32 ``x``) and never a float copy of ``x``.
+- **compiled** (:mod:`spikegrad.kernels.numba_event`; CPU, float32/float64, numba installed,
+  as with the ``fast`` extra): the active inputs as CSR from a vector compress-store, the
+  forward and weight-gradient gathers as 64-byte vector adds over blocks of output features
+  that stay in L1, split over torch's threads. Used whenever it can run.
+- **torch** (otherwise): ``torch.nn.functional.embedding_bag(mode="sum")`` calls (a
+  JIT-compiled gather-sum on CPU): the forward gathers rows of ``W^T`` (bags = rows of ``x``,
+  found by one ``argwhere`` over ``x``), the weight gradient gathers rows of ``g`` (bags =
+  inputs, grouped by one integer sort of the active indices, in blocks of rows so that the
+  rows of ``g`` being gathered stay in cache).
 
-Measured speedups (dense time / event time; > 1 means event-driven wins) on random
-Bernoulli(p) spikes, float32, torch 2.13, an Intel Xeon (AVX-512) VM with 2 vCPUs shared with
-other jobs (load 5-10), medians of 5 interleaved runs, 2026-11-29, by
-``python benchmarks/crossover_event_linear.py``. 1t: one thread; 2t: two threads with
-``OMP_WAIT_POLICY=PASSIVE`` (see the note below). "dW" is the weight gradient alone, "fwd+bwd"
-a training step of an input layer (the ``dX = g W`` GEMM of a hidden layer is the same on both
-paths)::
+Backward needs ``x`` only through its active inputs: the layer saves their int32 indices (4
+bytes per *active* input: a fraction ``p`` of the 4 bytes per input that the dense path keeps
+for a float32 ``x``; the compiled path adds one int64 row pointer per row) and never a float
+copy of ``x``.
+
+Measured speedups of the compiled kernels (dense time / event time; > 1: event-driven wins),
+float32, torch 2.13, numba 0.68, 2 threads, Intel Xeon (AVX-512) VM with 2 vCPUs, medians of 5
+(3 for A2048 and 256 -> 256) interleaved runs, 2026-11-29, by
+``python benchmarks/crossover_event_linear.py --shapes ... --densities ...``::
+
+    shape x [N, in] -> out      p      forward    dW    fwd+bwd   dense fwd ms
+    A512 8000x512->512         0.02     1.46     1.87     1.74       11.4
+                               0.05     1.87     1.57     2.06       14.4
+                               0.1      1.46     1.32     1.65       12.1
+                               0.2      1.08     1.01     1.22       12.3
+                               0.3      0.91     0.75     0.87       12.5
+    A2048 8000x2048->2048      0.05     3.46     2.69     3.13      195.3
+                               0.1      2.30     2.01     2.25      182.0
+                               0.2      1.56     1.41     1.44      193.0
+                               0.3      1.15     1.04     1.09      190.2
+    8000x1024->1024            0.05     2.45     2.86     2.76       50.3
+                               0.1      2.07     2.19     2.17       44.9
+                               0.2      0.92     1.27     1.11       44.6
+    B 6400x700->256            0.02     1.51     1.65     1.82        5.9
+                               0.05     1.19     1.38     1.45        6.3
+                               0.1      0.94     0.95     1.26        6.4
+                               0.2      0.73     0.76     0.94        6.1
+    8000x256->256              0.05     0.82     1.22     1.19        3.4
+                               0.1      0.74     0.97     0.86        3.1
+    8000x512->128              0.02     1.14     1.48     1.34        2.9
+                               0.05     1.03     1.22     1.16        3.1
+                               0.1      0.84     (1.9)    0.97        3.7
+
+Crossover densities (fwd+bwd): 0.25 (A512), above 0.3 (A2048), 0.23 (1024), 0.17 (B), 0.07
+(256 -> 256), 0.09 (512 -> 128): layers whose dense GEMM takes a few milliseconds leave the
+event path's fixed costs (finding the active inputs, packing ``W``) less room. ``auto`` uses
+the lowest per output size, rounded down (:func:`crossover_density`).
+
+The torch (``embedding_bag``) implementation, measured on the same machine shared with other
+jobs (load 5-10), medians of 5 interleaved runs, 2026-11-29. 1t: one thread; 2t: two threads
+with ``OMP_WAIT_POLICY=PASSIVE`` (see the note below)::
 
     shape x [N, in] -> out      p       forward       dW        fwd+bwd    dense fwd
                                        1t    2t    1t    2t    1t    2t   ms (2t)
@@ -84,7 +120,7 @@ is one op, the event path about 25 small ones, and was measured 3-4x *slower* wi
 than with 1 (A512, p=0.02: 173 ms against 49 ms; dense 112 ms) until ``OMP_WAIT_POLICY=PASSIVE``
 was set (47 ms). Set it in the environment (before torch starts) on shared machines.
 
-What was tried and dropped (same machine, A512 unless said): sparse CSR
+What was tried and dropped for the torch implementation (same machine, A512 unless said): sparse CSR
 ``x.to_sparse_csr() @ W^T`` (the conversion alone costs 15-70 ms, as much as the dense GEMM;
 an MKL CSR built from our indices is still 1.5-4x slower than ``embedding_bag``);
 ``index_select`` + ``index_add_`` (materialises an ``nnz x out`` matrix: 3-20x slower than
@@ -142,27 +178,40 @@ _PARTIAL_BYTES = 32 << 20
 # --------------------------------------------------------------------------------------------
 
 # Crossover densities (speedup = 1, rounded down) measured by
-# benchmarks/crossover_event_linear.py, by the number of output features: the lower of the
-# 1-thread and 2-thread runs (see the table above). Training = forward + weight gradient;
-# inference = forward only. Linear interpolation in log2(out), clamped at the ends. The
-# crossover does not grow with ``out`` beyond 512: once ``W^T`` (forward) or the rows of
-# ``g`` (weight gradient) no longer fit in cache, each gathered row costs more.
+# benchmarks/crossover_event_linear.py, by the number of output features, for each
+# implementation of the event path: the lower over the shapes and thread counts measured
+# (see the tables above and in benchmarks/README.md). Training = forward + weight gradient;
+# inference = forward only. Linear interpolation in log2(out), clamped at the ends.
 _CROSSOVER_OUT = (128, 256, 512, 1024, 2048)
-_CROSSOVER_TRAINING = (0.01, 0.05, 0.075, 0.055, 0.045)
-_CROSSOVER_INFERENCE = (0.003, 0.03, 0.06, 0.06, 0.05)
+_CROSSOVER = {
+    # the compiled kernels (numba): 2026-11-29, 2 threads; 256 -> 256 and 512 -> 128 set the
+    # small end (their dense GEMMs take ~3 ms, so the event path's fixed costs count)
+    "numba": {True: (0.05, 0.07, 0.2, 0.2, 0.3), False: (0.03, 0.03, 0.2, 0.18, 0.3)},
+    # torch's embedding_bag (numba not installed): the table at the top of this module
+    "embedding_bag": {True: (0.01, 0.05, 0.075, 0.055, 0.045),
+                      False: (0.003, 0.03, 0.06, 0.06, 0.05)},
+}
 
 
-def crossover_density(out_features: int, training: bool = True) -> float:
+def _implementation() -> str:
+    from .leaky import numba_available
+    return "numba" if numba_available() else "embedding_bag"
+
+
+def crossover_density(out_features: int, training: bool = True,
+                      implementation: Optional[str] = None) -> float:
     """Spike density below which the event-driven path is faster (measured on CPU).
 
     Args:
         out_features: output size of the layer.
         training: forward + weight gradient (True) or forward only (False).
+        implementation: ``"numba"`` or ``"embedding_bag"``; default: the one this process
+            uses for float32/float64 on CPU (numba when installed).
 
     Returns:
         The density ``p = nnz / numel`` where event-driven and dense take the same time.
     """
-    table = _CROSSOVER_TRAINING if training else _CROSSOVER_INFERENCE
+    table = _CROSSOVER[implementation or _implementation()][bool(training)]
     logs = [math.log2(o) for o in _CROSSOVER_OUT]
     lo = math.log2(max(out_features, 1))
     if lo <= logs[0]:
@@ -248,30 +297,69 @@ def _event_weight_grad(grad: Tensor, index: Tensor, n_rows: int, n_in: int) -> T
     return partial.t()                                                   # [out, in]
 
 
+def _use_numba(x2: Tensor) -> bool:
+    """The compiled kernels (:mod:`spikegrad.kernels.numba_event`) where they run: CPU,
+    float32/float64, numba installed (the ``fast`` extra); else ``embedding_bag``."""
+    return (x2.device.type == "cpu" and x2.dtype in (torch.float32, torch.float64)
+            and _implementation() == "numba")
+
+
+class _Events(NamedTuple):
+    """The active inputs of ``x [N, in]``: CSR ``(rowptr, cols)`` for the compiled kernels, or
+    the flat sorted ``(index,)`` for the ``embedding_bag`` ones."""
+
+    tensors: tuple
+    nnz: int
+    binary: bool
+
+
+def _find_events(x2: Tensor) -> _Events:
+    if _use_numba(x2):
+        from .numba_event import active_csr
+        rowptr, cols, binary = active_csr(x2)
+        return _Events((rowptr, cols), cols.numel(), binary)
+    index, binary = _active_inputs(x2)
+    return _Events((index,), index.numel(), binary)
+
+
+def _forward_from(events: tuple, n_rows: int, weight: Tensor) -> Tensor:
+    if len(events) == 2:
+        from .numba_event import forward
+        return forward(*events, weight.detach())
+    return _event_forward(events[0], n_rows, weight)
+
+
+def _weight_grad_from(grad: Tensor, events: tuple, n_rows: int, n_in: int) -> Tensor:
+    if len(events) == 2:
+        from .numba_event import weight_grad
+        return weight_grad(grad, *events, n_in)
+    return _event_weight_grad(grad, events[0], n_rows, n_in)
+
+
 class _EventLinear(torch.autograd.Function):
-    """``x2 [N, in] -> [N, out]`` with a binary ``x2`` known by its active ``index``."""
+    """``x2 [N, in] -> [N, out]`` with a binary ``x2`` known by its active inputs."""
 
     @staticmethod
-    def forward(ctx, x2: Tensor, weight: Tensor, bias: Optional[Tensor], index: Tensor) -> Tensor:
-        y = _event_forward(index, x2.shape[0], weight)                  # [N, out]
+    def forward(ctx, x2: Tensor, weight: Tensor, bias: Optional[Tensor], *events: Tensor) -> Tensor:
+        y = _forward_from(events, x2.shape[0], weight)                  # [N, out]
         if bias is not None:
             y.add_(bias)
-        ctx.save_for_backward(index, weight)  # never x2: the index is all backward needs
+        ctx.save_for_backward(weight, *events)  # never x2: the events are all backward needs
         ctx.n_rows, ctx.n_in = x2.shape
         return y
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        index, weight = ctx.saved_tensors
+        weight, *events = ctx.saved_tensors
         grad = grad.contiguous()                                       # [N, out]
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
             gx = grad @ weight                                         # [N, in], dense
         if ctx.needs_input_grad[1]:
-            gw = _event_weight_grad(grad, index, ctx.n_rows, ctx.n_in)
+            gw = _weight_grad_from(grad, tuple(events), ctx.n_rows, ctx.n_in)
         if ctx.needs_input_grad[2]:
             gb = grad.sum(0)
-        return gx, gw, gb, None
+        return (gx, gw, gb) + (None,) * len(events)
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,18 +391,18 @@ def _estimate_density(x2: Tensor) -> float:
     return float(sample.count_nonzero()) / max(1, sample.numel())
 
 
-def _plan(x2: Tensor, weight: Tensor, backend: str) -> tuple[Plan, Optional[Tensor]]:
-    """Choose the path for ``x2 [N, in]``; returns the plan and the active index (or None)."""
+def _plan(x2: Tensor, weight: Tensor, backend: str) -> tuple[Plan, Optional[_Events]]:
+    """Choose the path for ``x2 [N, in]``; returns the plan and the active inputs (or None)."""
     if backend == "dense":
         return Plan("dense", math.nan, "backend='dense'"), None
     if backend == "event":
-        index, binary = _active_inputs(x2)
-        if not binary:
+        events = _find_events(x2)
+        if not events.binary:
             raise ValueError(
                 "event_linear: backend='event' needs a binary input (every entry 0 or 1, "
                 "e.g. spikes), but x has entries that are neither; use backend='dense' (or "
                 "'auto', which falls back to the dense GEMM for such inputs)")
-        return Plan("event", index.numel() / max(1, x2.numel()), "backend='event'"), index
+        return Plan("event", events.nnz / max(1, x2.numel()), "backend='event'"), events
     # auto
     n_rows, n_in = x2.shape
     if x2.device.type != "cpu" or x2.dtype not in (torch.float32, torch.float64):
@@ -324,17 +412,18 @@ def _plan(x2: Tensor, weight: Tensor, backend: str) -> tuple[Plan, Optional[Tens
     training = torch.is_grad_enabled() and weight.requires_grad
     if n_rows * n_in * weight.shape[0] < (_MIN_WORK_TRAINING if training else _MIN_WORK_INFERENCE):
         return Plan("dense", math.nan, "auto: too little work for the event path to pay"), None
-    threshold = crossover_density(weight.shape[0], training)
+    threshold = crossover_density(weight.shape[0], training,
+                                  "numba" if _use_numba(x2) else "embedding_bag")
     estimate = _estimate_density(x2)
     if estimate >= threshold:
         return Plan("dense", estimate, "auto: input too dense (subsample)"), None
-    index, binary = _active_inputs(x2)
-    density = index.numel() / max(1, x2.numel())
-    if not binary:
+    events = _find_events(x2)
+    density = events.nnz / max(1, x2.numel())
+    if not events.binary:
         return Plan("dense", density, "auto: input is not binary"), None
     if density >= threshold:
         return Plan("dense", density, "auto: input too dense"), None
-    return Plan("event", density, "auto: sparse binary input"), index
+    return Plan("event", density, "auto: sparse binary input"), events
 
 
 def plan_event_linear(x: Tensor, weight: Tensor, backend: str = "auto") -> Plan:
@@ -367,8 +456,8 @@ def event_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
     """
     _check(x, weight, bias, backend)
     x2 = x.reshape(-1, x.shape[-1])                                     # [N, in]
-    plan, index = _plan(x2, weight, backend)
-    if index is None:
+    plan, events = _plan(x2, weight, backend)
+    if events is None:
         return F.linear(x, weight, bias)
-    y = _EventLinear.apply(x2, weight, bias, index)                     # [N, out]
+    y = _EventLinear.apply(x2, weight, bias, *events.tensors)           # [N, out]
     return y.reshape(*x.shape[:-1], weight.shape[0])

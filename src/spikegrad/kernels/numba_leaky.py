@@ -11,13 +11,15 @@ over ``[T, B, N]`` costs about as much as the whole loop. Kernels are generated 
 option, surrogate and float type, so the inner loop is branch-free and LLVM vectorises it
 (measured 10x faster than one generic kernel with run-time flags).
 
-Threads: the recurrent loops split the batch rows over ``torch.get_num_threads()`` threads
-(:mod:`spikegrad.kernels.parallel`; rows are independent, results bit-identical): workload C's
-training step went from 150-200 ms to 95-110 ms on 2 cores. The feed-forward loops stay on one
-thread: they stream memory, and split over 2 threads the A512 / B benchmark steps were slower
-(41-46 vs 37-38 ms, 16.6-18 vs 15-15.6 ms): after the projection GEMM that precedes them,
-torch's idle OpenMP worker spins on the second core for ~4-7 ms (GNU OpenMP's default wait
-policy), and a second thread shares that core with it. The arithmetic follows the reference's
+Threads: every loop splits its independent dimension over ``torch.get_num_threads()`` threads
+(:mod:`spikegrad.kernels.parallel`; results bit-identical to one thread): the recurrent loops
+the batch rows (workload C's training step: 150-200 ms -> 95-110 ms on 2 cores), the
+feed-forward loops runs of 16 neurons (A512 step 35-36 -> 30-32 ms once the projection before
+them was event-driven; with the dense GEMM before them 37-45 -> 37-40 ms). An earlier
+measurement with the GEMM before them found two threads slower (41-46 vs 37-38 ms): after a
+parallel torch op, GNU OpenMP's default wait policy keeps its idle worker spinning on the
+second core for milliseconds, which a second thread of ours then shares; see
+``OMP_WAIT_POLICY`` in benchmarks/README.md. The arithmetic follows the reference's
 order (numba does not fuse multiply-adds unless asked), so forward states are bit-identical.
 
 Surrogates: the built-in ones are evaluated inside the backward loop by :func:`_phi`, a
@@ -223,10 +225,10 @@ def _fwd_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool, store_u: 
 
     @numba.njit(nogil=True, cache=True)
     def fwd(xs, v, i, a, g, a_s, th, vr, ys, u_out, i_out, ad, rho, be, ad_out, rf, nref,
-            free_out, q, dq, wq):
-        T, M = xs.shape
+            free_out, q, dq, wq, lo, hi):
+        T = xs.shape[0]
         for t in range(T):
-            for m in range(M):
+            for m in range(np.uint64(lo), np.uint64(hi)):
                 ad_m = ad[m] if adapt else zero
                 u, v_new, spike, i_m, ad_m2, rf_m, q_m, free = step(
                     xs[t, m], v[m], i[m] if has_syn else zero, a[m], g[m], a_s[m], th[m],
@@ -267,10 +269,10 @@ def _bwd_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: in
 
     @numba.njit(nogil=True, cache=True)
     def bwd(gys, u_all, th, vr, a, g, a_s, gv, gi, beta, phi_ext, gu_out, gi_out, ad_all, rho,
-            be, ga, free_all, dq, wq, gq):
-        T, M = gys.shape
+            be, ga, free_all, dq, wq, gq, lo, hi):
+        T = gys.shape[0]
         for t in range(T - 1, -1, -1):
-            for m in range(M):
+            for m in range(np.uint64(lo), np.uint64(hi)):
                 gu, gv_m, ga_m, gq_m = adjoint(
                     gys[t, m], u_all[t, m], th[m], vr[m], a[m], be[m] if adapt else zero,
                     ad_all[t, m] if adapt else zero, free_all[t, m] if absolute else zero,
@@ -564,12 +566,15 @@ def forward_scan(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset,
     extra, (ad_all, ad, free_all, ref, q) = _adapt_forward_args(
         adapt, lambda t: _state(t, row), lambda: torch.empty_like(x2), par, xs.dtype, store_u,
         rank=1)
-    fwd(x2.numpy(), v, i, par(a_mem), par(g),
-        par(a_syn if spec.has_syn else 0.0), par(theta if spec.spiking else 0.0),
-        par(v_reset if spec.spiking else 0.0),
-        ys.numpy() if spec.spiking else _dummy(xs.dtype),
-        u_all.numpy() if store_u else _dummy(xs.dtype),
-        i_all.numpy() if spec.has_syn else _dummy(xs.dtype), *extra)
+    args = (x2.numpy(), v, i, par(a_mem), par(g),
+            par(a_syn if spec.has_syn else 0.0), par(theta if spec.spiking else 0.0),
+            par(v_reset if spec.spiking else 0.0),
+            ys.numpy() if spec.spiking else _dummy(xs.dtype),
+            u_all.numpy() if store_u else _dummy(xs.dtype),
+            i_all.numpy() if spec.has_syn else _dummy(xs.dtype), *extra)
+    M = x2.shape[1]
+    # neurons are independent: threads take disjoint runs of 16 (one cache line of float32)
+    run_split(lambda lo, hi: fwd(*args, lo, hi), M, x2.numel(), align=16)
     v_T = torch.from_numpy(v).reshape(shape[1:])
     i_T = torch.from_numpy(i).reshape(shape[1:]) if spec.has_syn else None
     out = (ys.reshape(shape), u_all.reshape(shape) if store_u else None,
@@ -613,11 +618,13 @@ def backward_scan(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, a_sy
         adapt, lambda t: _state(t, row),
         lambda t: t.detach().to(u_all.dtype).contiguous().reshape(T, -1).numpy(), par,
         u_all.dtype, rank=1)
-    bwd(gys.numpy(), u2.numpy(), par(theta if spec.spiking else 0.0),
-        par(v_reset if spec.spiking else 0.0), par(a_mem), par(g),
-        par(a_syn if spec.has_syn else 0.0), gv, gi,
-        F(spec.surrogate.beta if spec.spiking else 0.0), phi_ext, gu_all.numpy(),
-        gi_all.numpy() if spec.has_syn else _dummy(u_all.dtype), *extra)
+    args = (gys.numpy(), u2.numpy(), par(theta if spec.spiking else 0.0),
+            par(v_reset if spec.spiking else 0.0), par(a_mem), par(g),
+            par(a_syn if spec.has_syn else 0.0), gv, gi,
+            F(spec.surrogate.beta if spec.spiking else 0.0), phi_ext, gu_all.numpy(),
+            gi_all.numpy() if spec.has_syn else _dummy(u_all.dtype), *extra)
+    M = u2.shape[1]
+    run_split(lambda lo, hi: bwd(*args, lo, hi), M, u2.numel(), align=16)
     out = gu_all.reshape(shape), (gi_all.reshape(shape) if spec.has_syn else None)
     if adapt is None:
         return out

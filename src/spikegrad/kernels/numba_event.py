@@ -1,0 +1,388 @@
+"""Compiled event-driven synapse kernels for :mod:`spikegrad.kernels.event_linear` (CPU, numba).
+
+Three steps, each a numba loop around a few explicit 64-byte vector operations:
+
+1. **Active inputs** of binary spikes ``x [N, in]`` as CSR (``rowptr [N + 1]``, ``cols [nnz]``
+   int32): per 16 inputs, one vector compare and one compress-store of the indices that fired
+   (``vpcompressd`` on AVX-512), which also flags any nonzero entry that is not 1.
+2. **Forward** ``y[n] = sum_{i in cols(n)} W[:, i]``: the weight is packed by blocks of ``L``
+   output features (64 bytes: 16 float32 or 8 float64), ``wtb[c, i, :] = W[cL:(c+1)L, i]``, so
+   that one block (``in * 64`` bytes: 32 KiB for ``in = 512``) stays in L1 while every row
+   gathers from it into four vector accumulators.
+3. **Weight gradient** ``dW[:, i] = sum_{n : x[n, i] = 1} g[n]``: per block of ``RB`` rows, the
+   active entries grouped by input (a counting sort: CSC of the block), the block's rows of
+   ``g`` packed by column block (so the rows gathered lie contiguously in L1 instead of 2 KiB
+   apart, where they map to two cache sets), and one vector gather-sum per (input, column
+   block) added into ``dW^T``.
+
+Threads split the column blocks (forward and weight gradient) and the row blocks (the sort):
+every output element is written by one thread and summed in one order, so results do not
+depend on the number of threads.
+
+Why hand-written vector IR instead of numba-compiled Python: numba runs LLVM without its SLP
+vectoriser (``NUMBA_SLP_VECTORIZE=0``, a process-wide switch), and the inner loops here are 16
+lanes long, which the loop vectoriser does not handle once LLVM has unrolled them: the same
+loops in plain numba compiled to scalar adds (A512 forward: 50-90 ms against 5-7 ms). The
+intrinsics emit ``<16 x float>`` / ``<8 x double>`` loads, adds and stores that LLVM lowers to
+one AVX-512 instruction each (two AVX2 or four SSE instructions on older CPUs).
+
+Measured (Intel Xeon with AVX-512, 2 cores, float32, p = 0.1, ``x [8000, 512] -> 512``, medians
+of 15 interleaved runs; one / two threads): active inputs 2.5 / 1.3 ms (0.8 ms alone; torch's
+``argwhere`` 5 ms), forward 7.3 / 4.0 ms, weight gradient (with the sort) 9.1 / 6.3 ms, against
+11-12 ms for each dense GEMM on two threads.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+from torch import Tensor
+
+from .parallel import run_split
+
+# Rows per block of the weight gradient: the block's packed rows of g for one column block
+# take RB * 64 bytes (16 KiB) and stay in L1 while every input of the block gathers from them.
+# Measured on A512 (p = 0.1): 256 rows 7.3 ms, 512 rows 8.5 ms, 1024 rows 13 ms.
+ROW_BLOCK = 256
+# Bytes per vector block of output features.
+LANE_BYTES = 64
+
+_I1 = ir.IntType(1)
+_I32 = ir.IntType(32)
+_I64 = ir.IntType(64)
+
+
+def lanes(dtype: torch.dtype) -> int:
+    """Output features per 64-byte block (16 float32, 8 float64)."""
+    return LANE_BYTES // torch.empty((), dtype=dtype).element_size()
+
+
+def _numba_lanes(dtype) -> int:
+    return LANE_BYTES // (dtype.bitwidth // 8)
+
+
+def _data(context, builder, arrty, value):
+    return context.make_array(arrty)(context, builder, value).data
+
+
+def _vector_ptr(builder, data, offset, vty):
+    return builder.bitcast(builder.gep(data, [offset]), vty.as_pointer())
+
+
+# --------------------------------------------------------------------------------------------
+# vector intrinsics (inlined into the numba loops below)
+# --------------------------------------------------------------------------------------------
+
+def _make_gather(accumulate: bool):
+    def gather(typingctx, table, index, k0, k1, base, stride, out, out_off):
+        """``out[out_off:+L] (+)= sum_{k0 <= k < k1} table[base + index[k] * stride:+L]`` with
+        four accumulators (fixed order: lanes k = 0, 1, 2, 3 mod 4, then pairwise)."""
+        L = _numba_lanes(table.dtype)
+        u64 = types.uint64
+        sig = types.void(table, index, u64, u64, u64, u64, out, u64)
+
+        def codegen(context, builder, sig, args):
+            tab, idx, k0v, k1v, basev, st, o, ooff = args
+            tab = _data(context, builder, sig.args[0], tab)
+            idx = _data(context, builder, sig.args[1], idx)
+            o = _data(context, builder, sig.args[6], o)
+            vty = ir.VectorType(context.get_value_type(sig.args[0].dtype), L)
+            zero = ir.Constant(vty, [0.0] * L)
+            accs = [cgutils.alloca_once_value(builder, zero) for _ in range(4)]
+
+            def load_row(k):
+                j = builder.load(builder.gep(idx, [k]))
+                if j.type.width < 64:
+                    j = builder.zext(j, _I64)
+                return builder.load(
+                    _vector_ptr(builder, tab, builder.add(basev, builder.mul(j, st)), vty),
+                    align=1)
+
+            n = builder.sub(k1v, k0v)
+            quads = builder.udiv(n, ir.Constant(_I64, 4))
+            with cgutils.for_range(builder, quads) as loop:
+                kb = builder.add(k0v, builder.mul(loop.index, ir.Constant(_I64, 4)))
+                for u, acc in enumerate(accs):
+                    v = load_row(builder.add(kb, ir.Constant(_I64, u)))
+                    builder.store(builder.fadd(builder.load(acc), v), acc)
+            tail = builder.add(k0v, builder.mul(quads, ir.Constant(_I64, 4)))
+            with cgutils.for_range(builder, builder.sub(k1v, tail)) as loop:
+                v = load_row(builder.add(tail, loop.index))
+                builder.store(builder.fadd(builder.load(accs[0]), v), accs[0])
+            a = [builder.load(acc) for acc in accs]
+            total = builder.fadd(builder.fadd(a[0], a[1]), builder.fadd(a[2], a[3]))
+            p = _vector_ptr(builder, o, ooff, vty)
+            if accumulate:
+                total = builder.fadd(builder.load(p, align=1), total)
+            builder.store(total, p, align=1)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return intrinsic(gather)
+
+
+_gather_sum = _make_gather(False)
+_gather_add = _make_gather(True)
+
+
+@intrinsic
+def _copy_block(typingctx, dst, dst_off, src, src_off):
+    """``dst[dst_off:+L] = src[src_off:+L]`` (one vector load and store)."""
+    L = _numba_lanes(dst.dtype)
+    sig = types.void(dst, types.uint64, src, types.uint64)
+
+    def codegen(context, builder, sig, args):
+        d, doff, s, soff = args
+        vty = ir.VectorType(context.get_value_type(sig.args[0].dtype), L)
+        v = builder.load(_vector_ptr(builder, _data(context, builder, sig.args[2], s), soff, vty),
+                         align=1)
+        builder.store(v, _vector_ptr(builder, _data(context, builder, sig.args[0], d), doff, vty),
+                      align=1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _compress_row(typingctx, x, x_off, n, cols, k):
+    """Append the ``j < n`` with ``x[x_off + j] != 0`` to ``cols[k:]`` (int32), 16 at a time
+    with a compress-store. Returns ``(k + count, bad)``; ``bad`` = 1 if a nonzero entry is not
+    exactly 1 (NaN included). Writes nothing past the last index appended."""
+    W = 16
+    u64 = types.uint64
+    sig = types.UniTuple(u64, 2)(x, u64, u64, cols, u64)
+
+    def codegen(context, builder, sig, args):
+        xa, xoff, nv, ca, kv = args
+        xa = _data(context, builder, sig.args[0], xa)
+        ca = _data(context, builder, sig.args[3], ca)
+        fty = context.get_value_type(sig.args[0].dtype)
+        vty, ity, mty = ir.VectorType(fty, W), ir.VectorType(_I32, W), ir.VectorType(_I1, W)
+        module = builder.module
+        store = cgutils.get_or_insert_function(
+            module, ir.FunctionType(ir.VoidType(), [ity, _I32.as_pointer(), mty]),
+            "llvm.masked.compressstore.v16i32")
+        popcount = cgutils.get_or_insert_function(
+            module, ir.FunctionType(ir.IntType(W), [ir.IntType(W)]), "llvm.ctpop.i16")
+        kk = cgutils.alloca_once_value(builder, kv)
+        bad = cgutils.alloca_once_value(builder, ir.Constant(_I1, 0))
+        lane = ir.Constant(ity, list(range(W)))
+        zero, one = ir.Constant(vty, [0.0] * W), ir.Constant(vty, [1.0] * W)
+        full = builder.udiv(nv, ir.Constant(_I64, W))
+        with cgutils.for_range(builder, full) as loop:
+            j0 = builder.mul(loop.index, ir.Constant(_I64, W))
+            v = builder.load(_vector_ptr(builder, xa, builder.add(xoff, j0), vty), align=1)
+            fired = builder.fcmp_unordered("!=", v, zero)
+            not_one = builder.and_(fired, builder.fcmp_unordered("!=", v, one))
+            any_bad = builder.icmp_unsigned("!=", builder.bitcast(not_one, ir.IntType(W)),
+                                            ir.Constant(ir.IntType(W), 0))
+            builder.store(builder.or_(builder.load(bad), any_bad), bad)
+            start = builder.insert_element(ir.Constant(ity, None), builder.trunc(j0, _I32),
+                                           ir.Constant(_I32, 0))
+            start = builder.shuffle_vector(start, ir.Constant(ity, None),
+                                           ir.Constant(ity, [0] * W))
+            k = builder.load(kk)
+            builder.call(store, [builder.add(lane, start), builder.gep(ca, [k]), fired])
+            count = builder.call(popcount, [builder.bitcast(fired, ir.IntType(W))])
+            builder.store(builder.add(k, builder.zext(count, _I64)), kk)
+        rest = builder.mul(full, ir.Constant(_I64, W))
+        with cgutils.for_range(builder, builder.sub(nv, rest)) as loop:
+            j = builder.add(rest, loop.index)
+            v = builder.load(builder.gep(xa, [builder.add(xoff, j)]))
+            fired = builder.fcmp_unordered("!=", v, ir.Constant(fty, 0.0))
+            not_one = builder.and_(fired, builder.fcmp_unordered("!=", v, ir.Constant(fty, 1.0)))
+            builder.store(builder.or_(builder.load(bad), not_one), bad)
+            k = builder.load(kk)
+            with builder.if_then(fired):
+                builder.store(builder.trunc(j, _I32), builder.gep(ca, [k]))
+            builder.store(builder.add(k, builder.zext(fired, _I64)), kk)
+        return cgutils.pack_array(builder, [builder.load(kk),
+                                            builder.zext(builder.load(bad), _I64)])
+
+    return sig, codegen
+
+
+# --------------------------------------------------------------------------------------------
+# loops
+# --------------------------------------------------------------------------------------------
+
+@numba.njit(nogil=True, cache=True)
+def _count_kernel(x, n_in, counts, lo, hi):
+    """``counts[r + 1] = count(x[r] != 0)`` for the rows ``[lo, hi)``."""
+    for r in range(lo, hi):
+        off = np.uint64(r * n_in)
+        c = 0
+        for j in range(np.uint64(n_in)):
+            c += x[off + j] != 0
+        counts[r + 1] = c
+
+
+@numba.njit(nogil=True, cache=True)
+def _csr_kernel(x, n_in, rowptr, cols, lo, hi):
+    """Fill ``cols`` for the rows ``[lo, hi)`` (``rowptr`` known); 1 if an entry is not 0/1."""
+    bad = np.uint64(0)
+    for r in range(lo, hi):
+        k, b = _compress_row(x, np.uint64(r * n_in), np.uint64(n_in), cols,
+                             np.uint64(rowptr[r]))
+        bad |= b
+    return bad
+
+
+@numba.njit(nogil=True, cache=True)
+def _forward_kernel(rowptr, cols, wtb, n_in, n_out, y, tmp, c_lo, c_hi):
+    """``y [N * out]`` (row-major) for the column blocks ``[c_lo, c_hi)``."""
+    L = tmp.shape[0]
+    n_rows = rowptr.shape[0] - 1
+    uL = np.uint64(L)
+    for r0 in range(0, n_rows, 256):  # rows in blocks: their lines of y stay in L2 across c
+        r1 = min(r0 + 256, n_rows)
+        for c in range(c_lo, c_hi):
+            base = np.uint64(c * n_in * L)
+            full = (c + 1) * L <= n_out
+            for r in range(r0, r1):
+                k0, k1 = np.uint64(rowptr[r]), np.uint64(rowptr[r + 1])
+                if full:
+                    _gather_sum(wtb, cols, k0, k1, base, uL, y, np.uint64(r * n_out + c * L))
+                else:
+                    _gather_sum(wtb, cols, k0, k1, base, uL, tmp, np.uint64(0))
+                    for q in range(n_out - c * L):
+                        y[r * n_out + c * L + q] = tmp[q]
+
+
+@numba.njit(nogil=True, cache=True)
+def _csc_kernel(rowptr, cols, n_in, rb, colptr, rows, b_lo, b_hi):
+    """Per block ``b`` of ``rb`` rows: its active entries grouped by input. Bag ``q = b * in + i``
+    holds, in ``rows[colptr[q]:colptr[q + 1]]``, the rows of the block where input ``i`` fired
+    (ascending). Blocks are independent (block ``b`` writes ``colptr[b*in + 1 : (b+1)*in + 1]``)."""
+    n_rows = rowptr.shape[0] - 1
+    for b in range(b_lo, b_hi):
+        r0, r1 = b * rb, min((b + 1) * rb, n_rows)
+        cur = colptr[b * n_in + 1:(b + 1) * n_in + 1]  # counts, then write cursors, then ends
+        cur[:] = 0
+        for k in range(rowptr[r0], rowptr[r1]):
+            cur[cols[k]] += 1
+        start = rowptr[r0]
+        for i in range(n_in):
+            count = cur[i]
+            cur[i] = start
+            start += count
+        for r in range(r0, r1):
+            for k in range(rowptr[r], rowptr[r + 1]):
+                i = cols[k]
+                rows[cur[i]] = r
+                cur[i] += 1
+
+
+@numba.njit(nogil=True, cache=True)
+def _weight_grad_kernel(colptr, rows, g, n_rows, n_in, n_out, rb, dwt, pack, c_lo, c_hi):
+    """``dwt[c, i, :] += sum over the bag (b, i) of g[r, cL:(c+1)L]`` for ``c in [c_lo, c_hi)``;
+    ``pack [(c_hi - c_lo) * rb * L]`` is this thread's scratch."""
+    L = LANE_BYTES // g.itemsize
+    uL = np.uint64(L)
+    n_blocks = (n_rows + rb - 1) // rb
+    for b in range(n_blocks):
+        r0 = b * rb
+        nr = min(rb, n_rows - r0)
+        for rl in range(nr):  # pack[c - c_lo, rl, :] = g[r0 + rl, cL:(c+1)L], zero-padded
+            src = (r0 + rl) * n_out
+            for c in range(c_lo, c_hi):
+                dst = ((c - c_lo) * rb + rl) * L
+                if (c + 1) * L <= n_out:
+                    _copy_block(pack, np.uint64(dst), g, np.uint64(src + c * L))
+                else:
+                    for q in range(L):
+                        pack[dst + q] = g[src + c * L + q] if c * L + q < n_out else 0.0
+        for c in range(c_lo, c_hi):
+            # rows holds global row numbers r: pack's row rl = r - r0 sits at base + r * L
+            # (the unsigned sum wraps around exactly like the signed one)
+            base = np.uint64((c - c_lo) * rb * L) - np.uint64(r0 * L)
+            for i in range(n_in):
+                q = b * n_in + i
+                k0, k1 = np.uint64(colptr[q]), np.uint64(colptr[q + 1])
+                if k1 > k0:
+                    _gather_add(pack, rows, k0, k1, base, uL, dwt,
+                                np.uint64((c * n_in + i) * L))
+
+
+# --------------------------------------------------------------------------------------------
+# torch-facing wrappers
+# --------------------------------------------------------------------------------------------
+
+def active_csr(x2: Tensor) -> tuple[Tensor, Tensor, bool]:
+    """Active inputs of ``x2 [N, in]`` (CPU float): ``(rowptr [N + 1] int64, cols [nnz] int32,
+    binary)``; ``binary`` is whether every nonzero entry equals 1. Two passes over ``x2`` (count,
+    then compress), threaded over rows, so ``cols`` is allocated at its exact size."""
+    n_rows, n_in = x2.shape
+    x = x2.detach().contiguous().view(-1).numpy()
+    rowptr = np.zeros(n_rows + 1, np.int64)
+    run_split(lambda lo, hi: _count_kernel(x, n_in, rowptr, lo, hi), n_rows, x.size)
+    np.cumsum(rowptr, out=rowptr)
+    cols = np.empty(int(rowptr[-1]), np.int32)
+    bad = []
+    run_split(lambda lo, hi: bad.append(_csr_kernel(x, n_in, rowptr, cols, lo, hi)),
+              n_rows, x.size)
+    return torch.from_numpy(rowptr), torch.from_numpy(cols), not any(bad)
+
+
+def _pack_weight(weight: Tensor, L: int) -> np.ndarray:
+    """``W [out, in]`` as ``wtb [ceil(out / L), in, L]`` (zero-padded), flat."""
+    n_out, n_in = weight.shape
+    n_blocks = -(-n_out // L)
+    w = weight.detach().numpy()
+    wtb = np.zeros((n_blocks, n_in, L), w.dtype)
+    full = n_out // L
+    wtb[:full] = w[:full * L].reshape(full, L, n_in).transpose(0, 2, 1)
+    if full < n_blocks:
+        wtb[full, :, :n_out - full * L] = w[full * L:].T
+    return wtb.reshape(-1)
+
+
+def forward(rowptr: Tensor, cols: Tensor, weight: Tensor) -> Tensor:
+    """``x W^T -> [N, out]`` for ``x [N, in]`` given by its CSR ``(rowptr, cols)``."""
+    n_out, n_in = weight.shape
+    n_rows = rowptr.shape[0] - 1
+    L = lanes(weight.dtype)
+    wtb = _pack_weight(weight, L)
+    y_np = np.empty(n_rows * n_out, wtb.dtype)
+    rp, cl = rowptr.numpy(), cols.numpy()
+    n_blocks = -(-n_out // L)
+
+    def call(lo, hi):
+        _forward_kernel(rp, cl, wtb, n_in, n_out, y_np, np.empty(L, y_np.dtype), lo, hi)
+
+    run_split(call, n_blocks, cols.shape[0] * n_out)
+    return torch.from_numpy(y_np).view(n_rows, n_out)
+
+
+def weight_grad(grad: Tensor, rowptr: Tensor, cols: Tensor, n_in: int) -> Tensor:
+    """``g^T x -> [out, in]`` for ``g [N, out]`` and ``x [N, in]`` given by its CSR."""
+    n_rows, n_out = grad.shape
+    L = lanes(grad.dtype)
+    rb = ROW_BLOCK
+    n_row_blocks = -(-n_rows // rb)
+    rp, cl = rowptr.numpy(), cols.numpy()
+    index = np.int32 if n_rows < 2**31 else np.int64
+    colptr = np.zeros(n_row_blocks * n_in + 1, np.int64)
+    rows = np.empty(cl.shape[0], index)
+    run_split(lambda lo, hi: _csc_kernel(rp, cl, n_in, rb, colptr, rows, lo, hi),
+              n_row_blocks, cl.shape[0] * 4)
+    n_blocks = -(-n_out // L)
+    g = grad.detach().contiguous().view(-1).numpy()
+    dwt = np.zeros((n_blocks, n_in, L), g.dtype)
+    dwt_flat = dwt.reshape(-1)
+
+    def call(lo, hi):
+        pack = np.empty((hi - lo) * rb * L, g.dtype)
+        _weight_grad_kernel(colptr, rows, g, n_rows, n_in, n_out, rb, dwt_flat, pack, lo, hi)
+
+    run_split(call, n_blocks, cl.shape[0] * n_out)
+    # numpy, not torch, for the copies here: a torch op wakes its OpenMP pool, whose threads
+    # then spin for milliseconds on the cores that the next kernel's threads want
+    dw = np.ascontiguousarray(dwt.transpose(0, 2, 1).reshape(n_blocks * L, n_in)[:n_out])
+    return torch.from_numpy(dw)

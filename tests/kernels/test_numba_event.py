@@ -1,0 +1,120 @@
+"""The compiled event kernels: active inputs exactly as ``nonzero``, forward and weight gradient
+equal to the dense GEMMs, at every ragged edge (input tails of the 16-wide compare, output
+tails of the 64-byte blocks, short last row block), and independent of the number of threads."""
+
+import numpy as np
+import pytest
+import torch
+
+from spikegrad.kernels.leaky import numba_available
+
+pytestmark = pytest.mark.skipif(not numba_available(), reason="numba not installed")
+
+if numba_available():
+    from spikegrad.kernels import numba_event as ne
+    from spikegrad.kernels import parallel
+
+RTOL = {torch.float32: 1e-5, torch.float64: 1e-10}
+
+
+def spikes(shape, p, dtype, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.rand(shape, generator=gen, dtype=dtype) < p).to(dtype)
+
+
+def close(actual, expected):
+    rtol = RTOL[expected.dtype]
+    scale = max(1.0, expected.abs().max().item()) if expected.numel() else 1.0
+    torch.testing.assert_close(actual, expected, rtol=rtol, atol=rtol * scale)
+
+
+@pytest.fixture
+def threads(monkeypatch):
+    """Force the kernels onto k threads even for small inputs."""
+    def use(k):
+        monkeypatch.setattr(parallel, "MIN_WORK_PER_THREAD", 1)
+        monkeypatch.setattr(torch, "get_num_threads", lambda: k)
+    return use
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n_rows, n_in, p", [
+    (1, 1, 1.0), (3, 15, 0.5), (5, 16, 0.5), (7, 17, 0.3), (40, 100, 0.05), (9, 33, 0.0),
+    (9, 33, 1.0), (0, 8, 0.5)])
+def test_active_inputs_are_exactly_the_nonzero_entries(dtype, n_rows, n_in, p):
+    x = spikes((n_rows, n_in), p, dtype)
+    rowptr, cols, binary = ne.active_csr(x)
+    rows, want = np.nonzero(x.numpy())
+    assert binary and rowptr.dtype == torch.int64 and cols.dtype == torch.int32
+    assert cols.tolist() == want.tolist()
+    assert rowptr.tolist() == np.searchsorted(rows, np.arange(n_rows + 1)).tolist()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("value, column", [(2.0, 3), (0.5, 10), (-1.0, 0), (float("nan"), 17),
+                                           (float("inf"), 18)])
+def test_a_non_binary_entry_is_reported_in_the_vector_part_and_in_the_tail(dtype, value, column):
+    x = spikes((4, 19), 0.3, dtype)                       # 19 inputs: 16 vector + 3 tail
+    x[2, column] = value
+    assert ne.active_csr(x)[2] is False
+
+
+def test_negative_zero_is_silent():
+    x = torch.zeros(2, 20)
+    x[0, 3], x[1, 18] = -0.0, -0.0
+    rowptr, cols, binary = ne.active_csr(x)
+    assert binary and cols.numel() == 0 and rowptr.tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n_rows, n_in, n_out, p", [
+    (50, 30, 1, 0.3), (50, 30, 7, 0.3), (50, 30, 16, 0.3), (50, 30, 37, 0.3), (600, 70, 40, 0.1),
+    (300, 5, 24, 0.0), (300, 5, 24, 1.0), (0, 5, 9, 0.5)])
+def test_forward_and_weight_gradient_equal_the_dense_products(dtype, n_rows, n_in, n_out, p):
+    gen = torch.Generator().manual_seed(1)
+    x = spikes((n_rows, n_in), p, dtype)
+    w = torch.randn(n_out, n_in, generator=gen, dtype=dtype)
+    g = torch.randn(n_rows, n_out, generator=gen, dtype=dtype)
+    rowptr, cols, _ = ne.active_csr(x)
+    y = ne.forward(rowptr, cols, w)
+    dw = ne.weight_grad(g, rowptr, cols, n_in)
+    assert y.shape == (n_rows, n_out) and dw.shape == (n_out, n_in)
+    assert y.dtype == dw.dtype == dtype
+    close(y, x @ w.t())
+    close(dw, g.t() @ x)
+
+
+def test_weight_gradient_spans_many_row_blocks_with_a_short_last_one(monkeypatch):
+    monkeypatch.setattr(ne, "ROW_BLOCK", 16)
+    x = spikes((16 * 9 + 5, 21), 0.4, torch.float64)
+    g = torch.randn(x.shape[0], 19, dtype=torch.float64)
+    rowptr, cols, _ = ne.active_csr(x)
+    close(ne.weight_grad(g, rowptr, cols, 21), g.t() @ x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_results_are_bit_identical_on_one_two_and_three_threads(threads, dtype):
+    x = spikes((700, 45), 0.2, dtype)
+    w = torch.randn(50, 45, dtype=dtype)                   # 50 = 3 full blocks + a tail (f32)
+    g = torch.randn(700, 50, dtype=dtype)
+    results = []
+    for k in (1, 2, 3):
+        threads(k)
+        assert len(parallel.split(4, 10**9)) == min(k, 4)
+        rowptr, cols, binary = ne.active_csr(x)
+        results.append((rowptr, cols, ne.forward(rowptr, cols, w),
+                        ne.weight_grad(g, rowptr, cols, 45)))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert torch.equal(a, b)
+
+
+def test_the_gradient_of_a_sum_arrives_expanded_and_is_read_correctly():
+    x = spikes((64, 20), 0.3, torch.float32)
+    g = torch.ones(1, 1).expand(64, 18)                    # all strides 0
+    rowptr, cols, _ = ne.active_csr(x)
+    close(ne.weight_grad(g, rowptr, cols, 20), torch.ones(64, 18).t() @ x)
+
+
+def test_lanes_per_64_byte_block():
+    assert ne.lanes(torch.float32) == 16 and ne.lanes(torch.float64) == 8
