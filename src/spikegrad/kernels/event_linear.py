@@ -156,9 +156,12 @@ from torch import Tensor
 
 BACKENDS = ("auto", "event", "dense")
 
-# Rows of x inspected by the density estimate of backend="auto" (a strided subsample: about
-# 0.3 ms for 8000 x 512 against 3-9 ms for a full count_nonzero on 2 cores).
-_SAMPLE_ELEMENTS = 1 << 16
+# Elements of x inspected by the density estimate of backend="auto" (a strided subsample of rows:
+# about 0.1 ms for 8000 x 512 against 3-9 ms for a full count_nonzero on 2 cores). Kept below
+# torch's parallel grain (32768) so that the count runs on the calling thread: a parallel op
+# leaves torch's OpenMP worker spinning for milliseconds on the core that the event kernels'
+# second thread needs next (A512 step 31.5 -> 28-29 ms, B 18 -> 15.5-16 ms when this was 65536).
+_SAMPLE_ELEMENTS = (1 << 15) - 1024
 # Below this many multiply-adds (N * in * out) the dense GEMM takes under a millisecond and the
 # fixed cost of the event path (about 25 small op calls) does not pay: measured at p = 0.01,
 # 500 x 64 -> 256 (8M): forward+backward 0.6x; 1000 x 64 -> 512 and 2000 x 128 -> 128 (33M):
