@@ -34,6 +34,8 @@ of 15 interleaved runs; one / two threads): active inputs 2.5 / 1.3 ms (0.8 ms a
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numba
 import numpy as np
 import torch
@@ -330,8 +332,10 @@ def active_csr(x2: Tensor) -> tuple[Tensor, Tensor, bool]:
     return torch.from_numpy(rowptr), torch.from_numpy(cols), not any(bad)
 
 
-def _pack_weight(weight: Tensor, L: int) -> np.ndarray:
-    """``W [out, in]`` as ``wtb [ceil(out / L), in, L]`` (zero-padded), flat."""
+def pack_weight(weight: Tensor) -> np.ndarray:
+    """``W [out, in]`` as ``wtb [ceil(out / L), in, L]`` (zero-padded), flat: the forward's
+    layout (pack once, use for many calls)."""
+    L = lanes(weight.dtype)
     n_out, n_in = weight.shape
     n_blocks = -(-n_out // L)
     w = weight.detach().numpy()
@@ -343,38 +347,69 @@ def _pack_weight(weight: Tensor, L: int) -> np.ndarray:
     return wtb.reshape(-1)
 
 
-def forward(rowptr: Tensor, cols: Tensor, weight: Tensor) -> Tensor:
-    """``x W^T -> [N, out]`` for ``x [N, in]`` given by its CSR ``(rowptr, cols)``."""
+def forward(rowptr: Tensor, cols: Tensor, weight: Tensor, wtb: Optional[np.ndarray] = None,
+            out: Optional[np.ndarray] = None) -> Tensor:
+    """``x W^T -> [N, out]`` for ``x [N, in]`` given by its CSR ``(rowptr, cols)``; ``rowptr``
+    may be a slice of a larger CSR (rows ``r0..r1`` of it: pass ``rowptr[r0:r1 + 1]``).
+    ``wtb``: :func:`pack_weight` of ``weight`` (packed here if None); ``out``: a contiguous
+    array of ``N * out`` elements to write into."""
     n_out, n_in = weight.shape
     n_rows = rowptr.shape[0] - 1
     L = lanes(weight.dtype)
-    wtb = _pack_weight(weight, L)
-    y_np = np.empty(n_rows * n_out, wtb.dtype)
-    rp, cl = rowptr.numpy(), cols.numpy()
+    wtb = pack_weight(weight) if wtb is None else wtb
+    y_np = np.empty(n_rows * n_out, wtb.dtype) if out is None else out.reshape(-1)
+    rp = rowptr.numpy() if isinstance(rowptr, Tensor) else rowptr
+    cl = cols.numpy() if isinstance(cols, Tensor) else cols
     n_blocks = -(-n_out // L)
 
     def call(lo, hi):
         _forward_kernel(rp, cl, wtb, n_in, n_out, y_np, np.empty(L, y_np.dtype), lo, hi)
 
-    run_split(call, n_blocks, cols.shape[0] * n_out)
+    run_split(call, n_blocks, max(1, int(rp[-1] - rp[0])) * n_out)
     return torch.from_numpy(y_np).view(n_rows, n_out)
 
 
 def weight_grad(grad: Tensor, rowptr: Tensor, cols: Tensor, n_in: int) -> Tensor:
     """``g^T x -> [out, in]`` for ``g [N, out]`` and ``x [N, in]`` given by its CSR."""
-    n_rows, n_out = grad.shape
-    L = lanes(grad.dtype)
+    dwt = blocked_zeros(grad.shape[1], n_in, grad.dtype)
+    accumulate_weight_grad(grad, rowptr, cols, dwt)
+    return unblock(dwt, grad.shape[1])
+
+
+def blocked_zeros(n_out: int, n_in: int, dtype: torch.dtype) -> np.ndarray:
+    """A zero weight gradient in the kernels' layout ``dW^T [ceil(out / L), in, L]``."""
+    L = lanes(dtype)
+    return np.zeros((-(-n_out // L), n_in, L), torch.empty(0, dtype=dtype).numpy().dtype)
+
+
+def unblock(dwt: np.ndarray, n_out: int) -> Tensor:
+    """``[out, in]`` from the blocked layout of :func:`blocked_zeros`."""
+    n_blocks, n_in, L = dwt.shape
+    # numpy, not torch, for the copy: a torch op wakes its OpenMP pool, whose threads then
+    # spin for milliseconds on the cores that the next kernel's threads want
+    return torch.from_numpy(np.ascontiguousarray(
+        dwt.transpose(0, 2, 1).reshape(n_blocks * L, n_in)[:n_out]))
+
+
+def accumulate_weight_grad(grad, rowptr, cols, dwt: np.ndarray) -> None:
+    """``dwt += (g^T x)`` in the blocked layout, for ``g [N, out]`` (a tensor or numpy array)
+    and ``x [N, in]`` given by its CSR (``rowptr`` may be a slice of a larger CSR)."""
+    g = grad.detach().contiguous().numpy() if isinstance(grad, Tensor) else grad
+    n_rows, n_out = g.shape
+    n_blocks, n_in, L = dwt.shape
+    rp = rowptr.numpy() if isinstance(rowptr, Tensor) else rowptr
+    cl = cols.numpy() if isinstance(cols, Tensor) else cols
+    if rp[0] != 0:  # a slice: local offsets
+        cl = cl[rp[0]:rp[-1]]
+        rp = rp - rp[0]
     rb = ROW_BLOCK
     n_row_blocks = -(-n_rows // rb)
-    rp, cl = rowptr.numpy(), cols.numpy()
     index = np.int32 if n_rows < 2**31 else np.int64
     colptr = np.zeros(n_row_blocks * n_in + 1, np.int64)
     rows = np.empty(cl.shape[0], index)
     run_split(lambda lo, hi: _csc_kernel(rp, cl, n_in, rb, colptr, rows, lo, hi),
               n_row_blocks, cl.shape[0] * 4)
-    n_blocks = -(-n_out // L)
-    g = grad.detach().contiguous().view(-1).numpy()
-    dwt = np.zeros((n_blocks, n_in, L), g.dtype)
+    g = g.reshape(-1)
     dwt_flat = dwt.reshape(-1)
 
     def call(lo, hi):
@@ -382,7 +417,3 @@ def weight_grad(grad: Tensor, rowptr: Tensor, cols: Tensor, n_in: int) -> Tensor
         _weight_grad_kernel(colptr, rows, g, n_rows, n_in, n_out, rb, dwt_flat, pack, lo, hi)
 
     run_split(call, n_blocks, cl.shape[0] * n_out)
-    # numpy, not torch, for the copies here: a torch op wakes its OpenMP pool, whose threads
-    # then spin for milliseconds on the cores that the next kernel's threads want
-    dw = np.ascontiguousarray(dwt.transpose(0, 2, 1).reshape(n_blocks * L, n_in)[:n_out])
-    return torch.from_numpy(dw)

@@ -214,12 +214,15 @@ def _adjoint(spiking: bool, reset: int, detach: bool, kind: int, F, adapt: bool,
 @functools.lru_cache(maxsize=None)
 def _fwd_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool, store_u: bool = True,
                 adapt: bool = False, absolute: bool = False, relative: bool = False,
-                F=np.float64):
+                F=np.float64, inplace: bool = False):
     """The forward loop over ``xs [T, M]`` (time in order, a contiguous row of neurons per
     step), specialised to the model's options so that the inner loop is branch-free and LLVM
     vectorises it; the step is :func:`_step`. ``store_u=False`` (spiking, no gradient wanted)
     never writes the saved sequences ``u_out``, ``ad_out`` (the trace each step compared
-    with) and ``free_out`` (1 where a step was free of the absolute refractory period)."""
+    with) and ``free_out`` (1 where a step was free of the absolute refractory period).
+    ``inplace`` (with ``store_u``): the membrane overwrites the input ``xs`` instead of going
+    to ``u_out`` (passing ``xs`` as ``u_out`` would compute the same, but LLVM's run-time
+    overlap check then sends every row to the scalar loop)."""
     step = _step(spiking, reset, has_syn, scale, adapt, absolute, relative, F)
     zero = F(0.0)
 
@@ -239,7 +242,10 @@ def _fwd_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool, store_u: 
                     i[m] = i_m
                     i_out[t, m] = i_m
                 if store_u:
-                    u_out[t, m] = u
+                    if inplace:
+                        xs[t, m] = u
+                    else:
+                        u_out[t, m] = u
                     if adapt:
                         ad_out[t, m] = ad_m
                     if absolute:
@@ -630,6 +636,73 @@ def backward_scan(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, a_sy
         return out
     state = lambda a: None if a is None else torch.from_numpy(a).reshape(shape[1:])  # noqa: E731
     return out + (state(ga), state(gv), state(gq))
+
+
+class ChunkedLoop:
+    """The feed-forward loops of one sequence, called a chunk of steps at a time with the states
+    carried between calls (what :func:`forward_scan` and :func:`backward_scan` do in one call),
+    for callers that make the input chunk by chunk and never hold a whole ``[T, ...]`` sequence
+    (:mod:`spikegrad.kernels.projected`). No adaptation; constants are not trained.
+
+    Arrays are numpy ``[Tc, M]`` (M neurons per step, contiguous rows), states ``[M]``.
+    """
+
+    def __init__(self, spec, row_shape, dtype: torch.dtype, a_mem, a_syn, theta, v_reset):
+        self.spec, self.dtype, self.row_shape = spec, dtype, tuple(row_shape)
+        self.M = math.prod(row_shape)
+        par = functools.partial(_row, shape=self.row_shape, dtype=dtype)
+        g = (1.0 - a_mem) if spec.scale_input else 1.0
+        self.theta = theta
+        self.pars = (par(a_mem), par(g), par(a_syn if spec.has_syn else 0.0),
+                     par(theta if spec.spiking else 0.0), par(v_reset if spec.spiking else 0.0))
+        self.F = _NP_DTYPE[dtype]
+        self.kind = (_SURROGATE_IDS.get(spec.surrogate.derivative, 0) if spec.spiking else 0)
+
+    def state(self, t: Optional[Tensor], like: Tensor) -> np.ndarray:
+        """A writable ``[M]`` copy of a state (zeros for None)."""
+        if t is None:
+            return np.zeros(self.M, self.F)
+        return _state(t, like)
+
+    def forward(self, xc: np.ndarray, v: np.ndarray, i: np.ndarray, ys: np.ndarray,
+                keep_u: bool, i_scratch: Optional[np.ndarray]) -> None:
+        """Steps ``xc`` from states ``v``, ``i`` (updated in place); writes the outputs into
+        ``ys`` and, with ``keep_u``, the membrane over ``xc`` itself. ``i_scratch``: a
+        ``[Tc, M]`` array for the synaptic current sequence (written, never read; None
+        without a synapse)."""
+        spec = self.spec
+        fwd = _fwd_kernel(spec.spiking, _RESET[spec.reset], spec.has_syn, spec.scale_input,
+                          keep_u, False, False, False, self.F, inplace=keep_u)
+        extra, _ = _adapt_forward_args(None, None, None, None, self.dtype, keep_u, rank=1)
+        d = _dummy(self.dtype)
+        a, g, a_s, th, vr = self.pars
+        args = (xc, v, i, a, g, a_s, th, vr, ys, d, i_scratch if spec.has_syn else d, *extra)
+        run_split(lambda lo, hi: fwd(*args, lo, hi), self.M, xc.size, align=16)
+
+    def backward(self, gys: np.ndarray, u: np.ndarray, gv: np.ndarray, gi: np.ndarray,
+                 gu_out: np.ndarray, gi_out: Optional[np.ndarray]) -> np.ndarray:
+        """The adjoint over one chunk (time reversed) from the adjoint states ``gv``, ``gi``
+        (updated in place); returns the gradient of each step's input current (``gu_out``, or
+        ``gi_out`` with a synapse; scaled by ``1 - a_mem`` with ``scale_input``)."""
+        spec = self.spec
+        phi_ext = _dummy(self.dtype)
+        if spec.spiking and self.kind == 0:  # a user's surrogate: its torch function
+            ut = torch.from_numpy(u).view(u.shape[0], *self.row_shape)
+            phi_ext = spec.surrogate.grad(ut - self.theta).reshape(u.shape[0], -1)
+            phi_ext = phi_ext.to(self.dtype).contiguous().numpy()
+        bwd = _bwd_kernel(spec.spiking, _RESET[spec.reset], spec.detach_reset, spec.has_syn,
+                          self.kind, self.F, False, False, False)
+        extra, _ = _adapt_backward_args(None, None, None, None, self.dtype, rank=1)
+        a, g, a_s, th, vr = self.pars
+        beta = self.F(spec.surrogate.beta if spec.spiking else 0.0)
+        args = (gys, u, th, vr, a, g, a_s, gv, gi, beta, phi_ext, gu_out,
+                gi_out if spec.has_syn else _dummy(self.dtype), *extra)
+        run_split(lambda lo, hi: bwd(*args, lo, hi), self.M, u.size, align=16)
+        if spec.has_syn:
+            return gi_out
+        if spec.scale_input:
+            np.multiply(gu_out, g, out=gu_out)
+        return gu_out
 
 
 def forward_scan_rec(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset, w_rec, y0,

@@ -179,6 +179,27 @@ class LIF(_Leaky):
         """``(zs, states)`` with every step's state stacked (membrane traces for plots)."""
         return F.lif_trace(self._check(xs), state, self.params())
 
+    def forward_projected(self, xs: Tensor, weight: Tensor, bias: Optional[Tensor],
+                          state: Optional[F.LIFState] = None, linear_backend: str = "auto"
+                          ) -> Optional[Tuple[Tensor, F.LIFState]]:
+        """``self(F.linear(xs, weight, bias), state)`` fused chunk by chunk in time, with the
+        membrane recomputed in backward (:mod:`spikegrad.kernels.projected`: no ``[T, B, N]``
+        input current, membrane or gradient sequence is kept), or None where the fused path
+        does not apply (then call the two layers). ``xs [T, B, in]``; ``linear_backend`` as
+        :class:`Linear`'s."""
+        from ..kernels import projected
+        if type(self) is not LIF or len(self.features) != 1 or xs.dim() != 3:
+            return None
+        if weight.dim() != 2 or weight.shape[0] != self.features[0]:
+            return None
+        p = self.params()
+        x0 = xs.new_zeros(()).expand(xs.shape[1], self.features[0])
+        st = F.lif._prepare(x0, state, p)
+        if not projected.eligible(xs, weight, st.v, st.i, p, self.backend):
+            return None
+        zs, v, i = projected.projected_lif(xs, weight, bias, st.v, st.i, p, linear_backend)
+        return zs, F.LIFState(v, i)
+
     def extra_repr(self) -> str:
         return (f"{self.features}, reset={self.reset!r}, surrogate={self.surrogate.name}"
                 f"(beta={self.surrogate.beta:g})")

@@ -1,0 +1,202 @@
+"""A synaptic projection and the spiking neurons it feeds, fused: ``Linear -> LIF`` in chunks of
+time steps, never holding the ``[T, B, N]`` input current, membrane or their gradients.
+
+The unfused pair keeps, per training step, the projection's output ``y = x W^T + b`` (the
+neurons' input current), the membrane sequence ``u`` (for the surrogate in backward) and, in
+backward, its gradient ``g_u``: three ``[T, B, N]`` sequences besides the output spikes. Here
+the forward runs chunk by chunk (``Tc`` steps: project the chunk's rows, event-driven or by a
+GEMM, into one chunk buffer, then step the neurons) and keeps only the neuron states at each
+chunk's start (``[B, N]`` per chunk). Backward walks the chunks in reverse: it recomputes the
+chunk's input current and, in place over it, its membrane from the saved start state
+(bit-identical to the forward: same kernels, same order), runs the adjoint over the chunk with
+the adjoint states carried from the later chunk, and adds the chunk's share of ``dW``, ``db``
+and ``dX`` (``dX`` only when ``x`` needs a gradient, e.g. a hidden layer's spikes).
+
+Memory of a training step: the output spikes plus three chunk buffers, instead of the spikes
+plus three full sequences; time: one more projection and neuron forward per step. Measured on
+A512 (Linear 512->512 at p = 0.1 + LIF, B=16, T=500; 2 cores): 67 -> 26 MiB (peak RSS of the
+step), 26-30 -> 34-36 ms. Spikes and states are bit-identical to the unfused numba path;
+gradients equal it up to the order of float summation (the weight and bias gradients are
+summed chunk by chunk).
+
+Used by :class:`spikegrad.nn.Sequential` with ``recompute=True`` for a ``Linear`` followed by a
+spiking ``LIF`` when the LIF runs the numba kernels, none of its constants (time constants, threshold, reset potential)
+is trained and its initial state needs no gradient (their gradients are sums over the whole
+sequence, which the unfused path computes); anything else runs unfused.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import numba_event
+from .event_linear import _plan
+from .numba_leaky import ChunkedLoop
+
+# Rows (time steps x batch) of the projection per chunk: about 1-2 MiB of float32 per chunk
+# buffer for a few hundred neurons.
+CHUNK_ROWS = 1024
+
+
+def chunk_steps(T: int, B: int) -> int:
+    """Time steps per chunk: ``CHUNK_ROWS // B`` (at least one)."""
+    return max(1, min(T, CHUNK_ROWS // max(1, B)))
+
+
+class _Projection:
+    """``x W^T + b`` for a range of rows of ``x2 [T*B, in]``: from the active inputs (compiled
+    event kernels) or by a GEMM, as :func:`spikegrad.kernels.event_linear.event_linear` with
+    the same backend would choose."""
+
+    def __init__(self, x2: Tensor, weight: Tensor, bias: Optional[Tensor], backend: str):
+        plan, events = _plan(x2, weight, backend)
+        if events is not None and len(events.tensors) != 2:  # the embedding_bag fallback
+            events = None
+        self.x2, self.weight, self.bias = x2, weight.detach(), bias
+        self.events = events
+        self.rowptr = events.tensors[0].numpy() if events is not None else None
+        self.cols = events.tensors[1].numpy() if events is not None else None
+        self.wtb = numba_event.pack_weight(self.weight) if events is not None else None
+
+    def __call__(self, r0: int, r1: int, out: np.ndarray) -> None:
+        """Rows ``r0..r1`` of the projection into ``out [(r1 - r0) * out]``."""
+        n_out = self.weight.shape[0]
+        if self.events is not None:
+            numba_event.forward(self.rowptr[r0:r1 + 1], self.cols, self.weight, self.wtb, out)
+        else:
+            y = torch.from_numpy(out).view(r1 - r0, n_out)
+            torch.mm(self.x2[r0:r1].detach(), self.weight.t(), out=y)
+        if self.bias is not None:
+            y = torch.from_numpy(out).view(r1 - r0, n_out)
+            y.add_(self.bias.detach())
+
+    def add_weight_grad(self, g: np.ndarray, r0: int, r1: int, acc) -> None:
+        """``acc += g^T x[r0:r1]`` for ``g [(r1 - r0), out]``."""
+        if self.events is not None:
+            numba_event.accumulate_weight_grad(g, self.rowptr[r0:r1 + 1], self.cols, acc)
+        else:
+            acc.addmm_(torch.from_numpy(g).t(), self.x2[r0:r1].detach())
+
+    def weight_grad_accumulator(self):
+        n_out, n_in = self.weight.shape
+        if self.events is not None:
+            return numba_event.blocked_zeros(n_out, n_in, self.weight.dtype)
+        return torch.zeros(n_out, n_in, dtype=self.weight.dtype)
+
+    def finish_weight_grad(self, acc) -> Tensor:
+        if self.events is not None:
+            return numba_event.unblock(acc, self.weight.shape[0])
+        return acc
+
+
+class ProjectedLIF(torch.autograd.Function):
+    """``(zs [T, B, N], v_T [B, N], i_T)`` of LIF neurons fed by ``x [T, B, in] W^T + b``."""
+
+    @staticmethod
+    def forward(ctx, spec, linear_backend: str, x: Tensor, weight: Tensor,
+                bias: Optional[Tensor], v0: Tensor, i0: Optional[Tensor], a_mem, a_syn, theta,
+                v_reset):
+        T, B, n_in = x.shape
+        N = weight.shape[0]
+        M = B * N
+        proj = _Projection(x.detach().reshape(T * B, n_in), weight, bias, linear_backend)
+        loop = ChunkedLoop(spec, (B, N), x.dtype, a_mem, a_syn, theta, v_reset)
+        Tc = chunk_steps(T, B)
+        v = loop.state(v0, v0)
+        i = loop.state(i0, v0) if spec.has_syn else np.zeros(1, loop.F)
+        zs = torch.empty(T, B, N, dtype=x.dtype)
+        zs_np = zs.view(T, M).numpy()
+        buf = np.empty((Tc, M), loop.F)                  # one chunk's input current
+        i_scratch = np.empty((Tc, M), loop.F) if spec.has_syn else None
+        starts = []                                      # the states at each chunk's start
+        for t0 in range(0, T, Tc):
+            t1 = min(T, t0 + Tc)
+            starts.append((v.copy(), i.copy()))
+            proj(t0 * B, t1 * B, buf[:t1 - t0])
+            loop.forward(buf[:t1 - t0], v, i, zs_np[t0:t1], False,
+                         i_scratch[:t1 - t0] if spec.has_syn else None)
+        ctx.spec, ctx.proj, ctx.loop, ctx.Tc, ctx.shape = spec, proj, loop, Tc, (T, B, n_in, N)
+        ctx.starts = starts
+        ctx.save_for_backward(weight)
+        v_T = torch.from_numpy(v).view(B, N)
+        i_T = torch.from_numpy(i).view(B, N) if spec.has_syn else None
+        return zs, v_T, i_T
+
+    @staticmethod
+    def backward(ctx, g_zs, g_vT, g_iT):
+        spec, proj, loop, Tc = ctx.spec, ctx.proj, ctx.loop, ctx.Tc
+        T, B, n_in, N = ctx.shape
+        M = B * N
+        weight, = ctx.saved_tensors
+        dtype = weight.dtype
+        if g_zs is None:
+            g_zs = torch.zeros((), dtype=dtype)
+        gys_np = g_zs.to(dtype).expand(T, B, N).reshape(T, M).numpy()  # a view where it can be
+        gv = loop.state(g_vT, weight) if g_vT is not None else np.zeros(M, loop.F)
+        gi = loop.state(g_iT, weight) if g_iT is not None else np.zeros(M, loop.F)
+        need_x, need_w, need_b = ctx.needs_input_grad[2:5]
+        gx = torch.empty(T * B, n_in, dtype=dtype) if need_x else None
+        acc = proj.weight_grad_accumulator() if need_w else None
+        gb = torch.zeros(N, dtype=dtype) if need_b else None
+        u_buf = np.empty((Tc, M), loop.F)
+        g_buf = np.empty((Tc, M), loop.F)
+        gi_buf = np.empty((Tc, M), loop.F) if spec.has_syn else None
+        chunks = [(t0, min(T, t0 + Tc)) for t0 in range(0, T, Tc)]
+        for k in reversed(range(len(chunks))):
+            t0, t1 = chunks[k]
+            n = t1 - t0
+            scratch = g_buf[:n]
+            # the chunk's membrane again, from its start state: same kernels, same values
+            u = u_buf[:n]
+            v, i = ctx.starts[k]
+            proj(t0 * B, t1 * B, u)
+            loop.forward(u, v.copy(), i.copy(), scratch, True,
+                         gi_buf[:n] if spec.has_syn else None)
+            g_in = loop.backward(gys_np[t0:t1], u, gv, gi, scratch,
+                                 gi_buf[:n] if spec.has_syn else None)
+            g2 = g_in.reshape(n * B, N)
+            if need_w:
+                proj.add_weight_grad(g2, t0 * B, t1 * B, acc)
+            if need_b:
+                gb += torch.from_numpy(g2).sum(0)
+            if need_x:
+                torch.mm(torch.from_numpy(g2), weight.detach(), out=gx[t0 * B:t1 * B])
+        gw = proj.finish_weight_grad(acc) if need_w else None
+        if need_x:
+            gx = gx.view(T, B, n_in)
+        return None, None, gx, gw, gb, None, None, None, None, None, None
+
+
+def eligible(xs: Tensor, weight: Tensor, v0: Optional[Tensor], i0: Optional[Tensor], p,
+             backend: str) -> bool:
+    """Whether :func:`projected_lif` applies (see the module docstring)."""
+    from .leaky import numba_available
+    if backend not in ("auto", "numba") or not numba_available():
+        return False
+    if xs.device.type != "cpu" or xs.dtype not in (torch.float32, torch.float64):
+        return False
+    if xs.dim() != 3 or weight.dtype != xs.dtype or torch.compiler.is_compiling():
+        return False
+    consts = (p.decay_mem, p.decay_syn, p.threshold, p.v_reset, v0, i0)
+    return not any(isinstance(c, Tensor) and c.requires_grad for c in consts)
+
+
+def projected_lif(xs: Tensor, weight: Tensor, bias: Optional[Tensor], v0: Tensor,
+                  i0: Optional[Tensor], p, linear_backend: str = "auto"):
+    """``(zs [T, B, N], v_T, i_T)`` of LIF neurons with parameters ``p`` (LIFParams) fed by
+    ``xs [T, B, in] W^T + b``; the caller checks :func:`eligible` first."""
+    from .leaky import Spec
+    spec = Spec(spiking=True, reset=p.reset, detach_reset=p.detach_reset,
+                scale_input=bool(p.scale_input), has_syn=p.decay_syn is not None,
+                surrogate=p.surrogate, backend="numba")
+    N = weight.shape[0]
+    B = xs.shape[1]
+    v0 = v0.expand(B, N) if v0.dim() < 2 else v0
+    if i0 is not None and i0.dim() < 2:
+        i0 = i0.expand(B, N)
+    return ProjectedLIF.apply(spec, linear_backend, xs, weight, bias, v0, i0, p.decay_mem,
+                              p.decay_syn, p.threshold, p.v_reset)

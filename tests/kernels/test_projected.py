@@ -1,0 +1,146 @@
+"""Linear -> LIF fused with recomputation (Sequential(recompute=True)) equals the two layers run
+one by one: spikes and states bit-identical, every gradient to summation order, over chunk
+edges, neuron options, event and dense projections; and it keeps no [T, B, N] sequence."""
+
+import pytest
+import torch
+
+import spikegrad as sg
+from spikegrad.kernels import projected
+from spikegrad.kernels.leaky import numba_available
+
+pytestmark = pytest.mark.skipif(not numba_available(), reason="numba not installed")
+
+TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float64: dict(rtol=1e-10, atol=1e-10)}
+CUBIC = sg.surrogate.Surrogate("user_cubic_projected", lambda x, b: b / (1 + (b * x) ** 4),
+                               lambda x, b: torch.sigmoid(b * x), 2.0)
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Count the fused calls; chunks of 5 steps for batch 3 (16 rows) so every test crosses
+    several chunk edges with a short last chunk."""
+    monkeypatch.setattr(projected, "CHUNK_ROWS", 16)
+    seen = []
+    apply = projected.ProjectedLIF.apply
+    monkeypatch.setattr(projected.ProjectedLIF, "apply", lambda *a: seen.append(1) or apply(*a))
+    return seen
+
+
+def _run(net, x, g, use_state, fused):
+    params = [q for q in net.parameters() if q.requires_grad]
+    if fused:
+        z, st = net(x)
+    else:
+        outs, st = net.forward_all(x)
+        z = outs[-1]
+    loss = (z * g).sum() + (st[1].v.sum() * 0.7 if use_state else 0.0)
+    grads = torch.autograd.grad(loss, [x] + params if x.requires_grad else params)
+    return z.detach(), st[1].v.detach(), grads
+
+
+def check(lif_kw, dtype=torch.float64, p=0.3, backend="auto", bias=True, x_grad=True,
+          use_state=False, T=23, seed=0, gain=3.0):
+    torch.manual_seed(seed)
+    lin = sg.nn.Linear(17, 11, bias=bias, backend=backend).to(dtype)
+    with torch.no_grad():
+        lin.weight.mul_(gain)
+    lif = sg.nn.LIF(11, **lif_kw).to(dtype)
+    net = sg.nn.Sequential(lin, lif, recompute=True)
+    x = (torch.rand(T, 3, 17, dtype=dtype) < p).to(dtype).requires_grad_(x_grad)
+    g = torch.randn(T, 3, 11, dtype=dtype)
+    fused = _run(net, x, g, use_state, True)
+    plain = _run(net, x, g, use_state, False)
+    assert 0 < plain[0].mean() < 1, "pick inputs that make some but not all neurons fire"
+    assert torch.equal(fused[0], plain[0]) and torch.equal(fused[1], plain[1])
+    for a, b in zip(fused[2], plain[2]):
+        torch.testing.assert_close(a, b, **TOL[dtype])
+
+
+OPTIONS = [dict(), dict(tau_syn=5e-3), dict(reset="to_value", v_reset=-0.2),
+           dict(reset="none"), dict(detach_reset=False), dict(scale_input=True),
+           dict(surrogate="sigmoid"), dict(surrogate="atan", beta=3.0), dict(surrogate="triangle"),
+           dict(surrogate=CUBIC), dict(tau_syn=5e-3, detach_reset=False, reset="to_value")]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("lif_kw", OPTIONS, ids=lambda kw: ",".join(map(str, kw.values())) or "default")
+def test_fused_equals_the_layers_run_one_by_one(calls, dtype, lif_kw):
+    gain = 30.0 if lif_kw.get("scale_input") else 3.0
+    check(lif_kw, dtype, gain=gain)
+    assert calls
+
+
+@pytest.mark.parametrize("backend", ["event", "dense", "auto"])
+@pytest.mark.parametrize("bias, x_grad, use_state", [(True, True, False), (False, False, True),
+                                                     (True, False, True)])
+def test_projection_backends_bias_input_gradient_and_final_state(calls, backend, bias, x_grad,
+                                                                  use_state):
+    check({}, backend=backend, bias=bias, x_grad=x_grad, use_state=use_state, p=0.2)
+    assert calls
+
+
+@pytest.mark.parametrize("T", [1, 5, 6, 11])  # one step; exactly one chunk; one more; ragged
+def test_sequence_lengths_around_the_chunk_size(calls, T):
+    check({}, T=T, p=0.6, gain=5.0)
+
+
+def test_a_given_initial_state_is_used(calls):
+    torch.manual_seed(1)
+    lin, lif = sg.nn.Linear(8, 6).double(), sg.nn.LIF(6).double()
+    net = sg.nn.Sequential(lin, lif, recompute=True)
+    x = (torch.rand(12, 3, 8, dtype=torch.float64) < 0.4).double()
+    state = (None, sg.functional.LIFState(torch.rand(3, 6, dtype=torch.float64) * 0.9, None))
+    z1, s1 = net(x, state)
+    outs, s2 = net.forward_all(x, state)
+    assert calls and torch.equal(z1, outs[-1]) and torch.equal(s1[1].v, s2[1].v)
+
+
+@pytest.mark.parametrize("lif_kw", [dict(learn_tau=True), dict(learn_threshold=True),
+                                    dict(reset="to_value", learn_reset=True)])
+def test_trained_neuron_constants_run_unfused_and_still_get_gradients(calls, lif_kw):
+    lif = sg.nn.LIF(6, **lif_kw).double()
+    net = sg.nn.Sequential(sg.nn.Linear(8, 6).double(), lif, recompute=True)
+    x = (torch.rand(12, 3, 8, dtype=torch.float64) < 0.5).double()
+    z, _ = net(x)
+    z.sum().backward()
+    assert not calls
+    assert all(q.grad is not None for q in lif.parameters() if q.requires_grad)
+
+
+def test_initial_state_that_needs_a_gradient_runs_unfused(calls):
+    net = sg.nn.Sequential(sg.nn.Linear(8, 6).double(), sg.nn.LIF(6).double(), recompute=True)
+    v0 = torch.zeros(3, 6, dtype=torch.float64, requires_grad=True)
+    z, _ = net((torch.rand(12, 3, 8) < 0.5).double(), (None, sg.functional.LIFState(v0, None)))
+    z.sum().backward()
+    assert not calls and v0.grad is not None
+
+
+def test_without_recompute_or_through_forward_all_nothing_is_fused(calls):
+    x = (torch.rand(12, 3, 8) < 0.5).float()
+    layers = (sg.nn.Linear(8, 6), sg.nn.LIF(6))
+    sg.nn.Sequential(*layers)(x)
+    sg.nn.Sequential(*layers, recompute=True).forward_all(x)
+    assert not calls
+    sg.nn.Sequential(*layers, recompute=True)(x)
+    assert calls
+
+
+def test_keeps_no_sequence_for_backward(calls):
+    T, B, n_in, N = 40, 3, 8, 6
+    net = sg.nn.Sequential(sg.nn.Linear(n_in, N), sg.nn.LIF(N), recompute=True)
+    x = (torch.rand(T, B, n_in) < 0.5).float()
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        z, _ = net(x)
+    assert calls
+    assert [t.shape for t in saved] == [net[0].weight.shape]      # the weight, nothing else
+    ctx = z.grad_fn
+    assert len(ctx.starts) == -(-T // projected.chunk_steps(T, B))  # one state per chunk
+    assert all(v.size == B * N for v, _ in ctx.starts)
+
+
+def test_non_binary_input_with_the_event_backend_raises_the_linear_error(calls):
+    net = sg.nn.Sequential(sg.nn.Linear(8, 6, backend="event"), sg.nn.LIF(6), recompute=True)
+    with pytest.raises(ValueError, match="needs a binary input"):
+        net(torch.rand(5, 2, 8))
