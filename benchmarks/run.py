@@ -40,6 +40,13 @@ import setup_peers  # noqa: E402
 
 LIBS = ("spikegrad", "snntorch", "norse", "spikingjelly", "spyx")
 START_TIMEOUT = 900.0
+# Consecutive steps a process runs (all timed) each time the round-robin visits it. A process
+# sits idle while the others run; its first step after that pays for waking idle cores and
+# threads (measured on the 2-vCPU VM: workload B 15 ms back to back, 31 ms after 100 ms idle
+# with 2 threads, 18 -> 23 ms with one), which a training loop, running steps back to back,
+# does not. With 3 steps per visit the median is a step of a running loop; the cold ones stay
+# in the samples and in the min-max spread.
+STEPS_PER_SLOT = 3
 CMD_TIMEOUT = 900.0
 
 
@@ -49,7 +56,11 @@ def child_env() -> dict:
     env.update(OMP_NUM_THREADS=n, MKL_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n,
                NUMBA_NUM_THREADS=n, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2",
                PYTHONHASHSEED="0", PYTHONUNBUFFERED="1",
-               MALLOC_ARENA_MAX="1")   # one glibc arena: malloc_trim sees all freed memory
+               MALLOC_ARENA_MAX="1",   # one glibc arena: malloc_trim sees all freed memory
+               # large buffers from glibc's heap, reused step after step, instead of fresh
+               # mmaps faulted in page by page every step (spikegrad A512: ~3000 faults and
+               # 2-4 ms per step; the cost varies with the host, and so did the timings)
+               MALLOC_MMAP_THRESHOLD_=str(256 << 20), MALLOC_TRIM_THRESHOLD_=str(1 << 30))
     # the peers' venvs must not see the repository's src/ through an inherited PYTHONPATH
     env.pop("PYTHONPATH", None)
     return env
@@ -197,8 +208,8 @@ def run_workload(wl: dict, entries: list, repeats: int) -> dict:
             if not w.ok:
                 continue
             r = res[w.entry["name"]]
-            a = w.cmd("fwd 1")
-            b = w.cmd("fwdbwd 1") if w.ok else {}
+            a = w.cmd(f"fwd {STEPS_PER_SLOT}")
+            b = w.cmd(f"fwdbwd {STEPS_PER_SLOT}") if w.ok else {}
             if not w.ok:
                 r.update(ok=False, error=w.error)
                 say(f"  [{wl['name']}] {w.entry['name']}: FAILED: {w.error}")
