@@ -92,7 +92,8 @@ def measure(name: str, n: int, n_in: int, n_out: int, p: float, reps: int) -> di
 
     t = _medians({
         "fwd_dense": fwd("dense"), "fwd_event": fwd("event"),
-        "dw_dense": lambda: g.t() @ x, "dw_event": lambda: _weight_grad_from(g, events.tensors, n, n_in),
+        "dw_dense": lambda: g.t() @ x,
+        "dw_event": lambda: _weight_grad_from(g, events.tensors, n, n_in),
         "fb_dense": fwd_bwd("dense"), "fb_event": fwd_bwd("event"), "fb_auto": fwd_bwd("auto"),
     }, reps)
     saved_dense = _saved_bytes(lambda: F.linear(x, w))
@@ -126,9 +127,10 @@ def main() -> None:
     ap.add_argument("--json", help="also write the rows to this file")
     args = ap.parse_args()
     reps = 3 if args.quick else args.reps
+    kernels = "numba" if _use_numba(torch.zeros(1, 1)) else "embedding_bag"
     print(f"# event_linear crossover  torch {torch.__version__}  threads "
-          f"{torch.get_num_threads()}  kernels "
-          f"{'numba' if _use_numba(torch.zeros(1, 1)) else 'embedding_bag'}  OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}  "
+          f"{torch.get_num_threads()}  kernels {kernels}  "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}  "
           f"{platform.processor() or platform.machine()}  "
           f"{time.strftime('%Y-%m-%d %H:%M')}  (medians of {reps} interleaved runs)\n")
     print("speedup = dense time / event time (>1: event-driven wins); fb = forward + dW "

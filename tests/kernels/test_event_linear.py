@@ -147,7 +147,8 @@ def test_auto_picks_event_for_sparse_binary_and_dense_otherwise():
 
 
 def test_auto_uses_the_forward_only_crossover_without_weight_gradient():
-    n_out = next(o for o in el._CROSSOVER_OUT if crossover_density(o, True) != crossover_density(o, False))
+    n_out = next(o for o in el._CROSSOVER_OUT
+                 if crossover_density(o, True) != crossover_density(o, False))
     w = torch.randn(n_out, 64, requires_grad=True)
     p_train, p_infer = crossover_density(n_out, True), crossover_density(n_out, False)
     lo, hi = sorted((p_train, p_infer))

@@ -63,8 +63,12 @@ OPTIONS = [dict(), dict(tau_syn=5e-3), dict(reset="to_value", v_reset=-0.2),
            dict(surrogate=CUBIC), dict(tau_syn=5e-3, detach_reset=False, reset="to_value")]
 
 
+def _option_id(kw):
+    return ",".join(getattr(v, "name", str(v)) for v in kw.values()) or "default"
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("lif_kw", OPTIONS, ids=lambda kw: ",".join(map(str, kw.values())) or "default")
+@pytest.mark.parametrize("lif_kw", OPTIONS, ids=_option_id)
 def test_fused_equals_the_layers_run_one_by_one(calls, dtype, lif_kw):
     gain = 30.0 if lif_kw.get("scale_input") else 3.0
     check(lif_kw, dtype, gain=gain)

@@ -20,9 +20,10 @@ gradients equal it up to the order of float summation (the weight and bias gradi
 summed chunk by chunk).
 
 Used by :class:`spikegrad.nn.Sequential` with ``recompute=True`` for a ``Linear`` followed by a
-spiking ``LIF`` when the LIF runs the numba kernels, none of its constants (time constants, threshold, reset potential)
-is trained and its initial state needs no gradient (their gradients are sums over the whole
-sequence, which the unfused path computes); anything else runs unfused.
+spiking ``LIF`` when the LIF runs the numba kernels, none of its constants (time constants,
+threshold, reset potential) is trained and its initial state needs no gradient (their gradients
+are sums over the whole sequence, which the unfused path computes); anything else runs
+unfused.
 """
 
 from __future__ import annotations
