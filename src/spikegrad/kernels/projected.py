@@ -36,7 +36,7 @@ from torch import Tensor
 
 from . import numba_event
 from .event_linear import _plan
-from .numba_leaky import ChunkedLoop
+from .numba_leaky import ChunkedLoop, grad_rows
 
 # Rows (time steps x batch) of the projection per chunk: about 1-2 MiB of float32 per chunk
 # buffer for a few hundred neurons.
@@ -136,7 +136,9 @@ class ProjectedLIF(torch.autograd.Function):
         dtype = weight.dtype
         if g_zs is None:
             g_zs = torch.zeros((), dtype=dtype)
-        gys_np = g_zs.to(dtype).expand(T, B, N).reshape(T, M).numpy()  # a view where it can be
+        gys = g_zs.to(dtype).expand(T, B, N).reshape(T, M)  # a view where it can be
+        const = gys.stride(0) == 0 and T > 1                 # the same for every step
+        gys_np = grad_rows(gys)
         gv = loop.state(g_vT, weight) if g_vT is not None else np.zeros(M, loop.F)
         gi = loop.state(g_iT, weight) if g_iT is not None else np.zeros(M, loop.F)
         need_x, need_w, need_b = ctx.needs_input_grad[2:5]
@@ -157,7 +159,7 @@ class ProjectedLIF(torch.autograd.Function):
             proj(t0 * B, t1 * B, u)
             loop.forward(u, v.copy(), i.copy(), scratch, True,
                          gi_buf[:n] if spec.has_syn else None)
-            g_in = loop.backward(gys_np[t0:t1], u, gv, gi, scratch,
+            g_in = loop.backward(gys_np if const else gys_np[t0:t1], u, gv, gi, scratch,
                                  gi_buf[:n] if spec.has_syn else None)
             g2 = g_in.reshape(n * B, N)
             if need_w:
