@@ -9,7 +9,10 @@ Each loop walks time in order and, inside a step, the contiguous row of all neur
 everything per element (spike, reset, surrogate, adjoint) in one pass: a separate torch op
 over ``[T, B, N]`` costs about as much as the whole loop. Kernels are generated per model
 option, surrogate and float type, so the inner loop is branch-free and LLVM vectorises it
-(measured 10x faster than one generic kernel with run-time flags).
+(measured 10x faster than one generic kernel with run-time flags). Two things keep the loops
+vectorised and are easy to lose: ``error_model="numpy"`` (numba's default guards every
+division, e.g. in the fast-sigmoid surrogate, with a zero check that blocks vectorisation), and,
+in the time-reversed backward loops, one step's row in its own function (see ``_bwd_kernel``).
 
 Threads: every loop splits its independent dimension over ``torch.get_num_threads()`` threads
 (:mod:`spikegrad.kernels.parallel`; results bit-identical to one thread): the recurrent loops
