@@ -195,8 +195,9 @@ def test_crossover_rule_is_interpolated_and_clamped():
         assert crossover_density(10**6, training, impl) == table[-1]
         for n_out, p in zip(el._CROSSOVER_OUT, table):
             assert crossover_density(n_out, training, impl) == pytest.approx(p)
+        i = el._CROSSOVER_OUT.index(256)
         mid = crossover_density(362, training, impl)       # between 256 and 512
-        assert min(table[1], table[2]) <= mid <= max(table[1], table[2])
+        assert min(table[i], table[i + 1]) <= mid <= max(table[i], table[i + 1])
     assert crossover_density(512) == crossover_density(512, True, el._implementation())
 
 

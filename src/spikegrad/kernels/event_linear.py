@@ -185,14 +185,19 @@ _PARTIAL_BYTES = 32 << 20
 # implementation of the event path: the lower over the shapes and thread counts measured
 # (see the tables above and in benchmarks/README.md). Training = forward + weight gradient;
 # inference = forward only. Linear interpolation in log2(out), clamped at the ends.
-_CROSSOVER_OUT = (128, 256, 512, 1024, 2048)
+_CROSSOVER_OUT = (32, 64, 128, 256, 512, 1024, 2048)
 _CROSSOVER = {
     # the compiled kernels (numba): 2026-11-29, 2 threads; 256 -> 256 and 512 -> 128 set the
-    # small end (their dense GEMMs take ~3 ms, so the event path's fixed costs count)
-    "numba": {True: (0.05, 0.07, 0.2, 0.2, 0.3), False: (0.03, 0.03, 0.2, 0.18, 0.3)},
-    # torch's embedding_bag (numba not installed): the table at the top of this module
-    "embedding_bag": {True: (0.01, 0.05, 0.075, 0.055, 0.045),
-                      False: (0.003, 0.03, 0.06, 0.06, 0.05)},
+    # 128-256 end (their dense GEMMs take ~3 ms, so the event path's fixed costs count); below,
+    # 8000 x 512 -> 64 / 32 (forward + backward speedup at p = 0.005 / 0.02 / 0.05: 1.22 /
+    # 1.12 / 0.91 for 64 outputs, 0.88 / 0.72 / 0.67 for 32; forward alone never wins): 0 =
+    # always dense
+    "numba": {True: (0.0, 0.04, 0.05, 0.07, 0.2, 0.2, 0.3),
+              False: (0.0, 0.0, 0.03, 0.03, 0.2, 0.18, 0.3)},
+    # torch's embedding_bag (numba not installed): the table at the top of this module (not
+    # measured below 128 outputs: the 128 value)
+    "embedding_bag": {True: (0.01, 0.01, 0.01, 0.05, 0.075, 0.055, 0.045),
+                      False: (0.003, 0.003, 0.003, 0.03, 0.06, 0.06, 0.05)},
 }
 
 

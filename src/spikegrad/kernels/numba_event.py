@@ -28,8 +28,9 @@ one AVX-512 instruction each (two AVX2 or four SSE instructions on older CPUs).
 
 Measured (Intel Xeon with AVX-512, 2 cores, float32, p = 0.1, ``x [8000, 512] -> 512``, medians
 of 15 interleaved runs; one / two threads): active inputs 2.5 / 1.3 ms (0.8 ms alone; torch's
-``argwhere`` 5 ms), forward 7.3 / 4.0 ms, weight gradient (with the sort) 9.1 / 6.3 ms, against
-11-12 ms for each dense GEMM on two threads.
+``argwhere`` 5 ms), forward 7.3 / 4.0 ms, weight gradient (with the sort) 9.1 / 6.3 ms with
+256-row blocks (5.4 ms on two threads with 512), against 11-12 ms for each dense GEMM on two
+threads.
 """
 
 from __future__ import annotations
@@ -48,9 +49,11 @@ from torch import Tensor
 from .parallel import run_split
 
 # Rows per block of the weight gradient: the block's packed rows of g for one column block
-# take RB * 64 bytes (16 KiB) and stay in L1 while every input of the block gathers from them.
-# Measured on A512 (p = 0.1): 256 rows 7.3 ms, 512 rows 8.5 ms, 1024 rows 13 ms.
-ROW_BLOCK = 256
+# take RB * 64 bytes (32 KiB) and stay in L1 while every input of the block gathers from them;
+# more rows make each (input, block) bag longer (less fixed cost per bag). Measured (2 threads,
+# ms for 128 / 256 / 512 / 1024 / 2048 rows): A512 p = 0.1: 7.2 / 5.9 / 5.4 / 7.0 / 8.5;
+# A512 p = 0.02: 3.7 / 2.9 / 2.6 / 2.7 / 3.0; B p = 0.02: 2.4 / 1.8 / 1.5 / 1.5 / 1.6.
+ROW_BLOCK = 512
 # Bytes per vector block of output features.
 LANE_BYTES = 64
 
