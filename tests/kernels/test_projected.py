@@ -148,3 +148,64 @@ def test_non_binary_input_with_the_event_backend_raises_the_linear_error(calls):
     net = sg.nn.Sequential(sg.nn.Linear(8, 6, backend="event"), sg.nn.LIF(6), recompute=True)
     with pytest.raises(ValueError, match="needs a binary input"):
         net(torch.rand(5, 2, 8))
+
+
+def _recurrent_run(net, x, g, state, fused):
+    params = [x] + list(net.parameters())
+    if state is not None and state[1].y.requires_grad:
+        params.append(state[1].y)
+    if fused:
+        z, st = net(x, state)
+    else:
+        outs, st = net.forward_all(x, state)
+        z = outs[-1]
+    loss = (z * g).sum() + 0.5 * st[1].inner.v.sum()
+    return z.detach(), st[1].inner.v.detach(), torch.autograd.grad(loss, params)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("lif_kw, autapses", [
+    (dict(), True), (dict(), False), (dict(tau_syn=5e-3), True),
+    (dict(reset="to_value", v_reset=-0.2), True), (dict(detach_reset=False), False),
+    (dict(scale_input=True), True), (dict(surrogate=CUBIC), True)], ids=str)
+def test_recurrent_fused_equals_the_layers_run_one_by_one(monkeypatch, dtype, lif_kw, autapses):
+    monkeypatch.setattr(projected, "CHUNK_ROWS", 16)     # chunks of 5 steps for batch 3
+    seen = []
+    apply = projected.ProjectedRecurrentLIF.apply
+    monkeypatch.setattr(projected.ProjectedRecurrentLIF, "apply",
+                        lambda *a: seen.append(1) or apply(*a))
+    torch.manual_seed(0)
+    lin = sg.nn.Linear(17, 11).to(dtype)
+    with torch.no_grad():
+        lin.weight.mul_(30.0 if lif_kw.get("scale_input") else 3.0)
+    rec = sg.nn.Recurrent(sg.nn.LIF(11, **lif_kw), autapses=autapses, init_gain=2.0).to(dtype)
+    net = sg.nn.Sequential(lin, rec, recompute=True)
+    x = (torch.rand(23, 3, 17, dtype=dtype) < 0.3).to(dtype).requires_grad_()
+    g = torch.randn(23, 3, 11, dtype=dtype)
+    # also from a given state whose previous spikes need a gradient (y0 of the first chunk)
+    y0 = (torch.rand(3, 11, dtype=dtype) < 0.5).to(dtype).requires_grad_()
+    given = (None, sg.functional.RecurrentState(
+        sg.functional.LIFState(torch.rand(3, 11, dtype=dtype) * 0.5,
+                               torch.zeros(3, 11, dtype=dtype) if "tau_syn" in lif_kw
+                               else None), y0))
+    for state in (None, given):
+        fused = _recurrent_run(net, x, g, state, True)
+        plain = _recurrent_run(net, x, g, state, False)
+        assert 0 < plain[0].mean() < 1
+        assert torch.equal(fused[0], plain[0]) and torch.equal(fused[1], plain[1])
+        for a, b in zip(fused[2], plain[2]):
+            torch.testing.assert_close(a, b, **TOL[dtype])
+    assert len(seen) == 2
+
+
+def test_recurrent_alif_and_trained_constants_run_unfused(monkeypatch):
+    seen = []
+    apply = projected.ProjectedRecurrentLIF.apply
+    monkeypatch.setattr(projected.ProjectedRecurrentLIF, "apply",
+                        lambda *a: seen.append(1) or apply(*a))
+    x = (torch.rand(12, 3, 8) < 0.5).float()
+    for neuron in (sg.nn.ALIF(6), sg.nn.LIF(6, learn_threshold=True)):
+        net = sg.nn.Sequential(sg.nn.Linear(8, 6), sg.nn.Recurrent(neuron), recompute=True)
+        z, _ = net(x)
+        z.sum().backward()
+    assert not seen

@@ -19,8 +19,13 @@ step), 26-30 -> 34-36 ms. Spikes and states are bit-identical to the unfused num
 gradients equal it up to the order of float summation (the weight and bias gradients are
 summed chunk by chunk).
 
+A recurrent layer (:class:`ProjectedRecurrentLIF`) runs the same way: each chunk starts from
+its saved states and the previous step's spikes, and backward carries, besides the adjoint
+states, the gradient that reaches the previous chunk's last spikes through ``W_rec``. Workload
+C (Linear 256 -> recurrent LIF 256, B = 32, T = 1000): 126 -> 78 MiB, 101 -> 204 ms.
+
 Used by :class:`spikegrad.nn.Sequential` with ``recompute=True`` for a ``Linear`` followed by a
-spiking ``LIF`` when the LIF runs the numba kernels, none of its constants (time constants,
+spiking ``LIF`` (or a ``Recurrent`` LIF) when the LIF runs the numba kernels, none of its constants (time constants,
 threshold, reset potential) is trained and its initial state needs no gradient (their gradients
 are sums over the whole sequence, which the unfused path computes); anything else runs
 unfused.
@@ -203,3 +208,119 @@ def projected_lif(xs: Tensor, weight: Tensor, bias: Optional[Tensor], v0: Tensor
         i0 = i0.expand(B, N)
     return ProjectedLIF.apply(spec, linear_backend, xs, weight, bias, v0, i0, p.decay_mem,
                               p.decay_syn, p.threshold, p.v_reset)
+
+
+class ProjectedRecurrentLIF(torch.autograd.Function):
+    """``(zs [T, B, N], v_T, i_T)`` of recurrent LIF neurons (``W_rec``) fed by ``x W^T + b``,
+    chunk by chunk with recomputation, like :class:`ProjectedLIF`. Each chunk runs the
+    recurrent kernels of :mod:`spikegrad.kernels.numba_leaky` from its saved start (states and
+    the previous step's spikes); backward carries, besides the adjoint states, the gradient
+    that reaches the previous chunk's last spikes through the recurrence."""
+
+    @staticmethod
+    def forward(ctx, spec, linear_backend: str, x: Tensor, weight: Tensor,
+                bias: Optional[Tensor], w_rec: Tensor, y0: Tensor, v0: Tensor,
+                i0: Optional[Tensor], a_mem, a_syn, theta, v_reset):
+        from .numba_leaky import forward_scan_rec
+        T, B, n_in = x.shape
+        N = weight.shape[0]
+        proj = _Projection(x.detach().reshape(T * B, n_in), weight, bias, linear_backend)
+        Tc = chunk_steps(T, B)
+        buf = np.empty((Tc, B * N), torch.empty(0, dtype=x.dtype).numpy().dtype)
+        zs = torch.empty(T, B, N, dtype=x.dtype)
+        v = v0.detach().to(x.dtype).clone()
+        i = i0.detach().to(x.dtype).clone() if spec.has_syn else None
+        y_prev = y0.detach().to(x.dtype)
+        starts = []
+        with torch.no_grad():
+            for t0 in range(0, T, Tc):
+                t1 = min(T, t0 + Tc)
+                starts.append((v, i, y_prev))
+                proj(t0 * B, t1 * B, buf[:t1 - t0])
+                xc = torch.from_numpy(buf[:t1 - t0]).view(t1 - t0, B, N)
+                ys, _, _, v, i = forward_scan_rec(spec, xc, v, i, a_mem, a_syn, theta, v_reset,
+                                                  w_rec, y_prev, store_u=False)
+                zs[t0:t1] = ys
+                y_prev = zs[t1 - 1]
+        ctx.spec, ctx.proj, ctx.Tc, ctx.starts = spec, proj, Tc, starts
+        ctx.consts = (a_mem, a_syn, theta, v_reset)
+        ctx.shape = (T, B, n_in, N)
+        ctx.save_for_backward(weight, w_rec, zs)
+        return zs, v, i
+
+    @staticmethod
+    def backward(ctx, g_zs, g_vT, g_iT):
+        from .leaky import recurrent_weight_grad
+        from .numba_leaky import backward_scan_rec, forward_scan_rec
+        spec, proj, Tc = ctx.spec, ctx.proj, ctx.Tc
+        a_mem, a_syn, theta, v_reset = ctx.consts
+        T, B, n_in, N = ctx.shape
+        weight, w_rec, zs = ctx.saved_tensors
+        dtype = weight.dtype
+        if g_zs is None:
+            g_zs = torch.zeros((), dtype=dtype)
+        g_zs = g_zs.to(dtype).expand(T, B, N)
+        gv = (g_vT.to(dtype) if g_vT is not None else torch.zeros(B, N, dtype=dtype))
+        gi = (g_iT.to(dtype) if g_iT is not None else torch.zeros(B, N, dtype=dtype)
+              if spec.has_syn else None)
+        need_x, need_w, need_b, need_wrec, need_y0 = ctx.needs_input_grad[2:7]
+        gx = torch.empty(T * B, n_in, dtype=dtype) if need_x else None
+        acc = proj.weight_grad_accumulator() if need_w else None
+        gb = torch.zeros(N, dtype=dtype) if need_b else None
+        g_wrec = torch.zeros_like(w_rec) if need_wrec else None
+        buf = np.empty((Tc, B * N), torch.empty(0, dtype=dtype).numpy().dtype)
+        g_back = None  # gradient reaching the chunk's last spikes from the next chunk
+        chunks = [(t0, min(T, t0 + Tc)) for t0 in range(0, T, Tc)]
+        with torch.no_grad():
+            for k in reversed(range(len(chunks))):
+                t0, t1 = chunks[k]
+                n = t1 - t0
+                v, i, y_prev = ctx.starts[k]
+                proj(t0 * B, t1 * B, buf[:n])
+                xc = torch.from_numpy(buf[:n]).view(n, B, N)
+                _, u, _, _, _ = forward_scan_rec(spec, xc, v, i, a_mem, a_syn, theta, v_reset,
+                                                 w_rec, y_prev, store_u=True)
+                gys = g_zs[t0:t1]
+                if g_back is not None:
+                    gys = gys.clone()
+                    gys[-1] += g_back
+                gu, gi_all, g_in0 = backward_scan_rec(spec, gys, u, theta, v_reset, a_mem,
+                                                      a_syn, gv, gi, w_rec)
+                g_in = gi_all if spec.has_syn else (gu * (1.0 - a_mem) if spec.scale_input
+                                                    else gu)
+                gv = a_mem * gu[0]
+                if spec.has_syn:
+                    gi = a_syn * gi_all[0]
+                g_back = g_in0 @ w_rec
+                g2 = g_in.reshape(n * B, N)
+                if need_w:
+                    proj.add_weight_grad(g2.contiguous().numpy(), t0 * B, t1 * B, acc)
+                if need_b:
+                    gb += g2.sum(0)
+                if need_x:
+                    torch.mm(g2, weight.detach(), out=gx[t0 * B:t1 * B])
+                if need_wrec:
+                    g_wrec += recurrent_weight_grad(g_in, zs[t0:t1], y_prev)
+        gw = proj.finish_weight_grad(acc) if need_w else None
+        if need_x:
+            gx = gx.view(T, B, n_in)
+        return (None, None, gx, gw, gb, g_wrec, g_back if need_y0 else None,
+                None, None, None, None, None, None)
+
+
+def projected_recurrent_lif(xs: Tensor, weight: Tensor, bias: Optional[Tensor],
+                            w_rec: Tensor, y0: Tensor, v0: Tensor, i0: Optional[Tensor], p,
+                            linear_backend: str = "auto"):
+    """``(zs [T, B, N], v_T, i_T)`` of recurrent LIF neurons (parameters ``p``, recurrent
+    weight ``w_rec [N, N]``, previous output ``y0 [B, N]``) fed by ``xs [T, B, in] W^T + b``;
+    the caller checks :func:`eligible` first."""
+    from .leaky import Spec
+    spec = Spec(spiking=True, reset=p.reset, detach_reset=p.detach_reset,
+                scale_input=bool(p.scale_input), has_syn=p.decay_syn is not None,
+                surrogate=p.surrogate, backend="numba")
+    B, N = xs.shape[1], weight.shape[0]
+    v0 = v0.expand(B, N)
+    i0 = i0.expand(B, N) if i0 is not None else None
+    return ProjectedRecurrentLIF.apply(spec, linear_backend, xs, weight, bias, w_rec,
+                                       y0.expand(B, N), v0, i0, p.decay_mem, p.decay_syn,
+                                       p.threshold, p.v_reset)

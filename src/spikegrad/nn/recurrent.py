@@ -69,3 +69,31 @@ class Recurrent(StatefulModule):
                                       backend=backend, w_rec=w, y0=state.y)
             return ys, F.RecurrentState(type(inner)(v, i), ys[-1])
         return F.recurrent_seq(xs, state, F.RecurrentParams(w, type(self.neuron).step, params))
+
+    def forward_projected(self, xs: Tensor, weight: Tensor, bias: Optional[Tensor],
+                          state: Optional[F.RecurrentState] = None,
+                          linear_backend: str = "auto"
+                          ) -> Optional[Tuple[Tensor, F.RecurrentState]]:
+        """``self(F.linear(xs, weight, bias), state)`` fused chunk by chunk in time with the
+        membrane recomputed in backward (:mod:`spikegrad.kernels.projected`), or None where
+        that does not apply (a neuron other than LIF, trained neuron constants, a state that
+        needs a gradient...). ``xs [T, B, in]``."""
+        from ..kernels import projected
+        from .neurons import LIF
+        neuron = self.neuron
+        if type(neuron) is not LIF or len(neuron.features) != 1 or xs.dim() != 3:
+            return None
+        n = neuron.features[0]
+        if weight.dim() != 2 or weight.shape[0] != n:
+            return None
+        if state is not None and not isinstance(state, F.RecurrentState):
+            return None
+        p = neuron.params()
+        x0 = xs.new_zeros(()).expand(xs.shape[1], n)
+        inner = neuron.initial_state(x0) if state is None else state.inner
+        y0 = torch.zeros_like(x0) if state is None else state.y
+        if not projected.eligible(xs, weight, inner.v, inner.i, p, neuron.backend):
+            return None
+        zs, v, i = projected.projected_recurrent_lif(xs, weight, bias, self.recurrent_weight(),
+                                                     y0, inner.v, inner.i, p, linear_backend)
+        return zs, F.RecurrentState(F.LIFState(v, i), zs[-1])
