@@ -14,15 +14,16 @@ and ``dX`` (``dX`` only when ``x`` needs a gradient, e.g. a hidden layer's spike
 
 Memory of a training step: the output spikes plus three chunk buffers, instead of the spikes
 plus three full sequences; time: one more projection and neuron forward per step. Measured on
-A512 (Linear 512->512 at p = 0.1 + LIF, B=16, T=500; 2 cores): 67 -> 26 MiB (peak RSS of the
-step), 26-30 -> 34-36 ms. Spikes and states are bit-identical to the unfused numba path;
+A512 (Linear 512->512 at p = 0.1 + LIF, B=16, T=500; 2 cores; `make bench`): 68 -> 25 MiB
+(peak RSS of the step), 23 -> 34 ms. Spikes and states are bit-identical to the unfused numba path;
 gradients equal it up to the order of float summation (the weight and bias gradients are
 summed chunk by chunk).
 
 A recurrent layer (:class:`ProjectedRecurrentLIF`) runs the same way: each chunk starts from
 its saved states and the previous step's spikes, and backward carries, besides the adjoint
 states, the gradient that reaches the previous chunk's last spikes through ``W_rec``. Workload
-C (Linear 256 -> recurrent LIF 256, B = 32, T = 1000): 126 -> 78 MiB, 101 -> 204 ms.
+C (Linear 256 -> recurrent LIF 256, B = 32, T = 1000): 126 -> 66 MiB, 104 -> 317 ms (its chunks
+are short, 32 steps, and each costs its calls).
 
 Used by :class:`spikegrad.nn.Sequential` with ``recompute=True`` for a ``Linear`` followed by a
 spiking ``LIF`` (or a ``Recurrent`` LIF) when the LIF runs the numba kernels, none of its constants (time constants,
