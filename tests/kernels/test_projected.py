@@ -209,3 +209,16 @@ def test_recurrent_alif_and_trained_constants_run_unfused(monkeypatch):
         z, _ = net(x)
         z.sum().backward()
     assert not seen
+
+
+def test_the_fused_projection_decides_event_or_dense_as_a_training_linear_would(monkeypatch):
+    from spikegrad.kernels import event_linear as el
+    monkeypatch.setattr(el, "_CROSSOVER", {impl: {True: (0.5,) * 7, False: (0.0,) * 7}
+                                           for impl in el._CROSSOVER})
+    seen = []
+    plan = el._plan
+    monkeypatch.setattr(projected, "_plan", lambda *a: seen.append(plan(*a)[0]) or plan(*a))
+    net = sg.nn.Sequential(sg.nn.Linear(64, 512), sg.nn.LIF(512), recompute=True)
+    x = (torch.rand(40, 20, 64) < 0.1).float()   # 800 x 64 x 512 = 2**24.6: enough work
+    net(x)
+    assert [p.backend for p in seen] == ["event"]   # training table (0.5), not inference (0)

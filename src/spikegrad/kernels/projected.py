@@ -60,7 +60,10 @@ class _Projection:
     the same backend would choose."""
 
     def __init__(self, x2: Tensor, weight: Tensor, bias: Optional[Tensor], backend: str):
-        plan, events = _plan(x2, weight, backend)
+        # an autograd Function's forward runs without grad: decide as the Linear layer would in
+        # a training step (the crossover differs between training and inference)
+        with torch.enable_grad():
+            _, events = _plan(x2, weight, backend)
         if events is not None and len(events.tensors) != 2:  # the embedding_bag fallback
             events = None
         self.x2, self.weight, self.bias = x2, weight.detach(), bias
