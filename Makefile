@@ -1,5 +1,6 @@
 # Every target bootstraps .venv from nothing: torch==2.13.0 first (the CPU wheel; a bare
-# `torch` would pull a multi-GB CUDA build), then spikegrad in editable mode with its extras.
+# `torch` would pull a multi-GB CUDA build), then spikegrad in editable mode with its extras
+# (gpu: triton, whose kernels the tests check in its interpreter when there is no GPU).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,7 +13,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[apps,dev,fast]'
+	$(BIN)/pip install -q -e '.[apps,dev,fast,gpu]'
 	touch $(STAMP)
 
 demo: setup

@@ -88,8 +88,10 @@ def test_beta_adapt_gradient_hand_derivation():
 def test_backends_equal_and_torch_raises():
     xs = torch.rand(5, 2, 3)
     p = ALIFParams()
-    with pytest.raises(ValueError, match="no torch-ops fused path"):
+    with pytest.raises(ValueError, match="ALIF has no fused path of that kind"):
         alif_seq(xs, None, p, backend="torch")
+    with pytest.raises(ValueError, match="ALIF has no fused path of that kind"):
+        alif_seq(xs, None, p, backend="triton")
     # the kernel's own parity tests: tests/kernels/test_adaptive.py
     assert torch.equal(alif_seq(xs, None, p, backend="auto")[0],
                        alif_seq(xs, None, p, backend="reference")[0])

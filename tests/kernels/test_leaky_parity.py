@@ -149,7 +149,8 @@ def test_explicit_backends_never_fall_back(monkeypatch):
 @pytest.mark.skipif(not numba_available(), reason="numba not installed")
 def test_numba_scalar_surrogates_equal_the_registry():
     import numpy as np
-    from spikegrad.kernels.numba_leaky import _SURROGATE_IDS, phi_builtin
+    from spikegrad.kernels.leaky import SURROGATE_IDS as _SURROGATE_IDS
+    from spikegrad.kernels.numba_leaky import phi_builtin
     x = torch.linspace(-3, 3, 1001, dtype=torch.float64)
     seen = set()
     for name in sg.surrogate.names():
@@ -180,7 +181,7 @@ def test_numba_user_surrogate_uses_its_torch_function():
 @pytest.mark.parametrize("reset", ["subtract", "to_value"])
 def test_torch_backend_on_cuda_equals_cpu_reference(reset):
     kw = dict(reset=reset, syn=True, detach=False, T=64)
-    _assert_same(_lif_case("reference", **kw), _lif_case("auto", device="cuda", **kw),
+    _assert_same(_lif_case("reference", **kw), _lif_case("torch", device="cuda", **kw),
                  torch.float64)
 
 

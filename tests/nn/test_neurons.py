@@ -165,7 +165,7 @@ def test_alif_module_equals_functional_and_every_parameter_learns():
 
 
 def test_alif_backends_and_the_refractory_fallback():
-    with pytest.raises(ValueError, match="no torch-ops fused path"):
+    with pytest.raises(ValueError, match="ALIF has no fused path of that kind"):
         sg.nn.ALIF(3, backend="torch")
     assert sg.nn.ALIF(3).backend == "auto"
     # Recurrent reads the neuron's backend: with refractoriness auto runs the reference loop

@@ -30,7 +30,7 @@ kernel of :mod:`spikegrad.kernels.adaptive` (CPU; equal to the reference: spikes
 bit-identical, gradients up to summation order), which covers ALIF with fixed neuron
 constants, refractory or not; for anything else it raises ValueError saying why.
 ``"auto"`` takes it where it applies (numba installed, CPU tensors) and the reference loop
-otherwise. There is no ``"torch"`` fused ALIF (ValueError).
+otherwise. There is no ``"torch"`` or ``"triton"`` fused ALIF (ValueError).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from .refractory import (RefractoryParams, after_spike, check_refractory, clamp,
                          has_relative, relative_push)
 from .scan import scan, scan_trace
 
-FUSED_BACKENDS = ("torch", "numba")
+FUSED_BACKENDS = ("torch", "numba", "triton")
 
 
 class ALIFParams(NamedTuple):
@@ -144,15 +144,20 @@ def fused_obstacle(xs: Tensor, p: ALIFParams) -> Optional[str]:
     return None
 
 
+def reject_unavailable(backend: str) -> None:
+    """ValueError for a fused backend that ALIF does not have (any call, any device)."""
+    if backend in ("torch", "triton"):
+        raise ValueError(f"backend={backend!r}: ALIF has no fused path of that kind (its fused "
+                         "kernel is numba's, on the CPU); use 'auto', 'numba' or 'reference'")
+
+
 def resolve_backend(backend: str, xs: Tensor, p: ALIFParams) -> str:
     """``"reference"`` or ``"numba"`` for this call; ``auto`` picks the fused kernel where it
     applies, an explicit fused backend that cannot run raises ValueError saying why."""
     check_choice(backend, "backend", BACKENDS)
     if backend == "reference":
         return backend
-    if backend == "torch":
-        raise ValueError("backend='torch': ALIF has no torch-ops fused path; use 'auto', "
-                         "'numba' or 'reference'")
+    reject_unavailable(backend)
     obstacle = fused_obstacle(xs, p)
     if obstacle is None:
         return "numba"

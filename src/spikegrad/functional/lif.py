@@ -25,7 +25,7 @@ from .leaky import Scalar, check_state, initial_state, integrate
 from .scan import scan, scan_trace
 
 RESET_MODES = ("subtract", "to_value", "none")
-BACKENDS = ("auto", "reference", "torch", "numba")
+BACKENDS = ("auto", "reference", "torch", "numba", "triton")
 
 
 class LIFParams(NamedTuple):
@@ -98,8 +98,9 @@ def lif_seq(xs: Tensor, state: Optional[LIFState] = None, p: LIFParams = LIFPara
         p: :class:`LIFParams`.
         backend: ``"reference"`` (this module's Python time loop, the definition),
             ``"torch"`` (one fused autograd Function, torch ops), ``"numba"`` (the fused
-            Function with compiled CPU loops) or ``"auto"`` (the fastest of these that
-            applies: numba on CPU when installed, else torch). All are tested equal.
+            Function with compiled CPU loops), ``"triton"`` (its GPU kernels; CUDA tensors,
+            no recurrence) or ``"auto"`` (the fastest of these that applies: numba on CPU
+            when installed, triton on CUDA when installed, else torch). All are tested equal.
             ``nn.Recurrent`` uses its neuron's backend for the whole recurrent sequence.
 
     Returns:

@@ -22,7 +22,8 @@ over time of products of these with saved or recomputed states.
 The two element-wise recursions (forward state, backward adjoint) are the only loops over
 time; ``backend="torch"`` runs them as torch ops, ``backend="numba"`` as compiled loops
 (:mod:`spikegrad.kernels.numba_leaky`, which also evaluates phi and A inside its loop, and
-with recurrence adds the weight rows of the neurons that spiked instead of a dense product).
+with recurrence adds the weight rows of the neurons that spiked instead of a dense product),
+``backend="triton"`` as GPU kernels (:mod:`spikegrad.kernels.triton_leaky`; feed-forward).
 """
 
 from __future__ import annotations
@@ -32,7 +33,19 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
+from .. import surrogate as _surrogate
 from ..surrogate import Surrogate
+
+# ids the compiled kernels (numba, triton) specialise on
+RESET_IDS = {"none": 0, "subtract": 1, "to_value": 2}
+# id of each built-in surrogate, which the compiled kernels evaluate inside their loops; a
+# surrogate is "built-in" only if its derivative is the registry's own function (a user may
+# register another under a new name). 0: a user's surrogate, evaluated by its torch function.
+SURROGATE_IDS = {
+    _surrogate._fast_sigmoid: 1, _surrogate._sigmoid: 2, _surrogate._atan: 3,
+    _surrogate._triangle: 4, _surrogate._gaussian: 5, _surrogate._exponential: 6,
+    _surrogate._straight_through: 7,
+}
 
 
 class Spec(NamedTuple):
@@ -44,7 +57,7 @@ class Spec(NamedTuple):
     scale_input: bool
     has_syn: bool
     surrogate: Optional[Surrogate]
-    backend: str             # "torch" | "numba"
+    backend: str             # "torch" | "numba" | "triton"
 
 
 def _reduce_to(grad: Tensor, like: Tensor) -> Tensor:
@@ -70,7 +83,11 @@ class LeakySequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, spec: Spec, xs, v0, i0, a_mem, a_syn, theta, v_reset, w_rec, y0):
         with torch.no_grad():
-            if spec.backend == "numba" and w_rec is None:
+            if spec.backend == "triton":  # feed-forward only (choose() checks)
+                from .triton_leaky import forward_scan
+                ys, u_all, i_all, v_last, i_last = forward_scan(spec, xs, v0, i0, a_mem, a_syn,
+                                                                theta, v_reset)
+            elif spec.backend == "numba" and w_rec is None:
                 from .numba_leaky import forward_scan
                 ys, u_all, i_all, v_last, i_last = forward_scan(spec, xs, v0, i0, a_mem, a_syn,
                                                                 theta, v_reset)
@@ -117,7 +134,12 @@ class LeakySequence(torch.autograd.Function):
 
         with torch.no_grad():
             # -- the adjoint recursion ------------------------------------------------------
-            if spec.backend == "numba" and w_rec is None:
+            if spec.backend == "triton":
+                from .triton_leaky import backward_scan
+                gu_all, gi_all = backward_scan(spec, g_ys, u_all, theta, v_reset, a_mem, a_syn,
+                                               gv_T, gi_T)
+                g_y0 = None
+            elif spec.backend == "numba" and w_rec is None:
                 from .numba_leaky import backward_scan
                 gu_all, gi_all = backward_scan(spec, g_ys, u_all, theta, v_reset, a_mem, a_syn,
                                                gv_T, gi_T)
@@ -180,6 +202,18 @@ def recurrent_weight_grad(g_in: Tensor, outs: Tensor, y0: Tensor) -> Tensor:
     if g_in.shape[0] > 1:
         g_w = g_w + g_in[1:].flatten(0, -2).T @ outs[:-1].flatten(0, -2)
     return g_w
+
+
+def time_rows(g: Tensor) -> Tensor:
+    """The gradient ``[T, ...]`` of an output sequence as the compiled backward loops read it:
+    as is, or, when it is the same for every step (stride 0 in time: the gradient of a sum
+    arrives expanded), one contiguous step ``[1, ...]`` used for all steps instead of T
+    materialised copies."""
+    if g.shape[0] > 1 and g.stride(0) == 0:
+        g = g[:1]
+    if g.shape[0] == 1 or not g.is_contiguous():
+        g = g.contiguous()
+    return g
 
 
 def _spikes(u: Tensor, theta) -> Tensor:
@@ -282,7 +316,7 @@ def _backward_torch(spec: Spec, g_ys, u_all, theta, v_reset, a_mem, a_syn, gv, g
 
 # --- dispatch --------------------------------------------------------------------------------
 
-FUSED = ("torch", "numba")
+FUSED = ("torch", "numba", "triton")
 
 
 def numba_available() -> bool:
@@ -293,12 +327,39 @@ def numba_available() -> bool:
     return True
 
 
+def triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _triton_obstacle(xs: Tensor, recurrent: bool) -> Optional[str]:
+    """Why the Triton kernels cannot run this call (None if they can)."""
+    if not triton_available():
+        return "it needs triton (pip install 'spikegrad[gpu]')"
+    from .triton_leaky import DTYPES, INTERPRETED
+    if xs.device.type != "cuda" and not INTERPRETED:
+        return f"it runs on CUDA tensors, but xs is on {xs.device}"
+    if recurrent:
+        return "it covers feed-forward sequences only (no recurrent weights)"
+    if xs.dtype not in DTYPES:
+        return f"it computes in float32 or float64, but xs is {xs.dtype}"
+    return None
+
+
 def choose(backend: str, xs: Tensor, recurrent: bool) -> str:
     """Resolve ``"auto"`` to the fastest correct fused path; validate explicit choices."""
     if backend == "auto":
         # numba wherever it runs (CPU); measured faster than the torch loop with and without
-        # recurrence (benchmarks/RESULTS.md)
-        return "numba" if xs.device.type == "cpu" and numba_available() else "torch"
+        # recurrence (benchmarks/RESULTS.md). On CUDA, the Triton kernels where they apply:
+        # one kernel per direction instead of several torch ops per step.
+        if xs.device.type == "cpu":
+            return "numba" if numba_available() else "torch"
+        if xs.device.type == "cuda" and _triton_obstacle(xs, recurrent) is None:
+            return "triton"
+        return "torch"
     if backend == "numba":
         if not numba_available():
             raise ImportError("backend='numba' needs numba: pip install 'spikegrad[fast]' "
@@ -306,6 +367,11 @@ def choose(backend: str, xs: Tensor, recurrent: bool) -> str:
         if xs.device.type != "cpu":
             raise ValueError(f"backend='numba' runs on the CPU, but xs is on {xs.device}; "
                              "use backend='torch' or 'auto'")
+    if backend == "triton":
+        obstacle = _triton_obstacle(xs, recurrent)
+        if obstacle is not None:
+            raise ValueError(f"backend='triton' cannot run this sequence: {obstacle}; use "
+                             "backend='auto' or 'torch'")
     return backend
 
 
@@ -329,7 +395,10 @@ def leaky_sequence(xs: Tensor, v0: Tensor, i0: Optional[Tensor], p, *, spiking: 
     # no gradient wanted (inference, or nothing trainable reaches here): the same loop, without
     # writing the membrane sequence that only backward would read
     with torch.no_grad():
-        if spec.backend == "numba":
+        if spec.backend == "triton":
+            from .triton_leaky import forward_scan
+            out = forward_scan(spec, *args[:7], store_u=False)
+        elif spec.backend == "numba":
             from .numba_leaky import forward_scan, forward_scan_rec
             out = (forward_scan(spec, *args[:7], store_u=False) if w_rec is None
                    else forward_scan_rec(spec, *args, store_u=False))

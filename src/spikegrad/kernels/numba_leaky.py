@@ -43,17 +43,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import surrogate as _surrogate
+from .leaky import RESET_IDS as _RESET, SURROGATE_IDS as _SURROGATE_IDS, time_rows
 from .parallel import run_split
 
-_RESET = {"none": 0, "subtract": 1, "to_value": 2}
-# id of each built-in surrogate in _phi; a surrogate is "built-in" only if its derivative is
-# the registry's own function (a user may register another under a new name)
-_SURROGATE_IDS = {
-    _surrogate._fast_sigmoid: 1, _surrogate._sigmoid: 2, _surrogate._atan: 3,
-    _surrogate._triangle: 4, _surrogate._gaussian: 5, _surrogate._exponential: 6,
-    _surrogate._straight_through: 7,
-}
 
 
 @functools.lru_cache(maxsize=None)
@@ -481,16 +473,9 @@ def _row(t, shape, dtype) -> np.ndarray:
 
 
 def grad_rows(g: Tensor) -> np.ndarray:
-    """The gradient ``[T, ...]`` of an output sequence as the backward kernels read it: as is,
-    or, when it is the same for every step (stride 0 in time: the gradient of a sum arrives
-    expanded), one contiguous step ``[1, ...]`` that the kernels use for all steps -- instead
-    of materialising T copies, or reading through zero strides, which LLVM does not
-    vectorise."""
-    if g.shape[0] > 1 and g.stride(0) == 0:
-        g = g[:1]
-    if g.shape[0] == 1 or not g.is_contiguous():
-        g = g.contiguous()
-    return g.numpy()
+    """:func:`spikegrad.kernels.leaky.time_rows` as an array: one row for all steps when the
+    gradient is constant in time (reading through zero strides, LLVM does not vectorise)."""
+    return time_rows(g).numpy()
 
 
 def _state(t, like: Tensor) -> np.ndarray:

@@ -296,9 +296,7 @@ class ALIF(LIF):
                          learn_threshold=learn_threshold, scale_input=scale_input,
                          learn_reset=learn_reset, backend="reference")
         self.backend = check_choice(backend, "backend", F.BACKENDS)
-        if self.backend == "torch":
-            raise ValueError("backend='torch': ALIF has no torch-ops fused path; use 'auto', "
-                             "'numba' or 'reference'")
+        F.adaptation.reject_unavailable(self.backend)
         self.decay_adapt = Decay(tau_adapt, dt, self.features, learn_adapt, "tau_adapt")
         self.beta_adapt = AdaptationStrength(beta_adapt, self.features, learn_adapt)
         if isinstance(t_ref, bool) or not isinstance(t_ref, (int, float)) or t_ref < 0 \
