@@ -2,6 +2,8 @@
 equal to the dense GEMMs, at every ragged edge (input tails of the 16-wide compare, output
 tails of the 64-byte blocks, short last row block), and independent of the number of threads."""
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -48,6 +50,26 @@ def test_active_inputs_are_exactly_the_nonzero_entries(dtype, n_rows, n_in, p):
     assert binary and rowptr.dtype == torch.int64 and cols.dtype == torch.int32
     assert cols.tolist() == want.tolist()
     assert rowptr.tolist() == np.searchsorted(rows, np.arange(n_rows + 1)).tolist()
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_scratch_buffers_grow_and_are_reused_without_stale_entries(monkeypatch, threads):
+    # scratch starts at one row's worth (33 entries): it doubles many times within a call;
+    # a later call with fewer active inputs reuses the grown buffers
+    monkeypatch.setattr(ne, "_SCRATCH_START", 1)
+    monkeypatch.setattr(ne, "_scratch", threading.local())
+    monkeypatch.setattr(parallel, "MIN_WORK_PER_THREAD", 1)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for p in (0.9, 0.1, 0.5):
+            x = spikes((60, 33), p, torch.float32)
+            rowptr, cols, binary = ne.active_csr(x)
+            rows, want = np.nonzero(x.numpy())
+            assert binary and cols.tolist() == want.tolist()
+            assert rowptr.tolist() == np.searchsorted(rows, np.arange(61)).tolist()
+    finally:
+        torch.set_num_threads(old)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

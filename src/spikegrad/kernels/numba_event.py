@@ -35,6 +35,7 @@ threads.
 
 from __future__ import annotations
 
+import threading
 from typing import Optional
 
 import numba
@@ -46,7 +47,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 from torch import Tensor
 
-from .parallel import run_split
+from .parallel import run_split, split
 
 # Rows per block of the weight gradient: the block's packed rows of g for one column block
 # take RB * 64 bytes (32 KiB) and stay in L1 while every input of the block gathers from them;
@@ -218,25 +219,22 @@ def _compress_row(typingctx, x, x_off, n, cols, k):
 # --------------------------------------------------------------------------------------------
 
 @numba.njit(nogil=True, cache=True)
-def _count_kernel(x, n_in, counts, lo, hi):
-    """``counts[r + 1] = count(x[r] != 0)`` for the rows ``[lo, hi)``."""
-    for r in range(lo, hi):
-        off = np.uint64(r * n_in)
-        c = 0
-        for j in range(np.uint64(n_in)):
-            c += x[off + j] != 0
-        counts[r + 1] = c
-
-
-@numba.njit(nogil=True, cache=True)
-def _csr_kernel(x, n_in, rowptr, cols, lo, hi):
-    """Fill ``cols`` for the rows ``[lo, hi)`` (``rowptr`` known); 1 if an entry is not 0/1."""
+def _compress_kernel(x, n_in, counts, buf, k, lo, hi):
+    """Append the active inputs of the rows ``[lo, hi)`` to ``buf`` from ``buf[k]`` on, with
+    ``counts[r + 1]`` the row's count. Stops before a row that might not fit: returns ``(the
+    row reached, k, bad)``, ``bad`` = 1 if an entry is not 0/1."""
     bad = np.uint64(0)
+    cap = np.uint64(buf.shape[0])
+    k = np.uint64(k)
+    un = np.uint64(n_in)
     for r in range(lo, hi):
-        k, b = _compress_row(x, np.uint64(r * n_in), np.uint64(n_in), cols,
-                             np.uint64(rowptr[r]))
+        if k + un > cap:
+            return r, k, bad
+        k2, b = _compress_row(x, np.uint64(r * n_in), un, buf, k)
+        counts[r + 1] = k2 - k
+        k = k2
         bad |= b
-    return bad
+    return hi, k, bad
 
 
 @numba.njit(nogil=True, cache=True)
@@ -319,20 +317,51 @@ def _weight_grad_kernel(colptr, rows, g, n_rows, n_in, n_out, rb, dwt, pack, c_l
 # torch-facing wrappers
 # --------------------------------------------------------------------------------------------
 
+_scratch = threading.local()
+_SCRATCH_START = 1 << 16  # int32 entries of a new scratch buffer (it doubles as needed)
+
+
+def _compress_rows(x: np.ndarray, n_in: int, counts: np.ndarray, bufs: dict, slot: int,
+                   lo: int, hi: int):
+    """The active inputs of rows ``[lo, hi)``, appended to the scratch buffer ``bufs[slot]``
+    (grown by doubling when a row might not fit): ``(buf, count, bad)``."""
+    buf = bufs.get(slot)
+    if buf is None or buf.shape[0] < n_in:
+        buf = bufs[slot] = np.empty(max(n_in, _SCRATCH_START), np.int32)
+    r, k, bad = lo, 0, 0
+    while True:
+        r, k, b = _compress_kernel(x, n_in, counts, buf, k, r, hi)
+        bad |= b
+        if r == hi:
+            return buf, int(k), bad
+        grown = np.empty(2 * buf.shape[0], np.int32)
+        grown[:k] = buf[:k]
+        buf = bufs[slot] = grown
+
+
 def active_csr(x2: Tensor) -> tuple[Tensor, Tensor, bool]:
     """Active inputs of ``x2 [N, in]`` (CPU float): ``(rowptr [N + 1] int64, cols [nnz] int32,
-    binary)``; ``binary`` is whether every nonzero entry equals 1. Two passes over ``x2`` (count,
-    then compress), threaded over rows, so ``cols`` is allocated at its exact size."""
+    binary)``; ``binary`` is whether every nonzero entry equals 1. One pass over ``x2``,
+    threaded over rows: each slice of rows is compressed into a scratch buffer (one per slice,
+    kept between calls by the calling thread), then the buffers are copied into ``cols`` at its
+    exact size. (A count pass before a fill pass read ``x2`` twice: ~0.9 ms more per call on
+    workload B's 18 MB input.)"""
     n_rows, n_in = x2.shape
     x = x2.detach().contiguous().view(-1).numpy()
     rowptr = np.zeros(n_rows + 1, np.int64)
-    run_split(lambda lo, hi: _count_kernel(x, n_in, rowptr, lo, hi), n_rows, x.size)
+    slices = split(n_rows, x.size)
+    slot = {lo: j for j, (lo, _) in enumerate(slices)}
+    bufs = _scratch.__dict__.setdefault("bufs", {})
+    parts = [None] * len(slices)
+
+    def call(lo, hi):
+        parts[slot[lo]] = _compress_rows(x, n_in, rowptr, bufs, slot[lo], lo, hi)
+    run_split(call, n_rows, x.size)
     np.cumsum(rowptr, out=rowptr)
     cols = np.empty(int(rowptr[-1]), np.int32)
-    bad = []
-    run_split(lambda lo, hi: bad.append(_csr_kernel(x, n_in, rowptr, cols, lo, hi)),
-              n_rows, x.size)
-    return torch.from_numpy(rowptr), torch.from_numpy(cols), not any(bad)
+    for (lo, _), (buf, k, _) in zip(slices, parts):
+        cols[rowptr[lo]:rowptr[lo] + k] = buf[:k]
+    return torch.from_numpy(rowptr), torch.from_numpy(cols), not any(p[2] for p in parts)
 
 
 def pack_weight(weight: Tensor) -> np.ndarray:
