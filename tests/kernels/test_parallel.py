@@ -1,6 +1,7 @@
 """Splitting the recurrent numba loops over threads changes nothing but the wall time."""
 
 import multiprocessing as mp
+import sys
 import threading
 
 import pytest
@@ -30,7 +31,24 @@ def test_split_keeps_small_work_on_one_thread():
     assert len(parallel.split(32, 4 * parallel.MIN_WORK_PER_THREAD, threads=8)) == 4
 
 
-def test_run_split_runs_every_slice_on_several_threads():
+@pytest.fixture(params=["openmp", "threads"])
+def where(request, monkeypatch):
+    """Run a test with the slices on torch's OpenMP team, then on our own thread pool."""
+    if request.param == "threads":
+        monkeypatch.setattr(parallel, "_omp", None)
+        monkeypatch.setattr(parallel, "_omp_found", True)
+    elif parallel.backend() != "openmp":
+        pytest.skip("torch's OpenMP runtime was not found (not Linux, or no OpenMP build)")
+    return request.param
+
+
+@pytest.mark.skipif(not torch._C.has_openmp or not sys.platform.startswith("linux"),
+                    reason="torch without OpenMP, or no /proc/self/maps")
+def test_slices_run_on_torchs_openmp_team_where_there_is_one():
+    assert parallel.backend() == "openmp"
+
+
+def test_run_split_runs_every_slice_on_several_threads(where):
     seen, names = [], set()
     barrier = threading.Barrier(2, timeout=10)
 
@@ -48,7 +66,7 @@ def test_run_split_runs_every_slice_on_several_threads():
     assert len(names) == 2
 
 
-def test_run_split_reraises_a_slice_error():
+def test_run_split_reraises_a_slice_error(where):
     def call(lo, hi):
         if lo > 0:
             raise RuntimeError("slice failed")
@@ -61,6 +79,23 @@ def test_run_split_reraises_a_slice_error():
         torch.set_num_threads(old)
 
 
+def test_a_nested_split_runs_every_slice_once(where):
+    # inside a parallel region an OpenMP team may be a single thread: it takes every slice
+    inner = []
+
+    def outer(lo, hi):
+        if lo == 0:
+            parallel.run_split(lambda a, b: inner.append((a, b)), 6,
+                               6 * parallel.MIN_WORK_PER_THREAD)
+    old = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        parallel.run_split(outer, 3, 3 * parallel.MIN_WORK_PER_THREAD)
+    finally:
+        torch.set_num_threads(old)
+    assert sorted(inner) == [(0, 2), (2, 4), (4, 6)]
+
+
 def _split_in_child(queue):
     out = []
     parallel.run_split(lambda lo, hi: out.append((lo, hi)), 4, 4 * parallel.MIN_WORK_PER_THREAD)
@@ -68,7 +103,7 @@ def _split_in_child(queue):
 
 
 @pytest.mark.skipif("fork" not in mp.get_all_start_methods(), reason="needs fork")
-def test_pool_works_in_a_forked_child():
+def test_pool_works_in_a_forked_child(where):
     old = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

@@ -21,8 +21,10 @@ feed-forward loops runs of 16 neurons (A512 step 35-36 -> 30-32 ms once the proj
 them was event-driven; with the dense GEMM before them 37-45 -> 37-40 ms). An earlier
 measurement with the GEMM before them found two threads slower (41-46 vs 37-38 ms): after a
 parallel torch op, GNU OpenMP's default wait policy keeps its idle worker spinning on the
-second core for milliseconds, which a second thread of ours then shares; see
-``OMP_WAIT_POLICY`` in benchmarks/README.md. The arithmetic follows the reference's
+second core for milliseconds, which a second thread of ours then shared; see
+``OMP_WAIT_POLICY`` in benchmarks/README.md. The slices now run on torch's OpenMP team itself
+(:mod:`spikegrad.kernels.parallel`), so that worker takes our second slice instead of
+competing with it. The arithmetic follows the reference's
 order (numba does not fuse multiply-adds unless asked), so forward states are bit-identical.
 
 Surrogates: the built-in ones are evaluated inside the backward loop by :func:`_phi`, a

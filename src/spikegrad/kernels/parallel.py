@@ -1,19 +1,29 @@
 """Run a compiled (GIL-free) kernel over disjoint slices of one dimension on several threads.
 
-The recurrent numba loops of :mod:`spikegrad.kernels.numba_leaky` are independent across the
-batch: each slice of rows runs the same arithmetic, so the results are bit-identical to one
-thread. Threads come from one small pool (the caller runs the
-first slice itself); their number follows ``torch.get_num_threads()``, so a user who limits
+The numba loops are independent across one dimension (batch rows when recurrent, runs of
+neurons otherwise): each slice runs the same arithmetic, so the results are bit-identical to
+one thread. The number of slices follows ``torch.get_num_threads()``, so a user who limits
 torch to one thread limits these kernels too.
 
-Why a thread pool and not numba's ``parallel=True``: numba's own threading layers either
-refuse calls from several Python threads at once (workqueue) or bring a second OpenMP runtime
-next to torch's; the kernels are already ``nogil``, so plain threads are enough.
+Where the slices run: on torch's own OpenMP team, through ``GOMP_parallel`` of the OpenMP
+runtime torch loaded (a ctypes callback per thread, which calls the ``nogil`` kernel). A
+separate pool of ours ran next to torch's OpenMP workers, which after every parallel torch op
+spin for milliseconds before they sleep: on 2 cores our second thread then shared a core with
+a spinning worker, and waking it cost ~90 us. On torch's team the workers are the ones
+spinning, so they start at once: workload B's training step 15 -> 11.5 ms, A512 23.5 -> 20.5
+ms (in-process medians, alternating runs). Without an OpenMP runtime that exports
+``GOMP_parallel`` (GNU's, or LLVM's and Intel's, which export it too), and in a forked child
+(OpenMP teams do not survive ``fork``), a small thread pool of ours runs them instead.
+
+Why not numba's ``parallel=True``: its threading layers either refuse calls from several
+Python threads at once (workqueue) or bring a second OpenMP runtime next to torch's.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, List, Optional, Tuple
@@ -21,8 +31,9 @@ from typing import Callable, List, Optional, Tuple
 import torch
 
 # Below this much work per thread (in element-steps, ~0.3 ns each in the vectorised loops) the
-# hand-off costs more than it saves: waking a pool thread and joining it took ~90 us (median on
-# the 2-vCPU VM, a no-op kernel split in two) against 2 us unsplit.
+# hand-off costs more than it saves: a no-op kernel split in two took ~70 us on torch's OpenMP
+# team (the callbacks take turns at the GIL) and ~90 us on our pool (median on the 2-vCPU VM),
+# against 2 us unsplit.
 MIN_WORK_PER_THREAD = 1 << 18
 
 _lock = threading.Lock()
@@ -30,11 +41,79 @@ _pool: Optional[ThreadPoolExecutor] = None
 _pool_size = 0
 
 
+_OMP_NAMES = re.compile(r"\S*/lib(?:gomp|omp|iomp5)[^/\s]*\.so[.\d]*")
+_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+
+class _OpenMP:
+    """The OpenMP runtime torch loaded (found in ``/proc/self/maps``), or None."""
+
+    def __init__(self, lib: ctypes.CDLL):
+        self.parallel = lib.GOMP_parallel
+        self.parallel.argtypes = [_CALLBACK, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+        self.parallel.restype = None
+        self.thread_num, self.num_threads = lib.omp_get_thread_num, lib.omp_get_num_threads
+        self.thread_num.restype = self.num_threads.restype = ctypes.c_int
+
+    @staticmethod
+    def find() -> Optional["_OpenMP"]:
+        if not torch._C.has_openmp:
+            return None
+        try:
+            with open("/proc/self/maps") as f:
+                paths = sorted(set(_OMP_NAMES.findall(f.read())))
+        except OSError:
+            return None
+        for path in paths:
+            try:
+                lib = ctypes.CDLL(path)  # already loaded by torch: the same handle
+                if hasattr(lib, "GOMP_parallel") and hasattr(lib, "omp_get_thread_num"):
+                    return _OpenMP(lib)
+            except OSError:
+                continue
+        return None
+
+    def run(self, call: Callable[[int, int], None], slices: List[Tuple[int, int]]) -> None:
+        """``call`` on every slice, on a team of up to ``len(slices)`` threads: thread ``j``
+        of ``k`` takes slices ``j, j + k, ...`` (a team may be smaller than asked, e.g.
+        nested inside another parallel region)."""
+        errors: List[BaseException] = []
+
+        def body(_):
+            j, k = self.thread_num(), self.num_threads()
+            try:
+                for lo, hi in slices[j::k]:
+                    call(lo, hi)
+            except BaseException as e:  # ctypes would print and drop it
+                errors.append(e)
+        callback = _CALLBACK(body)
+        self.parallel(callback, None, len(slices), 0)
+        if errors:
+            raise errors[0]
+
+
+_omp: Optional[_OpenMP] = None
+_omp_found = False
+
+
+def backend() -> str:
+    """``"openmp"`` (torch's team) or ``"threads"`` (our pool): where split slices run."""
+    return "openmp" if _openmp() is not None else "threads"
+
+
+def _openmp() -> Optional[_OpenMP]:
+    global _omp, _omp_found
+    if not _omp_found:
+        _omp, _omp_found = _OpenMP.find(), True
+    return _omp
+
+
 def _reset_after_fork() -> None:
     # a forked child (DataLoader workers) inherits the pool object but not its threads:
-    # submitting to it would wait forever
-    global _pool, _pool_size, _lock
+    # submitting to it would wait forever; OpenMP's team does not survive a fork either
+    global _pool, _pool_size, _lock, _omp, _omp_found
     _pool, _pool_size, _lock = None, 0, threading.Lock()
+    _omp, _omp_found = None, True
 
 
 if hasattr(os, "register_at_fork"):
@@ -70,11 +149,15 @@ def split(n: int, work: int, align: int = 1, threads: Optional[int] = None,
 
 def run_split(call: Callable[[int, int], None], n: int, work: int, align: int = 1,
               min_work: Optional[int] = None) -> None:
-    """``call(lo, hi)`` for each slice of :func:`split`; the calling thread runs the first.
+    """``call(lo, hi)`` for each slice of :func:`split` (the calling thread takes part).
     ``call`` must release the GIL (a ``nogil`` numba function) for the slices to overlap."""
     slices = split(n, work, align, min_work=min_work)
     if len(slices) == 1:
         call(0, n)
+        return
+    omp = _openmp()
+    if omp is not None:
+        omp.run(call, slices)
         return
     pool = _get_pool(len(slices) - 1)
     futures = [pool.submit(call, lo, hi) for lo, hi in slices[1:]]
