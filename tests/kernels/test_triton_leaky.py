@@ -205,3 +205,17 @@ def test_every_variant_compiles_for_the_gpu_without_fused_multiply_adds():
     # per float type: forward 24 LIF + 4 LI variants, backward 96 LIF (8 surrogate ids) + 2 LI
     assert result["compiled"] == 2 * (24 + 4 + 96 + 2)
     assert result["fma"] == []
+
+
+def test_gpu_benchmark_script_runs_in_the_interpreter(tmp_path):
+    # benchmarks/gpu.py, the script a GPU session runs, on the CPU (short sequences): every
+    # backend's spikes equal the reference loop's and its weight gradient is close
+    import json
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "gpu.py")
+    out = subprocess.run([sys.executable, script, "--interpret", "--workloads", "B",
+                          "--out", str(tmp_path / "gpu.md")], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    rows = json.loads((tmp_path / "gpu.json").read_text())["rows"]
+    assert [r["backend"] for r in rows] == ["reference", "torch", "triton"]
+    assert all(r["spikes_equal"] and r["weight_grad_close"] and r["rate"] > 0 for r in rows)
