@@ -727,6 +727,14 @@ class ChunkedLoop:
         return gu_out
 
 
+# A recurrent element-step costs about this many feed-forward ones (the unit of the thread
+# split's work threshold): it adds the weight rows of the previous step's spikes (forward) or
+# a row of the dense product g_in W (backward). Workload C's whole step: ~8 ns per element-step
+# on one thread against ~0.3 ns for the feed-forward loops. Counted as 1, a 32-step chunk of
+# workload C (Sequential(recompute=True)) fell below the threshold and ran on one thread.
+_REC_COST = 16
+
+
 def forward_scan_rec(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset, w_rec, y0,
                      store_u: bool = True, adapt=None):
     """Recurrent forward, ``xs [T, B, N]``; returns what :func:`forward_scan` returns (with
@@ -759,7 +767,7 @@ def forward_scan_rec(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset, w_r
             u_all.numpy() if store_u else _dummy(dt, 3),
             i_all.numpy() if spec.has_syn else _dummy(dt, 3), *extra)
     # the batch rows are independent: one slice of rows per thread
-    run_split(lambda lo, hi: fwd(*args, lo, hi), B, T * B * N)
+    run_split(lambda lo, hi: fwd(*args, lo, hi), B, T * B * N * _REC_COST)
     out = ys, u_all, i_all, v, (i if spec.has_syn else None)
     return out if adapt is None else out + (ad_all, free_all, ad, ref, q)
 
@@ -805,5 +813,5 @@ def backward_scan_rec(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, 
             gu_all.numpy(), gi_all.numpy() if spec.has_syn else _dummy(dt, 3),
             g_in.numpy(), *extra)
     with _single_threaded_blas(B * N * N):
-        run_split(lambda lo, hi: bwd(*args, lo, hi), B, T * B * N)
+        run_split(lambda lo, hi: bwd(*args, lo, hi), B, T * B * N * _REC_COST)
     return (gu_all, gi_all, g_in) if adapt is None else (gu_all, gi_all, g_in, ga, gv, gq)
