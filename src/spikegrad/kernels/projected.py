@@ -22,8 +22,8 @@ summed chunk by chunk).
 A recurrent layer (:class:`ProjectedRecurrentLIF`) runs the same way: each chunk starts from
 its saved states and the previous step's spikes, and backward carries, besides the adjoint
 states, the gradient that reaches the previous chunk's last spikes through ``W_rec``. Workload
-C (Linear 256 -> recurrent LIF 256, B = 32, T = 1000): 126 -> 66 MiB, 104 -> 317 ms (its chunks
-are short, 32 steps, and each costs its calls).
+C (Linear 256 -> recurrent LIF 256, B = 32, T = 1000): 126 -> 66-77 MiB, 2-3x the time (a
+second dense projection and recurrent forward; benchmarks/README.md).
 
 Used by :class:`spikegrad.nn.Sequential` with ``recompute=True`` for a ``Linear`` followed by a
 spiking ``LIF`` (or a ``Recurrent`` LIF) when the LIF runs the numba kernels, none of its constants (time constants,
