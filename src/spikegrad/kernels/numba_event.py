@@ -47,7 +47,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 from torch import Tensor
 
-from .parallel import run_split, split
+from .parallel import run_slices, run_split, split
 
 # Rows per block of the weight gradient: the block's packed rows of g for one column block
 # take RB * 64 bytes (32 KiB) and stay in L1 while every input of the block gathers from them;
@@ -356,7 +356,7 @@ def active_csr(x2: Tensor) -> tuple[Tensor, Tensor, bool]:
 
     def call(lo, hi):
         parts[slot[lo]] = _compress_rows(x, n_in, rowptr, bufs, slot[lo], lo, hi)
-    run_split(call, n_rows, x.size)
+    run_slices(call, slices)
     np.cumsum(rowptr, out=rowptr)
     cols = np.empty(int(rowptr[-1]), np.int32)
     for (lo, _), (buf, k, _) in zip(slices, parts):

@@ -151,9 +151,14 @@ def run_split(call: Callable[[int, int], None], n: int, work: int, align: int = 
               min_work: Optional[int] = None) -> None:
     """``call(lo, hi)`` for each slice of :func:`split` (the calling thread takes part).
     ``call`` must release the GIL (a ``nogil`` numba function) for the slices to overlap."""
-    slices = split(n, work, align, min_work=min_work)
+    run_slices(call, split(n, work, align, min_work=min_work))
+
+
+def run_slices(call: Callable[[int, int], None], slices: List[Tuple[int, int]]) -> None:
+    """``call(lo, hi)`` for each of the given slices (e.g. from :func:`split`), as
+    :func:`run_split` runs them: for a caller that needs the slices themselves."""
     if len(slices) == 1:
-        call(0, n)
+        call(*slices[0])
         return
     omp = _openmp()
     if omp is not None:
