@@ -106,7 +106,10 @@ def test_memory_scaling_in_process_is_flat_for_eprop_and_grows_for_bptt():
 @pytest.mark.slow
 def test_rss_probe_runs_in_a_fresh_process():
     row = app.rss_of_one_step(app.Config(**TINY), 50)
-    assert row["rss_peak_mb"] >= row["rss_before_mb"] > 0 and row["step_seconds"] > 0
+    assert row["rss_before_mb"] > 0 and row["step_seconds"] > 0
+    assert len(row["rss_growth_runs_mb"]) == 3
+    assert row["rss_growth_mb"] == sorted(row["rss_growth_runs_mb"])[1]
+    assert row["rss_peak_mb"] == pytest.approx(row["rss_before_mb"] + row["rss_growth_mb"])
 
 
 @pytest.mark.parametrize("override, match", [
@@ -141,10 +144,15 @@ def test_pattern_generation_floors_of_issue_8(tmp_path):
     # the process's peak RSS during the step: flat within 10% for e-prop
     assert max(r["rss_peak_mb"] for r in ep.values()) <= 1.1 * min(r["rss_peak_mb"]
                                                                   for r in ep.values())
-    # what the step adds: e-prop's does not grow with T (the allocator measure jitters by one
-    # or two 40-80 kB tensors between runs, whatever T: 0.46-0.58 MiB measured), BPTT's grows
-    # about linearly (0.93 -> 6.3 MiB)
-    for key, jitter in (("allocator_peak_mb", 0.2), ("rss_growth_mb", 0.1)):
-        assert max(r[key] for r in ep.values()) - min(r[key] for r in ep.values()) < jitter
+    # what the step adds: BPTT's grows about linearly (RSS 0.75 -> 5.9 MiB, median of 3 steps),
+    # e-prop's does not grow with T. Both measures jitter whatever T: the allocator one by one
+    # or two 40-80 kB tensors (0.46-0.58 MiB measured), the RSS one by up to ~0.7 MiB per step
+    # (medians of 3: 0.0-0.31 MiB measured), so e-prop's spread
+    # is held to a tenth of BPTT's growth from T = 500 to 4000 there
+    ep_spread = {key: max(r[key] for r in ep.values()) - min(r[key] for r in ep.values())
+                 for key in ("allocator_peak_mb", "rss_growth_mb")}
+    assert ep_spread["allocator_peak_mb"] < 0.2
+    assert ep_spread["rss_growth_mb"] < 0.1 * (bp[4000]["rss_growth_mb"] - bp[500]["rss_growth_mb"])
+    for key in ("allocator_peak_mb", "rss_growth_mb"):
         assert bp[4000][key] > 4 * bp[500][key], key
     assert (res.out_dir / "memory.png").stat().st_size > 0

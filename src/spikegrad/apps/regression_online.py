@@ -32,7 +32,8 @@ The task, the network and the objective are those of :mod:`spikegrad.apps.regres
    of a fresh Python subprocess that builds the model, runs a 20-step warm-up, resets the
    kernel's high-water mark (``VmHWM``, via ``/proc/self/clear_refs``) and runs one training
    step: ``VmHWM`` after it minus ``VmRSS`` before it (imports, the model and one-off
-   initialisation are not counted; pages the allocator keeps after freeing count as used).
+   initialisation are not counted; pages the allocator keeps after freeing count as used);
+   three such steps, the median reported, with glibc's mmap threshold fixed at 128 KiB.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -341,9 +343,13 @@ def rss_of_one_step(cfg, T: int, timeout: float = 600.0) -> Dict[str, float]:
     report its parent's peak.)"""
     c = resolve(cfg)
     payload = json.dumps({"cfg": dataclasses.asdict(c), "T": T})
+    # a fixed mmap threshold: glibc's default one rises to the size of the largest block freed,
+    # after which a repeated step's big tensors come from (and stay in) the heap, and the RSS
+    # of a second step would no longer show what the step allocates
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
     out = subprocess.run([sys.executable, "-m", "spikegrad.apps.regression_online",
                           "--rss-probe", payload], capture_output=True, text=True,
-                         timeout=timeout)
+                         timeout=timeout, env=env)
     if out.returncode != 0:
         raise RuntimeError(f"RSS probe failed (T={T}, {c.learning}): {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -355,6 +361,9 @@ def _proc_status_mb(key: str) -> float:
             if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024  # kB
     raise RuntimeError(f"/proc/self/status has no {key} (needs Linux)")
+
+
+_RSS_REPEATS = 3
 
 
 def _rss_probe(payload: str) -> None:
@@ -382,19 +391,26 @@ def _rss_probe(payload: str) -> None:
     # a short warm-up sequence first: lazy initialisation (numba compilation, the gradient
     # buffers, the optimizer state) is not what grows with T
     step(xs[:20], ys[:20])
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset the peak RSS (VmHWM) to the current RSS
-        reset = True
-    except OSError:
-        reset = False
-    before = _proc_status_mb("VmRSS")
-    t0 = time.perf_counter()
-    step(xs, ys)
-    seconds = time.perf_counter() - t0
-    peak = _proc_status_mb("VmHWM")
-    print(json.dumps({"rss_before_mb": before, "rss_peak_mb": peak,
-                      "rss_growth_mb": peak - before, "step_seconds": seconds,
+    runs = []
+    for _ in range(_RSS_REPEATS):
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # reset the peak RSS (VmHWM) to the current RSS
+            reset = True
+        except OSError:
+            reset = False
+        before = _proc_status_mb("VmRSS")
+        t0 = time.perf_counter()
+        step(xs, ys)
+        seconds = time.perf_counter() - t0
+        peak = _proc_status_mb("VmHWM")
+        runs.append((peak - before, before, peak, seconds))
+    # the median step: single readings jitter by up to ~0.7 MiB at any T (measured; the
+    # kernel's RSS counters are batched, small allocations map and unmap pages now and then),
+    # even below zero, while a step that stores its sequence grows by MiBs
+    growth, before, peak, seconds = sorted(runs)[len(runs) // 2]
+    print(json.dumps({"rss_before_mb": before, "rss_peak_mb": peak, "rss_growth_mb": growth,
+                      "step_seconds": seconds, "rss_growth_runs_mb": [r[0] for r in runs],
                       "hwm_reset": reset}))
 
 
