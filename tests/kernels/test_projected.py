@@ -1,6 +1,7 @@
-"""Linear -> LIF fused with recomputation (Sequential(recompute=True)) equals the two layers run
-one by one: spikes and states bit-identical, every gradient to summation order, over chunk
-edges, neuron options, event and dense projections; and it keeps no [T, B, N] sequence."""
+"""Linear -> LIF fused (Sequential: the membrane kept, partly or wholly recomputed with
+``recompute``) equals the two layers run one by one: spikes and states bit-identical, every
+gradient to summation order, over chunk edges, neuron options, event and dense projections;
+with recompute=True it keeps no [T, B, N] sequence, without it one."""
 
 import pytest
 import torch
@@ -27,7 +28,7 @@ def calls(monkeypatch):
     return seen
 
 
-def _run(net, x, g, use_state, fused):
+def _run(net, x, g, use_state, fused, retain=False):
     params = [q for q in net.parameters() if q.requires_grad]
     if fused:
         z, st = net(x)
@@ -35,21 +36,31 @@ def _run(net, x, g, use_state, fused):
         outs, st = net.forward_all(x)
         z = outs[-1]
     loss = (z * g).sum() + (st[1].v.sum() * 0.7 if use_state else 0.0)
-    grads = torch.autograd.grad(loss, [x] + params if x.requires_grad else params)
+    inputs = [x] + params if x.requires_grad else params
+    grads = torch.autograd.grad(loss, inputs, retain_graph=retain)
+    if retain:  # a second backward through the same graph: the membrane must still be there
+        again = torch.autograd.grad(loss, inputs)
+        for a, b in zip(grads, again):  # (the first walks the kept steps in chunks)
+            torch.testing.assert_close(a, b, **TOL[a.dtype])
     return z.detach(), st[1].v.detach(), grads
 
 
+# the fraction of the sequence recomputed: none (the membrane kept, gradient written over it),
+# the later chunks, all
+RECOMPUTE = [0.0, 0.5, True]
+
+
 def check(lif_kw, dtype=torch.float64, p=0.3, backend="auto", bias=True, x_grad=True,
-          use_state=False, T=23, seed=0, gain=3.0):
+          use_state=False, T=23, seed=0, gain=3.0, recompute=True, retain=False):
     torch.manual_seed(seed)
     lin = sg.nn.Linear(17, 11, bias=bias, backend=backend).to(dtype)
     with torch.no_grad():
         lin.weight.mul_(gain)
     lif = sg.nn.LIF(11, **lif_kw).to(dtype)
-    net = sg.nn.Sequential(lin, lif, recompute=True)
+    net = sg.nn.Sequential(lin, lif, recompute=recompute)
     x = (torch.rand(T, 3, 17, dtype=dtype) < p).to(dtype).requires_grad_(x_grad)
     g = torch.randn(T, 3, 11, dtype=dtype)
-    fused = _run(net, x, g, use_state, True)
+    fused = _run(net, x, g, use_state, True, retain)
     plain = _run(net, x, g, use_state, False)
     assert 0 < plain[0].mean() < 1, "pick inputs that make some but not all neurons fire"
     assert torch.equal(fused[0], plain[0]) and torch.equal(fused[1], plain[1])
@@ -67,26 +78,55 @@ def _option_id(kw):
     return ",".join(getattr(v, "name", str(v)) for v in kw.values()) or "default"
 
 
+@pytest.mark.parametrize("recompute", RECOMPUTE)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("lif_kw", OPTIONS, ids=_option_id)
-def test_fused_equals_the_layers_run_one_by_one(calls, dtype, lif_kw):
+def test_fused_equals_the_layers_run_one_by_one(calls, dtype, lif_kw, recompute):
     gain = 30.0 if lif_kw.get("scale_input") else 3.0
-    check(lif_kw, dtype, gain=gain)
+    check(lif_kw, dtype, gain=gain, recompute=recompute)
     assert calls
 
 
+@pytest.mark.parametrize("recompute", RECOMPUTE)
 @pytest.mark.parametrize("backend", ["event", "dense", "auto"])
 @pytest.mark.parametrize("bias, x_grad, use_state", [(True, True, False), (False, False, True),
                                                      (True, False, True)])
 def test_projection_backends_bias_input_gradient_and_final_state(calls, backend, bias, x_grad,
-                                                                  use_state):
-    check({}, backend=backend, bias=bias, x_grad=x_grad, use_state=use_state, p=0.2)
+                                                                  use_state, recompute):
+    check({}, backend=backend, bias=bias, x_grad=x_grad, use_state=use_state, p=0.2,
+          recompute=recompute)
     assert calls
 
 
+@pytest.mark.parametrize("recompute", RECOMPUTE)
 @pytest.mark.parametrize("T", [1, 5, 6, 11])  # one step; exactly one chunk; one more; ragged
-def test_sequence_lengths_around_the_chunk_size(calls, T):
-    check({}, T=T, p=0.6, gain=5.0)
+def test_sequence_lengths_around_the_chunk_size(calls, T, recompute):
+    check({}, T=T, p=0.6, gain=5.0, recompute=recompute)
+
+
+@pytest.mark.parametrize("recompute", [0.0, 0.5, 0.99])
+@pytest.mark.parametrize("lif_kw", [dict(), dict(tau_syn=5e-3)], ids=_option_id)
+def test_a_retained_graph_backpropagates_twice_to_the_same_gradients(calls, lif_kw, recompute):
+    # the kept membrane is overwritten by its gradient only when the graph is freed after
+    check(lif_kw, recompute=recompute, retain=True)
+    assert calls
+
+
+@pytest.mark.parametrize("recompute, kept", [(0.0, 5), (0.2, 4), (0.5, 2), (0.99, 0),
+                                             (True, 0)])
+def test_recompute_sets_how_many_chunks_keep_their_membrane(calls, recompute, kept):
+    T, B, N = 23, 3, 11                                   # 5 chunks of 5 steps (the last 3)
+    net = sg.nn.Sequential(sg.nn.Linear(17, N), sg.nn.LIF(N), recompute=recompute)
+    z, _ = net((torch.rand(T, B, 17) < 0.3).float())
+    ctx = z.grad_fn
+    assert ctx.n_kept == kept and ctx.u_kept.shape == (min(T, 5 * kept), B * N)
+    assert sum(s is not None for s in ctx.starts) == 5 - kept  # start states of the others
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, "all", None])
+def test_recompute_out_of_range_is_a_clear_error(bad):
+    with pytest.raises(ValueError, match="recompute must be True, False or a fraction"):
+        sg.nn.Sequential(sg.nn.Linear(4, 3), sg.nn.LIF(3), recompute=bad)
 
 
 def test_a_given_initial_state_is_used(calls):
@@ -120,14 +160,21 @@ def test_initial_state_that_needs_a_gradient_runs_unfused(calls):
     assert not calls and v0.grad is not None
 
 
-def test_without_recompute_or_through_forward_all_nothing_is_fused(calls):
+def test_inference_forward_all_and_hooked_layers_are_not_fused(calls):
     x = (torch.rand(12, 3, 8) < 0.5).float()
     layers = (sg.nn.Linear(8, 6), sg.nn.LIF(6))
-    sg.nn.Sequential(*layers)(x)
+    with torch.no_grad():
+        sg.nn.Sequential(*layers)(x)                      # nothing to keep for backward
     sg.nn.Sequential(*layers, recompute=True).forward_all(x)
-    assert not calls
-    sg.nn.Sequential(*layers, recompute=True)(x)
-    assert calls
+    seen = []
+    handle = layers[0].register_forward_hook(lambda *a: seen.append(1))
+    z, _ = sg.nn.Sequential(*layers, recompute=True)(x)
+    handle.remove()
+    assert not calls and seen == [1]                      # the hook saw its layer's call
+    sg.nn.Sequential(*layers)(x)
+    with torch.no_grad():                                 # recompute: fused, nothing kept
+        z, _ = sg.nn.Sequential(*layers, recompute=0.5)(x)
+    assert len(calls) == 2
 
 
 def test_keeps_no_sequence_for_backward(calls):
@@ -142,6 +189,15 @@ def test_keeps_no_sequence_for_backward(calls):
     ctx = z.grad_fn
     assert len(ctx.starts) == -(-T // projected.chunk_steps(T, B))  # one state per chunk
     assert all(v.size == B * N for v, _ in ctx.starts)
+    assert ctx.u_kept.size == 0
+
+
+def test_without_recompute_the_membrane_is_the_one_sequence_kept(calls):
+    T, B, n_in, N = 40, 3, 8, 6
+    net = sg.nn.Sequential(sg.nn.Linear(n_in, N), sg.nn.LIF(N))
+    z, _ = net((torch.rand(T, B, n_in) < 0.5).float())
+    ctx = z.grad_fn
+    assert calls and ctx.u_kept.shape == (T, B * N) and not any(ctx.starts)
 
 
 def test_non_binary_input_with_the_event_backend_raises_the_linear_error(calls):
@@ -168,7 +224,9 @@ def _recurrent_run(net, x, g, state, fused):
     (dict(), True), (dict(), False), (dict(tau_syn=5e-3), True),
     (dict(reset="to_value", v_reset=-0.2), True), (dict(detach_reset=False), False),
     (dict(scale_input=True), True), (dict(surrogate=CUBIC), True)], ids=str)
-def test_recurrent_fused_equals_the_layers_run_one_by_one(monkeypatch, dtype, lif_kw, autapses):
+@pytest.mark.parametrize("recompute", [0.5, True])
+def test_recurrent_fused_equals_the_layers_run_one_by_one(monkeypatch, dtype, lif_kw, autapses,
+                                                          recompute):
     monkeypatch.setattr(projected, "CHUNK_ROWS", 16)     # chunks of 5 steps for batch 3
     seen = []
     apply = projected.ProjectedRecurrentLIF.apply
@@ -179,7 +237,7 @@ def test_recurrent_fused_equals_the_layers_run_one_by_one(monkeypatch, dtype, li
     with torch.no_grad():
         lin.weight.mul_(30.0 if lif_kw.get("scale_input") else 3.0)
     rec = sg.nn.Recurrent(sg.nn.LIF(11, **lif_kw), autapses=autapses, init_gain=2.0).to(dtype)
-    net = sg.nn.Sequential(lin, rec, recompute=True)
+    net = sg.nn.Sequential(lin, rec, recompute=recompute)
     x = (torch.rand(23, 3, 17, dtype=dtype) < 0.3).to(dtype).requires_grad_()
     g = torch.randn(23, 3, 11, dtype=dtype)
     # also from a given state whose previous spikes need a gradient (y0 of the first chunk)
@@ -195,6 +253,9 @@ def test_recurrent_fused_equals_the_layers_run_one_by_one(monkeypatch, dtype, li
         assert torch.equal(fused[0], plain[0]) and torch.equal(fused[1], plain[1])
         for a, b in zip(fused[2], plain[2]):
             torch.testing.assert_close(a, b, **TOL[dtype])
+    assert len(seen) == 2
+    net.recompute = 0.0  # the chunked recurrent kernels are slower than the unfused ones
+    _recurrent_run(net, x, g, None, True)
     assert len(seen) == 2
 
 

@@ -261,7 +261,8 @@ def _fwd_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool, store_u: 
 
 @functools.lru_cache(maxsize=None)
 def _adjoint_row(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: int, F,
-                 adapt: bool, absolute: bool, relative: bool, recurrent: bool):
+                 adapt: bool, absolute: bool, relative: bool, recurrent: bool,
+                 inplace: bool = False):
     """One step of the adjoint over a row of neurons ``[lo, hi)`` (:func:`_adjoint` per
     element), for the feed-forward and the recurrent backward loops. ``recurrent``: ``back``
     (the gradient reaching the outputs through the next step's recurrent input) adds to
@@ -271,7 +272,12 @@ def _adjoint_row(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: i
     The row is a function of its own, not the body of the time loop: with the whole
     time-reversed loop in one body, LLVM hoisted the row loop's overlap checks over the outer
     loop, where the decreasing row addresses failed them, and every row ran the scalar loop
-    (~1 ns per neuron-step against 0.3 ns vectorised, measured on a stand-alone copy)."""
+    (~1 ns per neuron-step against 0.3 ns vectorised, measured on a stand-alone copy).
+
+    ``inplace`` (feed-forward): the gradient of the step's input current (``gu``, or ``gi_t``
+    with a synapse) overwrites ``u`` and neither ``gu_o`` nor ``gi_o`` is written (passing
+    ``u`` as ``gu_o`` would compute the same, but the overlap check sends the row to the scalar
+    loop, as in :func:`_fwd_kernel`)."""
     adjoint = _adjoint(spiking, reset, detach, kind, F, adapt, absolute, relative)
     zero = F(0.0)
 
@@ -287,7 +293,10 @@ def _adjoint_row(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: i
                 rho[k] if adapt else zero, dq[k] if relative else zero,
                 wq[k] if relative else zero, beta,
                 phi[k] if spiking and kind == 0 else zero)
-            gu_o[k] = gu
+            if not inplace:
+                gu_o[k] = gu
+            elif not has_syn:
+                u[k] = gu
             gv[k] = gv_k
             if adapt:
                 ga[k] = ga_k
@@ -297,7 +306,10 @@ def _adjoint_row(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: i
                 # gi holds what reaches i_t from outside step t: g_i_last, then
                 # a_syn gi_{t+1}
                 gi_t = g[k] * gu + gi[k]
-                gi_o[k] = gi_t
+                if inplace:
+                    u[k] = gi_t
+                else:
+                    gi_o[k] = gi_t
                 gi[k] = a_s[k] * gi_t
                 if recurrent:
                     g_in[k] = gi_t
@@ -308,14 +320,15 @@ def _adjoint_row(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: i
 
 @functools.lru_cache(maxsize=None)
 def _bwd_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: int, F,
-                adapt: bool = False, absolute: bool = False, relative: bool = False):
+                adapt: bool = False, absolute: bool = False, relative: bool = False,
+                inplace: bool = False):
     """The adjoint loop of :func:`_fwd_kernel` (time reversed), specialised the same way and
     to the surrogate and float type ``F``; the step is :func:`_adjoint`. ``gv``, ``ga``,
     ``gq`` hold the adjoints of the final states in and of the initial states out; ``gu_out``
     gets the gradient of the membrane before the refractory clamp, ``gi_out`` (synaptic
-    current) what reaches ``i_t``."""
+    current) what reaches ``i_t``; ``inplace``: as for :func:`_adjoint_row`."""
     row = _adjoint_row(spiking, reset, detach, has_syn, kind, F, adapt, absolute, relative,
-                       recurrent=False)
+                       recurrent=False, inplace=inplace)
 
     @numba.njit(nogil=True, cache=True, error_model="numpy")
     def bwd(gys, u_all, th, vr, a, g, a_s, gv, gi, beta, phi_ext, gu_out, gi_out, ad_all, rho,
@@ -702,29 +715,31 @@ class ChunkedLoop:
         run_split(lambda lo, hi: fwd(*args, lo, hi), self.M, xc.size, align=16)
 
     def backward(self, gys: np.ndarray, u: np.ndarray, gv: np.ndarray, gi: np.ndarray,
-                 gu_out: np.ndarray, gi_out: Optional[np.ndarray]) -> np.ndarray:
+                 gu_out: Optional[np.ndarray], gi_out: Optional[np.ndarray]) -> np.ndarray:
         """The adjoint over one chunk (time reversed) from the adjoint states ``gv``, ``gi``
         (updated in place); returns the gradient of each step's input current (``gu_out``, or
-        ``gi_out`` with a synapse; scaled by ``1 - a_mem`` with ``scale_input``)."""
+        ``gi_out`` with a synapse; scaled by ``1 - a_mem`` with ``scale_input``). With
+        ``gu_out`` None it goes over ``u`` itself (``gi_out`` is then not used)."""
         spec = self.spec
+        inplace = gu_out is None
         phi_ext = _dummy(self.dtype)
         if spec.spiking and self.kind == 0:  # a user's surrogate: its torch function
             ut = torch.from_numpy(u).view(u.shape[0], *self.row_shape)
             phi_ext = spec.surrogate.grad(ut - self.theta).reshape(u.shape[0], -1)
             phi_ext = phi_ext.to(self.dtype).contiguous().numpy()
         bwd = _bwd_kernel(spec.spiking, _RESET[spec.reset], spec.detach_reset, spec.has_syn,
-                          self.kind, self.F, False, False, False)
+                          self.kind, self.F, False, False, False, inplace)
         extra, _ = _adapt_backward_args(None, None, None, None, self.dtype, rank=1)
         a, g, a_s, th, vr = self.pars
         beta = self.F(spec.surrogate.beta if spec.spiking else 0.0)
-        args = (gys, u, th, vr, a, g, a_s, gv, gi, beta, phi_ext, gu_out,
-                gi_out if spec.has_syn else _dummy(self.dtype), *extra)
+        d = _dummy(self.dtype)
+        args = (gys, u, th, vr, a, g, a_s, gv, gi, beta, phi_ext, d if inplace else gu_out,
+                gi_out if spec.has_syn and not inplace else d, *extra)
         run_split(lambda lo, hi: bwd(*args, lo, hi), self.M, u.size, align=16)
-        if spec.has_syn:
-            return gi_out
-        if spec.scale_input:
-            np.multiply(gu_out, g, out=gu_out)
-        return gu_out
+        out = u if inplace else gi_out if spec.has_syn else gu_out
+        if spec.scale_input and not spec.has_syn:
+            np.multiply(out, g, out=out)
+        return out
 
 
 # A recurrent element-step costs about this many feed-forward ones (the unit of the thread
@@ -736,14 +751,15 @@ _REC_COST = 16
 
 
 def forward_scan_rec(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset, w_rec, y0,
-                     store_u: bool = True, adapt=None):
+                     store_u: bool = True, adapt=None, u_out: Optional[Tensor] = None):
     """Recurrent forward, ``xs [T, B, N]``; returns what :func:`forward_scan` returns (with
-    ``adapt`` as there)."""
+    ``adapt`` as there). ``u_out``: where to store the membrane (a contiguous tensor shaped
+    like ``xs``; with ``store_u``)."""
     T, B, N = xs.shape
     dt = xs.dtype
     x3 = xs.detach().contiguous()
     store_u = store_u or not spec.spiking
-    u_all = torch.empty_like(x3) if store_u else None
+    u_all = (u_out if u_out is not None else torch.empty_like(x3)) if store_u else None
     ys = torch.empty_like(x3) if spec.spiking else u_all
     i_all = torch.empty_like(x3) if spec.has_syn else None
     v = v0.detach().to(dt).clone().contiguous()

@@ -1,35 +1,44 @@
-"""A synaptic projection and the spiking neurons it feeds, fused: ``Linear -> LIF`` in chunks of
-time steps, never holding the ``[T, B, N]`` input current, membrane or their gradients.
+"""A synaptic projection and the spiking neurons it feeds, fused: ``Linear -> LIF`` keeping one
+``[T, B, N]`` sequence for backward (the membrane) or, chunk by chunk in time, none.
 
 The unfused pair keeps, per training step, the projection's output ``y = x W^T + b`` (the
 neurons' input current), the membrane sequence ``u`` (for the surrogate in backward) and, in
-backward, its gradient ``g_u``: three ``[T, B, N]`` sequences besides the output spikes. Here
-the forward runs chunk by chunk (``Tc`` steps: project the chunk's rows, event-driven or by a
-GEMM, into one chunk buffer, then step the neurons) and keeps only the neuron states at each
-chunk's start (``[B, N]`` per chunk). Backward walks the chunks in reverse: it recomputes the
-chunk's input current and, in place over it, its membrane from the saved start state
-(bit-identical to the forward: same kernels, same order), runs the adjoint over the chunk with
-the adjoint states carried from the later chunk, and adds the chunk's share of ``dW``, ``db``
-and ``dX`` (``dX`` only when ``x`` needs a gradient, e.g. a hidden layer's spikes).
+backward, its gradient ``g_u``: three ``[T, B, N]`` sequences besides the output spikes.
 
-Memory of a training step: the output spikes plus three chunk buffers, instead of the spikes
-plus three full sequences; time: one more projection and neuron forward per step. Measured on
-A512 (Linear 512->512 at p = 0.1 + LIF, B=16, T=500; 2 cores; `make bench`): 68 -> 25 MiB
-(peak RSS of the step), 23 -> 34 ms. Spikes and states are bit-identical to the unfused numba path;
-gradients equal it up to the order of float summation (the weight and bias gradients are
-summed chunk by chunk).
+Kept steps (the leading ``keep`` fraction of the sequence, in whole chunks): the projection
+writes their input current into one array, the neurons' forward writes the membrane over it
+and backward writes the input-current gradient over the membrane, in one kernel call each:
+one sequence instead of three, and fewer passes over memory than the unfused pair (A512,
+in-process: 23 -> 18 ms, 67 -> 37 MiB). The gradient goes elsewhere, chunk by chunk, when the
+graph is retained for another backward (``retain_graph``), which needs the membrane again.
 
-A recurrent layer (:class:`ProjectedRecurrentLIF`) runs the same way: each chunk starts from
-its saved states and the previous step's spikes, and backward carries, besides the adjoint
-states, the gradient that reaches the previous chunk's last spikes through ``W_rec``. Workload
-C (Linear 256 -> recurrent LIF 256, B = 32, T = 1000): 126 -> 66-77 MiB, 2-3x the time (a
-second dense projection and recurrent forward; benchmarks/README.md).
+Recomputed steps (the rest): the forward runs chunk by chunk (``Tc`` steps: project the
+chunk's rows, event-driven or by a GEMM, into one chunk buffer, then step the neurons) and
+keeps only the neuron states at each chunk's start (``[B, N]`` per chunk). Backward walks the
+chunks in reverse: it recomputes the chunk's input current and, in place over it, its
+membrane from the saved start state (bit-identical to the forward: same kernels, same order),
+runs the adjoint over the chunk with the adjoint states carried from the later chunk, and
+adds the chunk's share of ``dW``, ``db`` and ``dX`` (``dX`` only when ``x`` needs a gradient,
+e.g. a hidden layer's spikes). With every step recomputed (``keep = 0``) a training step holds
+the output spikes plus three chunk buffers; time: one more projection and neuron forward per
+step. Measured on A512 (Linear 512->512 at p = 0.1 + LIF, B=16, T=500; 2 cores; `make
+bench`): 68 -> 25 MiB (peak RSS of the step), 23 -> 34 ms.
 
-Used by :class:`spikegrad.nn.Sequential` with ``recompute=True`` for a ``Linear`` followed by a
-spiking ``LIF`` (or a ``Recurrent`` LIF) when the LIF runs the numba kernels, none of its constants (time constants,
-threshold, reset potential) is trained and its initial state needs no gradient (their gradients
-are sums over the whole sequence, which the unfused path computes); anything else runs
-unfused.
+Spikes and states are bit-identical to the unfused numba path; gradients equal it up to the
+order of float summation (the weight and bias gradients are summed chunk by chunk).
+
+A recurrent layer (:class:`ProjectedRecurrentLIF`) runs chunk by chunk throughout (kept chunks
+store their membrane; the others start from their saved states and the previous step's
+spikes), and backward carries, besides the adjoint states, the gradient that reaches the
+previous chunk's last spikes through ``W_rec``. Workload C (Linear 256 -> recurrent LIF 256,
+B = 32, T = 1000), everything recomputed: 126 -> 66-77 MiB, 2-3x the time (a second dense
+projection and recurrent forward; benchmarks/README.md).
+
+Used by :class:`spikegrad.nn.Sequential` (see its ``recompute``) for a ``Linear`` followed by
+a spiking ``LIF`` (or a ``Recurrent`` LIF) when the LIF runs the numba kernels, none of its
+constants (time constants, threshold, reset potential) is trained and its initial state needs
+no gradient (their gradients are sums over the whole sequence, which the unfused path
+computes); anything else runs unfused.
 """
 
 from __future__ import annotations
@@ -107,7 +116,7 @@ class ProjectedLIF(torch.autograd.Function):
     """``(zs [T, B, N], v_T [B, N], i_T)`` of LIF neurons fed by ``x [T, B, in] W^T + b``."""
 
     @staticmethod
-    def forward(ctx, spec, linear_backend: str, x: Tensor, weight: Tensor,
+    def forward(ctx, spec, linear_backend: str, keep: float, x: Tensor, weight: Tensor,
                 bias: Optional[Tensor], v0: Tensor, i0: Optional[Tensor], a_mem, a_syn, theta,
                 v_reset):
         T, B, n_in = x.shape
@@ -116,21 +125,32 @@ class ProjectedLIF(torch.autograd.Function):
         proj = _Projection(x.detach().reshape(T * B, n_in), weight, bias, linear_backend)
         loop = ChunkedLoop(spec, (B, N), x.dtype, a_mem, a_syn, theta, v_reset)
         Tc = chunk_steps(T, B)
+        chunks = [(t0, min(T, t0 + Tc)) for t0 in range(0, T, Tc)]
+        n_kept = kept_chunks(keep, len(chunks))
+        T_kept = chunks[n_kept - 1][1] if n_kept else 0
         v = loop.state(v0, v0)
         i = loop.state(i0, v0) if spec.has_syn else np.zeros(1, loop.F)
         zs = torch.empty(T, B, N, dtype=x.dtype)
         zs_np = zs.view(T, M).numpy()
-        buf = np.empty((Tc, M), loop.F)                  # one chunk's input current
         i_scratch = np.empty((Tc, M), loop.F) if spec.has_syn else None
-        starts = []                                      # the states at each chunk's start
-        for t0 in range(0, T, Tc):
-            t1 = min(T, t0 + Tc)
+        # the kept steps: their input current in one call, then their membrane over it (the
+        # synaptic current sequence the kernel writes goes to a chunk buffer: chunk by chunk)
+        u_kept = np.empty((T_kept, M), loop.F)
+        if T_kept:
+            proj(0, T_kept * B, u_kept)
+        for t0, t1 in ([(0, T_kept)] if not spec.has_syn and T_kept else chunks[:n_kept]):
+            loop.forward(u_kept[t0:t1], v, i, zs_np[t0:t1], True,
+                         i_scratch[:t1 - t0] if spec.has_syn else None)
+        # the others chunk by chunk, through one chunk buffer, keeping each chunk's start state
+        buf = np.empty((Tc, M), loop.F) if n_kept < len(chunks) else None
+        starts = [None] * n_kept
+        for t0, t1 in chunks[n_kept:]:
             starts.append((v.copy(), i.copy()))
             proj(t0 * B, t1 * B, buf[:t1 - t0])
             loop.forward(buf[:t1 - t0], v, i, zs_np[t0:t1], False,
                          i_scratch[:t1 - t0] if spec.has_syn else None)
         ctx.spec, ctx.proj, ctx.loop, ctx.Tc, ctx.shape = spec, proj, loop, Tc, (T, B, n_in, N)
-        ctx.starts = starts
+        ctx.starts, ctx.chunks, ctx.n_kept, ctx.u_kept = starts, chunks, n_kept, u_kept
         ctx.save_for_backward(weight)
         v_T = torch.from_numpy(v).view(B, N)
         i_T = torch.from_numpy(i).view(B, N) if spec.has_syn else None
@@ -150,26 +170,40 @@ class ProjectedLIF(torch.autograd.Function):
         gys_np = grad_rows(gys)
         gv = loop.state(g_vT, weight) if g_vT is not None else np.zeros(M, loop.F)
         gi = loop.state(g_iT, weight) if g_iT is not None else np.zeros(M, loop.F)
-        need_x, need_w, need_b = ctx.needs_input_grad[2:5]
+        need_x, need_w, need_b = ctx.needs_input_grad[3:6]
         gx = torch.empty(T * B, n_in, dtype=dtype) if need_x else None
         acc = proj.weight_grad_accumulator() if need_w else None
         gb = torch.zeros(N, dtype=dtype) if need_b else None
-        u_buf = np.empty((Tc, M), loop.F)
-        g_buf = np.empty((Tc, M), loop.F)
-        gi_buf = np.empty((Tc, M), loop.F) if spec.has_syn else None
-        chunks = [(t0, min(T, t0 + Tc)) for t0 in range(0, T, Tc)]
-        for k in reversed(range(len(chunks))):
-            t0, t1 = chunks[k]
+        chunks, n_kept = ctx.chunks, ctx.n_kept
+        # the kept steps' input-current gradient goes over their membrane, in one call, unless
+        # the graph is kept for another backward (which needs the membrane again)
+        inplace = not torch._C._autograd._get_current_graph_task_keep_graph()
+        T_kept = chunks[n_kept - 1][1] if n_kept else 0
+        kept = ([(0, T_kept)] if T_kept else []) if inplace else chunks[:n_kept]
+        # (t0, t1, start state): None for kept steps
+        segments = [(t0, t1, None) for t0, t1 in kept] + [
+            (t0, t1, ctx.starts[k]) for k, (t0, t1) in enumerate(chunks) if k >= n_kept]
+        if not inplace or n_kept < len(chunks):
+            g_buf = np.empty((Tc, M), loop.F)
+            gi_buf = np.empty((Tc, M), loop.F) if spec.has_syn else None
+        u_buf = np.empty((Tc, M), loop.F) if n_kept < len(chunks) else None
+        for t0, t1, start in reversed(segments):
             n = t1 - t0
-            scratch = g_buf[:n]
-            # the chunk's membrane again, from its start state: same kernels, same values
-            u = u_buf[:n]
-            v, i = ctx.starts[k]
-            proj(t0 * B, t1 * B, u)
-            loop.forward(u, v.copy(), i.copy(), scratch, True,
-                         gi_buf[:n] if spec.has_syn else None)
-            g_in = loop.backward(gys_np if const else gys_np[t0:t1], u, gv, gi, scratch,
+            gy = gys_np if const else gys_np[t0:t1]
+            if start is None and inplace:
+                g_in = loop.backward(gy, ctx.u_kept[t0:t1], gv, gi, None, None)
+            else:
+                if start is None:
+                    u = ctx.u_kept[t0:t1]
+                else:
+                    # the chunk's membrane again, from its start state: same kernels, values
+                    u = u_buf[:n]
+                    v, i = start
+                    proj(t0 * B, t1 * B, u)
+                    loop.forward(u, v.copy(), i.copy(), g_buf[:n], True,
                                  gi_buf[:n] if spec.has_syn else None)
+                g_in = loop.backward(gy, u, gv, gi, g_buf[:n],
+                                     gi_buf[:n] if spec.has_syn else None)
             g2 = g_in.reshape(n * B, N)
             if need_w:
                 proj.add_weight_grad(g2, t0 * B, t1 * B, acc)
@@ -180,7 +214,13 @@ class ProjectedLIF(torch.autograd.Function):
         gw = proj.finish_weight_grad(acc) if need_w else None
         if need_x:
             gx = gx.view(T, B, n_in)
-        return None, None, gx, gw, gb, None, None, None, None, None, None
+        return None, None, None, gx, gw, gb, None, None, None, None, None, None
+
+
+def kept_chunks(keep: float, n_chunks: int) -> int:
+    """How many leading chunks keep their membrane (``keep``: the fraction of the sequence,
+    rounded down to whole chunks; 1 keeps all)."""
+    return n_chunks if keep >= 1 else int(keep * n_chunks)
 
 
 def eligible(xs: Tensor, weight: Tensor, v0: Optional[Tensor], i0: Optional[Tensor], p,
@@ -198,7 +238,7 @@ def eligible(xs: Tensor, weight: Tensor, v0: Optional[Tensor], i0: Optional[Tens
 
 
 def projected_lif(xs: Tensor, weight: Tensor, bias: Optional[Tensor], v0: Tensor,
-                  i0: Optional[Tensor], p, linear_backend: str = "auto"):
+                  i0: Optional[Tensor], p, linear_backend: str = "auto", keep: float = 0.0):
     """``(zs [T, B, N], v_T, i_T)`` of LIF neurons with parameters ``p`` (LIFParams) fed by
     ``xs [T, B, in] W^T + b``; the caller checks :func:`eligible` first."""
     from .leaky import Spec
@@ -210,7 +250,7 @@ def projected_lif(xs: Tensor, weight: Tensor, bias: Optional[Tensor], v0: Tensor
     v0 = v0.expand(B, N) if v0.dim() < 2 else v0
     if i0 is not None and i0.dim() < 2:
         i0 = i0.expand(B, N)
-    return ProjectedLIF.apply(spec, linear_backend, xs, weight, bias, v0, i0, p.decay_mem,
+    return ProjectedLIF.apply(spec, linear_backend, keep, xs, weight, bias, v0, i0, p.decay_mem,
                               p.decay_syn, p.threshold, p.v_reset)
 
 
@@ -222,7 +262,7 @@ class ProjectedRecurrentLIF(torch.autograd.Function):
     that reaches the previous chunk's last spikes through the recurrence."""
 
     @staticmethod
-    def forward(ctx, spec, linear_backend: str, x: Tensor, weight: Tensor,
+    def forward(ctx, spec, linear_backend: str, keep: float, x: Tensor, weight: Tensor,
                 bias: Optional[Tensor], w_rec: Tensor, y0: Tensor, v0: Tensor,
                 i0: Optional[Tensor], a_mem, a_syn, theta, v_reset):
         from .numba_leaky import forward_scan_rec
@@ -230,23 +270,28 @@ class ProjectedRecurrentLIF(torch.autograd.Function):
         N = weight.shape[0]
         proj = _Projection(x.detach().reshape(T * B, n_in), weight, bias, linear_backend)
         Tc = chunk_steps(T, B)
+        chunks = [(t0, min(T, t0 + Tc)) for t0 in range(0, T, Tc)]
+        n_kept = kept_chunks(keep, len(chunks))
         buf = np.empty((Tc, B * N), torch.empty(0, dtype=x.dtype).numpy().dtype)
+        u_kept = torch.empty(chunks[n_kept - 1][1] if n_kept else 0, B, N, dtype=x.dtype)
         zs = torch.empty(T, B, N, dtype=x.dtype)
         v = v0.detach().to(x.dtype).clone()
         i = i0.detach().to(x.dtype).clone() if spec.has_syn else None
         y_prev = y0.detach().to(x.dtype)
         starts = []
         with torch.no_grad():
-            for t0 in range(0, T, Tc):
-                t1 = min(T, t0 + Tc)
+            for k, (t0, t1) in enumerate(chunks):
+                kept = k < n_kept
                 starts.append((v, i, y_prev))
                 proj(t0 * B, t1 * B, buf[:t1 - t0])
                 xc = torch.from_numpy(buf[:t1 - t0]).view(t1 - t0, B, N)
                 ys, _, _, v, i = forward_scan_rec(spec, xc, v, i, a_mem, a_syn, theta, v_reset,
-                                                  w_rec, y_prev, store_u=False)
+                                                  w_rec, y_prev, store_u=kept,
+                                                  u_out=u_kept[t0:t1] if kept else None)
                 zs[t0:t1] = ys
                 y_prev = zs[t1 - 1]
         ctx.spec, ctx.proj, ctx.Tc, ctx.starts = spec, proj, Tc, starts
+        ctx.chunks, ctx.n_kept, ctx.u_kept = chunks, n_kept, u_kept
         ctx.consts = (a_mem, a_syn, theta, v_reset)
         ctx.shape = (T, B, n_in, N)
         ctx.save_for_backward(weight, w_rec, zs)
@@ -267,23 +312,26 @@ class ProjectedRecurrentLIF(torch.autograd.Function):
         gv = (g_vT.to(dtype) if g_vT is not None else torch.zeros(B, N, dtype=dtype))
         gi = (g_iT.to(dtype) if g_iT is not None else torch.zeros(B, N, dtype=dtype)
               if spec.has_syn else None)
-        need_x, need_w, need_b, need_wrec, need_y0 = ctx.needs_input_grad[2:7]
+        need_x, need_w, need_b, need_wrec, need_y0 = ctx.needs_input_grad[3:8]
         gx = torch.empty(T * B, n_in, dtype=dtype) if need_x else None
         acc = proj.weight_grad_accumulator() if need_w else None
         gb = torch.zeros(N, dtype=dtype) if need_b else None
         g_wrec = torch.zeros_like(w_rec) if need_wrec else None
         buf = np.empty((Tc, B * N), torch.empty(0, dtype=dtype).numpy().dtype)
         g_back = None  # gradient reaching the chunk's last spikes from the next chunk
-        chunks = [(t0, min(T, t0 + Tc)) for t0 in range(0, T, Tc)]
+        chunks = ctx.chunks
         with torch.no_grad():
             for k in reversed(range(len(chunks))):
                 t0, t1 = chunks[k]
                 n = t1 - t0
                 v, i, y_prev = ctx.starts[k]
-                proj(t0 * B, t1 * B, buf[:n])
-                xc = torch.from_numpy(buf[:n]).view(n, B, N)
-                _, u, _, _, _ = forward_scan_rec(spec, xc, v, i, a_mem, a_syn, theta, v_reset,
-                                                 w_rec, y_prev, store_u=True)
+                if k < ctx.n_kept:
+                    u = ctx.u_kept[t0:t1]
+                else:
+                    proj(t0 * B, t1 * B, buf[:n])
+                    xc = torch.from_numpy(buf[:n]).view(n, B, N)
+                    _, u, _, _, _ = forward_scan_rec(spec, xc, v, i, a_mem, a_syn, theta,
+                                                     v_reset, w_rec, y_prev, store_u=True)
                 gys = g_zs[t0:t1]
                 if g_back is not None:
                     gys = gys.clone()
@@ -308,13 +356,13 @@ class ProjectedRecurrentLIF(torch.autograd.Function):
         gw = proj.finish_weight_grad(acc) if need_w else None
         if need_x:
             gx = gx.view(T, B, n_in)
-        return (None, None, gx, gw, gb, g_wrec, g_back if need_y0 else None,
+        return (None, None, None, gx, gw, gb, g_wrec, g_back if need_y0 else None,
                 None, None, None, None, None, None)
 
 
 def projected_recurrent_lif(xs: Tensor, weight: Tensor, bias: Optional[Tensor],
                             w_rec: Tensor, y0: Tensor, v0: Tensor, i0: Optional[Tensor], p,
-                            linear_backend: str = "auto"):
+                            linear_backend: str = "auto", keep: float = 0.0):
     """``(zs [T, B, N], v_T, i_T)`` of recurrent LIF neurons (parameters ``p``, recurrent
     weight ``w_rec [N, N]``, previous output ``y0 [B, N]``) fed by ``xs [T, B, in] W^T + b``;
     the caller checks :func:`eligible` first."""
@@ -325,6 +373,6 @@ def projected_recurrent_lif(xs: Tensor, weight: Tensor, bias: Optional[Tensor],
     B, N = xs.shape[1], weight.shape[0]
     v0 = v0.expand(B, N)
     i0 = i0.expand(B, N) if i0 is not None else None
-    return ProjectedRecurrentLIF.apply(spec, linear_backend, xs, weight, bias, w_rec,
+    return ProjectedRecurrentLIF.apply(spec, linear_backend, keep, xs, weight, bias, w_rec,
                                        y0.expand(B, N), v0, i0, p.decay_mem, p.decay_syn,
                                        p.threshold, p.v_reset)

@@ -180,13 +180,13 @@ class LIF(_Leaky):
         return F.lif_trace(self._check(xs), state, self.params())
 
     def forward_projected(self, xs: Tensor, weight: Tensor, bias: Optional[Tensor],
-                          state: Optional[F.LIFState] = None, linear_backend: str = "auto"
-                          ) -> Optional[Tuple[Tensor, F.LIFState]]:
-        """``self(F.linear(xs, weight, bias), state)`` fused chunk by chunk in time, with the
-        membrane recomputed in backward (:mod:`spikegrad.kernels.projected`: no ``[T, B, N]``
-        input current, membrane or gradient sequence is kept), or None where the fused path
-        does not apply (then call the two layers). ``xs [T, B, in]``; ``linear_backend`` as
-        :class:`Linear`'s."""
+                          state: Optional[F.LIFState] = None, linear_backend: str = "auto",
+                          keep: float = 0.0) -> Optional[Tuple[Tensor, F.LIFState]]:
+        """``self(F.linear(xs, weight, bias), state)`` fused (:mod:`spikegrad.kernels.projected`):
+        the membrane of the leading ``keep`` fraction of the sequence is kept (written over
+        the input current), the rest is run chunk by chunk in time and recomputed in backward;
+        or None where the fused path does not apply (then call the two layers).
+        ``xs [T, B, in]``; ``linear_backend`` as :class:`Linear`'s."""
         from ..kernels import projected
         if type(self) is not LIF or len(self.features) != 1 or xs.dim() != 3:
             return None
@@ -197,7 +197,8 @@ class LIF(_Leaky):
         st = F.lif._prepare(x0, state, p)
         if not projected.eligible(xs, weight, st.v, st.i, p, self.backend):
             return None
-        zs, v, i = projected.projected_lif(xs, weight, bias, st.v, st.i, p, linear_backend)
+        zs, v, i = projected.projected_lif(xs, weight, bias, st.v, st.i, p, linear_backend,
+                                           keep)
         return zs, F.LIFState(v, i)
 
     def extra_repr(self) -> str:

@@ -72,12 +72,13 @@ class Recurrent(StatefulModule):
 
     def forward_projected(self, xs: Tensor, weight: Tensor, bias: Optional[Tensor],
                           state: Optional[F.RecurrentState] = None,
-                          linear_backend: str = "auto"
+                          linear_backend: str = "auto", keep: float = 0.0
                           ) -> Optional[Tuple[Tensor, F.RecurrentState]]:
-        """``self(F.linear(xs, weight, bias), state)`` fused chunk by chunk in time with the
-        membrane recomputed in backward (:mod:`spikegrad.kernels.projected`), or None where
-        that does not apply (a neuron other than LIF, trained neuron constants, a state that
-        needs a gradient...). ``xs [T, B, in]``."""
+        """``self(F.linear(xs, weight, bias), state)`` fused chunk by chunk in time, the
+        membrane kept for the leading ``keep`` fraction of the chunks and recomputed in
+        backward for the others (:mod:`spikegrad.kernels.projected`), or None where that does
+        not apply (a neuron other than LIF, trained neuron constants, a state that needs a
+        gradient...). ``xs [T, B, in]``."""
         from ..kernels import projected
         from .neurons import LIF
         neuron = self.neuron
@@ -95,5 +96,6 @@ class Recurrent(StatefulModule):
         if not projected.eligible(xs, weight, inner.v, inner.i, p, neuron.backend):
             return None
         zs, v, i = projected.projected_recurrent_lif(xs, weight, bias, self.recurrent_weight(),
-                                                     y0, inner.v, inner.i, p, linear_backend)
+                                                     y0, inner.v, inner.i, p, linear_backend,
+                                                     keep)
         return zs, F.RecurrentState(F.LIFState(v, i), zs[-1])
