@@ -1,10 +1,13 @@
 """spikegrad on the benchmark workloads, one backend per worker; also the dense-GEMM baseline.
 
 Variants: every name in ``spikegrad.functional.BACKENDS`` but the GPU-only ``triton`` (read at
-run time, so new backends are benchmarked as soon as they exist); ``auto+recompute``: ``auto`` in a
-``Sequential(recompute=True)`` (Linear -> LIF fused, membrane recomputed in backward: less
-memory, more time); and ``dense``: the time-folded GEMMs of the same shapes, forward and
-backward, with no neuron (the floor a neuron layer built on dense GEMMs cannot beat).
+run time, so new backends are benchmarked as soon as they exist), each in a ``Sequential``, which
+fuses ``Linear -> LIF`` with the membrane kept where the backend is auto or numba;
+``auto+recompute``: ``auto`` in a ``Sequential(recompute=True)`` (the membrane recomputed in
+backward: less memory, more time); ``numba+unfused``: the numba neurons with the layers called
+one by one (what the fusion saves); and ``dense``: the time-folded GEMMs of the same shapes,
+forward and backward, with no neuron (the floor a neuron layer built on dense GEMMs cannot
+beat).
 
     python benchmarks/bench_spikegrad.py --list-variants
 """
@@ -23,7 +26,7 @@ import common  # noqa: E402
 def variants() -> list:
     from spikegrad.functional import BACKENDS
     # the CPU benchmark: "triton" runs on CUDA tensors only
-    return [*(b for b in BACKENDS if b != "triton"), "auto+recompute", "dense"]
+    return [*(b for b in BACKENDS if b != "triton"), "auto+recompute", "numba+unfused", "dense"]
 
 
 def _backend_kw(cls, backend: str) -> dict:
@@ -52,6 +55,7 @@ class SpikegradBench(common.TorchBench):
             layers.append(sg.nn.Recurrent(lif, autapses=True,
                                           **_backend_kw(sg.nn.Recurrent, backend)))
         self.net = sg.nn.Sequential(*layers, recompute=option == "recompute")
+        self.unfused = option == "unfused"
         with torch.no_grad():
             self.net[0].weight.copy_(torch.from_numpy(data["w_in"]))
             if wl["kind"] == "clf":
@@ -59,17 +63,24 @@ class SpikegradBench(common.TorchBench):
             if wl["kind"] == "rec":
                 self.net[1].weight.copy_(torch.from_numpy(data["w_rec"]))
         self.x = torch.from_numpy(data["x"])
+        self.sg_stateful = sg.nn.base.StatefulModule
         self.params = [p for p in self.net.parameters() if p.requires_grad]
         self.info = {"versions": {**common.versions("torch", "spikegrad")},
-                     "path": f"spikegrad.nn.Sequential(recompute={option == 'recompute'}), "
-                             f"LIF(backend={backend!r})",
+                     "path": (f"spikegrad.nn.Sequential(recompute={option == 'recompute'}), "
+                              if not self.unfused else "the layers called one by one, ")
+                             + f"LIF(backend={backend!r})",
                      "model": "u = a v + x; z = H(u - 1); v = u - z (detached reset); "
                               "fast_sigmoid beta 10"}
 
     def run(self):
         # the network's output only (as a training loop holds it): forward_all would keep every
         # layer's output alive through backward, and it never fuses
-        out, _ = self.net(self.x)
+        if self.unfused:  # Sequential would fuse Linear -> LIF
+            out = self.x
+            for layer in self.net.layers:
+                out = layer(out)[0] if isinstance(layer, self.sg_stateful) else layer(out)
+        else:
+            out, _ = self.net(self.x)
         return out.sum(), out
 
     def rate(self) -> float:

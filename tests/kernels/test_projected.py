@@ -224,7 +224,7 @@ def _recurrent_run(net, x, g, state, fused):
     (dict(), True), (dict(), False), (dict(tau_syn=5e-3), True),
     (dict(reset="to_value", v_reset=-0.2), True), (dict(detach_reset=False), False),
     (dict(scale_input=True), True), (dict(surrogate=CUBIC), True)], ids=str)
-@pytest.mark.parametrize("recompute", [0.5, True])
+@pytest.mark.parametrize("recompute", RECOMPUTE)
 def test_recurrent_fused_equals_the_layers_run_one_by_one(monkeypatch, dtype, lif_kw, autapses,
                                                           recompute):
     monkeypatch.setattr(projected, "CHUNK_ROWS", 16)     # chunks of 5 steps for batch 3
@@ -254,9 +254,22 @@ def test_recurrent_fused_equals_the_layers_run_one_by_one(monkeypatch, dtype, li
         for a, b in zip(fused[2], plain[2]):
             torch.testing.assert_close(a, b, **TOL[dtype])
     assert len(seen) == 2
-    net.recompute = 0.0  # the chunked recurrent kernels are slower than the unfused ones
-    _recurrent_run(net, x, g, None, True)
-    assert len(seen) == 2
+
+
+@pytest.mark.parametrize("lif_kw", [dict(), dict(tau_syn=5e-3)], ids=_option_id)
+def test_recurrent_retained_graph_backpropagates_twice(monkeypatch, lif_kw):
+    monkeypatch.setattr(projected, "CHUNK_ROWS", 16)
+    torch.manual_seed(0)
+    lin = sg.nn.Linear(17, 11)
+    with torch.no_grad():
+        lin.weight.mul_(3.0)
+    net = sg.nn.Sequential(lin, sg.nn.Recurrent(sg.nn.LIF(11, **lif_kw), init_gain=2.0))
+    z, _ = net((torch.rand(23, 3, 17) < 0.3).float())
+    assert z.grad_fn.n_kept == 5 and 0 < z.mean() < 1
+    loss = (z * torch.randn_like(z)).sum()
+    first = torch.autograd.grad(loss, list(net.parameters()), retain_graph=True)
+    for a, b in zip(first, torch.autograd.grad(loss, list(net.parameters()))):
+        torch.testing.assert_close(a, b)
 
 
 def test_recurrent_alif_and_trained_constants_run_unfused(monkeypatch):

@@ -40,12 +40,30 @@ def test_lif_forward_and_backward_kernels_are_vectorised(recurrent):
     ys.sum().backward()           # a gradient constant in time: the one-row path
     kind = nl._SURROGATE_IDS[lif.surrogate.derivative]
     if recurrent:
-        bwd = nl._bwd_rec_kernel(True, 1, True, False, kind, np.float32, False, False, False)
+        bwd = nl._bwd_rec_kernel(True, 1, True, False, kind, np.float32, False, False, False,
+                                 False)
     else:
         bwd = nl._bwd_kernel(True, 1, True, False, kind, np.float32, False, False, False)
         fwd = nl._fwd_kernel(True, 1, False, False, True, False, False, False, np.float32)
         assert {"fadd", "fmul"} <= _vector_ops(fwd)
     assert {"fdiv", "fmul"} <= _vector_ops(bwd)    # the surrogate's division, vectorised
+
+
+def test_fused_pair_in_place_kernels_are_vectorised():
+    # Sequential's Linear -> LIF writes the membrane over the input current and the gradient
+    # over the membrane: kernel variants of their own (the out-of-place ones, given the same
+    # array twice, would run their scalar fallback)
+    from spikegrad.kernels import numba_leaky as nl
+    net = sg.nn.Sequential(sg.nn.Linear(30, 40), sg.nn.LIF(40, surrogate="fast_sigmoid"))
+    ys, _ = net((torch.rand(20, 3, 30) < 0.3).float())
+    ys.sum().backward()
+    assert ys.grad_fn.n_kept == 1
+    kind = nl._SURROGATE_IDS[net[1].surrogate.derivative]
+    fwd = nl._fwd_kernel(True, 1, False, False, True, False, False, False, np.float32,
+                         inplace=True)
+    bwd = nl._bwd_kernel(True, 1, True, False, kind, np.float32, False, False, False, True)
+    assert {"fadd", "fmul"} <= _vector_ops(fwd)
+    assert {"fdiv", "fmul"} <= _vector_ops(bwd)
 
 
 def test_event_kernels_use_vector_loads_and_adds():

@@ -338,8 +338,8 @@ def _bwd_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: in
         for t in range(T - 1, -1, -1):
             # back and g_in are not touched by the feed-forward row: gv stands in for both
             row(gys[t if gys.shape[0] > 1 else 0], gv, u_all[t], th, vr, a, g, a_s, gv,
-                gi, beta, phi_ext[t if spiking and kind == 0 else 0], gu_out[t],
-                gi_out[t if has_syn else 0], gv, ad_all[t if adapt else 0], rho, be, ga,
+                gi, beta, phi_ext[t if spiking and kind == 0 else 0],
+                gu_out[0 if inplace else t], gi_out[t if has_syn and not inplace else 0], gv, ad_all[t if adapt else 0], rho, be, ga,
                 free_all[t if absolute else 0], dq, wq, gq, lo, hi)
     return bwd
 
@@ -347,13 +347,14 @@ def _bwd_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: in
 @functools.lru_cache(maxsize=None)
 def _fwd_rec_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool,
                     store_u: bool = True, adapt: bool = False, absolute: bool = False,
-                    relative: bool = False, F=np.float64):
+                    relative: bool = False, F=np.float64, inplace: bool = False):
     """Forward with recurrence: the input of step t is ``x_t + W y_{t-1}``; the step is
     :func:`_step` as in :func:`_fwd_kernel` (parameters are rows ``[N]``, states ``[B, N]``,
     saved sequences ``[T, B, N]``). The recurrent input adds the rows of ``W^T`` of the
     neurons that spiked (event-driven: a spiking layer at rate p costs p of the dense
     product); a non-spiking neuron's nonzero outputs are used the same way. Each call runs
-    the batch rows ``[lo, hi)`` (rows are independent: threads take slices)."""
+    the batch rows ``[lo, hi)`` (rows are independent: threads take slices). ``inplace``
+    (spiking, with ``store_u``): the membrane overwrites ``xs``, as in :func:`_fwd_kernel`."""
     step = _step(spiking, reset, has_syn, scale, adapt, absolute, relative, F)
     zero = F(0.0)
 
@@ -389,7 +390,10 @@ def _fwd_rec_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool,
                         i[b, n] = i_n
                         i_out[t, b, n] = i_n
                     if store_u:
-                        u_out[t, b, n] = u
+                        if inplace:
+                            xs[t, b, n] = u
+                        else:
+                            u_out[t, b, n] = u
                         if adapt:
                             ad_out[t, b, n] = ad_n
                         if absolute:
@@ -408,13 +412,15 @@ def _fwd_rec_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool,
 
 @functools.lru_cache(maxsize=None)
 def _bwd_rec_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: int, F,
-                    adapt: bool = False, absolute: bool = False, relative: bool = False):
+                    adapt: bool = False, absolute: bool = False, relative: bool = False,
+                    inplace: bool = False):
     """Adjoint of :func:`_fwd_rec_kernel`, the step :func:`_adjoint` as in
     :func:`_bwd_kernel`. The product ``g_in_{t+1} W`` that carries the gradient back through
     the recurrence is dense; it runs as one BLAS call per step (``np.dot`` of
-    ``[B, N] x [N, N]``) for the call's batch rows ``[lo, hi)``."""
+    ``[B, N] x [N, N]``) for the call's batch rows ``[lo, hi)``. ``inplace``: as for
+    :func:`_adjoint_row`."""
     row = _adjoint_row(spiking, reset, detach, has_syn, kind, F, adapt, absolute, relative,
-                       recurrent=True)
+                       recurrent=True, inplace=inplace)
 
     @numba.njit(nogil=True, cache=True, error_model="numpy")
     def bwd(gys, u_all, w, th, vr, a, g, a_s, gv, gi, beta, phi_ext, gu_out, gi_out, g_in,
@@ -434,7 +440,8 @@ def _bwd_rec_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind
                 tb = b if spiking and kind == 0 else 0
                 row(gys[tg, b], back[b - lo], u_all[t, b], th, vr, a, g, a_s, gv[b],
                     gi[b] if has_syn else gi[0], beta, phi_ext[tp, tb],
-                    gu_out[t, b], gi_out[ti, b if has_syn else 0], g_in[b],
+                    gu_out[0 if inplace else t, 0 if inplace else b],
+                    gi_out[ti, b if has_syn else 0], g_in[b],
                     ad_all[ta, b if adapt else 0], rho, be, ga[b if adapt else 0],
                     free_all[tf, b if absolute else 0], dq, wq, gq[b if relative else 0], 0, N)
     return bwd
@@ -751,16 +758,20 @@ _REC_COST = 16
 
 
 def forward_scan_rec(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset, w_rec, y0,
-                     store_u: bool = True, adapt=None, u_out: Optional[Tensor] = None):
+                     store_u: bool = True, adapt=None, inplace: bool = False,
+                     ys_out: Optional[Tensor] = None):
     """Recurrent forward, ``xs [T, B, N]``; returns what :func:`forward_scan` returns (with
-    ``adapt`` as there). ``u_out``: where to store the membrane (a contiguous tensor shaped
-    like ``xs``; with ``store_u``)."""
+    ``adapt`` as there). ``inplace`` (spiking, no adaptation): the membrane is written over
+    ``xs`` (contiguous) and returned as the saved sequence; ``ys_out``: where to write the
+    spikes (contiguous, shaped like ``xs``)."""
     T, B, N = xs.shape
     dt = xs.dtype
     x3 = xs.detach().contiguous()
     store_u = store_u or not spec.spiking
-    u_all = (u_out if u_out is not None else torch.empty_like(x3)) if store_u else None
-    ys = torch.empty_like(x3) if spec.spiking else u_all
+    inplace = inplace and store_u and spec.spiking and adapt is None
+    u_all = (x3 if inplace else torch.empty_like(x3)) if store_u else None
+    ys = ((ys_out if ys_out is not None else torch.empty_like(x3)) if spec.spiking
+          else u_all)
     i_all = torch.empty_like(x3) if spec.has_syn else None
     v = v0.detach().to(dt).clone().contiguous()
     i = (i0.detach().to(dt).clone().contiguous() if spec.has_syn
@@ -769,7 +780,8 @@ def forward_scan_rec(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset, w_r
     par = functools.partial(_row, shape=(N,), dtype=dt)
     fwd = _fwd_rec_kernel(spec.spiking, _RESET[spec.reset], spec.has_syn, spec.scale_input,
                           store_u, adapt is not None, adapt is not None and adapt.n_ref > 0,
-                          adapt is not None and adapt.q is not None, v.numpy().dtype.type)
+                          adapt is not None and adapt.q is not None, v.numpy().dtype.type,
+                          inplace)
     extra, (ad_all, ad, free_all, ref, q) = _adapt_forward_args(
         adapt, lambda t: t.detach().to(dt).clone().contiguous(), lambda: torch.empty_like(x3),
         par, dt, store_u, rank=2)
@@ -780,7 +792,7 @@ def forward_scan_rec(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset, w_r
             par(theta if spec.spiking else 0.0),
             par(v_reset if spec.spiking else 0.0),
             ys.numpy() if spec.spiking else _dummy(dt, 3),
-            u_all.numpy() if store_u else _dummy(dt, 3),
+            u_all.numpy() if store_u and not inplace else _dummy(dt, 3),
             i_all.numpy() if spec.has_syn else _dummy(dt, 3), *extra)
     # the batch rows are independent: one slice of rows per thread
     run_split(lambda lo, hi: fwd(*args, lo, hi), B, T * B * N * _REC_COST)
@@ -789,11 +801,12 @@ def forward_scan_rec(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset, w_r
 
 
 def backward_scan_rec(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, a_syn,
-                      gv_T: Tensor, gi_T, w_rec: Tensor, adapt=None):
+                      gv_T: Tensor, gi_T, w_rec: Tensor, adapt=None, inplace: bool = False):
     """``(gu_all, gi_all, g_in_0)``: the adjoint of :func:`forward_scan_rec`; ``g_in_0`` is the
     gradient w.r.t. the total input current of step 0 (for the initial output's gradient).
     ``adapt``: as for :func:`backward_scan` (the result then also holds the gradients of the
-    initial trace, membrane and relative trace)."""
+    initial trace, membrane and relative trace). ``inplace`` (no synapse, no adaptation,
+    ``u_all`` contiguous): ``gu_all`` is written over ``u_all`` and returned as it."""
     T, B, N = u_all.shape
     dt = u_all.dtype
     npdt = u_all.numpy().dtype
@@ -804,7 +817,8 @@ def backward_scan_rec(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, 
         if kind == 0:
             thr = _threshold_all(theta, adapt)
             phi_ext = spec.surrogate.grad(u_all - thr).contiguous().numpy()
-    gu_all = torch.empty_like(u_all)
+    inplace = inplace and not spec.has_syn and adapt is None and u_all.is_contiguous()
+    gu_all = u_all if inplace else torch.empty_like(u_all)
     gi_all = torch.empty_like(u_all) if spec.has_syn else None
     gv = gv_T.detach().to(dt).clone().contiguous()
     gi = (gi_T.detach().to(dt).clone().contiguous() if gi_T is not None
@@ -816,7 +830,7 @@ def backward_scan_rec(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, 
     bwd = _bwd_rec_kernel(spec.spiking, _RESET[spec.reset], spec.detach_reset, spec.has_syn,
                           kind, F, adapt is not None,
                           adapt is not None and adapt.free_all is not None,
-                          adapt is not None and adapt.g_q is not None)
+                          adapt is not None and adapt.g_q is not None, inplace)
     extra, (ga, gq) = _adapt_backward_args(
         adapt, lambda t: t.detach().to(dt).clone().contiguous(),
         lambda t: t.detach().to(dt).contiguous().numpy(), par, dt, rank=2)
@@ -826,7 +840,8 @@ def backward_scan_rec(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, 
             par(v_reset if spec.spiking else 0.0), par(a_mem),
             par(g), par(a_syn if spec.has_syn else 0.0),
             gv.numpy(), gi.numpy(), F(spec.surrogate.beta if spec.spiking else 0.0), phi_ext,
-            gu_all.numpy(), gi_all.numpy() if spec.has_syn else _dummy(dt, 3),
+            _dummy(dt, 3) if inplace else gu_all.numpy(),
+            gi_all.numpy() if spec.has_syn else _dummy(dt, 3),
             g_in.numpy(), *extra)
     with _single_threaded_blas(B * N * N):
         run_split(lambda lo, hi: bwd(*args, lo, hi), B, T * B * N * _REC_COST)

@@ -256,10 +256,11 @@ def projected_lif(xs: Tensor, weight: Tensor, bias: Optional[Tensor], v0: Tensor
 
 class ProjectedRecurrentLIF(torch.autograd.Function):
     """``(zs [T, B, N], v_T, i_T)`` of recurrent LIF neurons (``W_rec``) fed by ``x W^T + b``,
-    chunk by chunk with recomputation, like :class:`ProjectedLIF`. Each chunk runs the
-    recurrent kernels of :mod:`spikegrad.kernels.numba_leaky` from its saved start (states and
-    the previous step's spikes); backward carries, besides the adjoint states, the gradient
-    that reaches the previous chunk's last spikes through the recurrence."""
+    like :class:`ProjectedLIF`: the kept steps in one call of the recurrent kernels of
+    :mod:`spikegrad.kernels.numba_leaky` (membrane over the input current; without a synapse
+    the gradient over the membrane), the others chunk by chunk from their saved start (states
+    and the previous step's spikes). Backward carries, besides the adjoint states, the
+    gradient that reaches the previous segment's last spikes through the recurrence."""
 
     @staticmethod
     def forward(ctx, spec, linear_backend: str, keep: float, x: Tensor, weight: Tensor,
@@ -272,29 +273,34 @@ class ProjectedRecurrentLIF(torch.autograd.Function):
         Tc = chunk_steps(T, B)
         chunks = [(t0, min(T, t0 + Tc)) for t0 in range(0, T, Tc)]
         n_kept = kept_chunks(keep, len(chunks))
-        buf = np.empty((Tc, B * N), torch.empty(0, dtype=x.dtype).numpy().dtype)
-        u_kept = torch.empty(chunks[n_kept - 1][1] if n_kept else 0, B, N, dtype=x.dtype)
+        T_kept = chunks[n_kept - 1][1] if n_kept else 0
+        u_kept = torch.empty(T_kept, B, N, dtype=x.dtype)
         zs = torch.empty(T, B, N, dtype=x.dtype)
         v = v0.detach().to(x.dtype).clone()
         i = i0.detach().to(x.dtype).clone() if spec.has_syn else None
         y_prev = y0.detach().to(x.dtype)
-        starts = []
         with torch.no_grad():
-            for k, (t0, t1) in enumerate(chunks):
-                kept = k < n_kept
+            if T_kept:
+                proj(0, T_kept * B, u_kept.view(T_kept, B * N).numpy())
+                _, _, _, v, i = forward_scan_rec(spec, u_kept, v, i, a_mem, a_syn, theta,
+                                                 v_reset, w_rec, y_prev, store_u=True,
+                                                 inplace=True, ys_out=zs[:T_kept])
+                y_prev = zs[T_kept - 1]
+            starts = [None] * n_kept
+            buf = np.empty((Tc, B * N), u_kept.numpy().dtype) if n_kept < len(chunks) else None
+            for t0, t1 in chunks[n_kept:]:
                 starts.append((v, i, y_prev))
                 proj(t0 * B, t1 * B, buf[:t1 - t0])
                 xc = torch.from_numpy(buf[:t1 - t0]).view(t1 - t0, B, N)
-                ys, _, _, v, i = forward_scan_rec(spec, xc, v, i, a_mem, a_syn, theta, v_reset,
-                                                  w_rec, y_prev, store_u=kept,
-                                                  u_out=u_kept[t0:t1] if kept else None)
-                zs[t0:t1] = ys
+                _, _, _, v, i = forward_scan_rec(spec, xc, v, i, a_mem, a_syn, theta, v_reset,
+                                                 w_rec, y_prev, store_u=False,
+                                                 ys_out=zs[t0:t1])
                 y_prev = zs[t1 - 1]
         ctx.spec, ctx.proj, ctx.Tc, ctx.starts = spec, proj, Tc, starts
         ctx.chunks, ctx.n_kept, ctx.u_kept = chunks, n_kept, u_kept
         ctx.consts = (a_mem, a_syn, theta, v_reset)
         ctx.shape = (T, B, n_in, N)
-        ctx.save_for_backward(weight, w_rec, zs)
+        ctx.save_for_backward(weight, w_rec, zs, y0)
         return zs, v, i
 
     @staticmethod
@@ -304,7 +310,7 @@ class ProjectedRecurrentLIF(torch.autograd.Function):
         spec, proj, Tc = ctx.spec, ctx.proj, ctx.Tc
         a_mem, a_syn, theta, v_reset = ctx.consts
         T, B, n_in, N = ctx.shape
-        weight, w_rec, zs = ctx.saved_tensors
+        weight, w_rec, zs, y0 = ctx.saved_tensors
         dtype = weight.dtype
         if g_zs is None:
             g_zs = torch.zeros((), dtype=dtype)
@@ -317,17 +323,26 @@ class ProjectedRecurrentLIF(torch.autograd.Function):
         acc = proj.weight_grad_accumulator() if need_w else None
         gb = torch.zeros(N, dtype=dtype) if need_b else None
         g_wrec = torch.zeros_like(w_rec) if need_wrec else None
-        buf = np.empty((Tc, B * N), torch.empty(0, dtype=dtype).numpy().dtype)
-        g_back = None  # gradient reaching the chunk's last spikes from the next chunk
-        chunks = ctx.chunks
+        chunks, n_kept = ctx.chunks, ctx.n_kept
+        # the kept steps' gradient over their membrane in one call (without a synapse: the
+        # synaptic gradient's first step would be lost) unless the graph is retained
+        inplace = (not spec.has_syn
+                   and not torch._C._autograd._get_current_graph_task_keep_graph())
+        T_kept = chunks[n_kept - 1][1] if n_kept else 0
+        kept = ([(0, T_kept)] if T_kept else []) if inplace else chunks[:n_kept]
+        y_before = lambda t0: y0.to(dtype) if t0 == 0 else zs[t0 - 1]  # noqa: E731
+        segments = [(t0, t1, None) for t0, t1 in kept] + [
+            (t0, t1, ctx.starts[k]) for k, (t0, t1) in enumerate(chunks) if k >= n_kept]
+        buf = (np.empty((Tc, B * N), torch.empty(0, dtype=dtype).numpy().dtype)
+               if n_kept < len(chunks) else None)
+        g_back = None  # gradient reaching the segment's last spikes from the next one
         with torch.no_grad():
-            for k in reversed(range(len(chunks))):
-                t0, t1 = chunks[k]
+            for t0, t1, start in reversed(segments):
                 n = t1 - t0
-                v, i, y_prev = ctx.starts[k]
-                if k < ctx.n_kept:
-                    u = ctx.u_kept[t0:t1]
+                if start is None:
+                    u, y_prev = ctx.u_kept[t0:t1], y_before(t0)
                 else:
+                    v, i, y_prev = start
                     proj(t0 * B, t1 * B, buf[:n])
                     xc = torch.from_numpy(buf[:n]).view(n, B, N)
                     _, u, _, _, _ = forward_scan_rec(spec, xc, v, i, a_mem, a_syn, theta,
@@ -337,12 +352,14 @@ class ProjectedRecurrentLIF(torch.autograd.Function):
                     gys = gys.clone()
                     gys[-1] += g_back
                 gu, gi_all, g_in0 = backward_scan_rec(spec, gys, u, theta, v_reset, a_mem,
-                                                      a_syn, gv, gi, w_rec)
-                g_in = gi_all if spec.has_syn else (gu * (1.0 - a_mem) if spec.scale_input
-                                                    else gu)
+                                                      a_syn, gv, gi, w_rec,
+                                                      inplace=start is None and inplace)
                 gv = a_mem * gu[0]
                 if spec.has_syn:
+                    g_in = gi_all
                     gi = a_syn * gi_all[0]
+                else:
+                    g_in = gu.mul_(1.0 - a_mem) if spec.scale_input else gu
                 g_back = g_in0 @ w_rec
                 g2 = g_in.reshape(n * B, N)
                 if need_w:

@@ -38,10 +38,10 @@ class Sequential(StatefulModule):
     ``recompute`` trades time for memory further, like activation checkpointing: the fraction
     of the sequence (at the end, in whole chunks of time steps) whose membrane is not kept but
     recomputed in backward from saved chunk start states; ``True`` is 1 (no ``[T, B, N]``
-    sequence kept at all), ``False`` is 0. It also fuses a :class:`Recurrent` LIF after a
-    :class:`Linear` (which runs unfused with ``recompute=0``: its chunked kernels are slower
-    than the whole-sequence ones). Measured on A512: ``recompute=0.5`` 27 ms, 33 MiB;
-    ``recompute=True`` 33 ms, 25 MiB.
+    sequence kept at all), ``False`` is 0. Measured on A512: ``recompute=0.5`` 27 ms, 33 MiB;
+    ``recompute=True`` 33 ms, 25 MiB. A :class:`Recurrent` LIF after a :class:`Linear` fuses
+    the same way (workload C, Linear 256 -> recurrent LIF 256, B=32, T=1000: 146 -> 128 ms
+    in-process without ``recompute``).
 
     Example:
         >>> import torch, spikegrad as sg
@@ -117,7 +117,7 @@ class Sequential(StatefulModule):
             return None
         training = torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (xs, layer.weight, layer.bias))
-        if self.recompute == 0 and (not training or isinstance(nxt, Recurrent)):
+        if self.recompute == 0 and not training:
             return None
         return 1.0 - self.recompute if training else 0.0
 
