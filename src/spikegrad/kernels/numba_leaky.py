@@ -274,10 +274,10 @@ def _adjoint_row(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: i
     loop, where the decreasing row addresses failed them, and every row ran the scalar loop
     (~1 ns per neuron-step against 0.3 ns vectorised, measured on a stand-alone copy).
 
-    ``inplace`` (feed-forward): the gradient of the step's input current (``gu``, or ``gi_t``
-    with a synapse) overwrites ``u`` and neither ``gu_o`` nor ``gi_o`` is written (passing
-    ``u`` as ``gu_o`` would compute the same, but the overlap check sends the row to the scalar
-    loop, as in :func:`_fwd_kernel`)."""
+    ``inplace``: the gradient of the step's membrane (``gu``; feed-forward with a synapse:
+    ``gi_t``, what reaches the synaptic current) overwrites ``u`` and neither ``gu_o`` nor
+    ``gi_o`` is written (passing ``u`` as ``gu_o`` would compute the same, but the overlap
+    check sends the row to the scalar loop, as in :func:`_fwd_kernel`)."""
     adjoint = _adjoint(spiking, reset, detach, kind, F, adapt, absolute, relative)
     zero = F(0.0)
 
@@ -339,8 +339,9 @@ def _bwd_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: in
             # back and g_in are not touched by the feed-forward row: gv stands in for both
             row(gys[t if gys.shape[0] > 1 else 0], gv, u_all[t], th, vr, a, g, a_s, gv,
                 gi, beta, phi_ext[t if spiking and kind == 0 else 0],
-                gu_out[0 if inplace else t], gi_out[t if has_syn and not inplace else 0], gv, ad_all[t if adapt else 0], rho, be, ga,
-                free_all[t if absolute else 0], dq, wq, gq, lo, hi)
+                gu_out[0 if inplace else t], gi_out[t if has_syn and not inplace else 0], gv,
+                ad_all[t if adapt else 0], rho, be, ga, free_all[t if absolute else 0], dq, wq,
+                gq, lo, hi)
     return bwd
 
 

@@ -27,12 +27,13 @@ bench`): 68 -> 25 MiB (peak RSS of the step), 23 -> 34 ms.
 Spikes and states are bit-identical to the unfused numba path; gradients equal it up to the
 order of float summation (the weight and bias gradients are summed chunk by chunk).
 
-A recurrent layer (:class:`ProjectedRecurrentLIF`) runs chunk by chunk throughout (kept chunks
-store their membrane; the others start from their saved states and the previous step's
-spikes), and backward carries, besides the adjoint states, the gradient that reaches the
-previous chunk's last spikes through ``W_rec``. Workload C (Linear 256 -> recurrent LIF 256,
-B = 32, T = 1000), everything recomputed: 126 -> 66-77 MiB, 2-3x the time (a second dense
-projection and recurrent forward; benchmarks/README.md).
+A recurrent layer (:class:`ProjectedRecurrentLIF`) runs the same way (recomputed chunks start
+from their saved states and the previous step's spikes; with a synapse the kept steps' backward
+goes chunk by chunk, out of place), and backward carries, besides the adjoint states, the
+gradient that reaches the previous segment's last spikes through ``W_rec``. Workload C (Linear
+256 -> recurrent LIF 256, B = 32, T = 1000; `make bench`): membrane kept 126 -> 64 MiB at the
+unfused pair's time; everything recomputed 44 MiB, 2x the time (a second dense projection
+and recurrent forward; benchmarks/README.md).
 
 Used by :class:`spikegrad.nn.Sequential` (see its ``recompute``) for a ``Linear`` followed by
 a spiking ``LIF`` (or a ``Recurrent`` LIF) when the LIF runs the numba kernels, none of its
