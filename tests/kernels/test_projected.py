@@ -272,6 +272,22 @@ def test_recurrent_retained_graph_backpropagates_twice(monkeypatch, lif_kw):
         torch.testing.assert_close(a, b)
 
 
+def test_a_hook_on_the_recurrent_layers_neuron_keeps_the_pair_unfused(monkeypatch):
+    seen = []
+    apply = projected.ProjectedRecurrentLIF.apply
+    monkeypatch.setattr(projected.ProjectedRecurrentLIF, "apply",
+                        lambda *a: seen.append(1) or apply(*a))
+    rec = sg.nn.Recurrent(sg.nn.LIF(6))
+    net = sg.nn.Sequential(sg.nn.Linear(8, 6), rec)
+    x = (torch.rand(12, 3, 8) < 0.5).float()
+    net(x)
+    assert seen == [1]
+    handle = rec.neuron.register_forward_pre_hook(lambda *a: None)
+    net(x)
+    handle.remove()
+    assert seen == [1]
+
+
 def test_recurrent_alif_and_trained_constants_run_unfused(monkeypatch):
     seen = []
     apply = projected.ProjectedRecurrentLIF.apply

@@ -113,7 +113,7 @@ class Sequential(StatefulModule):
             return None
         if not (isinstance(xs, Tensor) and xs.dim() == 3 and xs.shape[-1] == layer.in_features):
             return None
-        if _hooked(layer) or _hooked(nxt):
+        if any(_hooked(m) for pair in (layer, nxt) for m in pair.modules()):
             return None
         training = torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (xs, layer.weight, layer.bias))
