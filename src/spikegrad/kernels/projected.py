@@ -125,10 +125,7 @@ class ProjectedLIF(torch.autograd.Function):
         M = B * N
         proj = _Projection(x.detach().reshape(T * B, n_in), weight, bias, linear_backend)
         loop = ChunkedLoop(spec, (B, N), x.dtype, a_mem, a_syn, theta, v_reset)
-        Tc = chunk_steps(T, B)
-        chunks = [(t0, min(T, t0 + Tc)) for t0 in range(0, T, Tc)]
-        n_kept = kept_chunks(keep, len(chunks))
-        T_kept = chunks[n_kept - 1][1] if n_kept else 0
+        Tc, chunks, n_kept, T_kept = chunk_plan(T, B, keep)
         v = loop.state(v0, v0)
         i = loop.state(i0, v0) if spec.has_syn else np.zeros(1, loop.F)
         zs = torch.empty(T, B, N, dtype=x.dtype)
@@ -178,12 +175,8 @@ class ProjectedLIF(torch.autograd.Function):
         chunks, n_kept = ctx.chunks, ctx.n_kept
         # the kept steps' input-current gradient goes over their membrane, in one call, unless
         # the graph is kept for another backward (which needs the membrane again)
-        inplace = not torch._C._autograd._get_current_graph_task_keep_graph()
-        T_kept = chunks[n_kept - 1][1] if n_kept else 0
-        kept = ([(0, T_kept)] if T_kept else []) if inplace else chunks[:n_kept]
-        # (t0, t1, start state): None for kept steps
-        segments = [(t0, t1, None) for t0, t1 in kept] + [
-            (t0, t1, ctx.starts[k]) for k, (t0, t1) in enumerate(chunks) if k >= n_kept]
+        inplace = not _graph_retained()
+        segments = backward_segments(chunks, n_kept, ctx.starts, inplace)
         if not inplace or n_kept < len(chunks):
             g_buf = np.empty((Tc, M), loop.F)
             gi_buf = np.empty((Tc, M), loop.F) if spec.has_syn else None
@@ -218,10 +211,29 @@ class ProjectedLIF(torch.autograd.Function):
         return None, None, None, gx, gw, gb, None, None, None, None, None, None
 
 
-def kept_chunks(keep: float, n_chunks: int) -> int:
-    """How many leading chunks keep their membrane (``keep``: the fraction of the sequence,
-    rounded down to whole chunks; 1 keeps all)."""
-    return n_chunks if keep >= 1 else int(keep * n_chunks)
+def chunk_plan(T: int, B: int, keep: float):
+    """``(Tc, chunks, n_kept, T_kept)``: steps per chunk, the chunks' ``(t0, t1)``, how many
+    leading chunks keep their membrane (``keep``: the fraction of the sequence, rounded down
+    to whole chunks; 1 keeps all) and the steps they cover."""
+    Tc = chunk_steps(T, B)
+    chunks = [(t0, min(T, t0 + Tc)) for t0 in range(0, T, Tc)]
+    n_kept = len(chunks) if keep >= 1 else int(keep * len(chunks))
+    return Tc, chunks, n_kept, chunks[n_kept - 1][1] if n_kept else 0
+
+
+def backward_segments(chunks, n_kept: int, starts, whole: bool):
+    """The segments backward walks (in reverse): ``(t0, t1, start state)``, the start state
+    None for kept steps, which form one segment with ``whole`` (gradient written over the
+    membrane in one call) and stay chunks otherwise."""
+    T_kept = chunks[n_kept - 1][1] if n_kept else 0
+    kept = ([(0, T_kept)] if T_kept else []) if whole else chunks[:n_kept]
+    return [(t0, t1, None) for t0, t1 in kept] + [
+        (t0, t1, starts[k]) for k, (t0, t1) in enumerate(chunks) if k >= n_kept]
+
+
+def _graph_retained() -> bool:
+    """Whether the running backward keeps the graph for another one (``retain_graph``)."""
+    return torch._C._autograd._get_current_graph_task_keep_graph()
 
 
 def eligible(xs: Tensor, weight: Tensor, v0: Optional[Tensor], i0: Optional[Tensor], p,
@@ -271,10 +283,7 @@ class ProjectedRecurrentLIF(torch.autograd.Function):
         T, B, n_in = x.shape
         N = weight.shape[0]
         proj = _Projection(x.detach().reshape(T * B, n_in), weight, bias, linear_backend)
-        Tc = chunk_steps(T, B)
-        chunks = [(t0, min(T, t0 + Tc)) for t0 in range(0, T, Tc)]
-        n_kept = kept_chunks(keep, len(chunks))
-        T_kept = chunks[n_kept - 1][1] if n_kept else 0
+        Tc, chunks, n_kept, T_kept = chunk_plan(T, B, keep)
         u_kept = torch.empty(T_kept, B, N, dtype=x.dtype)
         zs = torch.empty(T, B, N, dtype=x.dtype)
         v = v0.detach().to(x.dtype).clone()
@@ -327,13 +336,9 @@ class ProjectedRecurrentLIF(torch.autograd.Function):
         chunks, n_kept = ctx.chunks, ctx.n_kept
         # the kept steps' gradient over their membrane in one call (without a synapse: the
         # synaptic gradient's first step would be lost) unless the graph is retained
-        inplace = (not spec.has_syn
-                   and not torch._C._autograd._get_current_graph_task_keep_graph())
-        T_kept = chunks[n_kept - 1][1] if n_kept else 0
-        kept = ([(0, T_kept)] if T_kept else []) if inplace else chunks[:n_kept]
+        inplace = not spec.has_syn and not _graph_retained()
         y_before = lambda t0: y0.to(dtype) if t0 == 0 else zs[t0 - 1]  # noqa: E731
-        segments = [(t0, t1, None) for t0, t1 in kept] + [
-            (t0, t1, ctx.starts[k]) for k, (t0, t1) in enumerate(chunks) if k >= n_kept]
+        segments = backward_segments(chunks, n_kept, ctx.starts, inplace)
         buf = (np.empty((Tc, B * N), torch.empty(0, dtype=dtype).numpy().dtype)
                if n_kept < len(chunks) else None)
         g_back = None  # gradient reaching the segment's last spikes from the next one
