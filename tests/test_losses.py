@@ -277,7 +277,7 @@ def test_regularization_combines_weighted_terms_per_layer():
     (lambda: losses.first_spike_nll(torch.rand(5, 2, 3), torch.zeros(2, 3).long(), beta_esc=0),
      ValueError, "beta_esc must be"),
     (lambda: losses.ttfs_cross_entropy(torch.rand(5, 2, 3), torch.tensor([0, 1]), tau=-1.0),
-     ValueError, "tau must be a number > 0"),
+     ValueError, "tau must be a finite number > 0"),
     (lambda: losses.membrane_penalty(torch.rand(5, 2, 3), "middle"), ValueError,
      "region must be one of"),
     (lambda: losses.membrane_penalty(torch.rand(5, 2, 3), power=3), ValueError, "power must be 1"),

@@ -60,10 +60,12 @@ def check_positive(value, name: str, *, allow_inf: bool = False) -> float | Tens
         if bool(bad.any()):
             raise ValueError(f"{name} must be > 0 everywhere, got {value.detach().flatten()[:5].tolist()}...")
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a positive number, got {type(value).__name__}")
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a positive number, got {type(value).__name__} "
+                        f"{value!r}")
     if math.isnan(value) or value <= 0 or (math.isinf(value) and not allow_inf):
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+        raise ValueError(f"{name} must be a finite number > 0{' (or inf)' if allow_inf else ''}"
+                         f", got {value}")
     return float(value)
 
 
@@ -84,6 +86,8 @@ def check_size(n, name: str) -> tuple:
 
 
 def check_state_like(state: Tensor, x: Tensor, name: str) -> None:
+    """A state tensor exactly shaped like one input step (no broadcasting: a state of another
+    batch size would silently broadcast on one backend and overrun memory on another)."""
     if not isinstance(state, Tensor):
         raise TypeError(f"{name} must be a tensor, got {type(state).__name__}")
     if state.shape != x.shape:
@@ -91,3 +95,133 @@ def check_state_like(state: Tensor, x: Tensor, name: str) -> None:
             f"{name} has shape {list(state.shape)} but one step of the input has shape "
             f"{list(x.shape)}; pass state=None to start from zeros, or the state returned by "
             "the previous call with the same batch size")
+    if state.device != x.device:
+        raise ValueError(f"{name} is on {state.device} but the input is on {x.device}; move "
+                         f"the state with .to({str(x.device)!r}) or pass state=None")
+    if state.dtype != x.dtype:
+        raise ValueError(f"{name} has dtype {state.dtype} but the input has {x.dtype}; convert "
+                         f"the state with .to({x.dtype}) or pass state=None")
+
+
+# --- neuron constants ---------------------------------------------------------------------
+#
+# Constants may be Python numbers or tensors (per-neuron, possibly trainable). A number is
+# checked on the spot; a tensor's values are checked by :class:`ParamCheck`, which folds the
+# tests of every tensor of one call into a single boolean and reads it once: one host-device
+# sync per call (not one per tensor, and never one per time step).
+
+_REAL = (int, float, np.integer, np.floating)
+
+
+def _describe(value) -> str:
+    if isinstance(value, Tensor):
+        flat = value.detach().flatten()
+        shown = flat[:5].tolist()
+        more = "..." if flat.numel() > 5 else ""
+        return f"tensor {shown}{more}" if value.dim() else f"tensor({flat.item()!r})"
+    return repr(value)
+
+
+def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
+    if high == math.inf:
+        return f"> {low:g}" if low_open else f">= {low:g}"
+    return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+class ParamCheck:
+    """Checks one call's constants: ``check.real(value, name, ...)`` for each, then
+    ``check.done()``. Numbers raise at once; tensors raise at :meth:`done` (one sync).
+
+    ``tensor_values=False`` checks a tensor's type, dtype and shape but not its values (no
+    sync at all): for a ``*_step`` that a user may call in a Python loop.
+    """
+
+    __slots__ = ("owner", "shape", "tensor_values", "_pending")
+
+    def __init__(self, owner: str = "", shape: Sequence[int] | None = None,
+                 tensor_values: bool = True):
+        self.owner = f"{owner}: " if owner else ""
+        self.shape = None if shape is None else tuple(shape)   # [B, *features] of one step
+        self.tensor_values = tensor_values
+        self._pending: list = []
+
+    def real(self, value, name: str, *, low: float = -math.inf, high: float = math.inf,
+             low_open: bool = False, high_open: bool = False, hint: str = ""):
+        """A finite number (or floating tensor of them) in the given interval."""
+        rule = "a finite number" + ("" if low == -math.inf and high == math.inf
+                                    else " " + _interval(low, high, low_open, high_open))
+        fix = f"; {hint}" if hint else ""
+        if isinstance(value, Tensor):
+            if not value.is_floating_point():
+                raise TypeError(f"{self.owner}{name} must be {rule} or a floating-point tensor, "
+                                f"got a tensor of dtype {value.dtype}; convert it with "
+                                f"{name}.float()")
+            if self.shape is not None and value.dim():
+                try:
+                    ok = torch.broadcast_shapes(value.shape, self.shape) == self.shape
+                except RuntimeError:
+                    ok = False
+                if not ok:
+                    raise ValueError(
+                        f"{self.owner}{name} has shape {list(value.shape)}, which does not "
+                        f"broadcast to one step of the input {list(self.shape)}; pass a number "
+                        "or a per-neuron tensor shaped like the features")
+            if self.tensor_values:
+                self._pending.append((value, name, rule + fix, low, high, low_open, high_open))
+            return value
+        if isinstance(value, bool) or not isinstance(value, _REAL):
+            raise TypeError(f"{self.owner}{name} must be {rule}, got {type(value).__name__} "
+                            f"{value!r}{fix}")
+        x = float(value)
+        if not (math.isfinite(x) and (low < x if low_open else low <= x)
+                and (x < high if high_open else x <= high)):
+            raise ValueError(f"{self.owner}{name} must be {rule}, got {value!r}{fix}")
+        return value
+
+    @staticmethod
+    def _bad(t: Tensor, low, high, low_open, high_open) -> Tensor:
+        t = t.detach()
+        bad = ~torch.isfinite(t)
+        if low > -math.inf:
+            bad |= (t <= low) if low_open else (t < low)
+        if high < math.inf:
+            bad |= (t >= high) if high_open else (t > high)
+        return bad.any()
+
+    def done(self) -> None:
+        if not self._pending:
+            return
+        flags = [self._bad(t, *rng) for t, _, _, *rng in self._pending]
+        if not bool(torch.stack(flags).any() if len(flags) > 1 else flags[0]):
+            return
+        for (t, name, rule, *_), flag in zip(self._pending, flags):
+            if bool(flag):
+                raise ValueError(f"{self.owner}{name} must be {rule} everywhere, got "
+                                 f"{_describe(t)}")
+
+
+def check_real(value, name: str, *, low: float = -math.inf, high: float = math.inf,
+               low_open: bool = False, high_open: bool = False, hint: str = ""):
+    """One finite number (or tensor of them) in an interval; see :class:`ParamCheck`."""
+    check = ParamCheck()
+    check.real(value, name, low=low, high=high, low_open=low_open, high_open=high_open,
+               hint=hint)
+    check.done()
+    return value
+
+
+def check_decay(value, name: str, check: ParamCheck | None = None):
+    """A decay ``a = exp(-dt / tau)`` in [0, 1]: 1 is no leak (IF), 0 no memory."""
+    (check or ParamCheck()).real(value, name, low=0.0, high=1.0,
+                                 hint="a decay is exp(-dt / tau)")
+    return value
+
+
+def check_state_type(state, expected: type, name: str = "state", build: str = "") -> None:
+    """TypeError unless ``state`` is ``expected`` (a State NamedTuple); says how to build one."""
+    if not isinstance(state, expected):
+        fields = ", ".join(expected._fields)
+        how = build or f"{expected.__name__}({fields}) with tensors [B, *features]"
+        raise TypeError(f"{name} must be a {expected.__name__} (or None for zeros), got "
+                        f"{type(state).__name__}; pass the state returned by the previous call, "
+                        f"None, or build one as {how}")

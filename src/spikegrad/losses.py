@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._validate import check_choice, check_sequence, check_tensor
+from ._validate import check_choice, check_real, check_sequence, check_tensor
 from .functional.leaky import lowpass
 from .functional.readout import membrane
 
@@ -68,6 +68,9 @@ def count_cross_entropy(zs: Tensor, y: Tensor, scale: float = 1.0) -> Tensor:
     check_sequence(zs, "zs")
     if zs.dim() != 3:
         raise ValueError(f"zs must have shape [T, B, C], got {list(zs.shape)}")
+    check_real(scale, "scale", low=0.0, low_open=True,
+               hint="the count-to-logit factor; 0 or less would make the loss constant or "
+                    "reward the wrong class")
     y = _check_labels(y, zs.shape[1], zs.shape[2])
     return F.cross_entropy(scale * zs.sum(0), y)
 
@@ -105,7 +108,8 @@ def nmse(out: Tensor, target: Tensor) -> Tensor:
 def filtered_mse(zs: Tensor, target: Tensor, decay: Union[float, Tensor],
                  gain: float = 1.0) -> Tensor:
     """MSE between ``gain * lowpass(zs)`` (exponential filter, ``y_t = decay y_{t-1} + z_t``)
-    and ``target``, both ``[T, B, ...]``."""
+    and ``target``, both ``[T, B, ...]``. ``decay`` in [0, 1], ``gain`` finite."""
+    check_real(gain, "gain")
     return mse(gain * lowpass(check_sequence(zs, "zs"), decay), target)
 
 
@@ -139,6 +143,10 @@ def rate_band(zs: Tensor, low: Optional[float] = None, high: Optional[float] = N
     """
     if low is None and high is None:
         raise ValueError("rate_band: give low, high, or both (spikes per neuron per sequence)")
+    for name, bound in (("low", low), ("high", high)):
+        if bound is not None:
+            check_real(bound, f"rate_band: {name}", low=0.0,
+                       hint="spikes per neuron per sequence")
     if low is not None and high is not None and low > high:
         raise ValueError(f"rate_band: low ({low}) must not exceed high ({high})")
     if power not in (1, 2):
@@ -243,8 +251,8 @@ def first_spike_nll(vs: Tensor, t_target: Tensor, threshold: Union[float, Tensor
     check_sequence(vs, "vs")
     T = vs.shape[0]
     t_f = _check_steps(t_target, vs.shape[1:], T, "t_target")
-    if isinstance(beta_esc, bool) or not isinstance(beta_esc, (int, float)) or not beta_esc > 0:
-        raise ValueError(f"beta_esc must be a number > 0 (escape-noise slope), got {beta_esc!r}")
+    check_real(beta_esc, "beta_esc", low=0.0, low_open=True, hint="the escape-noise slope")
+    check_real(threshold, "threshold")
     a = beta_esc * (vs - threshold)
     steps = torch.arange(T, device=vs.device).view(T, *([1] * (vs.dim() - 1)))
     before = (steps < t_f).to(vs.dtype)
@@ -295,8 +303,7 @@ def ttfs_cross_entropy(zs: Tensor, y: Tensor, tau: float = 2.0) -> Tensor:
     check_sequence(zs, "zs")
     if zs.dim() != 3:
         raise ValueError(f"zs must have shape [T, B, C], got {list(zs.shape)}")
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not tau > 0:
-        raise ValueError(f"tau must be a number > 0 (soft-min temperature in steps), got {tau!r}")
+    check_real(tau, "tau", low=0.0, low_open=True, hint="the soft-min temperature in steps")
     y = _check_labels(y, zs.shape[1], zs.shape[2])
     return F.cross_entropy(-soft_first_spike_time(zs) / tau, y)
 
@@ -327,6 +334,7 @@ def membrane_penalty(vs: Tensor, region: str = "all", level: Union[float, Tensor
     check_choice(per, "per", PER)
     if power not in (1, 2):
         raise ValueError(f"membrane_penalty: power must be 1 (L1) or 2 (L2), got {power!r}")
+    check_real(level, "level")
     d = vs - level
     if per == "layer":
         d = d.flatten(2).mean(2)  # [T, B]

@@ -61,6 +61,14 @@ class Surrogate:
     primitive: SurrogateFn
     beta: float
 
+    def __post_init__(self):
+        # built directly (not through register/get) it is checked the same way
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"Surrogate: name must be a non-empty string, got {self.name!r}")
+        if not callable(self.derivative) or not callable(self.primitive):
+            raise TypeError("Surrogate: derivative and primitive must be callables f(x, beta)")
+        object.__setattr__(self, "beta", _check_beta(self.beta, self.name))
+
     def grad(self, x: Tensor) -> Tensor:
         """``phi(x)`` at this surrogate's ``beta``."""
         return self.derivative(x, self.beta)

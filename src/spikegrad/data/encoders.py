@@ -14,7 +14,7 @@ from numbers import Real
 import torch
 from torch import Tensor
 
-from .._validate import check_int, check_tensor
+from .._validate import check_int, check_positive, check_real, check_tensor
 
 __all__ = ["rate", "poisson", "latency", "latency_times", "delta", "population"]
 
@@ -27,9 +27,16 @@ def _check_tensor(name: str, x: object) -> Tensor:
 
 
 def _check_positive(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not value > 0:
-        raise ValueError(f"{name} must be a number > 0, got {value!r}")
-    return float(value)
+    # finite too: an infinite dt, tau or width turns every spike time or probability into
+    # inf or NaN further down
+    return check_positive(value, name)
+
+
+def _check_finite(name: str, x: Tensor, hint: str = "") -> None:
+    """NaN/inf in the data would encode silently as no spikes (every comparison is false);
+    one pass over the data, the order of the encoding itself."""
+    if x.numel() and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} holds NaN or inf values; clean the data first{hint}")
 
 
 def _check_range(name: str, x: Tensor, lo: float, hi: float, hint: str = "") -> None:
@@ -277,6 +284,7 @@ def delta(xs: Tensor, threshold: float, *, off_spikes: bool = True) -> Tensor:
             f"xs must be time-major with rank >= 2 ([T, B, ...]), got shape {tuple(xs.shape)}"
         )
     threshold = _check_positive("threshold", threshold)
+    _check_finite("xs", xs)
     on = torch.zeros_like(xs)
     off = torch.zeros_like(xs)
     ref = xs[0].clone()
@@ -322,8 +330,11 @@ def population(x: Tensor, n_neurons: int, low: float, high: float, *,
     """
     x = _check_tensor("x", x)
     check_int(n_neurons, "n_neurons", minimum=2)
-    if not (isinstance(low, Real) and isinstance(high, Real) and low < high):
+    check_real(low, "low")
+    check_real(high, "high")
+    if not low < high:
         raise ValueError(f"need numbers low < high, got low={low!r}, high={high!r}")
+    _check_finite("x", x)
     spacing = (high - low) / (n_neurons - 1)
     width = spacing if width is None else _check_positive("width", width)
     centres = torch.linspace(low, high, n_neurons, dtype=x.dtype, device=x.device)

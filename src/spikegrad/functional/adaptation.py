@@ -40,10 +40,11 @@ from typing import NamedTuple, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .._validate import check_choice, check_sequence, check_state_like, check_tensor
+from .._validate import (ParamCheck, check_choice, check_decay, check_sequence,
+                         check_state_like, check_state_type, check_tensor)
 from ..surrogate import spike
 from .leaky import Scalar, check_state, integrate
-from .lif import BACKENDS, RESET_MODES, LIFParams, reset
+from .lif import BACKENDS, LIFParams, check_lif, reset
 from .refractory import (RefractoryParams, after_spike, check_refractory, clamp, free_mask,
                          has_relative, relative_push)
 from .scan import scan, scan_trace
@@ -100,18 +101,27 @@ def initial_state(x: Tensor, p: ALIFParams) -> ALIFState:
                      z() if has_relative(p.refractory) else None)
 
 
-def _prepare(x0: Tensor, state, p: ALIFParams) -> ALIFState:
+def check_alif(p: ALIFParams, check: ParamCheck, name: str = "p") -> None:
+    """The ALIF constants: the LIF part, ``decay_adapt`` in [0, 1], ``beta_adapt`` finite and
+    >= 0 (as the ALIF module requires), the refractory constants."""
     if not isinstance(p, ALIFParams):
-        raise TypeError(f"params must be ALIFParams, got {type(p).__name__}")
-    if not isinstance(p.lif, LIFParams):
-        raise TypeError(f"ALIFParams.lif must be LIFParams, got {type(p.lif).__name__}")
-    check_choice(p.lif.reset, "reset", RESET_MODES)
-    check_refractory(p.refractory)
+        raise TypeError(f"{name} must be ALIFParams, got {type(p).__name__}; build it as "
+                        "ALIFParams(LIFParams(...), decay_adapt=0.995, beta_adapt=1.0)")
+    check_lif(p.lif, check, "ALIFParams.lif")
+    check_decay(p.decay_adapt, "decay_adapt", check)
+    check.real(p.beta_adapt, "beta_adapt", low=0.0, hint="0 turns adaptation off")
+    check_refractory(p.refractory, check)
+
+
+def _prepare(x0: Tensor, state, p: ALIFParams, tensor_values: bool = True) -> ALIFState:
+    """Checks the constants (tensor values too with ``tensor_values``: one sync) and the
+    state; returns the state, zeros for None."""
+    check = ParamCheck(shape=x0.shape, tensor_values=tensor_values)
+    check_alif(p, check)
+    check.done()
     if state is None:
         return initial_state(x0, p)
-    if not isinstance(state, ALIFState):
-        raise TypeError(f"state must be an ALIFState (or None for zeros), got "
-                        f"{type(state).__name__}")
+    check_state_type(state, ALIFState)
     check_state(x0, state, p.lif)
     check_state_like(state.a, x0, "state.a")
     for name, needed in (("ref", p.refractory.n_ref > 0), ("q", has_relative(p.refractory))):
@@ -201,10 +211,11 @@ def alif_step(x: Tensor, state: Optional[ALIFState], p: ALIFParams = ALIFParams(
               ) -> Tuple[Tensor, ALIFState]:
     """One ALIF step. ``x``: input current ``[B, *features]``; ``state=None`` means zeros.
 
-    Returns ``(z_t, state_t)``.
+    Returns ``(z_t, state_t)``. Checks every constant but the values inside tensor constants
+    (a device sync per step in a Python loop); :func:`alif_seq` checks those too.
     """
     check_tensor(x, "x")
-    return _alif_step(x, _prepare(x, state, p), p)
+    return _alif_step(x, _prepare(x, state, p, tensor_values=False), p)
 
 
 def alif_seq(xs: Tensor, state: Optional[ALIFState] = None, p: ALIFParams = ALIFParams(),

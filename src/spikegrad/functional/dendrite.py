@@ -30,7 +30,8 @@ import torch
 from torch import Tensor
 
 from .. import surrogate as _surrogate
-from .._validate import check_sequence, check_state_like, check_tensor
+from .._validate import (ParamCheck, check_decay, check_sequence, check_state_like,
+                         check_state_type, check_tensor)
 from ..surrogate import Surrogate, spike
 from . import adaptation, lif
 from .leaky import Scalar
@@ -98,26 +99,51 @@ def initial_state(x: Tensor, p: DendriteParams) -> DendriteState:
     return DendriteState(torch.zeros_like(x), soma)
 
 
-def _prepare(x0: Tensor, state, p: DendriteParams) -> DendriteState:
+def _prepare(x0: Tensor, state, p: DendriteParams, tensor_values: bool = True
+             ) -> DendriteState:
+    """Checks the branch and soma constants (tensor values too with ``tensor_values``: one
+    sync for all of them) and the state; returns the state, zeros for None."""
     if not isinstance(p, DendriteParams):
-        raise TypeError(f"params must be DendriteParams, got {type(p).__name__}")
+        raise TypeError(f"p must be DendriteParams, got {type(p).__name__}")
     _soma_step(p.soma)
-    if x0.dim() < 2:
-        raise ValueError(f"dendritic input must be [B, N, K] per step (K branches), got one step "
+    if x0.dim() < 3:
+        raise ValueError(f"dendritic input xs must be [T, B, N, K] (K branches), got one step "
                          f"of shape {list(x0.shape)}")
+    check = ParamCheck(shape=x0.shape, tensor_values=tensor_values)
+    check_decay(p.decay_dend, "decay_dend", check)
+    check.real(p.threshold_dend, "threshold_dend", low=0.0, low_open=True)
+    check.real(p.coupling, "coupling")
+    check.real(p.passive, "passive")
+    if not isinstance(p.surrogate_dend, _surrogate.Surrogate):
+        raise TypeError(f"surrogate_dend must be a spikegrad.surrogate.Surrogate, got "
+                        f"{type(p.surrogate_dend).__name__}")
+    soma_check = ParamCheck(shape=x0.shape[:-1], tensor_values=tensor_values)
+    if isinstance(p.soma, adaptation.ALIFParams):
+        adaptation.check_alif(p.soma, soma_check, "DendriteParams.soma")
+    else:
+        lif.check_lif(p.soma, soma_check, "DendriteParams.soma")
+    check._pending += soma_check._pending   # one read for branch and soma constants
+    check.done()
     if state is None:
         return initial_state(x0, p)
-    if not isinstance(state, DendriteState):
-        raise TypeError(f"state must be a DendriteState (or None), got {type(state).__name__}")
+    check_state_type(state, DendriteState)
     check_state_like(state.d, x0, "state.d")
+    soma_x = x0[..., 0]
+    if isinstance(p.soma, adaptation.ALIFParams):
+        adaptation._prepare(soma_x, state.soma, p.soma, tensor_values=False)
+    else:
+        lif._prepare(soma_x, state.soma, p.soma, tensor_values=False)
     return state
 
 
 def dendrite_step(x: Tensor, state: Optional[DendriteState], p: DendriteParams = DendriteParams()
                   ) -> Tuple[Tensor, DendriteState]:
-    """One step. ``x [B, N, K]`` -> ``(z [B, N], state)``."""
+    """One step. ``x [B, N, K]`` -> ``(z [B, N], state)``. Like :func:`lif_step` it leaves the
+    values inside tensor constants to :func:`dendrite_seq` (no sync per step)."""
     check_tensor(x, "x")
-    return _dendrite_step(x, _prepare(x, state, p), p)
+    if x.dim() < 3:
+        raise ValueError(f"x must be [B, N, K] (K branches), got shape {list(x.shape)}")
+    return _dendrite_step(x, _prepare(x, state, p, tensor_values=False), p)
 
 
 def dendrite_seq(xs: Tensor, state: Optional[DendriteState] = None,

@@ -15,14 +15,16 @@ from typing import NamedTuple, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
-from .._validate import check_choice, check_sequence, check_state_like, check_tensor
+from .._validate import (ParamCheck, check_choice, check_decay, check_sequence,
+                         check_state_like, check_state_type, check_tensor)
 from .scan import scan
 
 Scalar = Union[float, Tensor]
 
 
 class LIParams(NamedTuple):
-    """Leaky-integrator parameters. Decays are in (0, 1]; scalars or per-neuron tensors."""
+    """Leaky-integrator parameters. Decays are in [0, 1] (1: no leak; 0: no memory); numbers
+    or per-neuron tensors."""
 
     decay_mem: Scalar = 0.95
     decay_syn: Optional[Scalar] = None
@@ -52,7 +54,31 @@ def initial_state(x: Tensor, p, state_type=LIState):
     return state_type(zeros, torch.zeros_like(x) if p.decay_syn is not None else None)
 
 
-def check_state(x: Tensor, state, p, name: str = "state") -> None:
+def check_leak(p, check: ParamCheck) -> None:
+    """The decays shared by LI, LIF and ALIF (``p`` has the LIParams fields)."""
+    check_decay(p.decay_mem, "decay_mem", check)
+    if p.decay_syn is not None:
+        check_decay(p.decay_syn, "decay_syn", check)
+
+
+def check_li_params(p, x0: Tensor, tensor_values: bool = True) -> None:
+    """Every constant of ``p`` for one input step ``x0 [B, *features]``. ``tensor_values``:
+    also the values of tensor constants (one sync; see :class:`spikegrad._validate.ParamCheck`)."""
+    if not isinstance(p, LIParams):
+        raise TypeError(f"p must be LIParams, got {type(p).__name__}; build it as "
+                        "LIParams(decay_mem=0.95, decay_syn=None, scale_input=False)")
+    check = ParamCheck(shape=x0.shape, tensor_values=tensor_values)
+    check_leak(p, check)
+    check.done()
+
+
+def check_state(x: Tensor, state, p, name: str = "state", state_type: type = None) -> None:
+    """A state of ``state_type`` (if given) whose tensors are shaped like one input step."""
+    if state_type is not None:
+        check_state_type(state, state_type, name)
+    elif not hasattr(state, "v"):
+        raise TypeError(f"{name} must be a state NamedTuple with a membrane v (or None for "
+                        f"zeros), got {type(state).__name__}")
     check_state_like(state.v, x, f"{name}.v")
     if p.decay_syn is not None:
         if state.i is None:
@@ -68,11 +94,15 @@ def _li_step(x: Tensor, state: LIState, p: LIParams) -> Tuple[Tensor, LIState]:
 
 def li_step(x: Tensor, state: Optional[LIState], p: LIParams = LIParams()
             ) -> Tuple[Tensor, LIState]:
-    """One LI step. ``x``: ``[B, *features]``. Returns ``(v_t, state_t)``."""
+    """One LI step. ``x``: ``[B, *features]``. Returns ``(v_t, state_t)``.
+
+    Checks every constant but the values inside tensor constants (that would cost a device
+    sync per step in a Python loop); :func:`li_seq` checks those too."""
     check_tensor(x, "x")
+    check_li_params(p, x, tensor_values=False)
     if state is None:
         state = initial_state(x, p)
-    check_state(x, state, p)
+    check_state(x, state, p, state_type=LIState)
     return _li_step(x, state, p)
 
 
@@ -91,9 +121,10 @@ def li_seq(xs: Tensor, state: Optional[LIState] = None, p: LIParams = LIParams()
     from .lif import BACKENDS
     check_sequence(xs, "xs")
     check_choice(backend, "backend", BACKENDS)
+    check_li_params(p, xs[0])
     if state is None:
         state = initial_state(xs[0], p)
-    check_state(xs[0], state, p)
+    check_state(xs[0], state, p, state_type=LIState)
     if backend == "reference":
         return scan(_li_step, xs, state, p)
     from ..kernels.leaky import leaky_sequence

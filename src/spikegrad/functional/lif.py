@@ -19,9 +19,9 @@ from typing import NamedTuple, Optional, Tuple
 from torch import Tensor
 
 from .. import surrogate as _surrogate
-from .._validate import check_choice, check_sequence, check_tensor
+from .._validate import ParamCheck, check_choice, check_sequence, check_tensor
 from ..surrogate import Surrogate, spike
-from .leaky import Scalar, check_state, initial_state, integrate
+from .leaky import Scalar, check_leak, check_state, initial_state, integrate
 from .scan import scan, scan_trace
 
 RESET_MODES = ("subtract", "to_value", "none")
@@ -67,13 +67,29 @@ def _lif_step(x: Tensor, state: LIFState, p: LIFParams) -> Tuple[Tensor, LIFStat
     return z, LIFState(reset(v, z, p), i)
 
 
-def _prepare(x0: Tensor, state, p: LIFParams):
+def check_lif(p: LIFParams, check: ParamCheck, name: str = "p") -> None:
+    """The LIF constants (also the LIF part of ALIF and a dendritic soma)."""
     if not isinstance(p, LIFParams):
-        raise TypeError(f"params must be LIFParams, got {type(p).__name__}")
+        raise TypeError(f"{name} must be LIFParams, got {type(p).__name__}; build it as "
+                        "LIFParams(decay_mem=0.95, threshold=1.0, ...)")
+    check_leak(p, check)
+    check.real(p.threshold, "threshold", low=0.0, low_open=True)
+    check.real(p.v_reset, "v_reset")
     check_choice(p.reset, "reset", RESET_MODES)
+    if not isinstance(p.surrogate, _surrogate.Surrogate):
+        raise TypeError(f"surrogate must be a spikegrad.surrogate.Surrogate, got "
+                        f"{type(p.surrogate).__name__}; use surrogate.get({p.surrogate!r})")
+
+
+def _prepare(x0: Tensor, state, p: LIFParams, tensor_values: bool = True):
+    """Checks the constants (and, with ``tensor_values``, the values of tensor constants: one
+    sync) and the state; returns the state, zeros for None."""
+    check = ParamCheck(shape=x0.shape, tensor_values=tensor_values)
+    check_lif(p, check)
+    check.done()
     if state is None:
         return initial_state(x0, p, LIFState)
-    check_state(x0, state, p)
+    check_state(x0, state, p, state_type=LIFState)
     return state
 
 
@@ -83,9 +99,12 @@ def lif_step(x: Tensor, state: Optional[LIFState], p: LIFParams = LIFParams()
 
     Returns:
         ``(z_t, state_t)``: spikes ``[B, *features]`` in {0, 1} and the state after reset.
+
+    Checks every constant but the values inside tensor constants (that would cost a device
+    sync per step in a Python loop); :func:`lif_seq` checks those too.
     """
     check_tensor(x, "x")
-    return _lif_step(x, _prepare(x, state, p), p)
+    return _lif_step(x, _prepare(x, state, p, tensor_values=False), p)
 
 
 def lif_seq(xs: Tensor, state: Optional[LIFState] = None, p: LIFParams = LIFParams(),
@@ -105,6 +124,11 @@ def lif_seq(xs: Tensor, state: Optional[LIFState] = None, p: LIFParams = LIFPara
 
     Returns:
         ``(zs [T, B, *features], final state)``.
+
+    Raises:
+        ValueError / TypeError: before any step, on every backend alike, for a constant out
+        of range (decays in [0, 1], threshold finite and > 0, v_reset finite; NaN and inf
+        rejected) or a state that is not a :class:`LIFState` shaped like one input step.
 
     Example:
         >>> import torch

@@ -7,6 +7,7 @@ from typing import Any, NamedTuple, Tuple
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._validate import check_sequence, check_state_like, check_state_type, check_tensor
 from .scan import Step, scan
 
 
@@ -21,6 +22,48 @@ class RecurrentState(NamedTuple):
     y: Tensor        # its previous output [B, N] (spikes for spiking neurons)
 
 
+def prepare_inner(x0: Tensor, state, p, tensor_values: bool = True):
+    """Checks a wrapped neuron's constants and state for one input step ``x0 [B, N]``, by the
+    type of its params (LI, LIF, ALIF, dendritic); returns the state (zeros for None)."""
+    from . import adaptation, dendrite, leaky, lif
+    if isinstance(p, adaptation.ALIFParams):
+        return adaptation._prepare(x0, state, p, tensor_values)
+    if isinstance(p, lif.LIFParams):
+        return lif._prepare(x0, state, p, tensor_values)
+    if isinstance(p, leaky.LIParams):
+        leaky.check_li_params(p, x0, tensor_values)
+        if state is None:
+            return leaky.initial_state(x0, p)
+        leaky.check_state(x0, state, p, state_type=leaky.LIState)
+        return state
+    if isinstance(p, dendrite.DendriteParams):
+        n_k = state.d.shape[1:] if isinstance(state, dendrite.DendriteState) else None
+        if n_k is None or len(n_k) != 2 or n_k.numel() != x0.shape[-1]:
+            check_state_type(state, dendrite.DendriteState, "state.inner")
+            raise ValueError(f"state.inner.d has shape {list(state.d.shape)}, which does not "
+                             f"match one input step {list(x0.shape)} (= [B, N*K]); pass the "
+                             "state returned by the previous call or None")
+        return dendrite._prepare(x0.unflatten(-1, tuple(n_k)), state, p, tensor_values)
+    return state  # a user's own step: its params are its own business
+
+
+def check_recurrent(xs: Tensor, state, p: RecurrentParams, tensor_values: bool = True
+                    ) -> RecurrentState:
+    """``weight [N_in, N]`` fits ``xs [T, B, N_in]``, ``state.y`` is ``[B, N]`` and the wrapped
+    neuron's constants and state are valid; returns the state (the inner one zeros for None)."""
+    if not isinstance(p, RecurrentParams):
+        raise TypeError(f"p must be RecurrentParams(weight, step, inner), got "
+                        f"{type(p).__name__}")
+    w = check_tensor(p.weight, "weight")
+    if w.dim() != 2 or w.shape[0] != xs.shape[-1]:
+        raise ValueError(f"weight must be [N_in, N] with N_in = {xs.shape[-1]} (the input "
+                         f"features), got shape {list(w.shape)}")
+    check_state_type(state, RecurrentState, build="RecurrentState(inner=<the neuron's state>, "
+                     "y=torch.zeros(B, N))")
+    check_state_like(state.y, xs.new_empty(xs.shape[1], w.shape[1]), "state.y")
+    return RecurrentState(prepare_inner(xs[0], state.inner, p.inner, tensor_values), state.y)
+
+
 def recurrent_step(x: Tensor, state: RecurrentState, p: RecurrentParams
                    ) -> Tuple[Tensor, RecurrentState]:
     y, inner = p.step(x + F.linear(state.y, p.weight), state.inner, p.inner)
@@ -29,5 +72,10 @@ def recurrent_step(x: Tensor, state: RecurrentState, p: RecurrentParams
 
 def recurrent_seq(xs: Tensor, state: RecurrentState, p: RecurrentParams
                   ) -> Tuple[Tensor, RecurrentState]:
-    """``xs [T, B, N]`` (already projected input currents) -> ``(ys [T, B, N], state)``."""
+    """``xs [T, B, N]`` (already projected input currents) -> ``(ys [T, B, N], state)``.
+
+    The weight, the state and the wrapped neuron's constants are checked once, before the
+    first step (:func:`check_recurrent`)."""
+    check_sequence(xs, "xs")
+    state = check_recurrent(xs, state, p)
     return scan(recurrent_step, xs, state, p)

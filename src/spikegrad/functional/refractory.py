@@ -25,14 +25,16 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional, Tuple
 
+import numpy as np
 from torch import Tensor
 
+from .._validate import ParamCheck, check_decay
 from .leaky import Scalar
 
 
 class RefractoryParams(NamedTuple):
     """``n_ref``: absolute refractory steps (int >= 0); ``decay``/``strength``: the relative
-    refractory current's decay ``d_ref`` in [0, 1) and amplitude ``w_ref`` (0 switches it
+    refractory current's decay ``d_ref`` in [0, 1] and amplitude ``w_ref`` (0 switches it
     off). Tensors may be per-neuron."""
 
     n_ref: int = 0
@@ -44,12 +46,21 @@ def has_relative(p: RefractoryParams) -> bool:
     return not (isinstance(p.strength, (int, float)) and p.strength == 0)
 
 
-def check_refractory(p: RefractoryParams) -> None:
+def check_refractory(p: RefractoryParams, check: Optional[ParamCheck] = None) -> None:
+    """``n_ref`` an int >= 0, ``decay`` in [0, 1], ``strength`` finite and >= 0. Tensor values
+    are left to ``check`` (read once per call by its ``done()``)."""
     if not isinstance(p, RefractoryParams):
         raise TypeError(f"refractory must be RefractoryParams, got {type(p).__name__}")
-    if isinstance(p.n_ref, bool) or not isinstance(p.n_ref, int) or p.n_ref < 0:
+    if (isinstance(p.n_ref, bool) or not isinstance(p.n_ref, (int, np.integer))
+            or p.n_ref < 0):
         raise ValueError(f"n_ref must be an int >= 0 (refractory steps), got {p.n_ref!r}; "
                          "convert a duration with round(t_ref / dt)")
+    own = check is None
+    check = ParamCheck() if own else check
+    check_decay(p.decay, "refractory decay", check)
+    check.real(p.strength, "refractory strength", low=0.0, hint="0 switches it off")
+    if own:
+        check.done()
 
 
 def free_mask(ref: Optional[Tensor]) -> Optional[Tensor]:

@@ -19,18 +19,92 @@ from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from .._validate import check_choice, check_tensor
-from .layers import (AvgPool1d, AvgPool2d, Conv1d, Conv2d, MaxPool1d, MaxPool2d, SumPool1d,
-                     SumPool2d)
+from .._validate import check_choice, check_int, check_tensor
+from . import layers as _layers
 from .neurons import LIF
 from .norm import PerStepBatchNorm, ThresholdBatchNorm
 
-__all__ = ["ConvBlock", "conv_output_size", "spiking_conv", "fan_out", "dense_macs",
+__all__ = ["Conv1d", "Conv2d", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "SumPool1d",
+           "SumPool2d", "ConvBlock", "conv_output_size", "spiking_conv", "fan_out", "dense_macs",
            "synaptic_ops", "NORMS", "POOLS"]
 
 NORMS = ("none", "threshold", "per_step")
 POOLS = ("none", "max", "avg", "sum")
 IntOrTuple = Union[int, Sequence[int]]
+
+
+# --- argument checks of the time-folded conv and pooling layers ------------------------------
+#
+# torch accepts stride=0, zero channels or a negative padding at construction and fails at
+# the first forward with a RuntimeError (or returns an empty output); these subclasses of the
+# layers in .layers check their arguments up front and name the one that is wrong.
+
+def _each(value, n: int, name: str, minimum: int, owner: str) -> Tuple[int, ...]:
+    items = value if isinstance(value, (tuple, list)) else (value,) * n
+    if len(items) != n:
+        raise ValueError(f"{owner}: {name} must be an int or a tuple of {n} ints, got {value!r}")
+    return tuple(check_int(v, f"{owner}: {name}", minimum=minimum) for v in items)
+
+
+def _bind(base: type, args, kwargs, owner: str) -> dict:
+    import inspect
+    try:
+        bound = inspect.signature(base.__init__).bind(None, *args, **kwargs)
+    except TypeError as e:
+        raise TypeError(f"{owner}: {e}") from None
+    bound.apply_defaults()
+    return bound.arguments
+
+
+def _check_conv(base: type, n: int, args, kwargs) -> None:
+    owner = base.__name__
+    a = _bind(base, args, kwargs, owner)
+    check_int(a["in_channels"], f"{owner}: in_channels")
+    check_int(a["out_channels"], f"{owner}: out_channels")
+    _each(a["kernel_size"], n, "kernel_size", 1, owner)
+    _each(a["stride"], n, "stride", 1, owner)
+    _each(a["dilation"], n, "dilation", 1, owner)
+    groups = check_int(a["groups"], f"{owner}: groups")
+    if not (isinstance(a["padding"], str) and a["padding"] in ("same", "valid")):
+        if isinstance(a["padding"], str):
+            raise ValueError(f"{owner}: padding must be an int, a tuple of {n} ints, 'same' or "
+                             f"'valid', got {a['padding']!r}")
+        _each(a["padding"], n, "padding", 0, owner)
+    for name in ("in_channels", "out_channels"):
+        if a[name] % groups:
+            raise ValueError(f"{owner}: {name}={a[name]} must be divisible by groups={groups}")
+
+
+def _check_pool(base: type, n: int, args, kwargs) -> None:
+    owner = base.__name__
+    a = _bind(base, args, kwargs, owner)
+    k = _each(a["kernel_size"], n, "kernel_size", 1, owner)
+    if a.get("stride") is not None:
+        _each(a["stride"], n, "stride", 1, owner)
+    d = _each(a["dilation"], n, "dilation", 1, owner) if "dilation" in a else (1,) * n
+    pad = _each(a["padding"], n, "padding", 0, owner)
+    if any(p > (di * (ki - 1) + 1) // 2 for p, ki, di in zip(pad, k, d)):
+        raise ValueError(f"{owner}: padding={a['padding']!r} must be at most half the kernel "
+                         f"size {a['kernel_size']!r}")
+
+
+def _checked(layer: type, base: type, n: int, check) -> type:
+    def __init__(self, *args, **kwargs):
+        check(base, n, args, kwargs)
+        layer.__init__(self, *args, **kwargs)
+
+    return type(layer.__name__, (layer,), {"__init__": __init__, "__doc__": layer.__doc__,
+                                           "__module__": __name__})
+
+
+Conv1d = _checked(_layers.Conv1d, nn.Conv1d, 1, _check_conv)
+Conv2d = _checked(_layers.Conv2d, nn.Conv2d, 2, _check_conv)
+MaxPool1d = _checked(_layers.MaxPool1d, nn.MaxPool1d, 1, _check_pool)
+MaxPool2d = _checked(_layers.MaxPool2d, nn.MaxPool2d, 2, _check_pool)
+AvgPool1d = _checked(_layers.AvgPool1d, nn.AvgPool1d, 1, _check_pool)
+AvgPool2d = _checked(_layers.AvgPool2d, nn.AvgPool2d, 2, _check_pool)
+SumPool1d = _checked(_layers.SumPool1d, _layers.SumPool1d, 1, _check_pool)
+SumPool2d = _checked(_layers.SumPool2d, _layers.SumPool2d, 2, _check_pool)
 
 
 class ConvBlock(NamedTuple):

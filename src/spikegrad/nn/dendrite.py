@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from .. import functional as F
 from .. import surrogate as _surrogate
-from .._validate import check_int, check_positive, check_sequence
+from .._validate import check_int, check_positive, check_real, check_sequence
 from .base import StatefulModule
 from .neurons import LIF
 
@@ -24,6 +24,9 @@ class BranchDecay(nn.Module):
 
     def __init__(self, tau: TauLike, dt: float, n: int, k: int, learn: bool):
         super().__init__()
+        if isinstance(tau, (str, bytes)) or not isinstance(tau, (int, float, list, tuple)):
+            raise TypeError(f"tau_dend must be a time constant or a sequence of one per branch, "
+                            f"got {type(tau).__name__} {tau!r}")
         taus = [tau] * k if isinstance(tau, (int, float)) else list(tau)
         if len(taus) != k:
             raise ValueError(f"tau_dend must be one time constant or one per branch ({k}), got "
@@ -103,7 +106,7 @@ class DendriticLIF(StatefulModule):
         self.decay_dend = BranchDecay(tau_dend, dt, self.n, branches, learn_dend)
         self.threshold_dend = check_positive(threshold_dend, "threshold_dend")
         for name, value in (("coupling", coupling), ("passive", passive)):
-            t = torch.full((self.n, branches), float(value))
+            t = torch.full((self.n, branches), float(check_real(value, name)))
             if learn_dend:
                 setattr(self, name, nn.Parameter(t))
             else:
@@ -113,6 +116,7 @@ class DendriticLIF(StatefulModule):
         self.scale_input = bool(scale_input)
         self.backend = "reference"
         self.weight = None
+        init_gain = float(check_real(init_gain, "init_gain", low=0.0))
         if recurrent:
             bound = init_gain / math.sqrt(self.n)
             self.weight = nn.Parameter(torch.empty(self.n * branches, self.n)
@@ -136,6 +140,7 @@ class DendriticLIF(StatefulModule):
         if state is None:
             state = F.RecurrentState(F.dendrite.initial_state(xs[0], p),
                                      xs.new_zeros(xs.shape[1], self.n))
+        # recurrent_seq checks weight, state and constants once, before the first step
         return F.recurrent_seq(xs.flatten(-2), state,
                                F.RecurrentParams(self.weight, F.dendrite._flat_step, p))
 

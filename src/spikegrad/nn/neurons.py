@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from .. import functional as F
 from .. import surrogate as _surrogate
-from .._validate import check_choice, check_sequence, check_size
+from .._validate import check_choice, check_positive, check_sequence, check_size
 from ._params import Decay, Positive
 from .base import StatefulModule
 
@@ -228,7 +228,14 @@ class AdaptationStrength(nn.Module):
 
     def __init__(self, beta, shape: tuple, learn: bool):
         super().__init__()
-        beta = torch.as_tensor(beta, dtype=torch.float64).expand(shape).clone()
+        if isinstance(beta, bool) or not isinstance(beta, (int, float, list, tuple, Tensor)):
+            raise TypeError(f"beta_adapt must be a number >= 0 or a per-neuron sequence / "
+                            f"tensor of them, got {type(beta).__name__} {beta!r}")
+        try:
+            beta = torch.as_tensor(beta, dtype=torch.float64).expand(shape).clone()
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise ValueError(f"beta_adapt must be a number or one value per neuron (shape "
+                             f"{tuple(shape)}), got {beta!r}: {e}") from None
         if bool((beta < 0).any()) or not bool(torch.isfinite(beta).all()):
             raise ValueError(f"beta_adapt must be finite and >= 0, got "
                              f"{beta.flatten()[:5].tolist()}...")
@@ -314,6 +321,8 @@ class ALIF(LIF):
         if learn_refractory and ref_strength == 0:
             raise ValueError("learn_refractory=True trains the relative refractory current, "
                              "which ref_strength=0 switches off; pass ref_strength > 0")
+        # checked even when ref_strength = 0 leaves it unused: a bad value is a mistake
+        check_positive(tau_ref, "tau_ref", allow_inf=not learn_refractory)
         self.ref_strength = (Positive(ref_strength, self.features, learn_refractory,
                                       "ref_strength") if ref_strength > 0 else None)
         self.decay_ref = (Decay(tau_ref, dt, self.features, learn_refractory, "tau_ref")

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import functional as F
+from .._validate import check_real
 from .base import StatefulModule
 
 
@@ -18,7 +19,7 @@ class Recurrent(StatefulModule):
     Args:
         neuron: a neuron module (LIF, IF, LI, ...) with a 1-D feature shape ``(N,)``.
         autapses: allow self-connections (the diagonal of ``W_rec``).
-        init_gain: ``W_rec ~ U(-g/sqrt(N), g/sqrt(N))``.
+        init_gain: ``W_rec ~ U(-g/sqrt(N), g/sqrt(N))``, a finite ``g >= 0``.
 
     Shapes: ``xs [T, B, N]`` (input currents, e.g. from a Linear) ``-> (ys [T, B, N], state)``
     with ``state = RecurrentState(neuron state, y [B, N])``.
@@ -35,6 +36,8 @@ class Recurrent(StatefulModule):
                              f"{neuron.features}; flatten the features first")
         self.neuron = neuron
         n = neuron.features[0]
+        init_gain = float(check_real(init_gain, "init_gain", low=0.0,
+                                     hint="W_rec ~ U(-g/sqrt(N), g/sqrt(N))"))
         bound = init_gain / math.sqrt(n)
         self.weight = nn.Parameter(torch.empty(n, n).uniform_(-bound, bound))
         self.autapses = bool(autapses)
@@ -48,12 +51,14 @@ class Recurrent(StatefulModule):
                 ) -> Tuple[Tensor, F.RecurrentState]:
         self.neuron._check(xs)
         if state is None:
-            state = F.RecurrentState(self.neuron.initial_state(xs[0]), torch.zeros_like(xs[0]))
-        elif not isinstance(state, F.RecurrentState):
-            raise TypeError("state must be the RecurrentState returned by a previous call, "
-                            f"or None; got {type(state).__name__}")
+            state = F.RecurrentState(None, torch.zeros_like(xs[0]))  # inner None: zeros
         w = self.recurrent_weight()
         params = self.neuron.params()
+        rp = F.RecurrentParams(w, type(self.neuron).step, params)
+        # one check of weight, state (type, batch, features) and constants for every backend:
+        # a state of another batch would broadcast in the reference loop and overrun the
+        # compiled kernels' buffers
+        state = F.recurrent.check_recurrent(xs, state, rp)
         backend = getattr(self.neuron, "backend", "reference")
         if isinstance(params, F.ALIFParams):
             if F.adaptation.resolve_backend(backend, xs, params) == "numba":
@@ -68,7 +73,7 @@ class Recurrent(StatefulModule):
                                       spiking=isinstance(params, F.LIFParams),
                                       backend=backend, w_rec=w, y0=state.y)
             return ys, F.RecurrentState(type(inner)(v, i), ys[-1])
-        return F.recurrent_seq(xs, state, F.RecurrentParams(w, type(self.neuron).step, params))
+        return F.scan(F.recurrent_step, xs, state, rp)
 
     def forward_projected(self, xs: Tensor, weight: Tensor, bias: Optional[Tensor],
                           state: Optional[F.RecurrentState] = None,
@@ -87,10 +92,12 @@ class Recurrent(StatefulModule):
         n = neuron.features[0]
         if weight.dim() != 2 or weight.shape[0] != n:
             return None
-        if state is not None and not isinstance(state, F.RecurrentState):
-            return None
         p = neuron.params()
         x0 = xs.new_zeros(()).expand(xs.shape[1], n)
+        if state is not None:
+            # the fused kernels index the state by the input's batch: check it first
+            state = F.recurrent.check_recurrent(
+                x0.unsqueeze(0), state, F.RecurrentParams(self.recurrent_weight(), LIF.step, p))
         inner = neuron.initial_state(x0) if state is None else state.inner
         y0 = torch.zeros_like(x0) if state is None else state.y
         if not projected.eligible(xs, weight, inner.v, inner.i, p, neuron.backend):
