@@ -666,3 +666,55 @@ def test_progress_bar_stays_out_of_non_terminal_logs(capfd):
     trainer.fit([batch(s) for s in range(5)], epochs=2)
     err = capfd.readouterr().err
     assert "epoch 0" not in err and "it/s" not in err
+
+
+# ---------------------------------------------------------------- silent misuse, progress lines
+
+
+def test_tbptt_with_an_objective_that_drops_the_state_raises():
+    def forgetful(model, xs, ys, state):
+        vs, _ = model(xs, state)
+        return ObjectiveOutput(((vs - ys) ** 2).mean())  # state=None: nothing carried
+
+    model = LeakyLinear(seed=1)
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), forgetful, tbptt=3,
+                      progress=False)
+    with pytest.raises(ValueError, match=r"tbptt=3.*state=None.*ObjectiveOutput\(loss, state\)"):
+        trainer.fit([batch()], 1)
+    # one chunk (K >= T) carries nothing, so None is fine there; so is tbptt=None
+    Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), forgetful, tbptt=T,
+            progress=False).fit([batch()], 1)
+    Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), forgetful,
+            progress=False).fit([batch()], 1)
+
+
+def test_warns_when_the_loss_never_beats_the_first_epoch():
+    from spikegrad.train.trainer import NotLearningWarning
+
+    data = [batch(s) for s in range(3)]
+    with pytest.warns(NotLearningWarning, match=r"not learning.*check lr \(now 0\)"):
+        sgd_trainer(LeakyLinear(seed=1), lr=0.0).fit(data, 5)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NotLearningWarning)
+        sgd_trainer(LeakyLinear(seed=1), lr=0.05).fit(data, 5)  # learns: no warning
+
+
+def test_progress_prints_one_line_per_epoch_with_an_eta(capsys):
+    from spikegrad.train.progress import Progress
+
+    sgd_trainer(LeakyLinear(seed=1), progress=True,
+                evaluate=lambda m: {"val_loss": 1.5}).fit([batch()], 3)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith("epoch 1/3 train_loss ") and "val_loss 1.5" in lines[0]
+    assert "ETA" in lines[0] and "ETA" not in lines[2]  # nothing left after the last
+    # a shared Progress counts the epochs of several trainings as one run
+    shared = Progress(4, "run")
+    for _ in range(2):
+        sgd_trainer(LeakyLinear(seed=1), progress=shared).fit([batch()], 2)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" train_loss")[0] for line in lines] == [
+        "run 1/4 epoch 1/2", "run 2/4 epoch 2/2", "run 3/4 epoch 1/2", "run 4/4 epoch 2/2"]
+    sgd_trainer(LeakyLinear(seed=1), progress=Progress(2, "x", enabled=False)).fit([batch()], 2)
+    assert capsys.readouterr().out == ""

@@ -60,8 +60,9 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .interrupt import StopSignals, TrainingInterrupted
+from .progress import Progress
 
-__all__ = ["ObjectiveOutput", "Objective", "Trainer"]
+__all__ = ["ObjectiveOutput", "Objective", "Trainer", "NotLearningWarning"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -69,6 +70,12 @@ PathLike = Union[str, "os.PathLike[str]"]
 _RECORD_KEYS = ("epoch", "step", "train_loss", "lr", "grad_norm_mean", "grad_norm_max", "seconds")
 _NONFINITE = ("raise", "skip")
 _CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "epoch", "step", "history", "rng")
+# Epochs after the first within which train_loss must have fallen below the first epoch's.
+_NOT_LEARNING_AFTER = 3
+
+
+class NotLearningWarning(UserWarning):
+    """The training loss has not fallen below its first-epoch value after a few epochs."""
 
 
 class ObjectiveOutput(NamedTuple):
@@ -129,8 +136,11 @@ class Trainer:
             whose output (or parameter, or gradient) is not finite; the optimizer is not
             stepped, so the last checkpoint holds good weights. ``"skip"``: warn, drop that
             batch's update and go on; the epoch record counts them in ``skipped_steps``.
-        progress: show a tqdm bar over batches with the running loss, if tqdm is installed
-            (without it there is silently no bar).
+        progress: ``True``: print one line per epoch to stdout (loss, evaluate's metrics,
+            elapsed time and the ETA of this ``fit``), and on a terminal also a tqdm bar over
+            the batches if tqdm is installed. A :class:`~spikegrad.train.progress.Progress`:
+            count each epoch as one unit of that (whole-run) progress instead, so a run of
+            several trainings shows one ETA. ``False``: silent.
         device: if given, the model is moved there at construction and every tensor of each
             batch (also inside tuples/lists/dicts) before the objective sees it.
 
@@ -161,7 +171,7 @@ class Trainer:
         checkpoint_dir: Optional[PathLike] = None,
         checkpoint_every: int = 1,
         keep_checkpoints: Optional[int] = 3,
-        progress: bool = True,
+        progress: Union[bool, Progress] = True,
         device: Union[str, torch.device, None] = None,
         checkpoint_every_steps: Optional[int] = None,
         nonfinite: str = "raise",
@@ -230,7 +240,8 @@ class Trainer:
         self.keep_checkpoints = keep_checkpoints
         self.checkpoint_every_steps = checkpoint_every_steps
         self.nonfinite = nonfinite
-        self.progress = bool(progress)
+        self._shared_progress = progress if isinstance(progress, Progress) else None
+        self.progress = bool(progress.enabled if isinstance(progress, Progress) else progress)
         self.history: list[dict] = []
         self.epoch = 0
         self.step = 0
@@ -264,6 +275,11 @@ class Trainer:
         Returns:
             A copy of :attr:`history`: one record per epoch (see the class docstring).
 
+        Warns:
+            NotLearningWarning: after epoch ``1 + 3`` of a run, when no epoch since the first
+                had a ``train_loss`` below the first epoch's (e.g. a learning rate far too
+                high or too low).
+
         Raises:
             FloatingPointError: a loss or gradient is NaN/Inf (with ``nonfinite="raise"``);
                 the optimizer is not stepped for that batch.
@@ -271,20 +287,47 @@ class Trainer:
                 and a checkpoint saved (a ``KeyboardInterrupt`` subclass).
         """
         check_int(epochs, "epochs", hint="e.g. epochs=10")
+        before = self.epoch
         if resume is not None:
             self._resume(resume, train_loader)
         self._rewrite_log()
         end = epochs
+        progress = self._shared_progress
+        if progress is None and self.progress and self.epoch < end:
+            progress = Progress(end, "epoch")
+            progress.skip(self.epoch)
+        elif progress is not None:
+            progress.skip(max(0, self.epoch - before))  # restored by resume
         with StopSignals() as self._signals:
             while self.epoch < end:
                 record = self._run_epoch(train_loader)
                 self.history.append(record)
                 self._append_log(record)
+                if progress is not None:
+                    shared = progress is self._shared_progress
+                    progress.update(1, _progress_info(record, end if shared else None))
+                self._check_learning()
                 if self.checkpoint_dir is not None and (
                     self.epoch % self.checkpoint_every == 0 or self.epoch == end
                 ):
                     self._save(train_loader)
         return list(self.history)
+
+    def _check_learning(self) -> None:
+        """Warn once, at epoch 1 + _NOT_LEARNING_AFTER, if the loss never beat epoch 1's."""
+        if len(self.history) != 1 + _NOT_LEARNING_AFTER:
+            return
+        first = self.history[0]["train_loss"]
+        later = [r["train_loss"] for r in self.history[1:]]
+        if not all(math.isfinite(v) for v in [first, *later]) or min(later) < first:
+            return
+        warnings.warn(
+            f"not learning: train_loss has not fallen below its first-epoch value {first:.4g} "
+            f"in the {len(later)} epochs since (best {min(later):.4g}); check lr (now "
+            f"{self.history[-1]['lr']:g}): far too high overshoots, far too low stalls",
+            NotLearningWarning,
+            stacklevel=3,
+        )
 
     # ------------------------------------------------------------------ one epoch
 
@@ -395,8 +438,9 @@ class Trainer:
         chunks = (
             [(inputs, targets)]
             if self.tbptt is None
-            else _tbptt_chunks(inputs, targets, self.tbptt)
+            else list(_tbptt_chunks(inputs, targets, self.tbptt))
         )
+        n_chunks = len(chunks)
         state = None
         loss_total = 0.0
         metric_sums: dict[str, float] = {}
@@ -418,6 +462,14 @@ class Trainer:
                     "check the inputs and the loss for log(0) or division by zero."
                 )
             out.loss.backward()
+            if self.tbptt is not None and out.state is None and chunk_index + 1 < n_chunks:
+                raise ValueError(
+                    f"tbptt={self.tbptt}: the objective returned state=None after TBPTT chunk "
+                    f"{chunk_index}, so chunk {chunk_index + 1} would start from zeros and "
+                    "nothing would be carried across chunks. Return the model's state: "
+                    "`ys, state = model(inputs, state); return ObjectiveOutput(loss, state)`, "
+                    "or use tbptt=None for a stateless model."
+                )
             state = detach_state(out.state)
             loss_total += loss_value
             for name, value in _numeric_metrics(out.metrics, "objective metrics").items():
@@ -759,6 +811,17 @@ def _numeric_metrics(metrics: Any, what: str) -> dict[str, float]:
                 f"{type(value).__name__}"
             ) from exc
     return out
+
+
+def _progress_info(record: dict, epochs: Optional[int]) -> str:
+    """``'epoch 3/30 train_loss 0.4321 val_accuracy 0.95'`` (the epoch when shared)."""
+    parts = [] if epochs is None else [f"epoch {record['epoch']}/{epochs}"]
+    parts.append(f"train_loss {record['train_loss']:.4g}")
+    shown = [k for k in record if k not in _RECORD_KEYS and not k.startswith("train_")]
+    for key in shown[:3]:
+        value = record[key]
+        parts.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")
+    return " ".join(parts)
 
 
 def _progress_bar(loader: Iterable, epoch: int) -> Any:
