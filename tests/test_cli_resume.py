@@ -18,7 +18,8 @@ CONFIG = ["dataset=digits", "max_train=160", "hidden=24", "batch_size=32", "prog
 
 def _cmd(out, epochs, resume=False):
     args = [sys.executable, "-m", "spikegrad.cli", "run", "classification", "--out", str(out)]
-    args += ["--resume"] if resume else []
+    # a kill during start-up can leave a folder without a checkpoint, which --resume refuses
+    args += ["--resume-or-start"] if resume else []
     for c in CONFIG + [f"epochs={epochs}"]:
         args += ["--set", c]
     return args

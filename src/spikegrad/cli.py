@@ -1,39 +1,77 @@
-"""``spikegrad run APP [--set key=value ...] [--out DIR] [--resume]``, ``spikegrad list``."""
+"""``spikegrad run APP [--set key=value ...] [--out DIR] [--resume | --resume-or-start]``,
+``spikegrad sweep APP --seeds N [--set ...] [--out DIR] [--resume] [--jobs J]``,
+``spikegrad list``.
+
+Exit status: 0 done; 2 a mistake in the command line or config (one line on stderr that
+names the key or option, no traceback), also a run too large for this machine's memory;
+3 training stopped at a NaN/Inf loss or gradient (the message says where, and how to
+continue from the last good checkpoint); 128 + signal number when SIGINT/SIGTERM stopped
+the run after saving a checkpoint (the message gives the resume command).
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import List, Optional
 
-from .apps import APPS, get_app
-from .apps.config import ConfigError, apply_overrides
+from .apps import APPS, budget, get_app
+from .apps.config import ConfigError, apply_overrides, resolve_config
+from .apps.report import check_out_dir, make_out_dir, resume_point
 from .train.interrupt import TrainingInterrupted
 
+EXIT_USAGE = 2
+EXIT_NONFINITE = 3
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="spikegrad", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="run an application")
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one ``spikegrad: error:`` line, like the config errors."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"spikegrad: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _common(r: argparse.ArgumentParser, what: str) -> None:
     r.add_argument("app", help="application name (see `spikegrad list`)")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value (repeatable)")
-    r.add_argument("--out", type=Path, default=None,
-                   help="run folder (default runs/APP/<timestamp>)")
-    r.add_argument("--resume", action="store_true",
-                   help="continue from the newest valid checkpoint in --out")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--out", default=None, help=f"{what} folder (default runs/APP/<timestamp>)")
+    again = r.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue the run in --out; an error if it holds nothing to continue")
+    again.add_argument("--resume-or-start", action="store_true",
+                       help="continue the run in --out if it holds one, else start it there")
+    r.add_argument("--quiet", action="store_true", help="no progress lines")
+    r.add_argument("--no-memory-check", action="store_true",
+                   help="run even when the memory estimate exceeds this machine's memory")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="spikegrad", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    _common(sub.add_parser("run", help="run an application"), "run")
+    s = sub.add_parser("sweep", help="run an application over several seeds and summarise")
+    _common(s, "sweep")
+    s.add_argument("--seeds", required=True, metavar="N|S1,S2,...",
+                   help="number of seeds (0..N-1) or a comma-separated list")
+    s.add_argument("--jobs", type=int, default=1, metavar="J",
+                   help="seeds run in parallel processes (default 1: one after the other)")
     sub.add_parser("list", help="list applications and their config keys")
     sub.add_parser("bench", help="how to run the peer benchmarks (`make bench`)")
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error, already printed
+        return int(e.code or 0)
     if args.command == "list":
         for name in sorted(APPS):
             cfg = get_app(name).Config()
@@ -46,27 +84,104 @@ def main(argv: Optional[List[str]] = None) -> int:
               "(results in benchmarks/RESULTS.md; `make bench BENCH_ARGS=--quick` for a smoke "
               "test).")
         return 0
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _run_or_sweep(args)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"spikegrad: warning: {message}", file=sys.stderr if file is None else file)
+
+
+def _run_or_sweep(args) -> int:
+    out: Optional[Path] = None
     try:
         app = get_app(args.app)
         overrides = list(args.overrides) + (["progress=false"] if args.quiet else [])
         cfg = apply_overrides(app.Config(), overrides)
-        if args.resume and args.out is None:
-            raise ConfigError("--resume needs --out DIR (the run folder to continue)")
-        out = args.out or Path("runs") / args.app / time.strftime("%Y%m%d-%H%M%S")
-        result = app.run(cfg, out, resume=args.resume)
+        resolved = resolve_config(app, cfg)  # every key checked before anything runs
+        if not args.no_memory_check:
+            budget.check(args.app, resolved)
+        if args.command == "sweep":
+            from .apps import sweep
+
+            seeds = sweep.parse_seeds(args.seeds)
+            if args.jobs < 1:
+                raise ConfigError(f"--jobs must be >= 1 (parallel processes); got {args.jobs}")
+        out, resume = _out_dir(args)
+        if args.command == "sweep":
+            summary = sweep.run_sweep(args.app, args.overrides, seeds, out, resume=resume,
+                                      jobs=args.jobs, quiet=args.quiet)
+            print(f"\n{args.app} sweep over seeds {', '.join(map(str, seeds))}: "
+                  f"{summary.out_dir / 'summary.md'}")
+            print(summary.table())
+            return 0
+        result = app.run(cfg, out, resume=resume)
     except TrainingInterrupted as e:
-        hint = f"; continue with: spikegrad run {args.app} --out {out} --resume" + "".join(
-            f" --set {o}" for o in args.overrides) if e.checkpoint is not None else ""
+        hint = (f"; continue with: {_again(args, out)}" if e.checkpoint is not None else "")
         print(f"spikegrad: {e}{hint}", file=sys.stderr)
         return e.exit_code
+    except FloatingPointError as e:
+        where = resume_point(out) if out is not None else None
+        hint = (f" The last good checkpoint is in {out}; continue from it (e.g. with a lower lr "
+                f"or grad_clip) with: {_again(args, out)}" if where is not None else "")
+        print(f"spikegrad: error: training stopped: {e}{hint}", file=sys.stderr)
+        return EXIT_NONFINITE
     except (ConfigError, ValueError, TypeError, FileNotFoundError, KeyError) as e:
-        print(f"spikegrad: error: {e}", file=sys.stderr)
-        return 2
+        print(f"spikegrad: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+    except MemoryError as e:
+        print(f"spikegrad: error: out of memory ({_one_line(e) or 'MemoryError'}); make the "
+              "sizes smaller (--set ...)", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:  # e.g. the disk filled up, or --out became unwritable mid-run
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(f"spikegrad: error: {e.strerror or e}{where}", file=sys.stderr)
+        return EXIT_USAGE
     print(f"\n{args.app}: results in {result.out_dir}")
     width = max(len(k) for k in result.metrics)
     for k, v in sorted(result.metrics.items()):
         print(f"  {k:<{width}}  {v:.4f}" if isinstance(v, float) else f"  {k:<{width}}  {v}")
     return 0
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e)
+    if isinstance(e, KeyError) and len(e.args) == 1:
+        text = str(e.args[0])
+    return " ".join(text.split())
+
+
+def _again(args, out) -> str:
+    """The command that continues this run (or sweep)."""
+    seeds = f" --seeds {args.seeds}" if args.command == "sweep" else ""
+    sets = "".join(f" --set {o}" for o in args.overrides)
+    return f"spikegrad {args.command} {args.app}{seeds} --out {out} --resume{sets}"
+
+
+def _out_dir(args) -> tuple:
+    """The run folder, checked, and whether to resume in it."""
+    continuing = args.resume or args.resume_or_start
+    flag = "--resume" if args.resume else "--resume-or-start"
+    if continuing and args.out is None:
+        raise ConfigError(f"{flag} needs --out DIR (the {args.command} folder to continue)")
+    if args.out is None:
+        default = Path("runs") / args.app / time.strftime("%Y%m%d-%H%M%S")
+        return make_out_dir(default, "the default run folder"), False
+    out = check_out_dir(args.out)
+    if args.command == "sweep":
+        from .apps import sweep
+
+        found = sweep.has_progress(out)
+    else:
+        found = resume_point(out) is not None
+    if args.resume and not found:
+        what = ("does not exist" if not out.exists() else
+                "is empty" if not any(out.iterdir()) else
+                "holds no valid checkpoint (stopped before its first one, or all are unreadable)")
+        raise ConfigError(f"--resume: {out} {what}, so there is nothing to continue; start the "
+                          f"{args.command} without --resume, or use --resume-or-start")
+    return make_out_dir(out), bool(found)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from typing import Any, Iterable, Union
 
 
 class ConfigError(ValueError):
     """A bad ``--set`` key or value; the message names the valid keys or the expected type."""
+
+
+class _NotFinite(Exception):
+    pass
 
 
 def _base_type(tp) -> tuple:
@@ -20,9 +25,20 @@ def _base_type(tp) -> tuple:
     return tp, False
 
 
-def parse_value(key: str, text: str, tp) -> Any:
+def parse_value(key: str, text: str, tp, default: Any = None) -> Any:
+    """``text`` as a value of type ``tp`` for config key ``key``.
+
+    An empty value is accepted only where the key's ``default`` is the empty string (there
+    it means "off" or "not given", e.g. ``shd_path=``); elsewhere it is an error, also for
+    optional keys, whose "take the preset" is spelled ``none``. Floats must be finite: no
+    config value means anything at NaN or infinity.
+    """
     base, optional = _base_type(tp)
-    if optional and text.lower() in ("none", "null", ""):
+    if text == "" and default != "":
+        example = default if default not in (None, "") else ("none" if optional else "...")
+        raise ConfigError(f"empty value for {key!r}; give one, e.g. {key}={example}"
+                          + (" (none: the preset's value)" if optional else ""))
+    if optional and text.lower() in ("none", "null"):
         return None
     try:
         if base is bool:
@@ -35,9 +51,14 @@ def parse_value(key: str, text: str, tp) -> Any:
         if base is int:
             return int(text)
         if base is float:
-            return float(text)
+            value = float(text)
+            if math.isfinite(value):
+                return value
+            raise _NotFinite
         if base is str:
             return text
+    except _NotFinite:
+        raise ConfigError(f"bad value for {key!r}: {text!r} is not a finite number") from None
     except ValueError:
         pass
     else:
@@ -62,8 +83,22 @@ def apply_overrides(cfg, overrides: Iterable[str]):
                               "epochs=5")
         if key not in fields:
             raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(sorted(fields))}")
-        changes[key] = parse_value(key, text.strip(), hints[key])
+        changes[key] = parse_value(key, text.strip(), hints[key], fields[key].default)
     return dataclasses.replace(cfg, **changes)
+
+
+def resolve_config(app, cfg):
+    """The app's own resolve/validate on ``cfg`` (presets filled in), before anything runs.
+
+    Apps name it ``resolve`` (fills presets and validates), ``validate`` or ``_validate``
+    (which may return ``None``: then ``cfg`` is complete as given).
+    """
+    for name in ("resolve", "validate", "_validate"):
+        fn = getattr(app, name, None)
+        if callable(fn):
+            out = fn(cfg)
+            return cfg if out is None else out
+    return cfg
 
 
 def to_json(cfg) -> str:

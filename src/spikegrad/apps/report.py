@@ -5,15 +5,17 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import json
+import os
 import platform
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from .config import to_json
+from .config import ConfigError, to_json
 
 
 def _git_commit() -> str:
@@ -37,10 +39,67 @@ def _package_versions() -> Dict[str, str]:
     return found
 
 
+def check_out_dir(text: str, option: str = "--out") -> Path:
+    """``text`` as a run folder that can be created and written, or a :class:`ConfigError`
+    that says what is wrong with it (empty, a file, below a file, not writable)."""
+    if not str(text).strip():
+        # Path("") is ".", which would scatter a run's files over the current folder
+        raise ConfigError(f"{option} is empty; give a folder, e.g. {option} runs/my-run")
+    out = Path(text)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{option} {out} is a file, not a folder; give a folder path (it is "
+                          "created if missing)")
+    parent = out
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{option} {out} is below {parent}, which is a file, not a folder")
+    where = out if out.exists() else parent
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {out}: no permission to write in {where}; choose a folder "
+                          "you can write to")
+    return out
+
+
+def make_out_dir(out: Path, option: str = "--out") -> Path:
+    """Create run folder ``out`` and write a file in it (which os.access cannot promise, e.g.
+    for root, on read-only or virtual file systems), or raise a :class:`ConfigError`."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise ConfigError(f"{option} {out}: cannot write there ({e.strerror or e}); choose a "
+                          "folder you can write to") from None
+    return out
+
+
+def resume_point(path: Path) -> Optional[Path]:
+    """A file below run folder ``path`` that a resumed run continues from: the newest valid
+    Trainer checkpoint of any of its trainings, or a finished sweep point (``points/*.json``);
+    ``None`` if there is none (a missing folder, an empty one, a run killed before its first
+    checkpoint, or one whose checkpoints are all unreadable)."""
+    from ..train.checkpoint import _latest_valid
+
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    folders = sorted({p.parent for p in path.rglob("ckpt_epoch*.pt")})
+    for folder in folders:
+        found = _latest_valid(folder)
+        if found is not None:
+            return found[0]
+    points = sorted(path.glob("points/*.json"))
+    return points[0] if points else None
+
+
 class RunDir:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        # Whole-run progress (spikegrad.train.progress.Progress) for the trainings of a run
+        # that has several; None: each training reports its own.
+        self.progress = None
 
     def write_config(self, cfg) -> None:
         (self.path / "config.json").write_text(to_json(cfg) + "\n")
