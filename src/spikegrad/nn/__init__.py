@@ -17,3 +17,4 @@ __all__ = ["StatefulModule", "AvgPool1d", "AvgPool2d", "Conv1d", "Conv2d", "Drop
            "DendriticLIF", "Recurrent", "Sequential"]
 __all__ += ["SumPool1d", "SumPool2d", "PerStepBatchNorm", "ThresholdBatchNorm", "ConvBlock",
             "conv_output_size", "dense_macs", "fan_out", "spiking_conv", "synaptic_ops"]
+from . import init  # sg.nn.init: fluctuation-driven and data-driven weight initialisation
