@@ -128,6 +128,18 @@ def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
     return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
 
 
+def _rule(low: float, high: float, low_open: bool, high_open: bool) -> str:
+    if low == -math.inf and high == math.inf:
+        return "a finite number"
+    return "a finite number " + _interval(low, high, low_open, high_open)
+
+
+def _broadcasts(shape, target) -> bool:
+    """Whether ``shape`` broadcasts to exactly ``target`` (torch.broadcast_shapes is slower)."""
+    return len(shape) <= len(target) and all(
+        s == 1 or s == t for s, t in zip(reversed(shape), reversed(target)))
+
+
 class ParamCheck:
     """Checks one call's constants: ``check.real(value, name, ...)`` for each, then
     ``check.done()``. Numbers raise at once; tensors raise at :meth:`done` (one sync).
@@ -148,56 +160,63 @@ class ParamCheck:
     def real(self, value, name: str, *, low: float = -math.inf, high: float = math.inf,
              low_open: bool = False, high_open: bool = False, hint: str = ""):
         """A finite number (or floating tensor of them) in the given interval."""
-        rule = "a finite number" + ("" if low == -math.inf and high == math.inf
-                                    else " " + _interval(low, high, low_open, high_open))
-        fix = f"; {hint}" if hint else ""
+        rng = (low, high, low_open, high_open)
         if isinstance(value, Tensor):
             if not value.is_floating_point():
-                raise TypeError(f"{self.owner}{name} must be {rule} or a floating-point tensor, "
-                                f"got a tensor of dtype {value.dtype}; convert it with "
+                raise TypeError(f"{self.owner}{name} must be {_rule(*rng)} or a floating-point "
+                                f"tensor, got a tensor of dtype {value.dtype}; convert it with "
                                 f"{name}.float()")
-            if self.shape is not None and value.dim():
-                try:
-                    ok = torch.broadcast_shapes(value.shape, self.shape) == self.shape
-                except RuntimeError:
-                    ok = False
-                if not ok:
-                    raise ValueError(
-                        f"{self.owner}{name} has shape {list(value.shape)}, which does not "
-                        f"broadcast to one step of the input {list(self.shape)}; pass a number "
-                        "or a per-neuron tensor shaped like the features")
+            if self.shape is not None and value.dim() and not _broadcasts(value.shape,
+                                                                           self.shape):
+                raise ValueError(
+                    f"{self.owner}{name} has shape {list(value.shape)}, which does not "
+                    f"broadcast to one step of the input {list(self.shape)}; pass a number "
+                    "or a per-neuron tensor shaped like the features")
             if self.tensor_values:
-                self._pending.append((value, name, rule + fix, low, high, low_open, high_open))
+                self._pending.append((value, name, hint, rng))
             return value
+        # the common case first: a float in range costs two comparisons
+        if type(value) is float and self._ok(value, *rng):
+            return value
+        fix = f"; {hint}" if hint else ""
         if isinstance(value, bool) or not isinstance(value, _REAL):
-            raise TypeError(f"{self.owner}{name} must be {rule}, got {type(value).__name__} "
-                            f"{value!r}{fix}")
-        x = float(value)
-        if not (math.isfinite(x) and (low < x if low_open else low <= x)
-                and (x < high if high_open else x <= high)):
-            raise ValueError(f"{self.owner}{name} must be {rule}, got {value!r}{fix}")
+            raise TypeError(f"{self.owner}{name} must be {_rule(*rng)}, got "
+                            f"{type(value).__name__} {value!r}{fix}")
+        if not self._ok(float(value), *rng):
+            raise ValueError(f"{self.owner}{name} must be {_rule(*rng)}, got {value!r}{fix}")
         return value
 
     @staticmethod
-    def _bad(t: Tensor, low, high, low_open, high_open) -> Tensor:
-        t = t.detach()
-        bad = ~torch.isfinite(t)
-        if low > -math.inf:
-            bad |= (t <= low) if low_open else (t < low)
-        if high < math.inf:
-            bad |= (t >= high) if high_open else (t > high)
-        return bad.any()
+    def _ok(x: float, low, high, low_open, high_open) -> bool:
+        return (math.isfinite(x) and (low < x if low_open else low <= x)
+                and (x < high if high_open else x <= high))
 
     def done(self) -> None:
-        if not self._pending:
+        """Reads every pending tensor's extremes (NaN propagates through min/max; a 0-dim
+        tensor, such as a module's fixed constant, is its own extreme) and raises for the
+        first out of range. On an accelerator all extremes come back in one transfer."""
+        pending = [item for item in self._pending if item[0].numel()]
+        if not pending:
             return
-        flags = [self._bad(t, *rng) for t, _, _, *rng in self._pending]
-        if not bool(torch.stack(flags).any() if len(flags) > 1 else flags[0]):
-            return
-        for (t, name, rule, *_), flag in zip(self._pending, flags):
-            if bool(flag):
-                raise ValueError(f"{self.owner}{name} must be {rule} everywhere, got "
-                                 f"{_describe(t)}")
+        if all(t.device.type == "cpu" for t, *_ in pending):
+            ends = []
+            for t, *_ in pending:
+                if t.dim() == 0:
+                    ends += [t.item()] * 2
+                else:
+                    ends += [e.item() for e in torch.aminmax(t.detach())]
+        else:
+            parts = []
+            for t, *_ in pending:
+                t = t.detach()
+                parts += [t, t] if t.dim() == 0 else list(torch.aminmax(t))
+            dev = parts[0].device
+            ends = torch.stack([e.to(dev, torch.float64) for e in parts]).tolist()
+        for k, (t, name, hint, rng) in enumerate(pending):
+            if not (self._ok(ends[2 * k], *rng) and self._ok(ends[2 * k + 1], *rng)):
+                fix = f"; {hint}" if hint else ""
+                raise ValueError(f"{self.owner}{name} must be {_rule(*rng)} everywhere, got "
+                                 f"{_describe(t)}{fix}")
 
 
 def check_real(value, name: str, *, low: float = -math.inf, high: float = math.inf,

@@ -134,4 +134,5 @@ def li_seq(xs: Tensor, state: Optional[LIState] = None, p: LIParams = LIParams()
 
 def lowpass(xs: Tensor, decay: Scalar) -> Tensor:
     """Exponential filter ``y_t = decay * y_{t-1} + x_t`` over time, from zero. ``[T, ...]``."""
+    check_decay(decay, "decay")
     return li_seq(xs, None, LIParams(decay_mem=decay), backend="reference")[0]

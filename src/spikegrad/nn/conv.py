@@ -93,8 +93,17 @@ def _checked(layer: type, base: type, n: int, check) -> type:
         check(base, n, args, kwargs)
         layer.__init__(self, *args, **kwargs)
 
-    return type(layer.__name__, (layer,), {"__init__": __init__, "__doc__": layer.__doc__,
-                                           "__module__": __name__})
+    members = {"__init__": __init__, "__doc__": layer.__doc__, "__module__": __name__}
+    if check is _check_conv:
+        def forward(self, xs: Tensor) -> Tensor:
+            # torch's own message names the folded [T*B, ...] input, not xs
+            if isinstance(xs, Tensor) and xs.dim() == n + 3 and xs.shape[2] != self.in_channels:
+                raise ValueError(f"{layer.__name__}({self.in_channels}, {self.out_channels}): xs "
+                                 f"has {xs.shape[2]} channels (dimension 2 of [T, B, C, ...]), "
+                                 f"expected {self.in_channels}; got shape {list(xs.shape)}")
+            return layer.forward(self, xs)
+        members["forward"] = forward
+    return type(layer.__name__, (layer,), members)
 
 
 Conv1d = _checked(_layers.Conv1d, nn.Conv1d, 1, _check_conv)
