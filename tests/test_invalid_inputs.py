@@ -222,3 +222,77 @@ def test_random_bad_time_constants(tau):
 def test_random_bad_probabilities(p):
     with pytest.raises(ValueError, match="x"):
         data.rate(torch.full((2,), p, dtype=torch.float64), 3)
+
+
+# --- issue 24: one validation path, every backend alike --------------------------------------
+
+_BACKENDS = ["reference", "torch", "auto"] + (
+    ["numba"] if __import__("spikegrad.kernels.leaky", fromlist=["x"]).numba_available() else [])
+
+
+@pytest.mark.parametrize("backend", _BACKENDS)
+@pytest.mark.parametrize("params, arg", [
+    (dict(threshold=NAN), "threshold"), (dict(threshold=0.0), "threshold"),
+    (dict(threshold=-1.0), "threshold"), (dict(decay_mem=1.5), "decay_mem"),
+    (dict(decay_mem=-0.5), "decay_mem"), (dict(decay_mem=NAN), "decay_mem"),
+    (dict(decay_mem=INF), "decay_mem"), (dict(decay_syn=NAN), "decay_syn"),
+    (dict(threshold=torch.tensor([1.0, NAN, 1.0])), "threshold"),
+])
+def test_every_backend_rejects_the_same_constants(backend, params, arg):
+    # numba used to return finite spikes for threshold=nan where the others returned NaN
+    with pytest.raises(ValueError, match=arg):
+        _lif_seq(backend=backend, **params)
+
+
+@pytest.mark.parametrize("backend", _BACKENDS)
+def test_edge_constants_stay_valid(backend):
+    """The limits of each range are legitimate: no leak (IF), no memory, per-neuron tensors."""
+    xs = torch.rand(5, 2, 3)
+    for params in [dict(decay_mem=1.0), dict(decay_mem=0.0), dict(decay_mem=1.0, decay_syn=0.0),
+                   dict(threshold=torch.tensor([0.5, 1.0, 2.0])), dict(v_reset=-0.5),
+                   dict(decay_mem=torch.tensor([0.0, 0.5, 1.0]))]:
+        zs, s = _lif_seq(xs=xs, backend=backend, **params)
+        zs2, _ = _lif_seq(xs=xs, state=s, backend=backend, **params)  # continuing is valid
+        assert torch.isfinite(zs).all() and torch.isfinite(zs2).all()
+    F = sg.functional
+    p = F.ALIFParams(decay_adapt=1.0, beta_adapt=0.0,
+                     refractory=F.RefractoryParams(n_ref=2, decay=1.0, strength=0.0))
+    zs, _ = F.alif_seq(xs, None, p, backend="reference" if backend == "torch" else backend)
+    assert torch.isfinite(zs).all()
+
+
+def test_trained_constants_pass_the_checks_with_gradients():
+    lif = sg.nn.LIF(3, learn_tau=True, learn_threshold=True, tau_syn=5e-3)
+    zs, _ = lif(torch.rand(5, 2, 3))
+    zs.sum().backward()
+    assert lif.threshold.rho.grad is not None
+
+
+@pytest.mark.parametrize("backend", _BACKENDS)
+def test_recurrent_state_of_another_batch_is_refused(backend):
+    # issue 24's reproduction: with numba this returned, then aborted the process in free()
+    m = sg.nn.Recurrent(sg.nn.LIF(16, backend=backend))
+    _, s = m(torch.rand(5, 3, 16))
+    with pytest.raises(ValueError, match="state"):
+        m(torch.rand(5, 4, 16), s)
+    with pytest.raises(ValueError, match="state"):
+        m(torch.rand(5, 1, 16), m(torch.rand(5, 64, 16))[1])
+    m(torch.rand(5, 3, 16), s)  # the same batch continues
+
+
+def test_plain_tensor_state_says_how_to_build_one():
+    with pytest.raises(TypeError, match=r"LIFState.*LIFState\(v, i\)"):
+        sg.nn.LIF(3)(torch.rand(4, 2, 3), torch.zeros(2, 3))
+
+
+def test_step_leaves_tensor_values_to_seq():
+    """``*_step`` checks numbers and tensor shapes, not tensor values (no sync per step)."""
+    F = sg.functional
+    x = torch.rand(2, 3)
+    with pytest.raises(ValueError, match="threshold"):
+        F.lif_step(x, None, F.LIFParams(threshold=-1.0))
+    with pytest.raises(ValueError, match="threshold"):
+        F.lif_step(x, None, F.LIFParams(threshold=torch.ones(5)))
+    F.lif_step(x, None, F.LIFParams(threshold=torch.tensor(NAN)))  # documented: not checked
+    with pytest.raises(ValueError, match="threshold"):
+        F.lif_seq(x[None], None, F.LIFParams(threshold=torch.tensor(NAN)))
