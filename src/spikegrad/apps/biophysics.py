@@ -49,6 +49,7 @@ from .. import surrogate as _surrogate
 from ..data.cue import cue_accumulation, delayed_xor
 from ..surrogate import Surrogate
 from ..train import ObjectiveOutput, Trainer, make_optimizer, seed_everything
+from ..train.progress import Progress
 from .classification import Result
 from .config import ConfigError
 from .report import RunDir
@@ -326,6 +327,9 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
     metrics: Dict[str, float] = {}
     history: List[dict] = []
     trained = {}
+    # one ETA for all the networks of the run
+    rd.progress = Progress(sum(c.cue_epochs if t == "cue" else c.xor_epochs
+                               for t, _ in _experiments(c)), "biophysics", enabled=c.progress)
     for task_name, kind in _experiments(c):
         seed_everything(c.seed, deterministic=c.deterministic)
         task = load_task(c, task_name)
@@ -344,7 +348,7 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
                               "test_accuracy": evaluate(m, t.test, t)["accuracy"]},
                           log_path=rd.path / f"log_{tag}.jsonl",
                           checkpoint_dir=rd.path / "checkpoints" / tag, keep_checkpoints=1,
-                          progress=c.progress)
+                          progress=rd.progress)
         t0 = time.perf_counter()
         hist = trainer.fit(loader, epochs, resume="latest" if resume else None)
         test = evaluate(model, task.test, task)

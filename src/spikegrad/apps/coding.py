@@ -48,6 +48,7 @@ from .. import losses, nn
 from ..data import yinyang as yy
 from ..functional.readout import first_spike_time, spike_count
 from ..train import ObjectiveOutput, Trainer, make_optimizer, seed_everything
+from ..train.progress import Progress
 from .classification import Result
 from .config import ConfigError
 from .report import RunDir
@@ -317,7 +318,7 @@ def train_one(c: Config, loss: str, data: Data, rd: RunDir, resume: bool):
     trainer = Trainer(model, opt, make_objective(c, loss, encode), scheduler=sched,
                       grad_clip=c.grad_clip or None, evaluate=eval_fn, log_path=sub / "log.jsonl",
                       checkpoint_dir=sub / "checkpoints", keep_checkpoints=1,
-                      progress=c.progress)
+                      progress=rd.progress if rd.progress is not None else c.progress)
     history = trainer.fit(loader, c.epochs, resume="latest" if resume else None)
     test = evaluate(c, loss, model, data.test, encode, seed=c.seed + 2)
     prof, aligned, share = error_profile(c, loss, model, data.test, encode, seed=c.seed + 2)
@@ -328,6 +329,8 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
     c = validate(cfg)
     rd = RunDir(out_dir)
     rd.write_config(c)
+    # one ETA for all the networks of the run
+    rd.progress = Progress(len(loss_list(c)) * c.epochs, "coding", enabled=c.progress)
     start = time.perf_counter()
     data = load_data(c)
     metrics: Dict[str, float] = {}

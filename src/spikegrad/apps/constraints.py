@@ -57,6 +57,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from .. import data as sgdata
 from .. import surrogate as _surrogate
 from ..train import Trainer, make_optimizer, seed_everything
+from ..train.progress import Progress
 from . import classification, coding
 from .classification import Result
 from .config import ConfigError
@@ -96,7 +97,7 @@ class Config:
     rm_samples: int = 1000
     surrogates: str = "fast_sigmoid,sigmoid,atan"
     betas: str = "0.1,0.3,1,3,10,30,100"
-    progress: bool = False
+    progress: bool = True  # one line per sweep point (its trainings stay quiet)
 
 
 def _floats(text: str, key: str) -> List[float]:
@@ -150,11 +151,26 @@ def validate(c: Config) -> Config:
 def _cached(rd: RunDir, name: str, resume: bool, fn) -> dict:
     path = rd.path / "points" / f"{name}.json"
     if resume and path.exists():
+        if rd.progress is not None:
+            rd.progress.skip(1)
         return json.loads(path.read_text())
     out = fn()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1) + "\n")
+    if rd.progress is not None:
+        rd.progress.update(1, f"{name}: test_accuracy {out.get('test_accuracy', float('nan')):.4g}")
     return out
+
+
+def n_points(c: Config) -> int:
+    """Trainings in the run (each a cached point): the unit of its progress lines."""
+    parts = _names(c.parts, "parts", PARTS)
+    n = len(_floats(c.sparsity_weights, "sparsity_weights")) * c.seeds if "sparsity" in parts else 0
+    n += len(threshold_variants(c)) * c.threshold_seeds if "threshold" in parts else 0
+    if "surrogate" in parts:
+        n += (len(_names(c.surrogates, "surrogates", _surrogate.names()))
+              * len(_floats(c.betas, "betas")) * c.seeds)
+    return n
 
 
 def _mean(rows: List[dict]) -> dict:
@@ -170,7 +186,7 @@ def _yinyang_cfg(c: Config, seed: int, loss: str = "rate", **kw) -> coding.Confi
         dataset="yinyang", losses=loss, seed=seed, n_train=c.n_train,
         n_val=c.n_eval, n_test=c.n_eval, profile_samples=min(500, c.n_eval), n_steps=c.n_steps,
         n_code=c.n_steps // 2, rate_copies=c.rate_copies, hidden=c.hidden,
-        progress=c.progress, **kw))
+        progress=False, **kw))
 
 
 def _yinyang_point(cc: coding.Config, data: coding.Data, rd: RunDir, name: str) -> dict:
@@ -256,7 +272,7 @@ def _randman_cfg(c: Config, seed: int, surrogate: str, beta: float) -> classific
     return classification.resolve(classification.Config(
         dataset="randman", seed=seed, epochs=c.rm_epochs, n_steps=c.rm_steps,
         hidden=c.rm_hidden, batch_size=c.rm_batch, surrogate=surrogate,
-        surrogate_beta=beta, progress=c.progress))
+        surrogate_beta=beta, progress=False))
 
 
 def randman_data(c: Config) -> classification.Data:
@@ -321,6 +337,7 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
     c = validate(cfg)
     rd = RunDir(out_dir)
     rd.write_config(c)
+    rd.progress = Progress(max(1, n_points(c)), "constraints point", enabled=c.progress)
     start = time.perf_counter()
     parts = _names(c.parts, "parts", PARTS)
     metrics: Dict[str, float] = {}

@@ -454,13 +454,10 @@ def train(cfg: Config, out_dir: Optional[Path] = None, resume: bool = False,
 def _bar(c: Config):
     if not c.progress:
         return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    # no bar when stderr is not a terminal (batch jobs, CI logs): see train.trainer
-    return tqdm(total=c.steps, desc=f"regression {c.task}", dynamic_ncols=True, leave=False,
-                disable=None)
+    from ..train.progress import Progress
+
+    # lines with an ETA (about 50 per run), readable in a batch job's log as on a terminal
+    return Progress(c.steps, f"regression {c.task} step")
 
 
 def measure_step_memory(cfg: Config, model: RegressionRSNN, xs: Tensor, ys: Tensor) -> float:
