@@ -19,8 +19,16 @@ class _TrainingStarted(BaseException):
     """Not an Exception: the CLI must not catch it, so a line that trains fails loudly."""
 
 
+@pytest.fixture
+def trains():
+    """Asked for by the tests that do train (and so are exempt from ``no_training``)."""
+
+
 @pytest.fixture(autouse=True)
-def no_training(monkeypatch):
+def no_training(monkeypatch, request):
+    if "trains" in request.fixturenames:
+        return
+
     def fit(self, *a, **k):
         raise _TrainingStarted("an invalid command line got as far as training")
     monkeypatch.setattr(Trainer, "fit", fit)
@@ -97,7 +105,7 @@ CLASSIFICATION = [
     (("epochs=-1",), "epochs"), (("epochs=",), "'epochs'"), (("lr=nan",), "'lr'"),
     (("lr=inf",), "'lr'"), (("lr=-1",), "lr"), (("lr=0",), "lr"), (("lr=",), "'lr'"),
     (("surrogate=",), "'surrogate'"), (("surrogate=bogus",), "surrogate"),
-    (("dataset=cifar",), "dataset"), (("dataset=",), "'dataset'"),
+    (("dataset=cifar",), "dataset"), (("dataset=",), "dataset"),
     (("readout=median",), "readout"), (("encoder=spikes",), "encoder"),
     (("dropout=1.5",), "dropout"), (("batch_size=0",), "batch_size"), (("hidden=0",), "hidden"),
     (("n_steps=0",), "n_steps"), (("deterministic=maybe",), "'deterministic'"),
@@ -111,7 +119,7 @@ CLASSIFICATION = [
 
 REGRESSION = [
     (("task=bogus",), "task"), (("neuron=bogus",), "neuron"), (("learning=bogus",), "learning"),
-    (("optimizer=bogus",), "optimizer"), (("surrogate=",), "'surrogate'"),
+    (("optimizer=bogus",), "optimizer"), (("surrogate=",), "surrogate"),
     (("surrogate=bogus",), "surrogate"), (("tbptt_k=-1",), "tbptt_k"), (("n_steps=1",), "n_steps"),
     (("hidden=0",), "hidden"), (("lr=inf",), "'lr'"), (("input_rate_hz=2000",), "input_rate_hz"),
     (("horizon=5",), "horizon"), (("compare_tbptt=abc",), "compare_tbptt"),
@@ -129,27 +137,29 @@ VISION = [
 ]
 
 CODING = [
-    (("dataset=bogus",), "dataset"), (("losses=bogus",), "losses"), (("losses=",), "'losses'"),
+    (("dataset=bogus",), "dataset"), (("losses=bogus",), "losses"), (("losses=",), "losses"),
     (("n_code=1000",), "n_code"), (("rate_on=2",), "rate_on"), (("rate_off=0.6",), "rate_off"),
     (("threshold=0",), "threshold"), (("surrogate=bogus",), "surrogate"),
-    (("hidden=0",), "hidden"), (("tau_syn_ms=-1",), "tau_syn_ms"),
+    (("hidden=0",), "hidden"), (("tau_syn_ms=-1",), "tau_syn_ms"), (("surrogate=",), "surrogate"),
+    (("epochs=",), "'epochs'"), (("lr=nan",), "'lr'"),
     ((f"n_steps={HUGE}",), "memory"),
 ]
 
 CONSTRAINTS = [
-    (("parts=bogus",), "parts"), (("parts=",), "'parts'"), (("sparsity_penalty=l3",),
+    (("parts=bogus",), "parts"), (("parts=",), "parts"), (("sparsity_penalty=l3",),
                                                          "sparsity_penalty"),
     (("surrogates=bogus",), "surrogates"), (("betas=abc",), "betas"), (("betas=-1",), "betas"),
-    (("betas=",), "'betas'"), (("seeds=0",), "seeds"), (("rm_classes=1",), "rm_classes"),
+    (("betas=",), "betas"), (("seeds=0",), "seeds"), (("rm_classes=1",), "rm_classes"),
     (("silent_factor=0",), "silent_factor"), ((f"rm_hidden={HUGE}",), "memory"),
 ]
 
 BIOPHYSICS = [
-    (("tasks=bogus",), "tasks"), (("tasks=",), "'tasks'"), (("cue_models=bogus",), "cue_models"),
+    (("tasks=bogus",), "tasks"), (("tasks=",), "tasks"), (("cue_models=bogus",), "cue_models"),
     (("xor_models=bogus",), "xor_models"), (("cue_hidden=7",), "cue_hidden"),
     (("cue_epochs=0",), "cue_epochs"), (("xor_tau_dend_long=1",), "xor_tau_dend_long"),
     (("surrogate=bogus",), "surrogate"), (("surrogate_scale=0",), "surrogate_scale"),
-    (("cue_dt_ms=-1",), "cue_dt_ms"), ((f"cue_hidden={HUGE}",), "memory"),
+    (("cue_dt_ms=-1",), "cue_dt_ms"), (("surrogate=",), "surrogate"),
+    (("cue_epochs=",), "'cue_epochs'"), ((f"cue_hidden={HUGE}",), "memory"),
 ]
 
 CASES = OPTIONS + [(_sets(app, *items), text) for app, table in (
@@ -191,3 +201,28 @@ def test_through_a_real_process_there_is_no_traceback(argv, places):
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("spikegrad: error:"), done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_nonfinite_guard_is_one_line_with_the_resume_command(places, monkeypatch, capsys):
+    from spikegrad.apps import classification
+
+    def diverging_run(cfg, out, resume=False):
+        save_checkpoint(out / "checkpoints" / "ckpt_epoch00002.pt", {"w": torch.zeros(1)})
+        raise FloatingPointError("loss is nan at epoch 3, batch index 0 (parameter 'w')")
+    monkeypatch.setattr(classification, "run", diverging_run)
+    out = places["out"]
+    assert main(["run", "classification", "--out", out, "--set", "lr=0.5"]) == 3
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("spikegrad: error: training stopped: loss is nan at epoch 3")
+    assert err.endswith(f"spikegrad run classification --out {out} --resume --set lr=0.5")
+
+
+def test_a_learning_rate_far_too_high_warns_in_one_line(trains, places, capsys):
+    argv = ["run", "classification", "--out", places["out"], "--quiet"]
+    for s in ("max_train=64", "hidden=8", "epochs=4", "batch_size=32", "lr=1e6"):
+        argv += ["--set", s]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("spikegrad: warning: not learning: train_loss has not fallen")
+    assert "check lr (epoch 1: 1e+06)" in err and "Traceback" not in err

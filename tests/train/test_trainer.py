@@ -692,7 +692,7 @@ def test_warns_when_the_loss_never_beats_the_first_epoch():
     from spikegrad.train.trainer import NotLearningWarning
 
     data = [batch(s) for s in range(3)]
-    with pytest.warns(NotLearningWarning, match=r"not learning.*check lr \(now 0\)"):
+    with pytest.warns(NotLearningWarning, match=r"not learning.*check lr \(epoch 1: 0\)"):
         sgd_trainer(LeakyLinear(seed=1), lr=0.0).fit(data, 5)
     import warnings
     with warnings.catch_warnings():

@@ -28,13 +28,14 @@ def _base_type(tp) -> tuple:
 def parse_value(key: str, text: str, tp, default: Any = None) -> Any:
     """``text`` as a value of type ``tp`` for config key ``key``.
 
-    An empty value is accepted only where the key's ``default`` is the empty string (there
-    it means "off" or "not given", e.g. ``shd_path=``); elsewhere it is an error, also for
-    optional keys, whose "take the preset" is spelled ``none``. Floats must be finite: no
-    config value means anything at NaN or infinity.
+    An empty value is passed on only for plain string keys, whose app validation says what
+    it means there (e.g. ``shd_path=``: not given; ``compare_tbptt=``: no comparison;
+    ``surrogate=``: an error). For numbers and flags it means nothing, and for optional keys
+    "take the preset" is spelled ``none``: both are errors. Floats must be finite: no config
+    value means anything at NaN or infinity.
     """
     base, optional = _base_type(tp)
-    if text == "" and default != "":
+    if text == "" and (optional or base is not str):
         example = default if default not in (None, "") else ("none" if optional else "...")
         raise ConfigError(f"empty value for {key!r}; give one, e.g. {key}={example}"
                           + (" (none: the preset's value)" if optional else ""))
@@ -97,8 +98,20 @@ def resolve_config(app, cfg):
         fn = getattr(app, name, None)
         if callable(fn):
             out = fn(cfg)
-            return cfg if out is None else out
+            cfg = cfg if out is None else out
+            break
+    _check_common(cfg)
     return cfg
+
+
+def _check_common(cfg) -> None:
+    """Keys several apps share, checked here so that no app's validation can miss them."""
+    from .. import surrogate
+
+    name = getattr(cfg, "surrogate", None)
+    if isinstance(name, str) and name not in surrogate.names():
+        raise ConfigError(f"surrogate must be one of {', '.join(surrogate.names())}; got "
+                          f"{name!r}")
 
 
 def to_json(cfg) -> str:

@@ -323,8 +323,8 @@ class Trainer:
             return
         warnings.warn(
             f"not learning: train_loss has not fallen below its first-epoch value {first:.4g} "
-            f"in the {len(later)} epochs since (best {min(later):.4g}); check lr (now "
-            f"{self.history[-1]['lr']:g}): far too high overshoots, far too low stalls",
+            f"in the {len(later)} epochs since (best {min(later):.4g}); check lr (epoch 1: "
+            f"{self.history[0]['lr']:.3g}): far too high overshoots, far too low stalls",
             NotLearningWarning,
             stacklevel=3,
         )
