@@ -14,7 +14,7 @@ from numbers import Real
 import torch
 from torch import Tensor
 
-from .._validate import check_int, check_positive, check_real, check_tensor
+from .._validate import check_int, check_real, check_tensor
 
 __all__ = ["rate", "poisson", "latency", "latency_times", "delta", "population"]
 
@@ -27,9 +27,12 @@ def _check_tensor(name: str, x: object) -> Tensor:
 
 
 def _check_positive(name: str, value: object) -> float:
-    # finite too: an infinite dt, tau or width turns every spike time or probability into
-    # inf or NaN further down
-    return check_positive(value, name)
+    if isinstance(value, bool) or not isinstance(value, Real) or not value > 0:
+        raise ValueError(f"{name} must be a number > 0, got {value!r}")
+    if not math.isfinite(value):
+        # an infinite dt, tau or width turns every probability or spike time into inf/NaN
+        raise ValueError(f"{name} must be a number > 0, got {value!r}; it must be finite")
+    return float(value)
 
 
 def _check_finite(name: str, x: Tensor, hint: str = "") -> None:
