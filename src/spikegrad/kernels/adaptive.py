@@ -30,6 +30,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
+from . import guards
 from .leaky import Spec, recurrent_weight_grad
 
 
@@ -117,7 +118,17 @@ def adaptive_sequence(spec: Spec, k: Constants, xs: Tensor, v0: Tensor, i0: Opti
                       ad0: Tensor, ref0: Optional[Tensor] = None, q0: Optional[Tensor] = None,
                       w_rec: Optional[Tensor] = None, y0: Optional[Tensor] = None):
     """Run the fused ALIF sequence: ``(ys, v_T, i_T, ad_T, ref_T, q_T)``. Without a gradient
-    to compute (inference) the same loop runs without keeping the saved sequences."""
+    to compute (inference) the same loop runs without keeping the saved sequences. Every
+    argument is checked first (:mod:`.guards`)."""
+    guards.sequence(xs, "xs", rank=3 if w_rec is not None else None)
+    guards.kernel_dtype(xs, "numba", hint="use backend='reference' (the fused ALIF kernel is "
+                        "numba's), or convert the input with .float()")
+    guards.adaptive_call(xs, v0, i0, ad0, ref0, q0, spec.has_syn, k.n_ref, q0 is not None,
+                         (("decay_mem", k.a_mem), ("decay_syn", k.a_syn),
+                          ("threshold", k.theta), ("v_reset", k.v_reset),
+                          ("decay_adapt", k.rho), ("beta_adapt", k.beta),
+                          ("refractory decay", k.d_ref), ("refractory strength", k.w_ref)),
+                         w_rec, y0)
     tensors = (xs, v0, i0, ad0, q0, w_rec, y0)
     if torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad
                                        for t in tensors):

@@ -154,6 +154,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import guards
+
 BACKENDS = ("auto", "event", "dense")
 
 # Elements of x inspected by the density estimate of backend="auto" (a strided subsample of rows:
@@ -374,7 +376,8 @@ class _EventLinear(torch.autograd.Function):
 # dispatcher
 # --------------------------------------------------------------------------------------------
 
-def _check(x: Tensor, weight: Tensor, bias: Optional[Tensor], backend: str) -> None:
+def _check(x: Tensor, weight: Tensor, bias: Optional[Tensor], backend: str,
+           one_dtype: bool = True) -> None:
     if backend not in BACKENDS:
         raise ValueError(f"event_linear: backend must be one of "
                          f"{', '.join(repr(b) for b in BACKENDS)}; got {backend!r}")
@@ -384,8 +387,18 @@ def _check(x: Tensor, weight: Tensor, bias: Optional[Tensor], backend: str) -> N
     if weight.dim() != 2 or x.dim() < 1 or x.shape[-1] != weight.shape[1]:
         raise ValueError(f"event_linear: x [..., in] and weight [out, in] do not match: "
                          f"x {list(x.shape)}, weight {list(weight.shape)}")
+    if bias is not None and (not isinstance(bias, Tensor) or bias.shape != weight.shape[:1]):
+        raise ValueError(f"event_linear: bias must be None or a tensor [out] = "
+                         f"[{weight.shape[0]}], got "
+                         f"{list(bias.shape) if isinstance(bias, Tensor) else type(bias).__name__}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.device != x.device:
+            raise ValueError(f"event_linear: {name} is on {t.device} but x is on {x.device}; "
+                             f"move one of them (e.g. the layer with .to({str(x.device)!r}))")
+    if not one_dtype:  # under autocast F.linear casts them
+        return
     if x.dtype != weight.dtype or (bias is not None and bias.dtype != weight.dtype):
-        raise TypeError(f"event_linear: x, weight and bias must have one dtype, got "
+        raise guards.DtypeError(f"event_linear: x, weight and bias must have one dtype, got "
                         f"{x.dtype}, {weight.dtype}"
                         + (f", {bias.dtype}" if bias is not None else "")
                         + "; convert x with x.to(weight.dtype)")
@@ -415,6 +428,8 @@ def _plan(x2: Tensor, weight: Tensor, backend: str) -> tuple[Plan, Optional[_Eve
     n_rows, n_in = x2.shape
     if x2.device.type != "cpu" or x2.dtype not in (torch.float32, torch.float64):
         return Plan("dense", math.nan, "auto: crossover measured on CPU, float32/64 only"), None
+    if guards.autocast_on(x2):
+        return Plan("dense", math.nan, "auto: autocast is on (the dense GEMM autocasts)"), None
     if torch.compiler.is_compiling():
         return Plan("dense", math.nan, "auto: no data-dependent dispatch under torch.compile"), None
     training = torch.is_grad_enabled() and weight.requires_grad
@@ -457,11 +472,24 @@ def event_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
             subsample (~0.3 ms); only when that says "sparse" one ``argwhere`` pass over
             ``x`` (the event path needs it anyway) that also checks binarity in O(nnz).
             ``auto`` uses the dense path on non-CPU devices, for dtypes other than
-            float32/float64, for small layers and under ``torch.compile``.
+            float32/float64, under autocast (``F.linear`` autocasts), for small layers and
+            under ``torch.compile``. ``"event"`` under autocast sums in the autocast type;
+            for half types it runs ``embedding_bag`` (the compiled kernels take
+            float32/float64).
 
     Returns:
         ``[..., out]``, equal to ``F.linear(x, weight, bias)`` up to float summation order.
     """
+    if isinstance(x, Tensor) and backend in BACKENDS and guards.autocast_on(x):
+        if backend != "event":
+            # the dense GEMM, which autocasts (the event sums would ignore autocast and return
+            # x's type); checked for shapes and devices, not for one dtype
+            _check(x, weight, bias, backend, one_dtype=False)
+            return F.linear(x, weight, bias)
+        # explicit event under autocast: the sums in the autocast type, as F.linear would
+        dt = torch.get_autocast_dtype(x.device.type)
+        x, weight = x.to(dt), weight.to(dt)
+        bias = bias.to(dt) if isinstance(bias, Tensor) else bias
     _check(x, weight, bias, backend)
     x2 = x.reshape(-1, x.shape[-1])                                     # [N, in]
     plan, events = _plan(x2, weight, backend)

@@ -35,6 +35,7 @@ from torch import Tensor
 
 from .. import surrogate as _surrogate
 from ..surrogate import Surrogate
+from . import guards
 
 # ids the compiled kernels (numba, triton) specialise on
 RESET_IDS = {"none": 0, "subtract": 1, "to_value": 2}
@@ -349,14 +350,27 @@ def _triton_obstacle(xs: Tensor, recurrent: bool) -> Optional[str]:
     return None
 
 
+def _numba_obstacle(xs: Tensor) -> Optional[str]:
+    """Why the numba kernels cannot run this call (None if they can)."""
+    if not numba_available():
+        return "it needs numba: pip install 'spikegrad[fast]'"
+    if xs.device.type != "cpu":
+        return f"it runs on the CPU, but xs is on {xs.device}"
+    if xs.dtype not in guards.KERNEL_DTYPES:
+        return f"it computes in float32 or float64, but xs is {xs.dtype}"
+    return None
+
+
 def choose(backend: str, xs: Tensor, recurrent: bool) -> str:
     """Resolve ``"auto"`` to the fastest correct fused path; validate explicit choices."""
     if backend == "auto":
         # numba wherever it runs (CPU); measured faster than the torch loop with and without
         # recurrence (benchmarks/RESULTS.md). On CUDA, the Triton kernels where they apply:
         # one kernel per direction instead of several torch ops per step.
+        # half types (e.g. under autocast) run the torch loop: the compiled kernels compute
+        # in float32/float64 only (docs/conventions.md, "Dtypes")
         if xs.device.type == "cpu":
-            return "numba" if numba_available() else "torch"
+            return "numba" if _numba_obstacle(xs) is None else "torch"
         if xs.device.type == "cuda" and _triton_obstacle(xs, recurrent) is None:
             return "triton"
         return "torch"
@@ -367,11 +381,13 @@ def choose(backend: str, xs: Tensor, recurrent: bool) -> str:
         if xs.device.type != "cpu":
             raise ValueError(f"backend='numba' runs on the CPU, but xs is on {xs.device}; "
                              "use backend='torch' or 'auto'")
+        guards.kernel_dtype(xs, "numba")
     if backend == "triton":
         obstacle = _triton_obstacle(xs, recurrent)
         if obstacle is not None:
-            raise ValueError(f"backend='triton' cannot run this sequence: {obstacle}; use "
-                             "backend='auto' or 'torch'")
+            error = guards.DtypeError if "float32 or float64" in obstacle else ValueError
+            raise error(f"backend='triton' cannot run this sequence: {obstacle}; use "
+                        "backend='auto' or 'torch'")
     return backend
 
 
@@ -380,9 +396,20 @@ def leaky_sequence(xs: Tensor, v0: Tensor, i0: Optional[Tensor], p, *, spiking: 
                    y0: Optional[Tensor] = None):
     """Run a fused sequence. ``p`` has the fields of LIParams (and LIFParams if spiking).
 
-    Returns ``(ys, v_T, i_T)``.
+    Returns ``(ys, v_T, i_T)``. Every argument is checked first (:mod:`.guards`): a state of
+    another batch size would broadcast in the torch loop and overrun the compiled ones.
     """
+    guards.sequence(xs, "xs", rank=3 if w_rec is not None else None)
     backend = choose(backend, xs, w_rec is not None)
+    if w_rec is not None and w_rec.dtype != xs.dtype and guards.autocast_on(xs):
+        # under autocast the input arrives in the autocast type; the recurrent product runs
+        # in it too, as F.linear in the reference loop would
+        w_rec = w_rec.to(xs.dtype)
+    guards.leaky_call(xs, v0, i0, p.decay_syn is not None,
+                      (("decay_mem", p.decay_mem), ("decay_syn", p.decay_syn),
+                       ("threshold", p.threshold if spiking else None),
+                       ("v_reset", p.v_reset if spiking else None)),
+                      backend, w_rec, y0)
     spec = Spec(spiking=spiking, reset=p.reset if spiking else "none",
                 detach_reset=p.detach_reset if spiking else True,
                 scale_input=bool(p.scale_input), has_syn=p.decay_syn is not None,

@@ -47,6 +47,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 from torch import Tensor
 
+from . import guards
 from .parallel import run_slices, run_split, split
 
 # Rows per block of the weight gradient: the block's packed rows of g for one column block
@@ -61,6 +62,35 @@ LANE_BYTES = 64
 _I1 = ir.IntType(1)
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
+
+
+def _np_dtype(dtype: torch.dtype):
+    return np.float32 if dtype == torch.float32 else np.float64
+
+
+def _dense(t, name: str, where: str) -> None:
+    """A 2-D CPU float32/float64 tensor: the vector intrinsics below read raw memory, so the
+    type and the row length must be what the indexing assumes."""
+    if not isinstance(t, Tensor) or t.dim() != 2:
+        raise ValueError(f"{where}: {name} must be a 2-D tensor, got "
+                         f"{list(t.shape) if isinstance(t, Tensor) else type(t).__name__}")
+    if t.device.type != "cpu":
+        raise ValueError(f"{where}: {name} is on {t.device}; the numba kernels run on the CPU")
+    if t.dtype not in guards.KERNEL_DTYPES:
+        raise guards.DtypeError(f"{where}: {name} is {t.dtype}; the numba kernels compute in "
+                                "float32 or float64 (half types take the embedding_bag path)")
+
+
+def _csr(rp: np.ndarray, cl: np.ndarray, where: str) -> None:
+    """A CSR the loops walk without bounds checks: int64 row pointers, int32/int64 columns,
+    the pointers' range inside ``cols`` (two reads: O(1))."""
+    if rp.dtype != np.int64 or rp.ndim != 1 or rp.shape[0] < 1:
+        raise ValueError(f"{where}: rowptr must be a 1-D int64 array of N + 1 pointers")
+    if cl.ndim != 1 or cl.dtype not in (np.int32, np.int64):
+        raise ValueError(f"{where}: cols must be a 1-D int32/int64 array")
+    if rp[0] < 0 or rp[-1] > cl.shape[0] or rp[-1] < rp[0]:
+        raise ValueError(f"{where}: rowptr points outside cols ({int(rp[0])}..{int(rp[-1])} "
+                         f"for {cl.shape[0]} entries)")
 
 
 def lanes(dtype: torch.dtype) -> int:
@@ -346,6 +376,7 @@ def active_csr(x2: Tensor) -> tuple[Tensor, Tensor, bool]:
     kept between calls by the calling thread), then the buffers are copied into ``cols`` at its
     exact size. (A count pass before a fill pass read ``x2`` twice: ~0.9 ms more per call on
     workload B's 18 MB input.)"""
+    _dense(x2, "x", "numba active_csr")
     n_rows, n_in = x2.shape
     x = x2.detach().contiguous().view(-1).numpy()
     rowptr = np.zeros(n_rows + 1, np.int64)
@@ -367,6 +398,7 @@ def active_csr(x2: Tensor) -> tuple[Tensor, Tensor, bool]:
 def pack_weight(weight: Tensor) -> np.ndarray:
     """``W [out, in]`` as ``wtb [ceil(out / L), in, L]`` (zero-padded), flat: the forward's
     layout (pack once, use for many calls)."""
+    _dense(weight, "weight", "numba pack_weight")
     L = lanes(weight.dtype)
     n_out, n_in = weight.shape
     n_blocks = -(-n_out // L)
@@ -385,14 +417,24 @@ def forward(rowptr: Tensor, cols: Tensor, weight: Tensor, wtb: Optional[np.ndarr
     may be a slice of a larger CSR (rows ``r0..r1`` of it: pass ``rowptr[r0:r1 + 1]``).
     ``wtb``: :func:`pack_weight` of ``weight`` (packed here if None); ``out``: a contiguous
     array of ``N * out`` elements to write into."""
+    where = "numba forward"
+    _dense(weight, "weight", where)
     n_out, n_in = weight.shape
     n_rows = rowptr.shape[0] - 1
     L = lanes(weight.dtype)
+    n_blocks = -(-n_out // L)
+    F = _np_dtype(weight.dtype)
     wtb = pack_weight(weight) if wtb is None else wtb
+    guards.array(wtb, "wtb", (n_blocks * L * n_in,), F, where)
+    if out is not None:
+        # written through a flat view: a copy (non-contiguous) would lose the result
+        if not out.flags.c_contiguous:
+            raise ValueError(f"{where}: out must be C-contiguous")
+        guards.array(out.reshape(-1), "out", (n_rows * n_out,), F, where)
     y_np = np.empty(n_rows * n_out, wtb.dtype) if out is None else out.reshape(-1)
     rp = rowptr.numpy() if isinstance(rowptr, Tensor) else rowptr
     cl = cols.numpy() if isinstance(cols, Tensor) else cols
-    n_blocks = -(-n_out // L)
+    _csr(rp, cl, where)
 
     def call(lo, hi):
         _forward_kernel(rp, cl, wtb, n_in, n_out, y_np, np.empty(L, y_np.dtype), lo, hi)
@@ -426,11 +468,22 @@ def unblock(dwt: np.ndarray, n_out: int) -> Tensor:
 def accumulate_weight_grad(grad, rowptr, cols, dwt: np.ndarray) -> None:
     """``dwt += (g^T x)`` in the blocked layout, for ``g [N, out]`` (a tensor or numpy array)
     and ``x [N, in]`` given by its CSR (``rowptr`` may be a slice of a larger CSR)."""
+    where = "numba accumulate_weight_grad"
+    if isinstance(grad, Tensor):
+        _dense(grad, "grad", where)
     g = grad.detach().contiguous().numpy() if isinstance(grad, Tensor) else grad
+    if g.ndim != 2:
+        raise ValueError(f"{where}: grad must be [N, out], got shape {list(g.shape)}")
     n_rows, n_out = g.shape
+    L = LANE_BYTES // g.itemsize
+    guards.array(dwt, "dwt", (-(-n_out // L), dwt.shape[1] if dwt.ndim == 3 else -1, L),
+                 g.dtype, where)
     n_blocks, n_in, L = dwt.shape
     rp = rowptr.numpy() if isinstance(rowptr, Tensor) else rowptr
     cl = cols.numpy() if isinstance(cols, Tensor) else cols
+    _csr(rp, cl, where)
+    if rp.shape[0] != n_rows + 1:
+        raise ValueError(f"{where}: grad has {n_rows} rows but the CSR {rp.shape[0] - 1}")
     if rp[0] != 0:  # a slice: local offsets
         cl = cl[rp[0]:rp[-1]]
         rp = rp - rp[0]

@@ -46,6 +46,7 @@ import torch
 from torch import Tensor
 
 from .leaky import RESET_IDS as _RESET, SURROGATE_IDS as _SURROGATE_IDS, time_rows
+from . import guards
 from .parallel import run_split
 
 
@@ -139,10 +140,14 @@ def _step(spiking: bool, reset: int, has_syn: bool, scale: bool, adapt: bool, ab
                 rf = free * (nref * (one if spike else zero)) + (one - free) * (rf - one)
             if relative:
                 q = dq * q + (1 if spike else 0)
+            # the reference's expressions, not a select: with z = 0 they still propagate a
+            # non-finite u or constant (u - 0 * (u - vr) is NaN for u = -inf), so the backends
+            # agree on every input, overflowing ones included
+            zf = one if spike else zero
             if reset == 1:
-                v_new = u - th if spike else u
+                v_new = u - zf * th
             elif reset == 2:
-                v_new = u - (u - vr) if spike else u
+                v_new = u - zf * (u - vr)
         return u, v_new, spike, i, ad, rf, q, free
     return step
 
@@ -475,7 +480,8 @@ def _single_threaded_blas(macs: int):
     return limiter.limit(limits=1) if limiter is not None else contextlib.nullcontext()
 
 
-_NP_DTYPE = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}
+# the types the loops are compiled for (numba has no float16 arithmetic)
+_NP_DTYPE = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 def _row(t, shape, dtype) -> np.ndarray:
@@ -592,6 +598,40 @@ def _threshold_all(theta, adapt):
     return theta if adapt is None else theta + adapt.beta * adapt.ad_all
 
 
+def _entry(t: Tensor, where: str) -> None:
+    """The sequence a scan runs over: a CPU tensor in a type the loops are compiled for."""
+    if t.device.type != "cpu":
+        raise ValueError(f"{where}: the numba kernels run on the CPU, got a tensor on "
+                         f"{t.device}; use backend='torch'")
+    guards.kernel_dtype(t, "numba")
+
+
+def _states(where: str, shape, *named) -> None:
+    """Each ``(name, tensor or None)`` is None or exactly ``shape``: the loops index states by
+    the input's rows, so a smaller one would be overrun."""
+    for name, t in named:
+        if t is not None:
+            guards.shape_is(t, shape, name, where)
+
+
+def _rank3(t: Tensor, name: str, where: str) -> None:
+    if t.dim() != 3:
+        raise ValueError(f"{where}: {name} must be [T, B, N], got shape {list(t.shape)}")
+
+
+def _grad_fits(g: Tensor, shape, where: str) -> None:
+    if not guards._fits(tuple(g.shape), tuple(shape)):
+        raise ValueError(f"{where}: the output gradient has shape {list(g.shape)}, which does "
+                         f"not broadcast to the outputs {list(shape)}")
+
+
+def _user_phi(spec, u: Tensor, thr) -> Tensor:
+    """A user's surrogate derivative over the whole sequence, checked to be element-wise."""
+    phi = spec.surrogate.grad(u - thr)
+    guards.surrogate_output(phi, u.shape, spec.surrogate.name)
+    return phi
+
+
 def forward_scan(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset,
                  store_u: bool = True, adapt=None):
     """``(ys, u_all, i_all, v_T, i_T)`` for ``xs [T, B, *F]``, like the torch loop.
@@ -600,6 +640,12 @@ def forward_scan(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset,
     compared with), ``free_all`` (1 where a step was free of the absolute refractory period;
     None without one) -- both None without ``store_u`` -- and the final ``ad_T``, ``ref_T``,
     ``q_T`` (None when off)."""
+    where = "numba forward_scan"
+    _entry(xs, where)
+    _states(where, xs.shape[1:], ("v0", v0), ("i0", i0 if spec.has_syn else None),
+            *(() if adapt is None else (("ad", adapt.ad),
+                                        ("ref", adapt.ref if adapt.n_ref > 0 else None),
+                                        ("q", adapt.q))))
     T, shape = xs.shape[0], xs.shape
     x2 = xs.detach().contiguous().reshape(T, -1)
     row = x2[0].reshape(shape[1:])
@@ -643,6 +689,13 @@ def backward_scan(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, a_sy
     (:class:`AdaptBack`): the result then also holds the gradients of the initial trace, the
     initial membrane and the initial relative trace (None when off); ``gu_all`` is the
     gradient of the membrane before the refractory clamp."""
+    where = "numba backward_scan"
+    _entry(u_all, where)
+    _grad_fits(g_ys, u_all.shape, where)
+    _states(where, u_all.shape[1:], ("gv_T", gv_T), ("gi_T", gi_T),
+            *(() if adapt is None else (("g_ad", adapt.g_ad), ("g_q", adapt.g_q))))
+    if adapt is not None:
+        _states(where, u_all.shape, ("ad_all", adapt.ad_all), ("free_all", adapt.free_all))
     T, shape = u_all.shape[0], u_all.shape
     u2 = u_all.reshape(T, -1)
     row = u2[0].reshape(shape[1:])
@@ -652,7 +705,8 @@ def backward_scan(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, a_sy
         kind = _SURROGATE_IDS.get(spec.surrogate.derivative, 0)
         if kind == 0:  # a user's surrogate: evaluate its torch function over all steps
             thr = _threshold_all(theta, adapt)
-            phi_ext = spec.surrogate.grad(u_all - thr).reshape(T, -1).contiguous().numpy()
+            phi_ext = (_user_phi(spec, u_all, thr).to(u_all.dtype).reshape(T, -1)
+                       .contiguous().numpy())
     gu_all = torch.empty_like(u2)
     gi_all = torch.empty_like(u2) if spec.has_syn else None
     gv = _state(gv_T, row)
@@ -693,6 +747,9 @@ class ChunkedLoop:
     def __init__(self, spec, row_shape, dtype: torch.dtype, a_mem, a_syn, theta, v_reset):
         self.spec, self.dtype, self.row_shape = spec, dtype, tuple(row_shape)
         self.M = math.prod(row_shape)
+        if dtype not in _NP_DTYPE:
+            raise guards.DtypeError(f"numba ChunkedLoop computes in float32 or float64, got "
+                                    f"{dtype}")
         par = functools.partial(_row, shape=self.row_shape, dtype=dtype)
         g = (1.0 - a_mem) if spec.scale_input else 1.0
         self.theta = theta
@@ -713,7 +770,15 @@ class ChunkedLoop:
         ``ys`` and, with ``keep_u``, the membrane over ``xc`` itself. ``i_scratch``: a
         ``[Tc, M]`` array for the synaptic current sequence (written, never read; None
         without a synapse)."""
-        spec = self.spec
+        spec, F, M = self.spec, self.F, self.M
+        n = xc.shape[0] if isinstance(xc, np.ndarray) else -1
+        where = "numba ChunkedLoop.forward"
+        guards.array(xc, "xc", (n, M), F, where)
+        guards.array(v, "v", (M,), F, where)
+        guards.array(ys, "ys", (n, M), F, where)
+        if spec.has_syn:
+            guards.array(i, "i", (M,), F, where)
+            guards.array(i_scratch, "i_scratch", (n, M), F, where)
         fwd = _fwd_kernel(spec.spiking, _RESET[spec.reset], spec.has_syn, spec.scale_input,
                           keep_u, False, False, False, self.F, inplace=keep_u)
         extra, _ = _adapt_forward_args(None, None, None, None, self.dtype, keep_u, rank=1)
@@ -728,12 +793,22 @@ class ChunkedLoop:
         (updated in place); returns the gradient of each step's input current (``gu_out``, or
         ``gi_out`` with a synapse; scaled by ``1 - a_mem`` with ``scale_input``). With
         ``gu_out`` None it goes over ``u`` itself (``gi_out`` is then not used)."""
-        spec = self.spec
+        spec, F, M = self.spec, self.F, self.M
         inplace = gu_out is None
+        n = u.shape[0] if isinstance(u, np.ndarray) else -1
+        where = "numba ChunkedLoop.backward"
+        guards.array(u, "u", (n, M), F, where)
+        guards.array(gys, "gys", (gys.shape[0] if gys.shape[0] == 1 else n, M), F, where)
+        guards.array(gv, "gv", (M,), F, where)
+        guards.array(gi, "gi", (M,), F, where)
+        if not inplace:
+            guards.array(gu_out, "gu_out", (n, M), F, where)
+            if spec.has_syn:
+                guards.array(gi_out, "gi_out", (n, M), F, where)
         phi_ext = _dummy(self.dtype)
         if spec.spiking and self.kind == 0:  # a user's surrogate: its torch function
             ut = torch.from_numpy(u).view(u.shape[0], *self.row_shape)
-            phi_ext = spec.surrogate.grad(ut - self.theta).reshape(u.shape[0], -1)
+            phi_ext = _user_phi(spec, ut, self.theta).reshape(u.shape[0], -1)
             phi_ext = phi_ext.to(self.dtype).contiguous().numpy()
         bwd = _bwd_kernel(spec.spiking, _RESET[spec.reset], spec.detach_reset, spec.has_syn,
                           self.kind, self.F, False, False, False, inplace)
@@ -765,7 +840,19 @@ def forward_scan_rec(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset, w_r
     ``adapt`` as there). ``inplace`` (spiking, no adaptation): the membrane is written over
     ``xs`` (contiguous) and returned as the saved sequence; ``ys_out``: where to write the
     spikes (contiguous, shaped like ``xs``)."""
+    where = "numba forward_scan_rec"
+    _entry(xs, where)
+    _rank3(xs, "xs", where)
     T, B, N = xs.shape
+    _states(where, (B, N), ("v0", v0), ("i0", i0 if spec.has_syn else None), ("y0", y0),
+            *(() if adapt is None else (("ad", adapt.ad),
+                                        ("ref", adapt.ref if adapt.n_ref > 0 else None),
+                                        ("q", adapt.q))))
+    guards.shape_is(w_rec, (N, N), "w_rec", where)
+    if ys_out is not None:
+        guards.shape_is(ys_out, xs.shape, "ys_out", where)
+        if ys_out.dtype != xs.dtype or not ys_out.is_contiguous():
+            raise ValueError(f"{where}: ys_out must be contiguous {xs.dtype}")
     dt = xs.dtype
     x3 = xs.detach().contiguous()
     store_u = store_u or not spec.spiking
@@ -808,7 +895,16 @@ def backward_scan_rec(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, 
     ``adapt``: as for :func:`backward_scan` (the result then also holds the gradients of the
     initial trace, membrane and relative trace). ``inplace`` (no synapse, no adaptation,
     ``u_all`` contiguous): ``gu_all`` is written over ``u_all`` and returned as it."""
+    where = "numba backward_scan_rec"
+    _entry(u_all, where)
+    _rank3(u_all, "u_all", where)
     T, B, N = u_all.shape
+    _grad_fits(g_ys, u_all.shape, where)
+    _states(where, (B, N), ("gv_T", gv_T), ("gi_T", gi_T),
+            *(() if adapt is None else (("g_ad", adapt.g_ad), ("g_q", adapt.g_q))))
+    if adapt is not None:
+        _states(where, u_all.shape, ("ad_all", adapt.ad_all), ("free_all", adapt.free_all))
+    guards.shape_is(w_rec, (N, N), "w_rec", where)
     dt = u_all.dtype
     npdt = u_all.numpy().dtype
     gys = grad_rows(g_ys.to(dt).expand(u_all.shape))
@@ -817,7 +913,7 @@ def backward_scan_rec(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, 
         kind = _SURROGATE_IDS.get(spec.surrogate.derivative, 0)
         if kind == 0:
             thr = _threshold_all(theta, adapt)
-            phi_ext = spec.surrogate.grad(u_all - thr).contiguous().numpy()
+            phi_ext = _user_phi(spec, u_all, thr).to(dt).contiguous().numpy()
     inplace = inplace and not spec.has_syn and adapt is None and u_all.is_contiguous()
     gu_all = u_all if inplace else torch.empty_like(u_all)
     gi_all = torch.empty_like(u_all) if spec.has_syn else None

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import numba_event
+from . import guards, numba_event
 from .event_linear import _plan
 from .numba_leaky import ChunkedLoop, grad_rows
 
@@ -246,6 +246,8 @@ def eligible(xs: Tensor, weight: Tensor, v0: Optional[Tensor], i0: Optional[Tens
         return False
     if xs.dim() != 3 or weight.dtype != xs.dtype or torch.compiler.is_compiling():
         return False
+    if guards.autocast_on(xs):  # the unfused pair, whose Linear autocasts
+        return False
     consts = (p.decay_mem, p.decay_syn, p.threshold, p.v_reset, v0, i0)
     return not any(isinstance(c, Tensor) and c.requires_grad for c in consts)
 
@@ -258,11 +260,8 @@ def projected_lif(xs: Tensor, weight: Tensor, bias: Optional[Tensor], v0: Tensor
     spec = Spec(spiking=True, reset=p.reset, detach_reset=p.detach_reset,
                 scale_input=bool(p.scale_input), has_syn=p.decay_syn is not None,
                 surrogate=p.surrogate, backend="numba")
-    N = weight.shape[0]
-    B = xs.shape[1]
-    v0 = v0.expand(B, N) if v0.dim() < 2 else v0
-    if i0 is not None and i0.dim() < 2:
-        i0 = i0.expand(B, N)
+    # the states must be [B, N] already: broadcasting one would hide a batch mismatch
+    guards.projected_call(xs, weight, bias, v0, i0, spec.has_syn, _consts(p))
     return ProjectedLIF.apply(spec, linear_backend, keep, xs, weight, bias, v0, i0, p.decay_mem,
                               p.decay_syn, p.threshold, p.v_reset)
 
@@ -393,9 +392,12 @@ def projected_recurrent_lif(xs: Tensor, weight: Tensor, bias: Optional[Tensor],
     spec = Spec(spiking=True, reset=p.reset, detach_reset=p.detach_reset,
                 scale_input=bool(p.scale_input), has_syn=p.decay_syn is not None,
                 surrogate=p.surrogate, backend="numba")
-    B, N = xs.shape[1], weight.shape[0]
-    v0 = v0.expand(B, N)
-    i0 = i0.expand(B, N) if i0 is not None else None
+    guards.projected_call(xs, weight, bias, v0, i0, spec.has_syn, _consts(p), w_rec, y0)
     return ProjectedRecurrentLIF.apply(spec, linear_backend, keep, xs, weight, bias, w_rec,
-                                       y0.expand(B, N), v0, i0, p.decay_mem, p.decay_syn,
+                                       y0, v0, i0, p.decay_mem, p.decay_syn,
                                        p.threshold, p.v_reset)
+
+
+def _consts(p):
+    return (("decay_mem", p.decay_mem), ("decay_syn", p.decay_syn),
+            ("threshold", p.threshold), ("v_reset", p.v_reset))

@@ -32,6 +32,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from . import guards
 from .leaky import RESET_IDS, SURROGATE_IDS, time_rows
 
 # read when the kernels were decorated (at import), as Triton does
@@ -214,12 +215,29 @@ def _param_row(c, shape, dtype, device) -> Tensor:
 
 
 def _state_row(s: Tensor, like: Tensor) -> Tensor:
-    return s.detach().to(like.dtype).expand(like.shape).reshape(-1).clone()
+    return s.detach().to(like.dtype).reshape(-1).clone()
+
+
+def _check(where: str, seq: Tensor, *states) -> None:
+    """The kernels read and write raw device memory by the row ``M`` of ``seq``: every state
+    must be exactly one step of it, on its device (a host pointer in a CUDA kernel is not an
+    error there), in a type the kernels compile for."""
+    if seq.dtype not in DTYPES:
+        raise guards.DtypeError(f"{where}: the Triton kernels compute in float32 or float64, "
+                                f"got {seq.dtype}; use backend='torch'")
+    step = seq.shape[1:]
+    for name, t in states:
+        if t is None:
+            continue
+        guards.shape_is(t, step, name, where)
+        if t.device != seq.device:
+            raise ValueError(f"{where}: {name} is on {t.device}, the sequence on {seq.device}")
 
 
 def forward_scan(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset, store_u: bool = True):
     """``(ys, u_all, i_all, v_T, i_T)`` for ``xs [T, B, *F]``, like the torch loop;
     ``store_u=False`` (spiking, no gradient wanted): ``u_all`` is None."""
+    _check("triton forward_scan", xs, ("v0", v0), ("i0", i0 if spec.has_syn else None))
     T, shape = xs.shape[0], xs.shape
     x2 = xs.detach().contiguous().reshape(T, -1)
     M = x2.shape[1]
@@ -248,6 +266,11 @@ def forward_scan(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset, store_u
 def backward_scan(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, a_syn,
                   gv_T: Tensor, gi_T: Optional[Tensor]):
     """``(gu_all, gi_all)``: the adjoint recursion of :func:`forward_scan`."""
+    _check("triton backward_scan", u_all, ("gv_T", gv_T),
+           ("gi_T", gi_T if spec.has_syn else None))
+    if not guards._fits(tuple(g_ys.shape), tuple(u_all.shape)):
+        raise ValueError(f"triton backward_scan: the output gradient has shape "
+                         f"{list(g_ys.shape)}, which does not broadcast to {list(u_all.shape)}")
     T, shape = u_all.shape[0], u_all.shape
     u2 = u_all.reshape(T, -1)
     M = u2.shape[1]
@@ -257,7 +280,9 @@ def backward_scan(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, a_sy
     if spec.spiking:
         kind = SURROGATE_IDS.get(spec.surrogate.derivative, 0)
         if kind == 0:  # a user's surrogate: evaluate its torch function over all steps
-            phi_ext = spec.surrogate.grad(u_all - theta).reshape(T, -1).contiguous()
+            phi_ext = spec.surrogate.grad(u_all - theta)
+            guards.surrogate_output(phi_ext, u_all.shape, spec.surrogate.name)
+            phi_ext = phi_ext.to(u_all.dtype).reshape(T, -1).contiguous()
     gu_all = torch.empty_like(u2)
     gi_all = torch.empty_like(u2) if spec.has_syn else gu_all
     par = functools.partial(_param_row, shape=row.shape, dtype=u_all.dtype,
