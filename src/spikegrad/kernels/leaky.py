@@ -268,6 +268,8 @@ def _adjoint_coefficients(spec: Spec, u_all: Tensor, theta, v_reset):
     if not spec.spiking:
         return None, None
     phi = spec.surrogate.grad(u_all - theta)
+    if phi.shape != u_all.shape:  # a reduced phi would broadcast into a wrong gradient
+        guards.surrogate_output(phi, u_all.shape, spec.surrogate.name)
     dvdu = 1.0 - _spikes(u_all, theta) if spec.reset == "to_value" else None
     if spec.reset == "none" or spec.detach_reset:
         return phi, dvdu
