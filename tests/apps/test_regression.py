@@ -23,8 +23,9 @@ def tiny(**kw) -> app.Config:
 
 
 def _one_step(cfg: app.Config, lr: float = 0.1):
-    """Parameters after one SGD step of the app's trainer, and the epoch record."""
-    cfg = dataclasses.replace(cfg, optimizer="sgd", lr=lr)
+    """Parameters after one SGD step of the app's trainer at a constant ``lr``, and the
+    epoch record."""
+    cfg = dataclasses.replace(cfg, optimizer="sgd", lr=lr, lr_warmup_steps=0, lr_final_frac=1.0)
     torch.manual_seed(0)
     xs, ys = app.make_task(cfg)
     model = app.build_model(cfg)
@@ -157,6 +158,34 @@ def test_tbptt_chunks_add_up_to_the_full_loss_and_match_hand_written_tbptt():
     assert float(grads.norm()) != pytest.approx(rec_full["grad_norm_max"], rel=1e-3)
 
 
+def test_lr_schedule_warms_up_linearly_then_decays_by_a_cosine_to_the_final_fraction():
+    cfg = tiny(lr=0.01, steps=100, lr_warmup_steps=10, lr_final_frac=0.05)
+    model = app.build_model(cfg)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    sched = app.lr_schedule(cfg, opt)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    lrs.append(opt.param_groups[0]["lr"])
+    cos = lambda k: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * k / 100))  # noqa: E731
+    assert lrs[0] == pytest.approx(0.01 / 10 * cos(0))
+    assert lrs[4] == pytest.approx(0.01 * 5 / 10 * cos(4))
+    assert lrs[50] == pytest.approx(0.01 * cos(50))
+    assert lrs[100] == pytest.approx(0.01 * 0.05)
+    assert max(lrs) <= 0.01
+    # both switched off: no scheduler, the lr stays constant
+    assert app.lr_schedule(tiny(lr_warmup_steps=0, lr_final_frac=1.0), opt) is None
+
+
+@pytest.mark.parametrize("key,value", [("lr_warmup_steps", -1), ("lr_final_frac", 0.0),
+                                       ("lr_final_frac", 1.5), ("lr_final_frac", math.nan)])
+def test_lr_schedule_settings_are_checked(key, value):
+    with pytest.raises(ConfigError, match=key):
+        app.resolve(tiny(**{key: value}))
+
+
 def test_weight_decay_adds_lr_times_decay_times_weight():
     base, _ = _one_step(tiny(), lr=0.1)
     decayed, _ = _one_step(tiny(weight_decay=0.5), lr=0.1)
@@ -223,7 +252,9 @@ def test_run_filter_task_reports_held_out_nmse(tmp_path):
 
 
 def test_resume_continues_to_the_same_weights(tmp_path):
-    cfg = tiny(steps=4, checkpoint_every=2)
+    # a shorter run stands in for a killed one: with a constant lr (the schedule's cosine
+    # depends on `steps`, which differs between the two runs here)
+    cfg = tiny(steps=4, checkpoint_every=2, lr_warmup_steps=0, lr_final_frac=1.0)
     full = app.train(cfg, tmp_path / "a", measure_memory=False)
     app.train(dataclasses.replace(cfg, steps=2), tmp_path / "b", measure_memory=False)
     resumed = app.train(cfg, tmp_path / "b", resume=True, measure_memory=False)
