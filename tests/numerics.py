@@ -202,3 +202,17 @@ def assert_decisions_clear(margins: Margins, dtype: torch.dtype, n: int,
         f"a membrane lies {margins.smallest:.3g} from its threshold, within the {dtype} "
         f"rounding bound {tol:.3g} (n = {n}, {margins.count} decisions): the spikes may "
         f"legitimately differ; pick inputs (a seed) whose decisions are clear")
+
+
+def linear_terms(x: Tensor, w: Tensor, b: Optional[Tensor], g: Tensor):
+    """``(n, scale)`` for each result of ``y = x w^T + b`` and its backward with output
+    gradient ``g``: ``y``, ``dW = g^T x``, ``db = sum_rows g``, ``dX = g w``; scale is the exact
+    sum of |terms| of each entry, so the bound is Higham's, entry by entry."""
+    x2 = x.reshape(-1, x.shape[-1])
+    g2 = g.expand(*x.shape[:-1], w.shape[0]).reshape(-1, w.shape[0])
+    rows = x2.shape[0]
+    y = matmul_scale(x2, w.t()) + (0 if b is None else b.abs().to(torch.float64))
+    return [(x2.shape[1] + 1, y.reshape(*x.shape[:-1], w.shape[0])),
+            (rows, matmul_scale(g2.t(), x2)),
+            (rows, g2.abs().to(torch.float64).sum(0)),
+            (w.shape[0], matmul_scale(g2, w).reshape(x.shape))]
