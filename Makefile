@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo test test-all bench results clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,14 @@ BENCH_ARGS ?=
 # make bench BENCH_ARGS=--quick
 bench: setup
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+RESULTS_ARGS ?=
+
+# The README's results tables: each row's command over seeds 0-4 in results/<row>/ (resumable,
+# finished sweeps skipped), then the tables between the README's results markers rewritten as
+# median (min-max). E.g. make results RESULTS_ARGS="--only demo,regression" or --render-only
+results: setup
+	$(BIN)/python scripts/results.py $(RESULTS_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
