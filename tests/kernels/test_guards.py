@@ -552,9 +552,6 @@ def test_auto_runs_half_types_like_the_reference(dtype):
             torch.testing.assert_close(ys, ys_ref, rtol=0, atol=0)
 
 
-@pytest.mark.xfail(raises=TypeError, strict=False,
-                   reason="needs functional.adaptation.fused_obstacle to send half types to the "
-                          "reference loop (one line, owned by the functional layer)")
 def test_alif_auto_runs_half_types():
     xs = torch.rand(10, 2, 8, dtype=torch.bfloat16)
     zs, _ = sg.nn.ALIF(8)(xs)

@@ -141,6 +141,8 @@ def fused_obstacle(xs: Tensor, p: ALIFParams) -> Optional[str]:
         return "numba is not installed (pip install 'spikegrad[fast]')"
     if xs.device.type != "cpu":
         return f"the numba kernel runs on the CPU, but xs is on {xs.device}"
+    if xs.dtype not in (torch.float32, torch.float64):
+        return f"the numba kernel computes in float32 or float64, but xs is {xs.dtype}"
     consts = {"decay_mem": p.lif.decay_mem, "decay_syn": p.lif.decay_syn,
               "threshold": p.lif.threshold, "v_reset": p.lif.v_reset,
               "decay_adapt": p.decay_adapt, "beta_adapt": p.beta_adapt,
