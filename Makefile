@@ -26,7 +26,7 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 	NUMBA_CPU_NAME=generic NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR=$(CURDIR)/.numba-generic-boundscheck \
-		$(BIN)/python -m pytest -q tests/kernels --ignore=tests/kernels/test_triton_leaky.py
+		$(BIN)/python -m pytest tests/kernels --ignore=tests/kernels/test_triton_leaky.py
 
 test-all: setup
 	$(BIN)/python -m pytest -m ''
