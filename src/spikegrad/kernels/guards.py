@@ -124,27 +124,33 @@ def leaky_call(xs, v0, i0, has_syn: bool, consts: Iterable[Tuple[str, object]], 
                w_rec=None, y0=None) -> None:
     """The arguments of :func:`spikegrad.kernels.leaky.leaky_sequence` (``backend``
     resolved; ``xs`` already passed :func:`sequence`)."""
-    recurrent = w_rec is not None
     if backend in ("numba", "triton"):
         kernel_dtype(xs, backend)
-    step = xs.shape[1:]
+    _neuron_args(xs.shape[1:], xs, v0, i0, has_syn, consts, backend, w_rec, y0)
+
+
+def _neuron_args(step, ref: Tensor, v0, i0, has_syn: bool,
+                 consts: Iterable[Tuple[str, object]], backend: str, w_rec, y0) -> None:
+    """States, recurrent weight and constants of neurons that see one step ``step``
+    (``[B, N]``); ``ref`` gives dtype and device."""
+    recurrent = w_rec is not None
     prefix = "state.inner" if recurrent else "state"
-    like(v0, f"{prefix}.v", step, xs)
+    like(v0, f"{prefix}.v", step, ref)
     if has_syn:
         if i0 is None:
             raise ValueError(f"{prefix}.i is None but the neuron has a synaptic current "
                              "(decay_syn is set); pass state=None to start from zeros")
-        like(i0, f"{prefix}.i", step, xs)
+        like(i0, f"{prefix}.i", step, ref)
     rows = None
     if recurrent:
-        n = xs.shape[2]
-        like(w_rec, "the recurrent weight", (n, n), xs,
+        n = step[-1]
+        like(w_rec, "the recurrent weight", (n, n), ref,
              hint=f"Recurrent's weight is [N, N] with N = {n} features")
-        like(y0, "state.y", step, xs)
+        like(y0, "state.y", step, ref)
         if backend == "numba":
             rows = (n,)
     for name, c in consts:
-        constant(c, name, step, xs, rows, backend)
+        constant(c, name, step, ref, rows, backend)
 
 
 def adaptive_call(xs, v0, i0, ad0, ref0, q0, has_syn: bool, n_ref: int, relative: bool,
@@ -181,23 +187,7 @@ def projected_call(xs, weight, bias, v0, i0, has_syn: bool,
     if bias is not None:
         like(bias, "Linear bias", (n,), xs, hint="convert the layer with .to(xs.dtype)")
     # the neurons see one step [B, N]: check their states against that
-    step = torch.Size((xs.shape[1], n))
-    ref = xs  # dtype and device
-    prefix = "state.inner" if w_rec is not None else "state"
-    like(v0, f"{prefix}.v", step, ref)
-    if has_syn:
-        if i0 is None:
-            raise ValueError(f"{prefix}.i is None but the neuron has a synaptic current "
-                             "(decay_syn is set); pass state=None to start from zeros")
-        like(i0, f"{prefix}.i", step, ref)
-    rows = None
-    if w_rec is not None:
-        like(w_rec, "the recurrent weight", (n, n), xs,
-             hint=f"Recurrent's weight is [N, N] with N = {n} features")
-        like(y0, "state.y", step, ref)
-        rows = (n,)
-    for name, c in consts:
-        constant(c, name, step, ref, rows, "numba")
+    _neuron_args(torch.Size((xs.shape[1], n)), xs, v0, i0, has_syn, consts, "numba", w_rec, y0)
 
 
 # --- internal entries: the invariants the compiled loops index by ------------------------------
