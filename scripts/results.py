@@ -143,7 +143,8 @@ ROWS: Tuple[Row, ...] = (
         "logistic regression 0.969, MLP 0.978 (sklearn on the seed-0 split; fixed text, not "
         "re-measured)")),
     Row("randman", "classification", S_RANDMAN, (
-        "Randman, stork example 1 set-up, {cfg.epochs} epochs ({cmd})",
+        "Randman, stork example 1 set-up ({cfg.init}-driven init), {cfg.epochs} epochs "
+        "({cmd})",
         _ACC + ", val {val_accuracy:.3f}", "{wall}", "stork: 0.963 after 200 epochs")),
     Row("randman-200", "classification", S_RANDMAN200, (
         "Randman, same, {cfg.epochs} epochs ({cmd})",

@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 
+import spikegrad as sg
 from spikegrad.apps import classification as app
 from spikegrad.apps.config import ConfigError, apply_overrides
 from spikegrad.cli import main
@@ -107,3 +108,39 @@ def test_shd_run_on_a_generated_file(tmp_path):
                                          "hidden=16", "progress=false"])
     res = app.run(cfg, tmp_path / "run")
     assert res.metrics["epochs"] == 1 and 0 <= res.metrics["test_accuracy"] <= 1
+
+
+def test_fluctuation_init_puts_the_hidden_membrane_at_the_target_spread(tmp_path):
+    # init=fluctuation draws the weights so that the free membrane of the hidden layer has
+    # mean 0 and std = threshold (xi = 1) for the encoder's own input rate
+    c = app.resolve(apply_overrides(app.Config(), ["dataset=randman", "init=fluctuation"]))
+    data = app.load_data(c)
+    encode = app.make_encoder(c)
+    x = data.train.tensors[0]
+
+    def free_std():
+        torch.manual_seed(0)
+        with pytest.raises(ValueError, match="pass x_train and encode"):
+            app.build_model(c, data.n_in, data.n_classes)
+        model = app.build_model(c, data.n_in, data.n_classes, x, encode)
+        lif = model.layers[1]
+        with torch.no_grad():
+            current = model.layers[0](encode(x[:500]).float())
+            free = sg.nn.LIF(c.hidden, tau_mem=c.tau_mem_ms * 1e-3, tau_syn=c.tau_syn_ms * 1e-3,
+                             dt=c.dt_ms * 1e-3, threshold=1e9)
+            _, trace = free.trace(current)
+        v = trace.v[20:]  # past the synaptic and membrane transient
+        return float(v.mean()), float(v.std())
+
+    mu, sd = free_std()
+    assert abs(mu) < 0.2 and 0.8 < sd < 1.25
+
+
+@pytest.mark.parametrize("sets, match", [
+    (["init=xavier"], "init must be one of torch, fluctuation"),
+    (["dataset=mnist1d", "init=fluctuation"], "encoder=current injects analog currents"),
+    (["init=fluctuation", "out_gain=3"], "drop out_gain or use init=torch"),
+])
+def test_init_misuse_is_a_config_error(sets, match):
+    with pytest.raises(ConfigError, match=match):
+        app.resolve(apply_overrides(app.Config(), sets))

@@ -10,6 +10,9 @@ Methods, in the order they run:
    every step), or ``spikes`` (data already spike trains).
 3. **Model**: ``F -> hidden LIF (x layers, optionally recurrent) -> C`` readout neurons:
    LIF output neurons for the ``count`` readout, a non-spiking LI for membrane readouts.
+   Weights start from PyTorch's init with the readout scaled by ``out_gain`` (``init=torch``)
+   or from :func:`spikegrad.nn.init.fluctuation_driven_` for the encoded input's rate
+   (``init=fluctuation``, the Randman preset).
 4. **Objective**: cross-entropy on spike counts (``count``) or on the readout membrane
    reduced over time (``max``, ``mean``, ``last``), plus optional activity regularisers
    (per-neuron lower bound and per-layer upper bound on spike counts, L2).
@@ -40,6 +43,9 @@ from .report import RunDir
 DATASETS = ("digits", "mnist1d", "randman", "shd")
 ENCODERS = ("rate", "latency", "current", "spikes")
 READOUTS = ("count", "max", "mean", "last")
+# "torch": PyTorch's Linear init, the readout's weights times out_gain; "fluctuation":
+# sg.nn.init.fluctuation_driven_ for every layer from the input's measured rate
+INITS = ("torch", "fluctuation")
 
 
 @dataclass
@@ -59,6 +65,7 @@ class Config:
     layers: Optional[int] = None
     recurrent: Optional[bool] = None
     bias: Optional[bool] = None
+    init: Optional[str] = None      # one of INITS
     out_gain: Optional[float] = None
     tau_mem_ms: Optional[float] = None
     tau_syn_ms: Optional[float] = None
@@ -85,7 +92,8 @@ class Config:
 PRESETS: Dict[str, dict] = {
     # 64 -> 128 LIF -> 10 LIF, rate-coded pixels, spike-count cross-entropy.
     "digits": dict(epochs=30, n_steps=25, dt_ms=1.0, encoder="rate", hidden=128, layers=1,
-                   recurrent=False, bias=True, out_gain=1.0, tau_mem_ms=10.0, tau_syn_ms=0.0,
+                   recurrent=False, bias=True, init="torch", out_gain=1.0, tau_mem_ms=10.0,
+                   tau_syn_ms=0.0,
                    tau_out_ms=10.0, reset="subtract", surrogate="fast_sigmoid", surrogate_beta=10.0,
                    readout="count", count_scale=0.5, dropout=0.0, augment_shift=0, optimizer="adam",
                    lr=2e-3,
@@ -93,9 +101,10 @@ PRESETS: Dict[str, dict] = {
                    reg_weight=0.0, max_train=0),
     # stork example 1 (Rossbroich, Gygax & Zenke 2022): 20 -> 128 LIF -> 10 LI, max-over-time
     # CE, SuperSpike beta 20, batch 250, tau 20/10/200 ms, dt 2 ms, reset to zero, activity
-    # bounds (upper 4 spikes/neuron/trial).
+    # bounds (upper 4 spikes/neuron/trial), fluctuation-driven init as in stork (out_gain is
+    # used only with --set init=torch).
     "randman": dict(epochs=60, n_steps=100, dt_ms=2.0, encoder="spikes", hidden=128, layers=1,
-                    recurrent=False, bias=False, out_gain=10.0, tau_mem_ms=20.0,
+                    recurrent=False, bias=False, init="fluctuation", out_gain=10.0, tau_mem_ms=20.0,
                     tau_syn_ms=10.0, tau_out_ms=200.0,
                     reset="to_value", surrogate="fast_sigmoid", surrogate_beta=20.0,
                     readout="max", count_scale=1.0, dropout=0.0, augment_shift=0,
@@ -105,7 +114,7 @@ PRESETS: Dict[str, dict] = {
     # 40 -> 512 LIF -> 512 LIF -> 10 LI (max over time); the 40 samples are injected as
     # currents at every step; training signals are randomly rolled by up to +-5 positions.
     "mnist1d": dict(epochs=40, n_steps=10, dt_ms=1.0, encoder="current", hidden=512, layers=2,
-                    recurrent=False, bias=True, out_gain=10.0, tau_mem_ms=10.0,
+                    recurrent=False, bias=True, init="torch", out_gain=10.0, tau_mem_ms=10.0,
                     tau_syn_ms=0.0, tau_out_ms=10.0, reset="subtract",
                     surrogate="fast_sigmoid", surrogate_beta=10.0, readout="max",
                     count_scale=1.0, dropout=0.0, augment_shift=5, optimizer="adam", lr=2e-3,
@@ -113,7 +122,8 @@ PRESETS: Dict[str, dict] = {
                     reg_weight=0.0, max_train=0),
     # Cramer et al. 2022 recurrent baseline: 700 -> 256 recurrent LIF -> 20 LI (max).
     "shd": dict(epochs=30, n_steps=100, dt_ms=14.0, encoder="spikes", hidden=256, layers=1,
-                recurrent=True, bias=False, out_gain=10.0, tau_mem_ms=20.0, tau_syn_ms=10.0,
+                recurrent=True, bias=False, init="torch", out_gain=10.0, tau_mem_ms=20.0,
+                tau_syn_ms=10.0,
                 tau_out_ms=20.0,
                 reset="subtract", surrogate="fast_sigmoid", surrogate_beta=10.0,
                 readout="max", count_scale=1.0, dropout=0.0, augment_shift=0, optimizer="adam",
@@ -127,6 +137,9 @@ def resolve(cfg: Config) -> Config:
     if cfg.dataset not in DATASETS:
         raise ConfigError(f"dataset must be one of {', '.join(DATASETS)}; got {cfg.dataset!r}")
     preset = PRESETS[cfg.dataset]
+    if cfg.init == "fluctuation" and cfg.out_gain is not None:
+        raise ConfigError("out_gain scales PyTorch's readout init (init=torch); init=fluctuation "
+                          "draws the readout weights itself: drop out_gain or use init=torch")
     cfg = dataclasses.replace(cfg, **{k: v for k, v in preset.items()
                                       if getattr(cfg, k) is None})
     _validate(cfg)
@@ -138,6 +151,10 @@ def _validate(c: Config) -> None:
         if not ok:
             raise ConfigError(msg)
     need(c.encoder in ENCODERS, f"encoder must be one of {', '.join(ENCODERS)}; got {c.encoder!r}")
+    need(c.init in INITS, f"init must be one of {', '.join(INITS)}; got {c.init!r}")
+    need(c.init != "fluctuation" or c.encoder != "current",
+         "init=fluctuation sets weights for spike input of a measured rate; encoder=current "
+         "injects analog currents: use init=torch (with out_gain) or a spiking encoder")
     need(c.readout in READOUTS, f"readout must be one of {', '.join(READOUTS)}; got {c.readout!r}")
     for key in ("epochs", "n_steps", "hidden", "layers", "batch_size"):
         need(getattr(c, key) >= 1, f"{key} must be >= 1; got {getattr(c, key)}")
@@ -221,7 +238,13 @@ def make_encoder(c: Config) -> Callable[[Tensor, Optional[torch.Generator]], Ten
 
 # --- model -----------------------------------------------------------------------------------
 
-def build_model(c: Config, n_in: int, n_classes: int) -> nn.Sequential:
+def build_model(c: Config, n_in: int, n_classes: int, x_train: Optional[Tensor] = None,
+                encode=None) -> nn.Sequential:
+    """The network of ``c``; ``init=fluctuation`` needs the training inputs ``x_train``
+    (as stored, ``[N, ...]``) and the encoder to measure the input rate from."""
+    if c.init == "fluctuation" and (x_train is None or encode is None):
+        raise ValueError("init=fluctuation draws the weights for the input's spike rate: pass "
+                         "x_train and encode to build_model")
     common = dict(dt=c.dt_ms * 1e-3, surrogate=c.surrogate, beta=c.surrogate_beta,
                   reset=c.reset, tau_syn=c.tau_syn_ms * 1e-3 if c.tau_syn_ms else None)
     layers: List[torch.nn.Module] = []
@@ -236,8 +259,9 @@ def build_model(c: Config, n_in: int, n_classes: int) -> nn.Sequential:
             layers.append(nn.Dropout(c.dropout))
         width = c.hidden
     out = nn.Linear(width, n_classes, bias=c.bias)
-    with torch.no_grad():
-        out.weight.mul_(c.out_gain)
+    if c.init == "torch":
+        with torch.no_grad():
+            out.weight.mul_(c.out_gain)
     layers.append(out)
     if c.readout == "count":
         layers.append(nn.LIF(n_classes, tau_mem=c.tau_out_ms * 1e-3, **common))
@@ -246,7 +270,26 @@ def build_model(c: Config, n_in: int, n_classes: int) -> nn.Sequential:
         # tau_out is, so logits start at a sane scale
         layers.append(nn.LI(n_classes, tau_mem=c.tau_out_ms * 1e-3, dt=c.dt_ms * 1e-3,
                             scale_input=True))
-    return nn.Sequential(*layers)
+    model = nn.Sequential(*layers)
+    if c.init == "fluctuation":
+        fluctuation_init(c, model, x_train, encode)
+    return model
+
+
+def fluctuation_init(c: Config, model: nn.Sequential, x_train: Tensor, encode) -> float:
+    """Draw every layer's weights with :func:`spikegrad.nn.init.fluctuation_driven_`
+    (Rossbroich et al. 2022: centred, membrane std = threshold), for input spikes at the rate
+    the encoder produces on (up to 1000) training samples; hidden layers assume the same
+    rate. Uses the global RNG (seeded). Returns that rate in Hz."""
+    with torch.no_grad():
+        xs = encode(x_train[:1000], torch.Generator().manual_seed(c.seed))
+    rate_hz = float(xs.float().mean()) / (c.dt_ms * 1e-3)
+    if not 0 < rate_hz * c.dt_ms * 1e-3 < 1:
+        raise ConfigError(f"init=fluctuation needs input spikes with a rate in (0, 1/dt); the "
+                          f"encoded training inputs fire at {rate_hz:.3g} Hz: use init=torch")
+    with torch.no_grad():
+        nn.init.fluctuation_driven_(model, rate_hz=rate_hz)
+    return rate_hz
 
 
 def spiking_layers(model: nn.Sequential) -> List[int]:
@@ -324,7 +367,7 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
     start = time.perf_counter()
     data = load_data(c)
     encode = make_encoder(c)
-    model = build_model(c, data.n_in, data.n_classes)
+    model = build_model(c, data.n_in, data.n_classes, data.train.tensors[0], encode)
     opt = make_optimizer(c.optimizer, model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=c.epochs)
     loader = DataLoader(data.train, batch_size=c.batch_size, shuffle=True,

@@ -272,7 +272,7 @@ def _randman_cfg(c: Config, seed: int, surrogate: str, beta: float) -> classific
     return classification.resolve(classification.Config(
         dataset="randman", seed=seed, epochs=c.rm_epochs, n_steps=c.rm_steps,
         hidden=c.rm_hidden, batch_size=c.rm_batch, surrogate=surrogate,
-        surrogate_beta=beta, progress=False))
+        surrogate_beta=beta, init="torch", progress=False))
 
 
 def randman_data(c: Config) -> classification.Data:
