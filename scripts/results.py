@@ -377,7 +377,7 @@ def _provenance(out: Path, seeds: Sequence[int]) -> dict:
     """Commit, torch and threads as each seed recorded them; processor and tree state as
     this script recorded them when it ran the sweep; the date the last seed finished."""
     prov: Dict[str, set] = {"commit": set(), "torch": set(), "threads": set(),
-                            "processor": set(), "dirty": set()}
+                            "processor": set(), "dirty": set(), "load": set(), "cores": set()}
     for s in seeds:
         try:
             env = json.loads((out / f"seed{s}" / "environment.json").read_text())
@@ -393,6 +393,9 @@ def _provenance(out: Path, seeds: Sequence[int]) -> dict:
     for sess in sessions:
         prov["processor"].add(sess.get("processor", "unknown"))
         prov["dirty"].add(bool(sess.get("dirty")))
+        prov["load"].update(x for x in sess.get("load", []) if x is not None)
+        if sess.get("cores"):
+            prov["cores"].add(sess["cores"])
     if not sessions:
         prov["processor"].add("unknown processor")
     mtimes = [(out / f"seed{s}" / "metrics.json").stat().st_mtime for s in seeds
@@ -552,11 +555,20 @@ def provenance_line(rows: Sequence[Row], data: Dict[str, Optional[Measured]]) ->
     tree = "uncommitted changes" if dirty else "clean tree"
     date = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
     seeds = _seed_text(_table_seeds(data))
+    loads = [float(x) for m in by_id.values() for x in m.provenance.get("load", ())]
+    cores = sorted({int(c) for m in by_id.values() for c in m.provenance.get("cores", ())})
+    load = ""
+    if loads:
+        load = (f" 1-minute load average at the start and end of the sweeps: "
+                f"{min(loads):.1f}-{max(loads):.1f} on {'/'.join(map(str, cores)) or '?'} cores")
+        busy = cores and max(loads) > 1.2 * min(cores)
+        load += (" (other jobs shared the machine: the wall times are stretched)." if busy
+                 else ".")
     return (f"Median (min-max) over seeds {seeds} of the command shown; wall time: the whole "
             f"command (every comparison its report holds), median over the seeds. Measured by `make results` at commit "
             f"{', '.join(sorted(agg['commit']))} ({tree}) on {'; '.join(sorted(agg['processor']))}, "
             f"torch {', '.join(sorted(agg['torch']))}, {', '.join(sorted(agg['threads']))} "
-            f"torch threads, {date} (UTC).")
+            f"torch threads, {date} (UTC).{load}")
 
 
 def render_table(table: str, rows: Sequence[Row], data: Dict[str, Optional[Measured]]) -> str:
@@ -610,6 +622,14 @@ def processor() -> str:
     return platform.processor() or platform.machine() or "unknown processor"
 
 
+def _load() -> Optional[float]:
+    """1-minute load average (other jobs on the machine stretch the wall times)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
+
+
 def _dirty() -> bool:
     # README.md is what this script writes; results/ is ignored
     lines = _git("status", "--porcelain").splitlines()
@@ -643,6 +663,7 @@ def run_sweep(sweep: Sweep, seeds: Sequence[int], results: Path) -> None:
     sessions.append({"commit": _git("rev-parse", "--short", "HEAD") or "unknown",
                      "dirty": _dirty(), "processor": processor(),
                      "torch": torch.__version__, "threads": torch.get_num_threads(),
+                     "cores": os.cpu_count(), "load": [_load()],
                      "started": datetime.datetime.now(datetime.timezone.utc).isoformat(
                          timespec="seconds")})
     prov_path.write_text(json.dumps({"sessions": sessions}, indent=2) + "\n")
@@ -655,6 +676,7 @@ def run_sweep(sweep: Sweep, seeds: Sequence[int], results: Path) -> None:
     if rc != 0:
         raise SystemExit(f"results: {sweep.id}: the sweep exited with {rc}; `make results` "
                          "again continues it")
+    sessions[-1]["load"].append(_load())
     sessions[-1]["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
         timespec="seconds")
     prov_path.write_text(json.dumps({"sessions": sessions}, indent=2) + "\n")
