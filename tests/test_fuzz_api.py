@@ -25,7 +25,7 @@ import torch
 import spikegrad as sg
 from spikegrad import data, losses
 from spikegrad import functional as F
-from spikegrad.kernels.leaky import numba_available
+from spikegrad.kernels.registry import numba_available
 from spikegrad.train import Trainer
 
 NAN, INF = float("nan"), float("inf")
@@ -291,15 +291,15 @@ def _state_cases() -> list:
                       lambda: sg.nn.Sequential(sg.nn.LIF(N))(_xs(), [None])))
     cases.append(Case("recurrent_seq(weight=[N+1, N])", "weight",
                       lambda: F.recurrent_seq(_xs(), F.RecurrentState(None, v(B, N)),
-                                              F.RecurrentParams(v(N + 1, N), F.lif._lif_step,
+                                              F.RecurrentParams(v(N + 1, N), F.lif.lif_update,
                                                                 F.LIFParams()))))
     cases.append(Case("recurrent_seq(state=LIFState)", "state",
                       lambda: F.recurrent_seq(_xs(), F.LIFState(v(B, N)),
-                                              F.RecurrentParams(v(N, N), F.lif._lif_step,
+                                              F.RecurrentParams(v(N, N), F.lif.lif_update,
                                                                 F.LIFParams()))))
     cases.append(Case("recurrent_seq(p.inner threshold=nan)", "threshold",
                       lambda: F.recurrent_seq(_xs(), F.RecurrentState(None, v(B, N)),
-                                              F.RecurrentParams(v(N, N), F.lif._lif_step,
+                                              F.RecurrentParams(v(N, N), F.lif.lif_update,
                                                                 F.LIFParams(threshold=NAN)))))
     return cases
 

@@ -227,7 +227,7 @@ def test_random_bad_probabilities(p):
 # --- issue 24: one validation path, every backend alike --------------------------------------
 
 _BACKENDS = ["reference", "torch", "auto"] + (
-    ["numba"] if __import__("spikegrad.kernels.leaky", fromlist=["x"]).numba_available() else [])
+    ["numba"] if __import__("spikegrad.kernels.registry", fromlist=["x"]).numba_available() else [])
 
 
 @pytest.mark.parametrize("backend", _BACKENDS)

@@ -239,3 +239,9 @@ register("triangle", _triangle, _triangle_p, beta=1.0)
 register("gaussian", _gaussian, _gaussian_p, beta=2.0)
 register("exponential", _exponential, _exponential_p, beta=2.0)
 register("straight_through", _straight_through, _straight_through_p, beta=1.0)
+
+# The built-in derivatives, in the order of the ids (1, 2, ...) under which the compiled
+# kernels (numba, Triton) evaluate them inside their loops; 0 there means "call the torch
+# function" (a user's surrogate).
+BUILTIN_DERIVATIVES = (_fast_sigmoid, _sigmoid, _atan, _triangle, _gaussian, _exponential,
+                       _straight_through)

@@ -8,7 +8,9 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 
-def _plt():
+def pyplot():
+    """``matplotlib.pyplot`` on the non-interactive Agg backend (files, no display), or an
+    ImportError that names the extra."""
     try:
         import matplotlib
     except ImportError as e:  # pragma: no cover - depends on the environment
@@ -34,7 +36,7 @@ def raster(ax, zs, title: str = "", dt_ms: Optional[float] = None, max_neurons: 
 
 def save_rasters(path: Path, panels: Sequence[tuple], dt_ms: Optional[float] = None) -> Path:
     """One row per ``(title, zs [T, N])`` panel."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.2 * len(panels)), squeeze=False)
     for ax, (title, zs) in zip(axes[:, 0], panels):
         raster(ax, zs, title, dt_ms)
@@ -48,7 +50,7 @@ def save_traces(path: Path, vs, labels: Sequence[str], title: str = "",
                 threshold: Optional[float] = None, highlight: Optional[int] = None,
                 dt_ms: Optional[float] = None) -> Path:
     """Membrane traces ``vs [T, N]``, one line per neuron."""
-    plt = _plt()
+    plt = pyplot()
     v = np.asarray(vs)
     t = np.arange(v.shape[0]) * (dt_ms or 1.0)
     fig, ax = plt.subplots(figsize=(7, 3))
@@ -69,7 +71,7 @@ def save_traces(path: Path, vs, labels: Sequence[str], title: str = "",
 
 def save_curves(path: Path, history: List[Dict], panels: Dict[str, Sequence[str]]) -> Path:
     """Training curves: one panel per ``title -> metric keys`` entry, x = epoch."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3), squeeze=False)
     epochs = [r["epoch"] for r in history]
     for ax, (title, keys) in zip(axes[0], panels.items()):

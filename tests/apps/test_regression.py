@@ -1,8 +1,6 @@
 import dataclasses
 import json
 import math
-import sys
-import types
 
 import pytest
 import torch
@@ -30,7 +28,7 @@ def _one_step(cfg: app.Config, lr: float = 0.1):
     xs, ys = app.make_task(cfg)
     model = app.build_model(cfg)
     objective = app.make_objective(cfg, xs.shape[0], float(ys.var(unbiased=False)))
-    trainer = app._make_trainer(cfg, model, objective)
+    trainer = app.core._make_trainer(cfg, model, objective)
     record = trainer.fit([(xs, ys)], 1)[-1]
     return [p.detach().clone() for p in model.parameters()], record
 
@@ -298,9 +296,8 @@ def test_unknown_key_is_a_config_error():
 
 def test_online_learning_dispatches_to_regression_online(tmp_path, monkeypatch):
     calls = []
-    fake = types.ModuleType("spikegrad.apps.regression_online")
-    fake.run_online = lambda cfg, out_dir, resume=False: calls.append((cfg, out_dir, resume))
-    monkeypatch.setitem(sys.modules, "spikegrad.apps.regression_online", fake)
+    monkeypatch.setattr(app.online, "run_online",
+                        lambda cfg, out_dir, resume=False: calls.append((cfg, out_dir, resume)))
     cfg = tiny(learning="eprop_random")
     app.run(cfg, tmp_path, resume=True)
     assert calls == [(app.resolve(cfg), tmp_path, True)]
@@ -309,9 +306,8 @@ def test_online_learning_dispatches_to_regression_online(tmp_path, monkeypatch):
 def test_comparisons_across_rules_dispatch_to_regression_online_even_for_bptt(tmp_path,
                                                                              monkeypatch):
     calls = []
-    fake = types.ModuleType("spikegrad.apps.regression_online")
-    fake.run_online = lambda cfg, out_dir, resume=False: calls.append(cfg.learning)
-    monkeypatch.setitem(sys.modules, "spikegrad.apps.regression_online", fake)
+    monkeypatch.setattr(app.online, "run_online",
+                        lambda cfg, out_dir, resume=False: calls.append(cfg.learning))
     app.run(tiny(compare="eprop_random"), tmp_path / "a")
     app.run(tiny(memory_lengths="50,100"), tmp_path / "b")
     assert calls == ["bptt", "bptt"]

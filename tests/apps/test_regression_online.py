@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from spikegrad.apps import regression as reg
-from spikegrad.apps import regression_online as app
+from spikegrad.apps.regression import online as app
 from spikegrad.apps.config import ConfigError, apply_overrides
 from spikegrad.learning import EProp
 
@@ -21,7 +21,7 @@ def _metrics(path):
 
 @pytest.mark.parametrize("learning", ["eprop_symmetric", "three_factor"])
 def test_regression_app_delegates_online_rules_and_writes_the_run_folder(tmp_path, learning):
-    """The contract with apps/regression.py: any non-bptt ``learning`` runs here."""
+    """The contract with apps/regression/__init__.py: any non-bptt ``learning`` runs here."""
     res = reg.run(reg.Config(learning=learning, **TINY), tmp_path / learning)
     m = _metrics(res.out_dir)
     for key in ("nmse", "firing_rate_hz", "wall_seconds", "peak_memory_mb",

@@ -58,7 +58,7 @@ def test_public_names():
         "load_mnist1d", "SHDDataset", "time_major_collate", "Split", "population",
         "load_mnist_files", "read_idx", "NMNISTDataset", "events_to_frames", "make_events",
         "read_nmnist_events", "write_nmnist_events", "pattern_generation_task", "noisy_signal_task", "make_yinyang",
-        "encode_yinyang", "load_yinyang_splits", "cue_accumulation", "delayed_xor",
+        "encode_yinyang", "load_yinyang_splits", "cue_accumulation", "delayed_xor", "random_roll",
     }
     assert set(data.__all__) == expected
     assert all(hasattr(data, name) for name in expected)

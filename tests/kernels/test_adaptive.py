@@ -10,7 +10,7 @@ from spikegrad.functional import (ALIFParams, ALIFState, LIFParams, RecurrentPar
                                   RecurrentState, RefractoryParams, alif_seq, recurrent_seq)
 from spikegrad.functional import adaptation as A
 from spikegrad.kernels import parallel
-from spikegrad.kernels.leaky import numba_available
+from spikegrad.kernels.registry import numba_available
 
 from numerics import (assert_close_to_reference, assert_decisions_clear, chain, membrane_chain,
                       spike_margins)
@@ -57,7 +57,7 @@ def _case(fused, reset="subtract", detach=True, syn=False, scale=False, T=40, re
     if rec and fused:
         zs, s = A.fused_alif_seq(xs, state, p, w_rec=w, y0=y0)
     elif rec:
-        zs, rs = recurrent_seq(xs, RecurrentState(state, y0), RecurrentParams(w, A._alif_step, p))
+        zs, rs = recurrent_seq(xs, RecurrentState(state, y0), RecurrentParams(w, A.alif_update, p))
         s = rs.inner
     else:
         zs, s = alif_seq(xs, state, p, backend="numba" if fused else "reference")

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from spikegrad.kernels import event_linear as el
 from spikegrad.kernels.event_linear import crossover_density, event_linear, plan_event_linear
-from spikegrad.kernels.leaky import numba_available
+from spikegrad.kernels.registry import numba_available
 
 from numerics import assert_same_up_to_order, linear_terms
 

@@ -20,7 +20,8 @@ import spikegrad as sg
 from spikegrad import functional as F
 from spikegrad.functional import map_state
 from spikegrad.kernels import guards
-from spikegrad.kernels.leaky import leaky_sequence, numba_available
+from spikegrad.kernels.leaky import leaky_sequence
+from spikegrad.kernels.registry import numba_available
 
 NUMBA = numba_available()
 BACKENDS = ["reference", "torch"] + (["numba"] if NUMBA else [])
@@ -209,7 +210,7 @@ def test_recurrent_numba_takes_per_neuron_constants_only():
 @needs_numba
 def test_adaptive_sequence_checks_states():
     from spikegrad.kernels.adaptive import Constants, adaptive_sequence
-    from spikegrad.kernels.leaky import Spec
+    from spikegrad.kernels.spec import Spec
     spec = Spec(True, "subtract", True, False, False, sg.surrogate.get("fast_sigmoid"), "numba")
     xs, z = torch.rand(5, 4, 8), torch.zeros(4, 8)
     k = Constants(0.9, None, 1.0, 0.0, 0.95, 1.0, n_ref=2)
@@ -258,7 +259,7 @@ def test_projected_rejects_broadcast_states(recurrent):
 def test_internal_numba_entries_check_their_arrays():
     import numpy as np
     from spikegrad.kernels import numba_event, numba_leaky
-    from spikegrad.kernels.leaky import Spec
+    from spikegrad.kernels.spec import Spec
     spec = Spec(True, "subtract", True, False, True, sg.surrogate.get("fast_sigmoid"), "numba")
     xs, z = torch.rand(5, 4, 8), torch.zeros(4, 8)
     with pytest.raises(ValueError, match="forward_scan: v0 has shape"):
@@ -340,7 +341,8 @@ import torch
 import spikegrad as sg
 from spikegrad import functional as F
 from spikegrad.functional import map_state
-from spikegrad.kernels.leaky import leaky_sequence, numba_available
+from spikegrad.kernels.leaky import leaky_sequence
+from spikegrad.kernels.registry import numba_available
 
 part = sys.argv[1]
 rng = random.Random(1234 + len(part))
@@ -430,7 +432,7 @@ elif part == "kernels":
                        y0=z if recurrent else None)
     if numba_available():
         from spikegrad.kernels import numba_leaky, projected
-        from spikegrad.kernels.leaky import Spec
+        from spikegrad.kernels.spec import Spec
         spec = Spec(True, "subtract", True, False, False, sg.surrogate.get("fast_sigmoid"),
                     "numba")
         for B, N in ((1, 256), (3, 16), (64, 8)):
@@ -460,7 +462,7 @@ elif part == "kernels":
                                  F.LIFParams()))
 elif part == "triton":
     from spikegrad.kernels import triton_leaky as tk
-    from spikegrad.kernels.leaky import Spec
+    from spikegrad.kernels.spec import Spec
     spec = Spec(True, "subtract", True, False, True, sg.surrogate.get("fast_sigmoid"), "triton")
     xs, z = torch.rand(3, 4, 8), torch.zeros(4, 8)
     for label, shape, dtype in mismatches(4, 8):

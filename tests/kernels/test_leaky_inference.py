@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import spikegrad as sg
-from spikegrad.kernels.leaky import numba_available
+from spikegrad.kernels.registry import numba_available
 from spikegrad.train.memory import allocator_peak_mb
 
 BACKENDS = ["torch"] + (["numba"] if numba_available() else [])

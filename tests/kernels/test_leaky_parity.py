@@ -7,7 +7,7 @@ import torch
 
 import spikegrad as sg
 from spikegrad.functional import LIFParams, LIFState, LIParams, LIState, li_seq, lif_seq
-from spikegrad.kernels.leaky import numba_available
+from spikegrad.kernels.registry import numba_available
 
 from numerics import (assert_close_to_reference, assert_decisions_clear, chain, membrane_chain,
                       spike_margins)
@@ -158,17 +158,17 @@ def test_module_with_trainable_constants(backend):
 
 
 def test_explicit_backends_never_fall_back(monkeypatch):
-    import spikegrad.kernels.leaky as kl
-    monkeypatch.setattr(kl, "numba_available", lambda: False)
-    with pytest.raises(ImportError, match="backend='numba' needs numba"):
+    from spikegrad.kernels import registry
+    monkeypatch.setattr(registry, "numba_available", lambda: False)
+    with pytest.raises(ImportError, match="backend='numba' cannot run.*needs numba"):
         lif_seq(torch.rand(3, 2, 2), backend="numba")
-    assert kl.choose("auto", torch.rand(2), recurrent=True) == "torch"
+    assert registry.choose("auto", registry.Call("leaky", torch.rand(2), recurrent=True)) == "torch"
 
 
 @pytest.mark.skipif(not numba_available(), reason="numba not installed")
 def test_numba_scalar_surrogates_equal_the_registry():
     import numpy as np
-    from spikegrad.kernels.leaky import SURROGATE_IDS as _SURROGATE_IDS
+    from spikegrad.kernels.spec import SURROGATE_IDS as _SURROGATE_IDS
     from spikegrad.kernels.numba_leaky import phi_builtin
     x = torch.linspace(-3, 3, 1001, dtype=torch.float64)
     seen = set()
@@ -222,8 +222,8 @@ def test_expanded_output_gradient(backend):
 def test_torch_backend_coefficient_blocks(monkeypatch, block_elements, reset, detach, syn):
     """The torch backend computes its adjoint coefficients per block of steps; block edges
     (1, 2 or 6 steps of B*N = 15 elements; T = 7 and 128) change nothing."""
-    import spikegrad.kernels.leaky as leaky
-    monkeypatch.setattr(leaky, "_COEF_BLOCK_ELEMENTS", block_elements)
+    import spikegrad.kernels.torch_leaky as torch_leaky
+    monkeypatch.setattr(torch_leaky, "_COEF_BLOCK_ELEMENTS", block_elements)
     for T in (7, 128):
         ref = _lif_case("reference", reset, detach, syn, T=T)
         _assert_same(ref, _lif_case("torch", reset, detach, syn, T=T), chain(T, 3 * 5))
@@ -232,6 +232,6 @@ def test_torch_backend_coefficient_blocks(monkeypatch, block_elements, reset, de
 @pytest.mark.parametrize("neuron, detach, reset", [("lif", False, "subtract"),
                                                    ("lif_syn", True, "to_value")])
 def test_torch_backend_coefficient_blocks_recurrent(monkeypatch, neuron, detach, reset):
-    import spikegrad.kernels.leaky as leaky
-    monkeypatch.setattr(leaky, "_COEF_BLOCK_ELEMENTS", 30)  # 5 steps of B*N = 18
+    import spikegrad.kernels.torch_leaky as torch_leaky
+    monkeypatch.setattr(torch_leaky, "_COEF_BLOCK_ELEMENTS", 30)  # 5 steps of B*N = 18
     test_recurrent_module_parity("torch", neuron, detach, reset)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from spikegrad.kernels.leaky import numba_available
+from spikegrad.kernels.registry import numba_available
 
 from numerics import assert_same_up_to_order, matmul_scale
 

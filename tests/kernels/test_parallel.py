@@ -10,7 +10,7 @@ import torch
 
 import spikegrad as sg
 from spikegrad.kernels import parallel
-from spikegrad.kernels.leaky import numba_available
+from spikegrad.kernels.registry import numba_available
 
 from numerics import (assert_close_to_reference, assert_decisions_clear,
                       assert_same_up_to_order, chain, membrane_chain, spike_margins)

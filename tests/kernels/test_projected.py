@@ -8,7 +8,7 @@ import torch
 
 import spikegrad as sg
 from spikegrad.kernels import projected
-from spikegrad.kernels.leaky import numba_available
+from spikegrad.kernels.registry import numba_available
 
 from numerics import assert_same_up_to_order, chain
 
@@ -313,8 +313,8 @@ def test_the_fused_projection_decides_event_or_dense_as_a_training_linear_would(
     monkeypatch.setattr(el, "_CROSSOVER", {impl: {True: (0.5,) * 7, False: (0.0,) * 7}
                                            for impl in el._CROSSOVER})
     seen = []
-    plan = el._plan
-    monkeypatch.setattr(projected, "_plan", lambda *a: seen.append(plan(*a)[0]) or plan(*a))
+    plan = el.plan_with_events
+    monkeypatch.setattr(projected, "plan_with_events", lambda *a: seen.append(plan(*a)[0]) or plan(*a))
     net = sg.nn.Sequential(sg.nn.Linear(64, 512), sg.nn.LIF(512), recompute=True)
     x = (torch.rand(40, 20, 64) < 0.1).float()   # 800 x 64 x 512 = 2**24.6: enough work
     net(x)

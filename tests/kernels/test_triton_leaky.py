@@ -23,7 +23,7 @@ if not CUDA:
 
 import spikegrad as sg  # noqa: E402
 from spikegrad.functional import LIFParams, LIParams, LIState, li_seq, lif_seq  # noqa: E402
-from spikegrad.kernels import leaky as kl  # noqa: E402
+from spikegrad.kernels import registry  # noqa: E402
 from spikegrad.kernels import triton_leaky as tk  # noqa: E402
 from numerics import (assert_close_to_reference, assert_decisions_clear, chain,  # noqa: E402
                       membrane_chain, spike_margins)
@@ -134,20 +134,20 @@ def test_inference_writes_no_membrane_and_matches():
 def test_auto_and_explicit_choices(monkeypatch):
     cpu = torch.rand(3, 2, 4)
     # auto never takes the interpreter: on the CPU it is numba or torch
-    assert kl.choose("auto", cpu, recurrent=False) in ("numba", "torch")
+    assert registry.choose("auto", registry.Call("leaky", cpu, recurrent=False)) in ("numba", "torch")
     with pytest.raises(ValueError, match="feed-forward sequences only"):
-        kl.choose("triton", cpu.to(DEVICE), recurrent=True)
+        registry.choose("triton", registry.Call("leaky", cpu.to(DEVICE), recurrent=True))
     with pytest.raises(ValueError, match="float32 or float64"):
-        kl.choose("triton", cpu.to(DEVICE).half(), recurrent=False)
+        registry.choose("triton", registry.Call("leaky", cpu.to(DEVICE).half(), recurrent=False))
     with pytest.raises(ValueError, match="ALIF has no fused path"):
         sg.nn.ALIF(4, backend="triton")
     monkeypatch.setattr(tk, "INTERPRETED", False)
     if not CUDA:
         with pytest.raises(ValueError, match="runs on CUDA tensors"):
-            kl.choose("triton", cpu, recurrent=False)
-    monkeypatch.setattr(kl, "triton_available", lambda: False)
-    with pytest.raises(ValueError, match="needs triton"):
-        kl.choose("triton", cpu.to(DEVICE), recurrent=False)
+            registry.choose("triton", registry.Call("leaky", cpu, recurrent=False))
+    monkeypatch.setattr(registry, "triton_available", lambda: False)
+    with pytest.raises(ImportError, match="needs triton"):
+        registry.choose("triton", registry.Call("leaky", cpu.to(DEVICE), recurrent=False))
 
 
 def test_launch_gives_every_sm_two_programs(monkeypatch):

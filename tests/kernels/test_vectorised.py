@@ -13,7 +13,8 @@ import pytest
 import torch
 
 import spikegrad as sg
-from spikegrad.kernels.leaky import numba_available
+from spikegrad.kernels.registry import numba_available
+from spikegrad.kernels.spec import SURROGATE_IDS
 
 pytestmark = pytest.mark.skipif(not numba_available(), reason="numba not installed")
 
@@ -38,7 +39,7 @@ def test_lif_forward_and_backward_kernels_are_vectorised(recurrent):
     x = (torch.rand(20, 3, 40) * 2).requires_grad_()
     ys, _ = layer(x)
     ys.sum().backward()           # a gradient constant in time: the one-row path
-    kind = nl._SURROGATE_IDS[lif.surrogate.derivative]
+    kind = SURROGATE_IDS[lif.surrogate.derivative]
     if recurrent:
         bwd = nl._bwd_rec_kernel(True, 1, True, False, kind, np.float32, False, False, False,
                                  False)
@@ -58,7 +59,7 @@ def test_fused_pair_in_place_kernels_are_vectorised():
     ys, _ = net((torch.rand(20, 3, 30) < 0.3).float())
     ys.sum().backward()
     assert ys.grad_fn.n_kept == 1
-    kind = nl._SURROGATE_IDS[net[1].surrogate.derivative]
+    kind = SURROGATE_IDS[net[1].surrogate.derivative]
     fwd = nl._fwd_kernel(True, 1, False, False, True, False, False, False, np.float32,
                          inplace=True)
     bwd = nl._bwd_kernel(True, 1, True, False, kind, np.float32, False, False, False, True)

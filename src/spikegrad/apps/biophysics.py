@@ -50,9 +50,8 @@ from ..data.cue import cue_accumulation, delayed_xor
 from ..surrogate import Surrogate
 from ..train import ObjectiveOutput, Trainer, make_optimizer, seed_everything
 from ..train.progress import Progress
-from .classification import Result
 from .config import ConfigError
-from .report import RunDir
+from .report import Result, RunDir
 
 TASKS = ("cue", "xor")
 CUE_MODELS = ("alif", "lif", "lif_ref", "dendritic")
@@ -386,7 +385,7 @@ def _hidden_trace(model: Net, x: Tensor):
             state = F.RecurrentState(F.dendrite.initial_state(
                 xs[0].unflatten(-1, (h.n, h.branches)), p), torch.zeros(1, h.n))
             zs, st = F.scan_trace(F.recurrent_step, xs, state,
-                                  F.RecurrentParams(h.weight, F.dendrite._flat_step, p))
+                                  F.RecurrentParams(h.weight, F.dendrite.dendrite_update_flat, p))
             return zs, st.inner, p
         zs, st = h.trace(xs)
         return zs, st, h.params()
@@ -438,8 +437,8 @@ def _figures(c: Config, trained, history, rd: RunDir) -> List[str]:
 
 
 def _histograms(path: Path, params: Dict[str, Tensor], title: str) -> None:
-    from ..viz import _plt
-    plt = _plt()
+    from ..viz import pyplot
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(params), figsize=(3 * len(params), 2.6), squeeze=False)
     for ax, (name, values) in zip(axes[0], params.items()):
         ax.hist(values.numpy(), bins=20)

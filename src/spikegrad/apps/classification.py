@@ -38,7 +38,7 @@ from .. import losses, nn
 from ..functional.readout import membrane, spike_count
 from ..train import ObjectiveOutput, Trainer, make_optimizer, seed_everything
 from .config import ConfigError
-from .report import RunDir
+from .report import Result, RunDir
 
 DATASETS = ("digits", "mnist1d", "randman", "shd")
 ENCODERS = ("rate", "latency", "current", "spikes")
@@ -302,18 +302,10 @@ def scores(c: Config, out: Tensor) -> Tensor:
     return spike_count(out) if c.readout == "count" else membrane(out, c.readout)
 
 
-def random_roll(x: Tensor, max_shift: int) -> Tensor:
-    """Roll each 1-D signal ``x [B, L]`` circularly by an integer in ``[-max_shift,
-    max_shift]`` (global torch RNG): translation augmentation for MNIST-1D."""
-    k = torch.randint(-max_shift, max_shift + 1, (x.shape[0], 1))
-    idx = (torch.arange(x.shape[1]).unsqueeze(0) - k) % x.shape[1]  # [B, L]
-    return torch.gather(x, 1, idx)
-
-
 def make_objective(c: Config, encode):
     def objective(model, x, y, state):
         if c.augment_shift:
-            x = random_roll(x, c.augment_shift)
+            x = sgdata.random_roll(x, c.augment_shift)
         outs, state = model.forward_all(encode(x), state)
         out = outs[-1]
         if c.readout == "count":
@@ -351,13 +343,6 @@ def evaluate(c: Config, model: nn.Sequential, ds: TensorDataset, encode, seed: i
 
 
 # --- run -------------------------------------------------------------------------------------
-
-@dataclass
-class Result:
-    metrics: Dict[str, float]
-    history: List[dict]
-    out_dir: Path
-
 
 def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
     c = resolve(cfg)

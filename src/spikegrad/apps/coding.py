@@ -49,9 +49,8 @@ from ..data import yinyang as yy
 from ..functional.readout import first_spike_time, spike_count
 from ..train import ObjectiveOutput, Trainer, make_optimizer, seed_everything
 from ..train.progress import Progress
-from .classification import Result
 from .config import ConfigError
-from .report import RunDir
+from .report import Result, RunDir
 
 DATASETS = ("yinyang", "randman")
 LOSSES = ("rate", "temporal")
@@ -363,8 +362,8 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
 def _figure(path: Path, profiles: Dict[str, List[float]], aligned: Dict[str, List[float]],
             dt_ms: float) -> None:
     import math
-    from ..viz import _plt
-    plt = _plt()
+    from ..viz import pyplot
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
     for name, p in profiles.items():
         peak = max(p) or 1.0

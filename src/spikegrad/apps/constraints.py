@@ -59,9 +59,8 @@ from .. import surrogate as _surrogate
 from ..train import Trainer, make_optimizer, seed_everything
 from ..train.progress import Progress
 from . import classification, coding
-from .classification import Result
 from .config import ConfigError
-from .report import RunDir
+from .report import Result, RunDir
 
 PARTS = ("sparsity", "threshold", "surrogate")
 
@@ -404,8 +403,8 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
 
 
 def _figures(path: Path, results: dict) -> List[str]:
-    from ..viz import _plt
-    plt = _plt()
+    from ..viz import pyplot
+    plt = pyplot()
     out = []
     if "sparsity" in results:
         rows = results["sparsity"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import subprocess
@@ -16,6 +17,16 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from .config import ConfigError, to_json
+
+
+@dataclasses.dataclass
+class Result:
+    """What every app's ``run`` returns: the metrics it wrote to ``metrics.json``, the
+    per-epoch (or per-step) history and the run folder."""
+
+    metrics: Dict[str, float]
+    history: List[dict]
+    out_dir: Path
 
 
 def _git_commit() -> str:
@@ -79,14 +90,14 @@ def resume_point(path: Path) -> Optional[Path]:
     Trainer checkpoint of any of its trainings, or a finished sweep point (``points/*.json``);
     ``None`` if there is none (a missing folder, an empty one, a run killed before its first
     checkpoint, or one whose checkpoints are all unreadable)."""
-    from ..train.checkpoint import _latest_valid
+    from ..train.checkpoint import latest_valid
 
     path = Path(path)
     if not path.is_dir():
         return None
     folders = sorted({p.parent for p in path.rglob("ckpt_epoch*.pt")})
     for folder in folders:
-        found = _latest_valid(folder)
+        found = latest_valid(folder)
         if found is not None:
             return found[0]
     points = sorted(path.glob("points/*.json"))
@@ -116,14 +127,14 @@ class RunDir:
     def write_report(self, title: str, methods: str, cfg, metrics: Dict[str, float],
                      history: List[dict], figures: Sequence[str]) -> Path:
         lines = [f"# {title}", "", "## Results", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {_fmt(v)} |" for k, v in sorted(metrics.items())]
+        lines += [f"| {k} | {fmt(v)} |" for k, v in sorted(metrics.items())]
         lines += ["", "## Training curve", "", "| epoch | train loss | " +
                   " | ".join(k for k in history[-1] if k.endswith("accuracy")) + " |"]
         acc_keys = [k for k in history[-1] if k.endswith("accuracy")]
         lines.append("|---|---|" + "---|" * len(acc_keys))
         for r in history:
             lines.append(f"| {r['epoch']} | {r['train_loss']:.4f} | " +
-                         " | ".join(_fmt(r[k]) for k in acc_keys) + " |")
+                         " | ".join(fmt(r[k]) for k in acc_keys) + " |")
         lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figures]
         lines += ["", "## Configuration", "", "```json", to_json(cfg), "```", "",
                   "## Methods", "", methods.strip(), ""]
@@ -132,5 +143,8 @@ class RunDir:
         return path
 
 
-def _fmt(v) -> str:
-    return f"{v:.4f}" if isinstance(v, float) else str(v)
+def fmt(v) -> str:
+    """A value for a report table: floats to 4 significant digits, None as an empty cell."""
+    if isinstance(v, float):
+        return f"{v:.4g}" if math.isfinite(v) else str(v)
+    return "" if v is None else str(v)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import signal
 import statistics
@@ -35,7 +34,7 @@ from typing import Dict, List, Optional, Sequence
 
 from . import get_app
 from .config import ConfigError, apply_overrides
-from .report import resume_point
+from .report import fmt, resume_point
 from ..train.interrupt import TrainingInterrupted
 from ..train.progress import Progress
 
@@ -257,28 +256,22 @@ def _write_markdown(summary: Summary, main: List[str]) -> None:
              f"{' ' + sets if sets else ''}`; seeds {seeds}, each run in `seed<N>/`.", "",
              "| metric | mean | sd | median | min | max |", "|---|---|---|---|---|---|"]
     for k, s in summary.stats.items():
-        lines.append(f"| {k} | " + " | ".join(_fmt(s[c]) for c in
+        lines.append(f"| {k} | " + " | ".join(fmt(s[c]) for c in
                                               ("mean", "sd", "median", "min", "max")) + " |")
     lines += ["", "## Per seed", "", "| seed | " + " | ".join(main) + " |",
               "|---|" + "---|" * len(main)]
     for s in summary.seeds:
-        lines.append(f"| {s} | " + " | ".join(_fmt(summary.per_seed[s].get(k)) for k in main)
+        lines.append(f"| {s} | " + " | ".join(fmt(summary.per_seed[s].get(k)) for k in main)
                      + " |")
     if main:
         lines += ["", "![distribution over seeds](summary.png)"]
     (summary.out_dir / "summary.md").write_text("\n".join(lines) + "\n")
 
 
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}" if math.isfinite(v) else str(v)
-    return "" if v is None else str(v)
-
-
 def _plot(summary: Summary, main: List[str], path: Path) -> None:
-    from ..viz import _plt
+    from ..viz import pyplot
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(main), figsize=(2.2 * len(main) + 1, 3.2), squeeze=False)
     for ax, k in zip(axes[0], main):
         values = [float(summary.per_seed[s][k]) for s in summary.seeds]

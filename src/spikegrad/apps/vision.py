@@ -49,9 +49,8 @@ from .. import losses, nn
 from ..functional.readout import membrane
 from ..train import ObjectiveOutput, Trainer, make_optimizer, seed_everything
 from . import classification
-from .classification import Result, random_roll
 from .config import ConfigError
-from .report import RunDir
+from .report import Result, RunDir
 
 __all__ = ["Config", "PRESETS", "resolve", "build_model", "layer_costs", "run", "Result"]
 
@@ -221,7 +220,7 @@ def make_encoder(c: Config):
 
 def _roll(x: Tensor, max_shift: int) -> Tensor:
     """:func:`classification.random_roll` on ``[B, 1, L]``."""
-    return random_roll(x.flatten(1), max_shift).view_as(x)
+    return sgdata.random_roll(x.flatten(1), max_shift).view_as(x)
 
 
 # --- model -----------------------------------------------------------------------------------
@@ -441,8 +440,8 @@ def _figures(c: Config, model: nn.Sequential, data, encode, history, rd: RunDir)
 
 def _save_feature_maps(path: Path, maps, title: str) -> None:
     """Spike-count maps ``[C, L]`` (rows = channels) or ``[C, H, W]`` (channels side by side)."""
-    from ..viz import _plt
-    plt = _plt()
+    from ..viz import pyplot
+    plt = pyplot()
     fig, axes = plt.subplots(len(maps), 1, figsize=(7, 1.8 * len(maps) + 0.5), squeeze=False)
     for ax, (name, counts) in zip(axes[:, 0], maps):
         img = counts.numpy() if counts.dim() == 2 else _mosaic(counts).numpy()
@@ -470,8 +469,8 @@ def _mosaic(maps: Tensor, cols: int = 8) -> Tensor:
 
 def _save_kernels(path: Path, w: Tensor, title: str) -> None:
     """First-layer kernels ``w [C_out, *k]``: one image per 2-D kernel, one row per 1-D one."""
-    from ..viz import _plt
-    plt = _plt()
+    from ..viz import pyplot
+    plt = pyplot()
     w = w.numpy()
     lim = float(abs(w).max()) or 1.0
     if w.ndim == 2:

@@ -6,6 +6,7 @@ Inputs are returned sample-major (``[N, ...]``); encoders and
 :func:`time_major_collate` produce the time-major ``[T, B, ...]`` layout.
 """
 
+from .augment import random_roll
 from .collate import time_major_collate
 from .cue import cue_accumulation, delayed_xor
 from .digits import load_digits_split
@@ -21,6 +22,7 @@ from .splits import Split, split_in_order
 from .yinyang import encode_yinyang, load_yinyang_splits, make_yinyang
 
 __all__ = [
+    "random_roll",
     "rate",
     "poisson",
     "latency",

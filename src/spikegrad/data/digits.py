@@ -10,7 +10,7 @@ from numbers import Real
 import numpy as np
 import torch
 
-from .splits import Split, _require
+from .splits import Split, require
 
 __all__ = ["load_digits_split"]
 
@@ -41,8 +41,8 @@ def load_digits_split(test_size: float = 0.25, seed: int = 0) -> Split:
         raise ValueError(f"test_size must be a fraction in (0, 1), got {test_size!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be an int, got {seed!r}")
-    datasets = _require("sklearn.datasets", "scikit-learn")
-    model_selection = _require("sklearn.model_selection", "scikit-learn")
+    datasets = require("sklearn.datasets", "scikit-learn")
+    model_selection = require("sklearn.model_selection", "scikit-learn")
 
     digits = datasets.load_digits()
     x = (digits.data / 16.0).astype(np.float32)

@@ -13,14 +13,14 @@ import random
 import numpy as np
 import torch
 
-from .splits import Split, _require
+from .splits import Split, require
 
 __all__ = ["load_mnist1d"]
 
 
 @functools.lru_cache(maxsize=1)
 def _generate() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    data_mod = _require("mnist1d.data", "mnist1d")
+    data_mod = require("mnist1d.data", "mnist1d")
     # make_dataset reseeds the global numpy and python RNGs; put them back so that loading
     # data does not change the user's random streams.
     np_state, py_state = np.random.get_state(), random.getstate()

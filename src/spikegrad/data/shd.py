@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from .._validate import check_int
-from .splits import _require
+from .splits import require
 
 __all__ = ["SHDDataset"]
 
@@ -82,7 +82,7 @@ class SHDDataset(Dataset):
                 f"SHD file not found: {path!r}; download shd_train.h5 / shd_test.h5 "
                 "(Cramer et al. 2022, from zenkelab.org) and unzip them first"
             )
-        h5py = _require("h5py")
+        h5py = require("h5py")
 
         self.path = path
         self.n_steps = n_steps

@@ -15,7 +15,7 @@ import torch
 
 from .._validate import check_int
 
-__all__ = ["Split", "split_in_order"]
+__all__ = ["Split", "split_in_order", "require"]
 
 
 class Split(NamedTuple):
@@ -74,7 +74,7 @@ def split_in_order(
     return tuple(slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]))
 
 
-def _require(module: str, package: str | None = None) -> ModuleType:
+def require(module: str, package: str | None = None) -> ModuleType:
     """Import an optional dependency, or fail with the install hint.
 
     The core of spikegrad depends on torch and numpy only; loaders call this inside the

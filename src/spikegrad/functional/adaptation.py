@@ -44,12 +44,14 @@ from .._validate import (ParamCheck, check_choice, check_decay, check_sequence,
                          check_state_like, check_state_type, check_tensor)
 from ..surrogate import spike
 from .leaky import Scalar, check_state, integrate
-from .lif import BACKENDS, LIFParams, check_lif, reset
+from ..kernels import registry
+from ..kernels.registry import Call
+from ..kernels.spec import Spec
+from .lif import LIFParams, check_lif, reset
 from .refractory import (RefractoryParams, after_spike, check_refractory, clamp, free_mask,
                          has_relative, relative_push)
 from .scan import scan, scan_trace
 
-FUSED_BACKENDS = ("torch", "numba", "triton")
 
 
 class ALIFParams(NamedTuple):
@@ -78,7 +80,8 @@ def adaptive_threshold(state: ALIFState, p: ALIFParams) -> Tensor:
     return p.lif.threshold + p.beta_adapt * state.a
 
 
-def _alif_step(x: Tensor, s: ALIFState, p: ALIFParams) -> Tuple[Tensor, ALIFState]:
+def alif_update(x: Tensor, s: ALIFState, p: ALIFParams) -> Tuple[Tensor, ALIFState]:
+    """One step without checks (the loops' step; :func:`alif_step` checks first)."""
     u, i = integrate(x, s.v, s.i, p.lif)
     u = relative_push(u, s.q, p.refractory)
     free = free_mask(s.ref)
@@ -113,7 +116,7 @@ def check_alif(p: ALIFParams, check: ParamCheck, name: str = "p") -> None:
     check_refractory(p.refractory, check)
 
 
-def _prepare(x0: Tensor, state, p: ALIFParams, tensor_values: bool = True) -> ALIFState:
+def prepare_state(x0: Tensor, state, p: ALIFParams, tensor_values: bool = True) -> ALIFState:
     """Checks the constants (tensor values too with ``tensor_values``: one sync) and the
     state; returns the state, zeros for None."""
     check = ParamCheck(shape=x0.shape, tensor_values=tensor_values)
@@ -134,49 +137,30 @@ def _prepare(x0: Tensor, state, p: ALIFParams, tensor_values: bool = True) -> AL
     return state
 
 
-def fused_obstacle(xs: Tensor, p: ALIFParams) -> Optional[str]:
-    """Why the fused ALIF kernel cannot run this call (None if it can)."""
-    from ..kernels.leaky import numba_available
-    if not numba_available():
-        return "numba is not installed (pip install 'spikegrad[fast]')"
-    if xs.device.type != "cpu":
-        return f"the numba kernel runs on the CPU, but xs is on {xs.device}"
-    if xs.dtype not in (torch.float32, torch.float64):
-        return f"the numba kernel computes in float32 or float64, but xs is {xs.dtype}"
+def _trained_constants(p: ALIFParams) -> Tuple[str, ...]:
+    """Constants that need a gradient in this call: the fused kernel keeps them fixed."""
+    if not torch.is_grad_enabled():
+        return ()
     consts = {"decay_mem": p.lif.decay_mem, "decay_syn": p.lif.decay_syn,
               "threshold": p.lif.threshold, "v_reset": p.lif.v_reset,
               "decay_adapt": p.decay_adapt, "beta_adapt": p.beta_adapt,
               "refractory decay": p.refractory.decay,
               "refractory strength": p.refractory.strength}
-    trained = [k for k, v in consts.items()
-               if isinstance(v, Tensor) and v.requires_grad and torch.is_grad_enabled()]
-    if trained:
-        return (f"trained neuron constants ({', '.join(trained)}) need the reference loop "
-                "(their gradients are sums over time of state products)")
-    return None
+    return tuple(k for k, v in consts.items() if isinstance(v, Tensor) and v.requires_grad)
 
 
-def reject_unavailable(backend: str) -> None:
-    """ValueError for a fused backend that ALIF does not have (any call, any device)."""
-    if backend in ("torch", "triton"):
-        raise ValueError(f"backend={backend!r}: ALIF has no fused path of that kind (its fused "
-                         "kernel is numba's, on the CPU); use 'auto', 'numba' or 'reference'")
+def check_backend(backend: str) -> str:
+    """``backend`` if some input could run ALIF with it (ValueError for a fused backend
+    without an ALIF kernel: checked at a module's construction, before any input)."""
+    return registry.check_model(backend, "alif")
 
 
-def resolve_backend(backend: str, xs: Tensor, p: ALIFParams) -> str:
-    """``"reference"`` or ``"numba"`` for this call; ``auto`` picks the fused kernel where it
-    applies, an explicit fused backend that cannot run raises ValueError saying why."""
-    check_choice(backend, "backend", BACKENDS)
-    if backend == "reference":
-        return backend
-    reject_unavailable(backend)
-    obstacle = fused_obstacle(xs, p)
-    if obstacle is None:
-        return "numba"
-    if backend == "numba":
-        raise ValueError(f"backend='numba' cannot run this ALIF: {obstacle}; use backend='auto' "
-                         "(falls back to the reference loop) or 'reference'")
-    return "reference"
+def resolve_backend(backend: str, xs: Tensor, p: ALIFParams, recurrent: bool = False) -> str:
+    """``"reference"`` or ``"numba"`` for this call (the kernel registry's choice): ``auto``
+    picks the fused kernel where it applies, an explicit fused backend that cannot run
+    raises saying why."""
+    return registry.choose(backend, Call("alif", xs, recurrent=recurrent,
+                                         trained=_trained_constants(p)))
 
 
 def fused_alif_seq(xs: Tensor, state: ALIFState, p: ALIFParams,
@@ -184,7 +168,6 @@ def fused_alif_seq(xs: Tensor, state: ALIFState, p: ALIFParams,
     """The fused kernel (see :func:`resolve_backend`); with ``w_rec [N, N]`` the input of step
     t is ``xs_t + W y_{t-1}`` (``y_{-1} = y0``). Returns ``(zs, ALIFState)``."""
     from ..kernels.adaptive import Constants, adaptive_sequence
-    from ..kernels.leaky import Spec
     lif, r = p.lif, p.refractory
     spec = Spec(spiking=True, reset=lif.reset, detach_reset=lif.detach_reset,
                 scale_input=bool(lif.scale_input), has_syn=lif.decay_syn is not None,
@@ -199,16 +182,6 @@ def fused_alif_seq(xs: Tensor, state: ALIFState, p: ALIFParams,
     return zs, ALIFState(v, a, i, ref, q)
 
 
-def check_backend(backend: str, model: str = "ALIF") -> str:
-    """Resolve a backend for a model without a fused kernel: ``auto`` -> ``reference``."""
-    check_choice(backend, "backend", BACKENDS)
-    if backend in FUSED_BACKENDS:
-        raise ValueError(f"backend={backend!r}: {model} has no fused kernel (the fused kernels "
-                         "cover LIF/IF/LI and ALIF with fixed constants); use "
-                         "backend='auto' or 'reference'")
-    return "reference"
-
-
 def alif_step(x: Tensor, state: Optional[ALIFState], p: ALIFParams = ALIFParams()
               ) -> Tuple[Tensor, ALIFState]:
     """One ALIF step. ``x``: input current ``[B, *features]``; ``state=None`` means zeros.
@@ -217,7 +190,7 @@ def alif_step(x: Tensor, state: Optional[ALIFState], p: ALIFParams = ALIFParams(
     (a device sync per step in a Python loop); :func:`alif_seq` checks those too.
     """
     check_tensor(x, "x")
-    return _alif_step(x, _prepare(x, state, p, tensor_values=False), p)
+    return alif_update(x, prepare_state(x, state, p, tensor_values=False), p)
 
 
 def alif_seq(xs: Tensor, state: Optional[ALIFState] = None, p: ALIFParams = ALIFParams(),
@@ -235,10 +208,10 @@ def alif_seq(xs: Tensor, state: Optional[ALIFState] = None, p: ALIFParams = ALIF
         ([0.0, 1.0, 0.0, 0.0, 1.0, 0.0], 2.0)
     """
     check_sequence(xs, "xs")
-    state = _prepare(xs[0], state, p)
+    state = prepare_state(xs[0], state, p)
     if resolve_backend(backend, xs, p) == "numba":
         return fused_alif_seq(xs, state, p)
-    return scan(_alif_step, xs, state, p)
+    return scan(alif_update, xs, state, p)
 
 
 def alif_trace(xs: Tensor, state: Optional[ALIFState] = None, p: ALIFParams = ALIFParams()
@@ -246,4 +219,4 @@ def alif_trace(xs: Tensor, state: Optional[ALIFState] = None, p: ALIFParams = AL
     """Like :func:`alif_seq` but returns every state stacked ``[T, ...]`` (for plots; the
     threshold each step compared to is ``theta + beta_a * a`` of the previous state)."""
     check_sequence(xs, "xs")
-    return scan_trace(_alif_step, xs, _prepare(xs[0], state, p), p)
+    return scan_trace(alif_update, xs, prepare_state(xs[0], state, p), p)

@@ -32,6 +32,8 @@ from torch import Tensor
 from .. import surrogate as _surrogate
 from .._validate import (ParamCheck, check_decay, check_sequence, check_state_like,
                          check_state_type, check_tensor)
+from ..kernels import registry
+from ..kernels.registry import Call
 from ..surrogate import Surrogate, spike
 from . import adaptation, lif
 from .leaky import Scalar
@@ -59,9 +61,9 @@ class DendriteState(NamedTuple):
 
 def _soma_step(p):
     if isinstance(p, adaptation.ALIFParams):
-        return adaptation._alif_step
+        return adaptation.alif_update
     if isinstance(p, lif.LIFParams):
-        return lif._lif_step
+        return lif.lif_update
     raise TypeError(f"DendriteParams.soma must be LIFParams or ALIFParams, got "
                     f"{type(p).__name__}")
 
@@ -83,8 +85,8 @@ def _dendrite_step(x: Tensor, state: DendriteState, p: DendriteParams
     return z, DendriteState(d, soma)
 
 
-def _flat_step(x: Tensor, state: DendriteState, p: DendriteParams
-               ) -> Tuple[Tensor, DendriteState]:
+def dendrite_update_flat(x: Tensor, state: DendriteState, p: DendriteParams
+                         ) -> Tuple[Tensor, DendriteState]:
     """The step on a flattened input ``x [B, N*K]`` (for a recurrent wrapper, whose feedback
     ``W_rec [N*K, N]`` adds to every branch)."""
     return _dendrite_step(x.reshape(state.d.shape), state, p)
@@ -99,8 +101,8 @@ def initial_state(x: Tensor, p: DendriteParams) -> DendriteState:
     return DendriteState(torch.zeros_like(x), soma)
 
 
-def _prepare(x0: Tensor, state, p: DendriteParams, tensor_values: bool = True
-             ) -> DendriteState:
+def prepare_state(x0: Tensor, state, p: DendriteParams, tensor_values: bool = True
+                  ) -> DendriteState:
     """Checks the branch and soma constants (tensor values too with ``tensor_values``: one
     sync for all of them) and the state; returns the state, zeros for None."""
     if not isinstance(p, DendriteParams):
@@ -130,9 +132,9 @@ def _prepare(x0: Tensor, state, p: DendriteParams, tensor_values: bool = True
     check_state_like(state.d, x0, "state.d")
     soma_x = x0[..., 0]
     if isinstance(p.soma, adaptation.ALIFParams):
-        adaptation._prepare(soma_x, state.soma, p.soma, tensor_values=False)
+        adaptation.prepare_state(soma_x, state.soma, p.soma, tensor_values=False)
     else:
-        lif._prepare(soma_x, state.soma, p.soma, tensor_values=False)
+        lif.prepare_state(soma_x, state.soma, p.soma, tensor_values=False)
     return state
 
 
@@ -143,7 +145,7 @@ def dendrite_step(x: Tensor, state: Optional[DendriteState], p: DendriteParams =
     check_tensor(x, "x")
     if x.dim() < 3:
         raise ValueError(f"x must be [B, N, K] (K branches), got shape {list(x.shape)}")
-    return _dendrite_step(x, _prepare(x, state, p, tensor_values=False), p)
+    return _dendrite_step(x, prepare_state(x, state, p, tensor_values=False), p)
 
 
 def dendrite_seq(xs: Tensor, state: Optional[DendriteState] = None,
@@ -151,12 +153,12 @@ def dendrite_seq(xs: Tensor, state: Optional[DendriteState] = None,
                  ) -> Tuple[Tensor, DendriteState]:
     """``xs [T, B, N, K] -> (zs [T, B, N], state)``; reference loop (fused backends raise)."""
     check_sequence(xs, "xs")
-    adaptation.check_backend(backend, "the dendritic neuron")
-    return scan(_dendrite_step, xs, _prepare(xs[0], state, p), p)
+    registry.choose(backend, Call("dendrite", xs))  # reference loop; fused backends raise
+    return scan(_dendrite_step, xs, prepare_state(xs[0], state, p), p)
 
 
 def dendrite_trace(xs: Tensor, state: Optional[DendriteState] = None,
                    p: DendriteParams = DendriteParams()) -> Tuple[Tensor, DendriteState]:
     """Like :func:`dendrite_seq` with every state stacked ``[T, ...]`` (dendrite traces)."""
     check_sequence(xs, "xs")
-    return scan_trace(_dendrite_step, xs, _prepare(xs[0], state, p), p)
+    return scan_trace(_dendrite_step, xs, prepare_state(xs[0], state, p), p)

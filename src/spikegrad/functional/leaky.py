@@ -17,6 +17,8 @@ from torch import Tensor
 
 from .._validate import (ParamCheck, check_choice, check_decay, check_sequence,
                          check_state_like, check_state_type, check_tensor)
+from ..kernels.leaky import leaky_sequence
+from ..kernels.registry import BACKENDS
 from .scan import scan
 
 Scalar = Union[float, Tensor]
@@ -87,7 +89,8 @@ def check_state(x: Tensor, state, p, name: str = "state", state_type: type = Non
         check_state_like(state.i, x, f"{name}.i")
 
 
-def _li_step(x: Tensor, state: LIState, p: LIParams) -> Tuple[Tensor, LIState]:
+def li_update(x: Tensor, state: LIState, p: LIParams) -> Tuple[Tensor, LIState]:
+    """One step without checks (the loops' step; :func:`li_step` checks first)."""
     v, i = integrate(x, state.v, state.i, p)
     return v, LIState(v, i)
 
@@ -103,7 +106,7 @@ def li_step(x: Tensor, state: Optional[LIState], p: LIParams = LIParams()
     if state is None:
         state = initial_state(x, p)
     check_state(x, state, p, state_type=LIState)
-    return _li_step(x, state, p)
+    return li_update(x, state, p)
 
 
 def li_seq(xs: Tensor, state: Optional[LIState] = None, p: LIParams = LIParams(),
@@ -118,7 +121,6 @@ def li_seq(xs: Tensor, state: Optional[LIState] = None, p: LIParams = LIParams()
         >>> vs.flatten().tolist()
         [1.0, 1.5, 1.75]
     """
-    from .lif import BACKENDS
     check_sequence(xs, "xs")
     check_choice(backend, "backend", BACKENDS)
     check_li_params(p, xs[0])
@@ -126,8 +128,7 @@ def li_seq(xs: Tensor, state: Optional[LIState] = None, p: LIParams = LIParams()
         state = initial_state(xs[0], p)
     check_state(xs[0], state, p, state_type=LIState)
     if backend == "reference":
-        return scan(_li_step, xs, state, p)
-    from ..kernels.leaky import leaky_sequence
+        return scan(li_update, xs, state, p)
     vs, v, i = leaky_sequence(xs, state.v, state.i, p, spiking=False, backend=backend)
     return vs, LIState(v, i)
 

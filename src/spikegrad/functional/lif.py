@@ -20,12 +20,13 @@ from torch import Tensor
 
 from .. import surrogate as _surrogate
 from .._validate import ParamCheck, check_choice, check_sequence, check_tensor
+from ..kernels.leaky import leaky_sequence
+from ..kernels.registry import BACKENDS
 from ..surrogate import Surrogate, spike
 from .leaky import Scalar, check_leak, check_state, initial_state, integrate
 from .scan import scan, scan_trace
 
 RESET_MODES = ("subtract", "to_value", "none")
-BACKENDS = ("auto", "reference", "torch", "numba", "triton")
 
 
 class LIFParams(NamedTuple):
@@ -61,7 +62,8 @@ def reset(v: Tensor, z: Tensor, p: LIFParams) -> Tensor:
     return v
 
 
-def _lif_step(x: Tensor, state: LIFState, p: LIFParams) -> Tuple[Tensor, LIFState]:
+def lif_update(x: Tensor, state: LIFState, p: LIFParams) -> Tuple[Tensor, LIFState]:
+    """One step without checks (the loops' step; :func:`lif_step` checks first)."""
     v, i = integrate(x, state.v, state.i, p)
     z = fire(v, p)
     return z, LIFState(reset(v, z, p), i)
@@ -81,7 +83,7 @@ def check_lif(p: LIFParams, check: ParamCheck, name: str = "p") -> None:
                         f"{type(p.surrogate).__name__}; use surrogate.get({p.surrogate!r})")
 
 
-def _prepare(x0: Tensor, state, p: LIFParams, tensor_values: bool = True):
+def prepare_state(x0: Tensor, state, p: LIFParams, tensor_values: bool = True):
     """Checks the constants (and, with ``tensor_values``, the values of tensor constants: one
     sync) and the state; returns the state, zeros for None."""
     check = ParamCheck(shape=x0.shape, tensor_values=tensor_values)
@@ -104,7 +106,7 @@ def lif_step(x: Tensor, state: Optional[LIFState], p: LIFParams = LIFParams()
     sync per step in a Python loop); :func:`lif_seq` checks those too.
     """
     check_tensor(x, "x")
-    return _lif_step(x, _prepare(x, state, p, tensor_values=False), p)
+    return lif_update(x, prepare_state(x, state, p, tensor_values=False), p)
 
 
 def lif_seq(xs: Tensor, state: Optional[LIFState] = None, p: LIFParams = LIFParams(),
@@ -138,10 +140,9 @@ def lif_seq(xs: Tensor, state: Optional[LIFState] = None, p: LIFParams = LIFPara
     """
     check_sequence(xs, "xs")
     check_choice(backend, "backend", BACKENDS)
-    state = _prepare(xs[0], state, p)
+    state = prepare_state(xs[0], state, p)
     if backend == "reference":
-        return scan(_lif_step, xs, state, p)
-    from ..kernels.leaky import leaky_sequence
+        return scan(lif_update, xs, state, p)
     zs, v, i = leaky_sequence(xs, state.v, state.i, p, spiking=True, backend=backend)
     return zs, LIFState(v, i)
 
@@ -154,4 +155,4 @@ def lif_trace(xs: Tensor, state: Optional[LIFState] = None, p: LIFParams = LIFPa
     the pre-reset value that was compared to the threshold.
     """
     check_sequence(xs, "xs")
-    return scan_trace(_lif_step, xs, _prepare(xs[0], state, p), p)
+    return scan_trace(lif_update, xs, prepare_state(xs[0], state, p), p)

@@ -8,6 +8,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._validate import check_sequence, check_state_like, check_state_type, check_tensor
+from ..kernels import registry
+from ..kernels.leaky import leaky_sequence
+from ..kernels.registry import Call
+from . import adaptation, dendrite, leaky, lif
 from .scan import Step, scan
 
 
@@ -25,11 +29,10 @@ class RecurrentState(NamedTuple):
 def prepare_inner(x0: Tensor, state, p, tensor_values: bool = True):
     """Checks a wrapped neuron's constants and state for one input step ``x0 [B, N]``, by the
     type of its params (LI, LIF, ALIF, dendritic); returns the state (zeros for None)."""
-    from . import adaptation, dendrite, leaky, lif
     if isinstance(p, adaptation.ALIFParams):
-        return adaptation._prepare(x0, state, p, tensor_values)
+        return adaptation.prepare_state(x0, state, p, tensor_values)
     if isinstance(p, lif.LIFParams):
-        return lif._prepare(x0, state, p, tensor_values)
+        return lif.prepare_state(x0, state, p, tensor_values)
     if isinstance(p, leaky.LIParams):
         leaky.check_li_params(p, x0, tensor_values)
         if state is None:
@@ -43,7 +46,7 @@ def prepare_inner(x0: Tensor, state, p, tensor_values: bool = True):
             raise ValueError(f"state.inner.d has shape {list(state.d.shape)}, which does not "
                              f"match one input step {list(x0.shape)} (= [B, N*K]); pass the "
                              "state returned by the previous call or None")
-        return dendrite._prepare(x0.unflatten(-1, tuple(n_k)), state, p, tensor_values)
+        return dendrite.prepare_state(x0.unflatten(-1, tuple(n_k)), state, p, tensor_values)
     return state  # a user's own step: its params are its own business
 
 
@@ -70,12 +73,29 @@ def recurrent_step(x: Tensor, state: RecurrentState, p: RecurrentParams
     return y, RecurrentState(inner, y)
 
 
-def recurrent_seq(xs: Tensor, state: RecurrentState, p: RecurrentParams
-                  ) -> Tuple[Tensor, RecurrentState]:
+def recurrent_seq(xs: Tensor, state: RecurrentState, p: RecurrentParams,
+                  backend: str = "reference") -> Tuple[Tensor, RecurrentState]:
     """``xs [T, B, N]`` (already projected input currents) -> ``(ys [T, B, N], state)``.
 
     The weight, the state and the wrapped neuron's constants are checked once, before the
-    first step (:func:`check_recurrent`)."""
+    first step (:func:`check_recurrent`). ``backend``: ``"reference"`` (default: the loop over
+    ``p.step``) or as for :func:`~spikegrad.functional.lif_seq`; the fused kernels include the
+    recurrent product for LIF/IF/LI and ALIF params (the kernel registry decides), any other
+    step runs the reference loop under ``auto``."""
     check_sequence(xs, "xs")
     state = check_recurrent(xs, state, p)
+    inner, w = state.inner, p.weight
+    if isinstance(p.inner, adaptation.ALIFParams):
+        if adaptation.resolve_backend(backend, xs, p.inner, recurrent=True) == "numba":
+            ys, inner = adaptation.fused_alif_seq(xs, inner, p.inner, w_rec=w, y0=state.y)
+            return ys, RecurrentState(inner, ys[-1])
+    elif isinstance(p.inner, (lif.LIFParams, leaky.LIParams)):
+        if backend != "reference":
+            ys, v, i = leaky_sequence(xs, inner.v, inner.i, p.inner,
+                                      spiking=isinstance(p.inner, lif.LIFParams),
+                                      backend=backend, w_rec=w, y0=state.y)
+            return ys, RecurrentState(type(inner)(v, i), ys[-1])
+    else:
+        # another step (dendritic or a user's): the reference loop; a fused backend raises
+        registry.choose(backend, Call("step", xs, recurrent=True))
     return scan(recurrent_step, xs, state, p)

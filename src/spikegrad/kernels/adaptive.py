@@ -31,7 +31,8 @@ import torch
 from torch import Tensor
 
 from . import guards
-from .leaky import Spec, recurrent_weight_grad
+from .leaky import recurrent_weight_grad
+from .spec import Spec
 
 
 class Constants(NamedTuple):

@@ -204,7 +204,7 @@ _CROSSOVER = {
 
 
 def _implementation() -> str:
-    from .leaky import numba_available
+    from .registry import numba_available
     return "numba" if numba_available() else "embedding_bag"
 
 
@@ -412,8 +412,10 @@ def _estimate_density(x2: Tensor) -> float:
     return float(sample.count_nonzero()) / max(1, sample.numel())
 
 
-def _plan(x2: Tensor, weight: Tensor, backend: str) -> tuple[Plan, Optional[_Events]]:
-    """Choose the path for ``x2 [N, in]``; returns the plan and the active inputs (or None)."""
+def plan_with_events(x2: Tensor, weight: Tensor, backend: str
+                     ) -> tuple[Plan, Optional[_Events]]:
+    """Choose the path for ``x2 [N, in]``; returns the plan and the active inputs (or None),
+    which a fused kernel that projects the events itself reuses."""
     if backend == "dense":
         return Plan("dense", math.nan, "backend='dense'"), None
     if backend == "event":
@@ -453,7 +455,7 @@ def plan_event_linear(x: Tensor, weight: Tensor, backend: str = "auto") -> Plan:
     """The :class:`Plan` that :func:`event_linear` follows for these arguments (for tests and
     for deciding by hand; it does the same work as the dispatch, so it is not free)."""
     _check(x, weight, None, backend)
-    return _plan(x.reshape(-1, x.shape[-1]), weight, backend)[0]
+    return plan_with_events(x.reshape(-1, x.shape[-1]), weight, backend)[0]
 
 
 def event_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
@@ -492,7 +494,7 @@ def event_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
         bias = bias.to(dt) if isinstance(bias, Tensor) else bias
     _check(x, weight, bias, backend)
     x2 = x.reshape(-1, x.shape[-1])                                     # [N, in]
-    plan, events = _plan(x2, weight, backend)
+    plan, events = plan_with_events(x2, weight, backend)
     if events is None:
         return F.linear(x, weight, bias)
     y = _EventLinear.apply(x2, weight, bias, *events.tensors)           # [N, out]

@@ -86,7 +86,7 @@ def like(t, name: str, shape: Sequence[int], ref: Tensor, hint: str = STATE_HINT
                          f"with .to({str(ref.device)!r}), or {hint}")
 
 
-def _fits(shape: tuple, target: tuple) -> bool:
+def fits(shape: tuple, target: tuple) -> bool:
     """Whether ``shape`` broadcasts to ``target`` without growing it."""
     try:
         return tuple(torch.broadcast_shapes(shape, target)) == target
@@ -110,8 +110,8 @@ def constant(c, name: str, step: Sequence[int], ref: Tensor,
     shape = tuple(c.shape)
     if shape == target[len(target) - len(shape):]:  # the usual per-neuron case, no broadcast
         return
-    if not _fits(shape, target):
-        if rows is not None and _fits(shape, tuple(step)):
+    if not fits(shape, target):
+        if rows is not None and fits(shape, tuple(step)):
             raise ValueError(f"{name} has shape {_shape(shape)}: backend={backend!r} with "
                              f"recurrence takes one value per neuron {_shape(rows)}; use "
                              "backend='torch' or 'reference' for per-sample constants")

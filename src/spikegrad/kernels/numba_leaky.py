@@ -45,9 +45,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .leaky import RESET_IDS as _RESET, SURROGATE_IDS as _SURROGATE_IDS, time_rows
 from . import guards
 from .parallel import run_split
+from .spec import RESET_IDS as _RESET, SURROGATE_IDS as _SURROGATE_IDS, time_rows
 
 
 
@@ -502,7 +502,7 @@ def _row(t, shape, dtype) -> np.ndarray:
 
 
 def grad_rows(g: Tensor) -> np.ndarray:
-    """:func:`spikegrad.kernels.leaky.time_rows` as an array: one row for all steps when the
+    """:func:`spikegrad.kernels.spec.time_rows` as an array: one row for all steps when the
     gradient is constant in time (reading through zero strides, LLVM does not vectorise)."""
     return time_rows(g).numpy()
 
@@ -620,7 +620,7 @@ def _rank3(t: Tensor, name: str, where: str) -> None:
 
 
 def _grad_fits(g: Tensor, shape, where: str) -> None:
-    if not guards._fits(tuple(g.shape), tuple(shape)):
+    if not guards.fits(tuple(g.shape), tuple(shape)):
         raise ValueError(f"{where}: the output gradient has shape {list(g.shape)}, which does "
                          f"not broadcast to the outputs {list(shape)}")
 

@@ -51,8 +51,10 @@ import torch
 from torch import Tensor
 
 from . import guards, numba_event
-from .event_linear import _plan
+from .event_linear import plan_with_events
+from .leaky import recurrent_weight_grad
 from .numba_leaky import ChunkedLoop, grad_rows
+from .spec import Spec
 
 # Rows (time steps x batch) of the projection per chunk: about 1-2 MiB of float32 per chunk
 # buffer for a few hundred neurons.
@@ -73,7 +75,7 @@ class _Projection:
         # an autograd Function's forward runs without grad: decide as the Linear layer would in
         # a training step (the crossover differs between training and inference)
         with torch.enable_grad():
-            _, events = _plan(x2, weight, backend)
+            _, events = plan_with_events(x2, weight, backend)
         if events is not None and len(events.tensors) != 2:  # the embedding_bag fallback
             events = None
         self.x2, self.weight, self.bias = x2, weight.detach(), bias
@@ -236,27 +238,10 @@ def _graph_retained() -> bool:
     return torch._C._autograd._get_current_graph_task_keep_graph()
 
 
-def eligible(xs: Tensor, weight: Tensor, v0: Optional[Tensor], i0: Optional[Tensor], p,
-             backend: str) -> bool:
-    """Whether :func:`projected_lif` applies (see the module docstring)."""
-    from .leaky import numba_available
-    if backend not in ("auto", "numba") or not numba_available():
-        return False
-    if xs.device.type != "cpu" or xs.dtype not in (torch.float32, torch.float64):
-        return False
-    if xs.dim() != 3 or weight.dtype != xs.dtype or torch.compiler.is_compiling():
-        return False
-    if guards.autocast_on(xs):  # the unfused pair, whose Linear autocasts
-        return False
-    consts = (p.decay_mem, p.decay_syn, p.threshold, p.v_reset, v0, i0)
-    return not any(isinstance(c, Tensor) and c.requires_grad for c in consts)
-
-
 def projected_lif(xs: Tensor, weight: Tensor, bias: Optional[Tensor], v0: Tensor,
                   i0: Optional[Tensor], p, linear_backend: str = "auto", keep: float = 0.0):
     """``(zs [T, B, N], v_T, i_T)`` of LIF neurons with parameters ``p`` (LIFParams) fed by
-    ``xs [T, B, in] W^T + b``; the caller checks :func:`eligible` first."""
-    from .leaky import Spec
+    ``xs [T, B, in] W^T + b``; the caller asks the kernel registry first (``projected_lif``)."""
     spec = Spec(spiking=True, reset=p.reset, detach_reset=p.detach_reset,
                 scale_input=bool(p.scale_input), has_syn=p.decay_syn is not None,
                 surrogate=p.surrogate, backend="numba")
@@ -314,7 +299,6 @@ class ProjectedRecurrentLIF(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_zs, g_vT, g_iT):
-        from .leaky import recurrent_weight_grad
         from .numba_leaky import backward_scan_rec, forward_scan_rec
         spec, proj, Tc = ctx.spec, ctx.proj, ctx.Tc
         a_mem, a_syn, theta, v_reset = ctx.consts
@@ -387,8 +371,7 @@ def projected_recurrent_lif(xs: Tensor, weight: Tensor, bias: Optional[Tensor],
                             linear_backend: str = "auto", keep: float = 0.0):
     """``(zs [T, B, N], v_T, i_T)`` of recurrent LIF neurons (parameters ``p``, recurrent
     weight ``w_rec [N, N]``, previous output ``y0 [B, N]``) fed by ``xs [T, B, in] W^T + b``;
-    the caller checks :func:`eligible` first."""
-    from .leaky import Spec
+    the caller asks the kernel registry first (``projected_lif``)."""
     spec = Spec(spiking=True, reset=p.reset, detach_reset=p.detach_reset,
                 scale_input=bool(p.scale_input), has_syn=p.decay_syn is not None,
                 surrogate=p.surrogate, backend="numba")

@@ -33,7 +33,7 @@ import triton.language as tl
 from torch import Tensor
 
 from . import guards
-from .leaky import RESET_IDS, SURROGATE_IDS, time_rows
+from .spec import RESET_IDS, SURROGATE_IDS, time_rows
 
 # read when the kernels were decorated (at import), as Triton does
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -42,7 +42,7 @@ DTYPES = (torch.float32, torch.float64)
 
 @triton.jit
 def _phi(x, beta, KIND: tl.constexpr):
-    """The surrogate derivative ``KIND`` (ids of ``leaky.SURROGATE_IDS``) at ``x``."""
+    """The surrogate derivative ``KIND`` (ids of ``spec.SURROGATE_IDS``) at ``x``."""
     if KIND == 1:    # fast sigmoid
         d = 1.0 + beta * tl.abs(x)
         r = 1.0 / (d * d)
@@ -268,7 +268,7 @@ def backward_scan(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, a_sy
     """``(gu_all, gi_all)``: the adjoint recursion of :func:`forward_scan`."""
     _check("triton backward_scan", u_all, ("gv_T", gv_T),
            ("gi_T", gi_T if spec.has_syn else None))
-    if not guards._fits(tuple(g_ys.shape), tuple(u_all.shape)):
+    if not guards.fits(tuple(g_ys.shape), tuple(u_all.shape)):
         raise ValueError(f"triton backward_scan: the output gradient has shape "
                          f"{list(g_ys.shape)}, which does not broadcast to {list(u_all.shape)}")
     T, shape = u_all.shape[0], u_all.shape

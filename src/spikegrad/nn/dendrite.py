@@ -142,7 +142,7 @@ class DendriticLIF(StatefulModule):
                                      xs.new_zeros(xs.shape[1], self.n))
         # recurrent_seq checks weight, state and constants once, before the first step
         return F.recurrent_seq(xs.flatten(-2), state,
-                               F.RecurrentParams(self.weight, F.dendrite._flat_step, p))
+                               F.RecurrentParams(self.weight, F.dendrite.dendrite_update_flat, p))
 
     def trace(self, xs: Tensor, state=None):
         """``(zs, states)`` with every step's state stacked (dendritic and soma traces);

@@ -52,7 +52,7 @@ from torch import Tensor, nn
 
 from .base import StatefulModule
 from .layers import Dropout, Flatten
-from .neurons import LI, _Leaky
+from .neurons import LI, LeakyNeuron
 from .recurrent import Recurrent
 from .sequential import Sequential
 
@@ -155,7 +155,7 @@ def _neuron_of(module: nn.Module) -> nn.Module:
 
 def _leak_of(neuron: nn.Module) -> dict:
     """The neuron's decays, input gain, threshold and dt as float64 tensors."""
-    if not isinstance(neuron, _Leaky):
+    if not isinstance(neuron, LeakyNeuron):
         raise TypeError(
             f"fluctuation_driven_ reads tau_mem, tau_syn and dt from a leaky neuron (LI, LIF, "
             f"ALIF), got {type(neuron).__name__}; pass the constants yourself (neuron=None, "
@@ -421,7 +421,7 @@ def _run(layers, xs: Tensor) -> Tensor:
 def _free_membrane(neuron: nn.Module, current: Tensor) -> Tensor:
     """The neuron's membrane without firing or reset (a linear filter of its input)."""
     from .. import functional as F
-    if not isinstance(neuron, _Leaky):
+    if not isinstance(neuron, LeakyNeuron):
         raise ValueError(f"target='membrane' needs a leaky neuron (LI, LIF, ALIF), whose free "
                          f"membrane is a linear filter; {type(neuron).__name__} is not: use "
                          "target='rate'")
@@ -613,7 +613,7 @@ def data_driven_(net: Sequential, xs: Tensor, *, target: str = "rate",
                     if isinstance(inner, LI):
                         mu, sig = 0.0, torch.tensor(readout_sigma_u)
                     else:
-                        theta = _leak_of(inner)["threshold"] if isinstance(inner, _Leaky) \
+                        theta = _leak_of(inner)["threshold"] if isinstance(inner, LeakyNeuron) \
                             else None
                         mu, sig = _targets(mu_u, sigma_u, xi, theta)
                         if sig.numel() > 1 and not bool((sig == sig.flatten()[0]).all()):
@@ -625,7 +625,7 @@ def data_driven_(net: Sequential, xs: Tensor, *, target: str = "rate",
                     results.append(LayerInit(i, j, "sigma_u", float(u.double().std(
                         unbiased=False)), gain))
                 else:
-                    dt = inner.decay_mem.dt if isinstance(inner, _Leaky) else \
+                    dt = inner.decay_mem.dt if isinstance(inner, LeakyNeuron) else \
                         getattr(inner, "dt", None)
                     if dt is None:
                         raise ValueError(f"data_driven_ cannot find dt on {type(inner).__name__}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .._validate import check_choice, check_int, check_tensor
-from ..kernels.event_linear import BACKENDS, event_linear
+from ..functional.linear import LINEAR_BACKENDS as BACKENDS, event_linear
 
 
 def _fold(module_forward, xs: Tensor, rank: int, owner: nn.Module) -> Tensor:

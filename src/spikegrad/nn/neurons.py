@@ -48,7 +48,7 @@ def _reset_options(reset: str, v_reset, learn_reset: bool, features: tuple):
     return reset, ResetPotential(v_reset, features, learn_reset)
 
 
-class _Leaky(StatefulModule):
+class LeakyNeuron(StatefulModule):
     """Shared by LI and LIF: feature shape and the (trainable) membrane/synaptic decays."""
 
     def __init__(self, n, *, tau_mem: float, tau_syn: Optional[float], dt: float,
@@ -76,7 +76,7 @@ class _Leaky(StatefulModule):
         return F.leaky.initial_state(x, self.params(), self.state_type)
 
 
-class LI(_Leaky):
+class LI(LeakyNeuron):
     """Leaky integrator (non-spiking): ``v_t = a v_{t-1} + x_t``; a low-pass readout.
 
     Args:
@@ -92,7 +92,7 @@ class LI(_Leaky):
     """
 
     state_type = F.LIState
-    step = staticmethod(F.leaky._li_step)
+    step = staticmethod(F.leaky.li_update)
 
     def __init__(self, n, *, tau_mem: float = 20e-3, tau_syn: Optional[float] = None,
                  dt: float = 1e-3, learn_tau: bool = False, scale_input: bool = False,
@@ -109,7 +109,7 @@ class LI(_Leaky):
         return F.li_seq(self._check(xs), state, self.params(), backend=self.backend)
 
 
-class LIF(_Leaky):
+class LIF(LeakyNeuron):
     """Leaky integrate-and-fire neurons (voltage-based, or current-based with ``tau_syn``).
 
     Args:
@@ -141,7 +141,7 @@ class LIF(_Leaky):
     """
 
     state_type = F.LIFState
-    step = staticmethod(F.lif._lif_step)
+    step = staticmethod(F.lif.lif_update)
 
     def __init__(self, n, *, tau_mem: float = 20e-3, tau_syn: Optional[float] = None,
                  dt: float = 1e-3, threshold: float = 1.0, reset: str = "subtract",
@@ -185,21 +185,14 @@ class LIF(_Leaky):
         """``self(F.linear(xs, weight, bias), state)`` fused (:mod:`spikegrad.kernels.projected`):
         the membrane of the leading ``keep`` fraction of the sequence is kept (written over
         the input current), the rest is run chunk by chunk in time and recomputed in backward;
-        or None where the fused path does not apply (then call the two layers).
+        or None where the fused path does not apply (then call the two layers; the kernel registry decides).
         ``xs [T, B, in]``; ``linear_backend`` as :class:`Linear`'s."""
-        from ..kernels import projected
-        if type(self) is not LIF or len(self.features) != 1 or xs.dim() != 3:
+        if type(self) is not LIF or len(self.features) != 1:
             return None
         if weight.dim() != 2 or weight.shape[0] != self.features[0]:
             return None
-        p = self.params()
-        x0 = xs.new_zeros(()).expand(xs.shape[1], self.features[0])
-        st = F.lif._prepare(x0, state, p)
-        if not projected.eligible(xs, weight, st.v, st.i, p, self.backend):
-            return None
-        zs, v, i = projected.projected_lif(xs, weight, bias, st.v, st.i, p, linear_backend,
-                                           keep)
-        return zs, F.LIFState(v, i)
+        return F.projected_lif_seq(xs, weight, bias, state, self.params(), self.backend,
+                                   linear_backend, keep)
 
     def extra_repr(self) -> str:
         return (f"{self.features}, reset={self.reset!r}, surrogate={self.surrogate.name}"
@@ -286,7 +279,7 @@ class ALIF(LIF):
     """
 
     state_type = F.ALIFState
-    step = staticmethod(F.adaptation._alif_step)
+    step = staticmethod(F.adaptation.alif_update)
 
     def __init__(self, n, *, tau_mem: float = 20e-3, tau_syn: Optional[float] = None,
                  dt: float = 1e-3, threshold: float = 1.0, reset: str = "subtract",
@@ -303,8 +296,7 @@ class ALIF(LIF):
                          surrogate=surrogate, beta=beta, learn_tau=learn_tau,
                          learn_threshold=learn_threshold, scale_input=scale_input,
                          learn_reset=learn_reset, backend="reference")
-        self.backend = check_choice(backend, "backend", F.BACKENDS)
-        F.adaptation.reject_unavailable(self.backend)
+        self.backend = F.adaptation.check_backend(backend)
         self.decay_adapt = Decay(tau_adapt, dt, self.features, learn_adapt, "tau_adapt")
         self.beta_adapt = AdaptationStrength(beta_adapt, self.features, learn_adapt)
         if isinstance(t_ref, bool) or not isinstance(t_ref, (int, float)) or t_ref < 0 \

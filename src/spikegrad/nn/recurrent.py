@@ -52,28 +52,9 @@ class Recurrent(StatefulModule):
         self.neuron._check(xs)
         if state is None:
             state = F.RecurrentState(None, torch.zeros_like(xs[0]))  # inner None: zeros
-        w = self.recurrent_weight()
-        params = self.neuron.params()
-        rp = F.RecurrentParams(w, type(self.neuron).step, params)
-        # one check of weight, state (type, batch, features) and constants for every backend:
-        # a state of another batch would broadcast in the reference loop and overrun the
-        # compiled kernels' buffers
-        state = F.recurrent.check_recurrent(xs, state, rp)
-        backend = getattr(self.neuron, "backend", "reference")
-        if isinstance(params, F.ALIFParams):
-            if F.adaptation.resolve_backend(backend, xs, params) == "numba":
-                ys, inner = F.adaptation.fused_alif_seq(xs, state.inner, params, w_rec=w,
-                                                        y0=state.y)
-                return ys, F.RecurrentState(inner, ys[-1])
-        elif backend != "reference":
-            # the leaky family has a fused path that includes the recurrent product
-            from ..kernels.leaky import leaky_sequence
-            inner = state.inner
-            ys, v, i = leaky_sequence(xs, inner.v, inner.i, params,
-                                      spiking=isinstance(params, F.LIFParams),
-                                      backend=backend, w_rec=w, y0=state.y)
-            return ys, F.RecurrentState(type(inner)(v, i), ys[-1])
-        return F.scan(F.recurrent_step, xs, state, rp)
+        rp = F.RecurrentParams(self.recurrent_weight(), type(self.neuron).step,
+                               self.neuron.params())
+        return F.recurrent_seq(xs, state, rp, getattr(self.neuron, "backend", "reference"))
 
     def forward_projected(self, xs: Tensor, weight: Tensor, bias: Optional[Tensor],
                           state: Optional[F.RecurrentState] = None,
@@ -84,25 +65,12 @@ class Recurrent(StatefulModule):
         backward for the others (:mod:`spikegrad.kernels.projected`), or None where that does
         not apply (a neuron other than LIF, trained neuron constants, a state that needs a
         gradient...). ``xs [T, B, in]``."""
-        from ..kernels import projected
         from .neurons import LIF
         neuron = self.neuron
-        if type(neuron) is not LIF or len(neuron.features) != 1 or xs.dim() != 3:
+        if type(neuron) is not LIF or len(neuron.features) != 1:
             return None
-        n = neuron.features[0]
-        if weight.dim() != 2 or weight.shape[0] != n:
+        if weight.dim() != 2 or weight.shape[0] != neuron.features[0]:
             return None
-        p = neuron.params()
-        x0 = xs.new_zeros(()).expand(xs.shape[1], n)
-        if state is not None:
-            # the fused kernels index the state by the input's batch: check it first
-            state = F.recurrent.check_recurrent(
-                x0.unsqueeze(0), state, F.RecurrentParams(self.recurrent_weight(), LIF.step, p))
-        inner = neuron.initial_state(x0) if state is None else state.inner
-        y0 = torch.zeros_like(x0) if state is None else state.y
-        if not projected.eligible(xs, weight, inner.v, inner.i, p, neuron.backend):
-            return None
-        zs, v, i = projected.projected_recurrent_lif(xs, weight, bias, self.recurrent_weight(),
-                                                     y0, inner.v, inner.i, p, linear_backend,
-                                                     keep)
-        return zs, F.RecurrentState(F.LIFState(v, i), zs[-1])
+        return F.projected_recurrent_lif_seq(xs, weight, bias, self.recurrent_weight(), state,
+                                             neuron.params(), neuron.backend, linear_backend,
+                                             keep)

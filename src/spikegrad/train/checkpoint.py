@@ -45,6 +45,7 @@ __all__ = [
     "checkpoint_path",
     "list_checkpoints",
     "prune_checkpoints",
+    "latest_valid",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -212,7 +213,7 @@ def latest_checkpoint(directory: PathLike) -> Optional[Path]:
     Returns:
         The path, or ``None``.
     """
-    found = _latest_valid(directory)
+    found = latest_valid(directory)
     return None if found is None else found[0]
 
 
@@ -238,7 +239,7 @@ def prune_checkpoints(directory: PathLike, keep: int, upto: Optional[int] = None
     return doomed
 
 
-def _latest_valid(directory: PathLike, map_location: Any = "cpu") -> Optional[tuple[Path, dict]]:
+def latest_valid(directory: PathLike, map_location: Any = "cpu") -> Optional[tuple[Path, dict]]:
     """Newest checkpoint that loads, with its payload (so callers need not read it twice)."""
     for _, path in reversed(list_checkpoints(directory)):
         try:

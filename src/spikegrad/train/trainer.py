@@ -53,7 +53,7 @@ from torch import Tensor, nn
 from .._validate import check_int
 from ..functional.state import detach_state
 from .checkpoint import (
-    _latest_valid,
+    latest_valid,
     checkpoint_path,
     load_checkpoint,
     prune_checkpoints,
@@ -630,7 +630,7 @@ class Trainer:
                     'resume="latest" needs checkpoint_dir=... in Trainer(...), or pass a '
                     "checkpoint path"
                 )
-            found = _latest_valid(self.checkpoint_dir)
+            found = latest_valid(self.checkpoint_dir)
             if found is None:
                 # Nothing saved yet: start fresh, so a preemptible job can always pass "latest".
                 return

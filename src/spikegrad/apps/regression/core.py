@@ -28,7 +28,7 @@ Methods, in the order they run:
    gradient-norm clipping
    (``clip_norm``; the pre-clip norm is logged either way), TBPTT with the state carried
    across chunks detached. Other ``learning`` rules (e-prop, three-factor) run in
-   :mod:`spikegrad.apps.regression_online` on the same task and model.
+   :mod:`spikegrad.apps.regression.online` on the same task and model.
 5. **Evaluation**: one forward pass of the final model (no gradient): ``nmse = mean((y -
    y*)^2) / var(y*)`` and the mean recurrent firing rate. For ``filter`` also
    ``baseline_nmse``: a linear decoder of the low-passed input spikes (ridge), the
@@ -54,21 +54,21 @@ import torch
 import torch.nn.functional as TF
 from torch import Tensor
 
-from .. import losses, nn
-from .. import surrogate as _surrogate
-from ..data.patterns import noisy_signal_task, pattern_generation_task
-from ..functional.leaky import lowpass
-from ..train import ObjectiveOutput, Trainer, make_optimizer, seed_everything
-from ..train.memory import allocator_peak_mb
-from ..train.optim import OPTIMIZERS
-from .classification import Result
-from .config import ConfigError
-from .report import RunDir
+from ... import losses, nn
+from ... import surrogate as _surrogate
+from ...data.patterns import noisy_signal_task, pattern_generation_task
+from ...functional.leaky import lowpass
+from ...train import ObjectiveOutput, Trainer, make_optimizer, seed_everything
+from ...train.memory import allocator_peak_mb
+from ...train.optim import OPTIMIZERS
+from ..config import ConfigError
+from ..report import Result, RunDir, fmt
 
-__all__ = ["Config", "Result", "RegressionRSNN", "TASKS", "NEURONS", "LEARNING_RULES",
+__all__ = ["Config", "Result", "RegressionRSNN", "TASKS", "PRESETS", "NEURONS", "LEARNING_RULES",
            "resolve", "make_task", "make_test_task", "build_model", "make_objective",
            "rate_penalty", "evaluate", "linear_baseline_nmse", "lr_schedule", "train", "measure_step_memory", "compare_tbptt",
-           "compare_clipping", "DIVERGENCE_DEMO", "save_trace_figures", "run"]
+           "compare_clipping", "DIVERGENCE_DEMO", "save_trace_figures", "run_bptt",
+           "progress_bar"]
 
 TASKS = ("pattern", "filter")
 #: Overrides that make the default pattern run diverge unless gradients are clipped: plain
@@ -87,7 +87,7 @@ PRESETS: Dict[str, dict] = {
                    tau_out_ms=10.0),
 }
 NEURONS = ("lif", "alif")  # alif: spike-triggered threshold adaptation (nn.ALIF)
-#: "bptt" runs here; the others are run by spikegrad.apps.regression_online
+#: "bptt" runs here; the others are run by spikegrad.apps.regression.online
 LEARNING_RULES = ("bptt", "eprop_symmetric", "eprop_random", "eprop_adaptive", "three_factor")
 
 
@@ -141,7 +141,7 @@ class Config:
     compare_tbptt: str = "0,50,100,250"  # retrain with each K (0: full) for the report table
     compare_clipping: bool = True  # also train DIVERGENCE_DEMO with and without clipping
     compare_sparsity: bool = False  # also train without the sparsity penalty (rates for both)
-    # online rules (learning != "bptt"; see spikegrad.apps.regression_online)
+    # online rules (learning != "bptt"; see spikegrad.apps.regression.online)
     update_every: int = 0         # apply the accumulated update every N steps (0: per sequence)
     feedback_lr: float = 1e-3     # eprop_adaptive: learning rate of the feedback weights
     feedback_decay: float = 0.0   # eprop_adaptive: weight decay of the feedback weights
@@ -441,7 +441,7 @@ def train(cfg: Config, out_dir: Optional[Path] = None, resume: bool = False,
     model = build_model(c)
     target_var = float(ys.var(unbiased=False))
     objective = make_objective(c, xs.shape[0], target_var)
-    bar = _bar(c)
+    bar = progress_bar(c)
     held_out = c.task != "pattern"
 
     def evaluate_fn(m):
@@ -481,10 +481,10 @@ def train(cfg: Config, out_dir: Optional[Path] = None, resume: bool = False,
     return Trained(model, list(trainer.history), metrics, diverged)
 
 
-def _bar(c: Config):
+def progress_bar(c: Config):
     if not c.progress:
         return None
-    from ..train.progress import Progress
+    from ...train.progress import Progress
 
     # lines with an ETA (about 50 per run), readable in a batch job's log as on a terminal
     return Progress(c.steps, f"regression {c.task} step")
@@ -546,16 +546,11 @@ def compare_clipping(cfg: Config, overrides: Optional[dict] = None) -> Dict[str,
 
 # --- run -------------------------------------------------------------------------------------
 
-def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
-    """Train and evaluate; write ``config.json``, ``metrics.json`` (``nmse``,
-    ``firing_rate_hz``, ``wall_seconds``, ``peak_memory_mb``, ...), ``log.jsonl``, figures
-    and ``report.md`` to ``out_dir``."""
+def run_bptt(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
+    """Train with BPTT (or TBPTT) and evaluate; write ``config.json``, ``metrics.json``
+    (``nmse``, ``firing_rate_hz``, ``wall_seconds``, ``peak_memory_mb``, ...), ``log.jsonl``,
+    figures and ``report.md`` to ``out_dir``."""
     c = resolve(cfg)
-    if c.learning != "bptt" or c.compare or c.memory_lengths:
-        # online rules, and comparisons across rules, live in their own module
-        from .regression_online import run_online
-
-        return run_online(c, out_dir, resume=resume)
     rd = RunDir(out_dir)
     rd.write_config(c)
     start = time.perf_counter()
@@ -579,8 +574,8 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
     rd.write_metrics(metrics)
     figures = _figures(c, result, rd)
     if clip:
-        from .. import viz
-        _save_curves(viz._plt(), rd.path / "clipping.png",
+        from ... import viz
+        _save_curves(viz.pyplot(), rd.path / "clipping.png",
                      {name: t.history for name, t in clip.items()})
         figures.append("clipping.png")
     _write_report(rd, c, metrics, result.history, table, figures, clip, sparse)
@@ -595,8 +590,8 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
 def save_trace_figures(c: Config, model: RegressionRSNN, title: str, rd: RunDir) -> List[str]:
     """``output.png`` (target vs readout on the first test sequence, titled ``title``) and
     ``rasters.png`` (input and recurrent spikes); returns the file names."""
-    from .. import viz
-    plt = viz._plt()
+    from ... import viz
+    plt = viz.pyplot()
     xs, ys = make_test_task(c)
     with torch.no_grad():
         outs, _ = model.forward_all(xs[:, :1])
@@ -619,10 +614,10 @@ def save_trace_figures(c: Config, model: RegressionRSNN, title: str, rd: RunDir)
 
 
 def _figures(c: Config, result: Trained, rd: RunDir) -> List[str]:
-    from .. import viz
+    from ... import viz
     names = save_trace_figures(
         c, result.model, f"{c.task}: target vs readout (NMSE {result.metrics['nmse']:.4f})", rd)
-    _save_curves(viz._plt(), rd.path / "curves.png", {"": result.history})
+    _save_curves(viz.pyplot(), rd.path / "curves.png", {"": result.history})
     return names + ["curves.png"]
 
 
@@ -649,25 +644,21 @@ def _save_curves(plt, path: Path, runs: Dict[str, List[dict]]) -> None:
     plt.close(fig)
 
 
-def _fmt(v) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
 def _write_report(rd: RunDir, c: Config, metrics: Dict[str, float], history: List[dict],
                   table: List[dict], figures: List[str],
                   clip: Optional[Dict[str, Trained]] = None,
                   sparse: Sequence[Tuple[str, dict]] = ()) -> None:
-    from .config import to_json
+    from ..config import to_json
     lines = [f"# Regression: {c.task}", "", "## Results", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in sorted(metrics.items())]
+    lines += [f"| {k} | {fmt(v)} |" for k, v in sorted(metrics.items())]
     if table:
         lines += ["", "## Full BPTT vs truncated BPTT", "",
                   "Same config, seed and number of steps; only the chunk length K changes "
                   "(0 = full BPTT). Peak memory: torch allocator, one training step.", "",
                   "| K | final NMSE | rate (Hz) | train wall (s) | peak memory (MiB) |",
                   "|---|---|---|---|---|"]
-        lines += [f"| {r['tbptt_k'] or 'full'} | {_fmt(r['nmse'])} | {_fmt(r['firing_rate_hz'])}"
-                  f" | {_fmt(r['train_seconds'])} | {_fmt(r['peak_memory_mb'])} |" for r in table]
+        lines += [f"| {r['tbptt_k'] or 'full'} | {fmt(r['nmse'])} | {fmt(r['firing_rate_hz'])}"
+                  f" | {fmt(r['train_seconds'])} | {fmt(r['peak_memory_mb'])} |" for r in table]
     if clip:
         demo = ", ".join(f"{k}={v}" for k, v in DIVERGENCE_DEMO.items())
         lines += ["", "## Gradient clipping", "",
@@ -679,12 +670,12 @@ def _write_report(rd: RunDir, c: Config, metrics: Dict[str, float], history: Lis
         for name, t in clip.items():
             gmax = max((r["grad_norm_max"] for r in t.history), default=float("nan"))
             lines.append(f"| {name} | {t.metrics['steps']} | {t.diverged} | "
-                         f"{_fmt(t.metrics['nmse'])} | {_fmt(gmax)} |")
+                         f"{fmt(t.metrics['nmse'])} | {fmt(gmax)} |")
     if sparse:
         lines += ["", "## Sparsity / target-rate penalty", "",
                   f"Same config with and without the penalty (target {c.target_rate_hz:g} Hz).",
                   "", "| run | recurrent rate (Hz) | final NMSE |", "|---|---|---|"]
-        lines += [f"| {name} | {_fmt(m['firing_rate_hz'])} | {_fmt(m['nmse'])} |"
+        lines += [f"| {name} | {fmt(m['firing_rate_hz'])} | {fmt(m['nmse'])} |"
                   for name, m in sparse]
     stride = max(1, len(history) // 20)
     lines += ["", "## Training curve", "", "| step | loss | NMSE | rate (Hz) | grad norm |",

@@ -52,16 +52,14 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import Tensor
 
-from ..functional.leaky import integrate
-from ..learning import EProp, Factors, ThreeFactor, random_projection
-from ..train import make_optimizer, seed_everything
-from ..train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from ..train.memory import allocator_peak_mb
-from . import regression as reg
-from .regression import _fmt
-from .classification import Result
-from .config import ConfigError
-from .report import RunDir
+from ...functional.leaky import integrate
+from ...learning import EProp, Factors, ThreeFactor, random_projection
+from ...train import make_optimizer, seed_everything
+from ...train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from ...train.memory import allocator_peak_mb
+from . import core as reg
+from ..config import ConfigError
+from ..report import Result, RunDir, fmt
 
 __all__ = ["Config", "ONLINE_RULES", "run_online", "run", "train_online", "make_learner",
            "online_step_memory", "memory_scaling", "rss_of_one_step"]
@@ -273,7 +271,7 @@ def train_online(cfg, out_dir: Optional[Path] = None, resume: bool = False,
         history, start_step = list(ck["history"]), int(ck["step"])
         if ck.get("feedback") is not None:
             learner.B = ck["feedback"]
-    bar = reg._bar(c)
+    bar = reg.progress_bar(c)
     if bar is not None:
         bar.update(start_step)
     t_start = time.perf_counter()
@@ -290,7 +288,7 @@ def train_online(cfg, out_dir: Optional[Path] = None, resume: bool = False,
         if bar is not None:
             bar.update(1)
         if ckpt_dir is not None and ((step + 1) % c.checkpoint_every == 0 or step + 1 == c.steps):
-            from ..train.checkpoint import checkpoint_path
+            from ...train.checkpoint import checkpoint_path
             save_checkpoint(checkpoint_path(ckpt_dir, step + 1), {
                 "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "step": step + 1, "history": history,
@@ -347,9 +345,10 @@ def rss_of_one_step(cfg, T: int, timeout: float = 600.0) -> Dict[str, float]:
     # after which a repeated step's big tensors come from (and stay in) the heap, and the RSS
     # of a second step would no longer show what the step allocates
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
-    out = subprocess.run([sys.executable, "-m", "spikegrad.apps.regression_online",
-                          "--rss-probe", payload], capture_output=True, text=True,
-                         timeout=timeout, env=env)
+    probe = "import sys; from spikegrad.apps.regression.online import rss_probe; " \
+            "rss_probe(sys.argv[1])"
+    out = subprocess.run([sys.executable, "-c", probe, payload], capture_output=True,
+                         text=True, timeout=timeout, env=env)
     if out.returncode != 0:
         raise RuntimeError(f"RSS probe failed (T={T}, {c.learning}): {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -366,7 +365,9 @@ def _proc_status_mb(key: str) -> float:
 _RSS_REPEATS = 3
 
 
-def _rss_probe(payload: str) -> None:
+def rss_probe(payload: str) -> None:
+    """Child side of the RSS measurement: run the steps of ``payload`` (JSON: the config and
+    ``T``) and print the result as one JSON line."""
     args = json.loads(payload)
     c = Config(**args["cfg"])
     c = dataclasses.replace(c, n_steps=int(args["T"]), progress=False)
@@ -489,7 +490,7 @@ def run(cfg, out_dir: Path, resume: bool = False) -> Result:
 def _gradient_alignment(c: Config, model: reg.RegressionRSNN) -> Dict[str, float]:
     """Cosine similarity between the e-prop (symmetric and random) and BPTT gradients of the
     objective on the training task at the trained weights (issue 8, test (b))."""
-    from ..learning import cosine_similarity
+    from ...learning import cosine_similarity
     import copy
     rc = _regression_cfg(c)
     xs, ys = reg.make_task(rc)
@@ -515,8 +516,8 @@ def _gradient_alignment(c: Config, model: reg.RegressionRSNN) -> Dict[str, float
 
 def _figures(c: Config, trained: Trained, curves: Dict[str, List[dict]], mem_rows, rd: RunDir
              ) -> List[str]:
-    from .. import viz
-    plt = viz._plt()
+    from ... import viz
+    plt = viz.pyplot()
     names = reg.save_trace_figures(
         _regression_cfg(c), trained.model,
         f"{c.learning}: target vs readout (NMSE {trained.metrics['nmse']:.4f})", rd)
@@ -553,18 +554,18 @@ def _figures(c: Config, trained: Trained, curves: Dict[str, List[dict]], mem_row
 
 
 def _write_report(rd: RunDir, c: Config, metrics, history, table, mem_rows, figures) -> None:
-    from .config import to_json
+    from ..config import to_json
     lines = [f"# Regression ({c.task}) learned with {c.learning}", "", "## Results", "",
              "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in sorted(metrics.items())]
+    lines += [f"| {k} | {fmt(v)} |" for k, v in sorted(metrics.items())]
     if table:
         lines += ["", "## Learning rules on the same budget", "",
                   f"Same task, model, seed, optimizer ({c.optimizer}, lr {c.lr}) and "
                   f"{c.steps} weight updates; only the gradient differs.", "",
                   "| learning | final NMSE | rate (Hz) | train (s) | peak memory (MiB) |",
                   "|---|---|---|---|---|"]
-        lines += [f"| {r['learning']} | {_fmt(r['nmse'])} | {_fmt(r['firing_rate_hz'])} | "
-                  f"{_fmt(r['train_seconds'])} | {_fmt(r['peak_memory_mb'])} |" for r in table]
+        lines += [f"| {r['learning']} | {fmt(r['nmse'])} | {fmt(r['firing_rate_hz'])} | "
+                  f"{fmt(r['train_seconds'])} | {fmt(r['peak_memory_mb'])} |" for r in table]
     if mem_rows:
         lines += ["", "## Memory against sequence length", "",
                   "One training step per row. `allocator` = peak bytes torch's allocator holds "
@@ -572,9 +573,9 @@ def _write_report(rd: RunDir, c: Config, metrics, history, table, mem_rows, figu
                   "set of a fresh process minus its size just before the step.", "",
                   "| learning | T | allocator peak (MiB) | RSS growth (MiB) | step (s) |",
                   "|---|---|---|---|---|"]
-        lines += [f"| {r['learning']} | {r['T']} | {_fmt(r['allocator_peak_mb'])} | "
-                  f"{_fmt(r.get('rss_growth_mb', float('nan')))} | "
-                  f"{_fmt(r.get('step_seconds', float('nan')))} |" for r in mem_rows]
+        lines += [f"| {r['learning']} | {r['T']} | {fmt(r['allocator_peak_mb'])} | "
+                  f"{fmt(r.get('rss_growth_mb', float('nan')))} | "
+                  f"{fmt(r.get('step_seconds', float('nan')))} |" for r in mem_rows]
     stride = max(1, len(history) // 20)
     lines += ["", "## Training curve", "", "| step | NMSE (training pass) | grad norm |",
               "|---|---|---|"]
@@ -586,12 +587,3 @@ def _write_report(rd: RunDir, c: Config, metrics, history, table, mem_rows, figu
     lines += ["", "## Configuration", "", "```json", to_json(c), "```", "", "## Methods", "",
               __doc__.strip(), ""]
     (rd.path / "report.md").write_text("\n".join(lines))
-
-
-if __name__ == "__main__":  # pragma: no cover - the RSS probe runs in a subprocess
-    if len(sys.argv) == 3 and sys.argv[1] == "--rss-probe":
-        _rss_probe(sys.argv[2])
-    else:
-        print("usage: python -m spikegrad.apps.regression_online --rss-probe JSON",
-              file=sys.stderr)
-        sys.exit(2)
