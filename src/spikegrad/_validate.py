@@ -85,22 +85,35 @@ def check_size(n, name: str) -> tuple:
     return tuple(shape)
 
 
+STATE_HINT = ("pass state=None to start from zeros, or the state returned by the previous call "
+              "with the same batch size")
+
+
+class DtypeError(TypeError, ValueError):
+    """A dtype that a kernel does not take, or arrays of mixed dtypes. A TypeError by the
+    dtype contract; also a ValueError, which callers caught before the contract existed."""
+
+
+def check_like(t, name: str, shape: Sequence[int], ref: Tensor, hint: str = STATE_HINT) -> None:
+    """``t``: a tensor of exactly ``shape`` (no broadcasting: a state of another batch size
+    would silently broadcast on one backend and overrun memory on another), with ``ref``'s
+    dtype and device."""
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}; {hint}")
+    if t.shape != shape:
+        raise ValueError(f"{name} has shape {list(t.shape)} but must have shape "
+                         f"{list(shape)} to match the input {list(ref.shape)}; {hint}")
+    if t.dtype != ref.dtype:
+        raise DtypeError(f"{name} has dtype {t.dtype} but the input has {ref.dtype}; convert "
+                         f"it with .to({ref.dtype}), or {hint}")
+    if t.device != ref.device:
+        raise ValueError(f"{name} is on {t.device} but the input is on {ref.device}; move it "
+                         f"with .to({str(ref.device)!r}), or {hint}")
+
+
 def check_state_like(state: Tensor, x: Tensor, name: str) -> None:
-    """A state tensor exactly shaped like one input step (no broadcasting: a state of another
-    batch size would silently broadcast on one backend and overrun memory on another)."""
-    if not isinstance(state, Tensor):
-        raise TypeError(f"{name} must be a tensor, got {type(state).__name__}")
-    if state.shape != x.shape:
-        raise ValueError(
-            f"{name} has shape {list(state.shape)} but one step of the input has shape "
-            f"{list(x.shape)}; pass state=None to start from zeros, or the state returned by "
-            "the previous call with the same batch size")
-    if state.device != x.device:
-        raise ValueError(f"{name} is on {state.device} but the input is on {x.device}; move "
-                         f"the state with .to({str(x.device)!r}) or pass state=None")
-    if state.dtype != x.dtype:
-        raise ValueError(f"{name} has dtype {state.dtype} but the input has {x.dtype}; convert "
-                         f"the state with .to({x.dtype}) or pass state=None")
+    """A state tensor exactly shaped like one input step ``x``, of its dtype and device."""
+    check_like(state, name, x.shape, x)
 
 
 # --- neuron constants ---------------------------------------------------------------------

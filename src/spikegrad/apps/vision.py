@@ -48,7 +48,9 @@ from .. import data as sgdata
 from .. import losses, nn
 from ..functional.readout import membrane
 from ..train import ObjectiveOutput, Trainer, make_optimizer, seed_everything
-from . import classification
+from .datasets import Data
+from .datasets import load_data as load_classification_data
+from .datasets import make_encoder as make_classification_encoder
 from .config import ConfigError
 from .report import Result, RunDir
 
@@ -177,7 +179,7 @@ def resolve(cfg: Config) -> Config:
 
 # --- data ------------------------------------------------------------------------------------
 
-def load_data(c: Config) -> classification.Data:
+def load_data(c: Config) -> Data:
     """Samples shaped as one frame ``[N, 1, 40]``, ``[N, 1, 8, 8]`` or ``[N, 1, 28, 28]``
     (tensor datasets), or N-MNIST's ``(frames [T, 2, 34, 34], label)`` read on access."""
     if c.dataset == "nmnist":
@@ -186,19 +188,19 @@ def load_data(c: Config) -> classification.Data:
         if c.max_train and c.max_train < len(train):
             keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(c.seed))
             train = Subset(train, keep[: c.max_train].sort().values.tolist())
-        return classification.Data(train, None, test, tuple(test[0][0].shape[1:]), 10)
+        return Data(train, None, test, tuple(test[0][0].shape[1:]), 10)
     if c.dataset == "mnist":
         s = sgdata.load_mnist_files(c.mnist_path)  # pixels / 255 in [0, 1]
         train, test = (TensorDataset(x.unsqueeze(1), y)
                        for x, y in ((s.x_train, s.y_train), (s.x_test, s.y_test)))
         if c.max_train:
             train = TensorDataset(*(t[: c.max_train] for t in train.tensors))
-        return classification.Data(train, None, test, tuple(train.tensors[0].shape[1:]), 10)
-    data = classification.load_data(c)  # same splits and scaling as the classification app
+        return Data(train, None, test, tuple(train.tensors[0].shape[1:]), 10)
+    data = load_classification_data(c)  # the classification app's splits and scaling
     shape = (1, 40) if c.dataset == "mnist1d" else (1, 8, 8)
     train, test = (TensorDataset(ds.tensors[0].reshape(-1, *shape), ds.tensors[1])
                    for ds in (data.train, data.test))
-    return classification.Data(train, None, test, shape, data.n_classes)
+    return Data(train, None, test, shape, data.n_classes)
 
 
 def batches(ds, batch_size: int):
@@ -215,11 +217,11 @@ def make_encoder(c: Config):
     """``encode(x, generator) -> xs [T, B, ...]``; event frames arrive time-major already."""
     if c.encoder == "events":
         return lambda x, g=None: x
-    return classification.make_encoder(c)
+    return make_classification_encoder(c)
 
 
 def _roll(x: Tensor, max_shift: int) -> Tensor:
-    """:func:`classification.random_roll` on ``[B, 1, L]``."""
+    """:func:`spikegrad.data.random_roll` on ``[B, 1, L]``."""
     return sgdata.random_roll(x.flatten(1), max_shift).view_as(x)
 
 

@@ -163,21 +163,8 @@ def make_randman(
         raise ValueError(f"step_frac must be a number in (0, 1], got {step_frac!r}")
 
     rng = np.random.default_rng(seed)
-    n_terms = n_fourier_terms(alpha)
-    r = np.arange(n_terms, dtype=np.float64)
-    spectrum = 1.0 / (r**alpha + 1.0)
-    spectrum[0] = 0.0  # the r = 0 term is a constant offset
-
     n_cols = n_spikes * n_units  # one embedding coordinate per (copy, unit)
-    a, b, c = rng.random((3, n_classes, n_cols, dim_manifold, n_terms))
-    x = rng.random((n_classes, samples_per_class, dim_manifold))
-
-    times = np.empty((n_classes, samples_per_class, n_cols), dtype=np.float64)
-    for k in range(n_classes):
-        y = _eval_manifold(x[k], a[k] * spectrum, b[k] * r, c[k])  # [S, n_cols]
-        lo, hi = y.min(axis=0), y.max(axis=0)
-        span = np.where(hi > lo, hi - lo, 1.0)  # a flat coordinate would divide by zero
-        times[k] = (y - lo) / span
+    times = _spike_times(rng, n_classes, samples_per_class, n_cols, dim_manifold, alpha)
     times *= n_steps * step_frac
 
     times = times.reshape(n_classes * samples_per_class, n_cols)
@@ -193,6 +180,25 @@ def make_randman(
         n_steps=n_steps,
         n_units=n_units,
     )
+
+
+def _spike_times(rng, n_classes: int, samples: int, n_cols: int, dim: int,
+                 alpha: float) -> np.ndarray:
+    """``[n_classes, samples, n_cols]`` points on each class's random smooth manifold,
+    min-max scaled to [0, 1] per coordinate (the manifolds drawn before the samples)."""
+    n_terms = n_fourier_terms(alpha)
+    r = np.arange(n_terms, dtype=np.float64)
+    spectrum = 1.0 / (r**alpha + 1.0)
+    spectrum[0] = 0.0  # the r = 0 term is a constant offset
+    a, b, c = rng.random((3, n_classes, n_cols, dim, n_terms))
+    x = rng.random((n_classes, samples, dim))
+    times = np.empty((n_classes, samples, n_cols), dtype=np.float64)
+    for k in range(n_classes):
+        y = _eval_manifold(x[k], a[k] * spectrum, b[k] * r, c[k])  # [S, n_cols]
+        lo, hi = y.min(axis=0), y.max(axis=0)
+        span = np.where(hi > lo, hi - lo, 1.0)  # a flat coordinate would divide by zero
+        times[k] = (y - lo) / span
+    return times
 
 
 def randman_raster(data: RandmanData) -> Tensor:

@@ -40,7 +40,7 @@ from typing import NamedTuple, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .._validate import (ParamCheck, check_choice, check_decay, check_sequence,
+from .._validate import (ParamCheck, check_decay, check_sequence,
                          check_state_like, check_state_type, check_tensor)
 from ..surrogate import spike
 from .leaky import Scalar, check_state, integrate

@@ -28,111 +28,13 @@ bytes per *active* input: a fraction ``p`` of the 4 bytes per input that the den
 for a float32 ``x``; the compiled path adds one int64 row pointer per row) and never a float
 copy of ``x``.
 
-Measured speedups of the compiled kernels (dense time / event time; > 1: event-driven wins),
-float32, torch 2.13, numba 0.68, 2 threads, Intel Xeon (AVX-512) VM with 2 vCPUs, medians of 5
-(3 for A2048 and 256 -> 256) interleaved runs, 2026-11-29, by
-``python benchmarks/crossover_event_linear.py --shapes ... --densities ...``::
-
-    shape x [N, in] -> out      p      forward    dW    fwd+bwd   dense fwd ms
-    A512 8000x512->512         0.02     1.46     1.87     1.74       11.4
-                               0.05     1.87     1.57     2.06       14.4
-                               0.1      1.46     1.32     1.65       12.1
-                               0.2      1.08     1.01     1.22       12.3
-                               0.3      0.91     0.75     0.87       12.5
-    A2048 8000x2048->2048      0.05     3.46     2.69     3.13      195.3
-                               0.1      2.30     2.01     2.25      182.0
-                               0.2      1.56     1.41     1.44      193.0
-                               0.3      1.15     1.04     1.09      190.2
-    8000x1024->1024            0.05     2.45     2.86     2.76       50.3
-                               0.1      2.07     2.19     2.17       44.9
-                               0.2      0.92     1.27     1.11       44.6
-    B 6400x700->256            0.02     1.51     1.65     1.82        5.9
-                               0.05     1.19     1.38     1.45        6.3
-                               0.1      0.94     0.95     1.26        6.4
-                               0.2      0.73     0.76     0.94        6.1
-    8000x256->256              0.05     0.82     1.22     1.19        3.4
-                               0.1      0.74     0.97     0.86        3.1
-    8000x512->128              0.02     1.14     1.48     1.34        2.9
-                               0.05     1.03     1.22     1.16        3.1
-                               0.1      0.84     (1.9)    0.97        3.7
-
-Crossover densities (fwd+bwd): 0.25 (A512), above 0.3 (A2048), 0.23 (1024), 0.17 (B), 0.07
-(256 -> 256), 0.09 (512 -> 128): layers whose dense GEMM takes a few milliseconds leave the
-event path's fixed costs (finding the active inputs, packing ``W``) less room. ``auto`` uses
-the lowest per output size, rounded down (:func:`crossover_density`).
-
-The torch (``embedding_bag``) implementation, measured on the same machine shared with other
-jobs (load 5-10), medians of 5 interleaved runs, 2026-11-29. 1t: one thread; 2t: two threads
-with ``OMP_WAIT_POLICY=PASSIVE`` (see the note below)::
-
-    shape x [N, in] -> out      p       forward       dW        fwd+bwd    dense fwd
-                                       1t    2t    1t    2t    1t    2t   ms (2t)
-    B 6400x700->256            0.005   2.15  1.22  5.44  8.11  2.50  2.04    17.0
-                               0.01    1.90  1.37  4.42  3.10  2.27  2.29    24.6
-                               0.02    1.43  1.15  2.96  2.90  1.84  1.85    24.8
-                               0.05    0.95  0.92  1.51  1.15  1.18  1.12    28.0
-                               0.1     0.68  0.73  0.83  0.84  0.71  0.82    24.1
-                               0.2     0.48  0.46  0.39  0.42  0.43  0.44    24.0
-                               0.3     0.32  0.28  0.26  0.27  0.29  0.26    23.4
-
-    A512 8000x512->512         0.005   2.17  1.91  5.00  4.36  2.53  2.19    42.8
-                               0.01    2.30  2.23  4.63  4.24  2.61  2.77    46.3
-                               0.02    1.93  1.73  4.36  2.79  2.04  2.33    44.4
-                               0.05    1.33  1.10  1.57  1.81  1.45  1.63    42.9
-                               0.1     0.98  0.84  0.98  0.86  0.90  0.84    43.7
-                               0.2     0.58  0.49  0.55  0.45  0.49  0.48    44.1
-                               0.3     0.53  0.40  0.29  0.32  0.31  0.38    45.5
-
-    8000x512->128              0.005   1.37  0.78  1.92  5.13  1.56  1.54    13.4
-                               0.01    0.95  0.77  4.58  2.67  1.54  0.92    15.8
-                               0.02    0.77  0.54  3.43  1.47  1.42  1.04    12.9
-                               0.05    0.96  0.50  0.98  0.64  0.97  0.59    12.3
-                               0.1     0.46  0.30  0.50  0.43  0.54  0.35    12.8
-                               0.2     0.30  0.32  0.23  0.20  0.32  0.22    16.2
-                               0.3     0.30  0.20  0.15  0.23  0.20  0.19    12.6
-
-    8000x1024->1024            0.005   3.45  3.97  8.88  6.15  3.80  4.09   172.2
-                               0.01    3.03  2.88  4.94  3.60  3.99  2.87   180.1
-                               0.02    2.40  2.00  2.80  1.66  2.14  1.78   170.1
-                               0.05    1.18  1.35  1.15  1.20  1.10  1.19   185.4
-                               0.1     0.76  0.80  0.87  0.65  0.77  0.69   182.8
-                               0.2     0.37  0.41  0.38  0.36  0.34  0.36   172.0
-                               0.3     0.25  0.27  0.24  0.24  0.26  0.23   188.9
-
-    A2048 8000x2048->2048      0.005   5.45  4.34  9.81  5.22  5.91  4.98   798.3
-                               0.01    3.55  3.71  5.06  4.70  3.96  3.63   541.5
-                               0.02    2.55  2.39  2.93  2.56  2.71  2.44   525.5
-                               0.05    1.18  1.21  1.07  0.99  1.17  1.04   708.5
-                               0.1     0.62  0.69  0.58  0.39  0.59  0.50   826.5
-                               0.2     0.29  0.34  0.26  0.19  0.26  0.27  1124.0
-                               0.3     0.19  0.21  0.17  0.15  0.17  0.17   847.9
-
-Crossover densities (speedup = 1; 1t / 2t): forward 0.044 / 0.035 (B), 0.096 / 0.064 (A512),
-0.06 / 0.063 (A2048); forward + backward 0.063 / 0.064 (B), 0.086 / 0.084 (A512),
-0.059 / 0.052 (A2048), 0.060 / 0.062 (1024 -> 1024), about 0.015 (512 -> 128). ``auto``
-uses these, rounded down (:func:`crossover_density`). The crossover does not keep growing with
-the layer width: a gathered row costs ``out`` adds but streams from L2 only while ``W^T``
-(forward) or a block of rows of ``g`` (weight gradient) fits there.
-
-Note on threads: with GNU OpenMP's default active spin-waiting, two threads on two cores that
-other processes also use make every parallel op wait for a descheduled thread; the dense path
-is one op, the event path about 25 small ones, and was measured 3-4x *slower* with 2 threads
-than with 1 (A512, p=0.02: 173 ms against 49 ms; dense 112 ms) until ``OMP_WAIT_POLICY=PASSIVE``
-was set (47 ms). Set it in the environment (before torch starts) on shared machines.
-
-What was tried and dropped for the torch implementation (same machine, A512 unless said): sparse CSR
-``x.to_sparse_csr() @ W^T`` (the conversion alone costs 15-70 ms, as much as the dense GEMM;
-an MKL CSR built from our indices is still 1.5-4x slower than ``embedding_bag``);
-``index_select`` + ``index_add_`` (materialises an ``nnz x out`` matrix: 3-20x slower than
-dense); ``x_csr^T @ g`` or ``g^T @ x_csr`` for ``dW`` (slower than the gather-sum at every
-density); the column-major structure for ``dW`` by a second ``argwhere`` over a transposed
-copy of ``x`` (slower than sorting the int32 indices); an unblocked ``dW`` gather (1.5x slower
-at p >= 0.05); blocking the forward over input columns for wide layers (no gain); row-wise
-numba kernels (scan + add: the adds run at the same ~17 G/s as ``embedding_bag``, the scan is
-slower than ``argwhere``; ``dW`` 1.3x faster at p = 0.1 but not worth a compiled dependency);
-column compaction (random spike trains leave no input silent over thousands of rows, so it
-never helped these workloads). Event-driven pays below a few percent density because a
-gathered add streams its row from cache at ~4x the cost of a GEMM multiply-add.
+``auto`` takes the event path below a crossover density that depends on the output width
+and on the implementation (:func:`crossover_density`): the event path's fixed costs (finding
+the active inputs, packing ``W``) and a gathered add streaming its row from cache at several
+times the cost of a GEMM multiply-add leave it ahead only for sparse inputs. The crossovers
+were measured on CPU with ``benchmarks/crossover_event_linear.py``; the tables, the note on
+``OMP_WAIT_POLICY`` and what was tried and dropped are in ``benchmarks/README.md``
+("Event-driven Linear").
 
 Example:
     >>> import torch

@@ -24,18 +24,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._validate import STATE_HINT, DtypeError, check_like
+
 # What the compiled kernels compute in (see "Dtypes" in docs/conventions.md).
 KERNEL_DTYPES = (torch.float32, torch.float64)
 
-STATE_HINT = ("pass state=None to start from zeros, or the state returned by the previous call "
-              "with the same batch size")
 HALF_HINT = ("use backend='torch' (or 'auto', which picks it for half types), or convert the "
              "input with .float()")
-
-
-class DtypeError(TypeError, ValueError):
-    """A dtype that a kernel does not take, or arrays of mixed dtypes. A TypeError by the
-    dtype contract; also a ValueError, which callers caught before the contract existed."""
 
 
 def _shape(s) -> list:
@@ -69,21 +64,6 @@ def kernel_dtype(xs: Tensor, backend: str, name: str = "xs", hint: str = HALF_HI
     if xs.dtype not in KERNEL_DTYPES:
         raise DtypeError(f"backend={backend!r} computes in float32 or float64, but {name} is "
                          f"{xs.dtype}; {hint}")
-
-
-def like(t, name: str, shape: Sequence[int], ref: Tensor, hint: str = STATE_HINT) -> None:
-    """``t``: a tensor of exactly ``shape`` (no broadcasting), ``ref``'s dtype and device."""
-    if not isinstance(t, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}; {hint}")
-    if t.shape != shape:
-        raise ValueError(f"{name} has shape {_shape(t.shape)} but must have shape "
-                         f"{_shape(shape)} to match the input {_shape(ref.shape)}; {hint}")
-    if t.dtype != ref.dtype:
-        raise DtypeError(f"{name} has dtype {t.dtype} but the input has {ref.dtype}; convert "
-                         f"it with .to({ref.dtype}), or {hint}")
-    if t.device != ref.device:
-        raise ValueError(f"{name} is on {t.device} but the input is on {ref.device}; move it "
-                         f"with .to({str(ref.device)!r}), or {hint}")
 
 
 def fits(shape: tuple, target: tuple) -> bool:
@@ -135,18 +115,18 @@ def _neuron_args(step, ref: Tensor, v0, i0, has_syn: bool,
     (``[B, N]``); ``ref`` gives dtype and device."""
     recurrent = w_rec is not None
     prefix = "state.inner" if recurrent else "state"
-    like(v0, f"{prefix}.v", step, ref)
+    check_like(v0, f"{prefix}.v", step, ref)
     if has_syn:
         if i0 is None:
             raise ValueError(f"{prefix}.i is None but the neuron has a synaptic current "
                              "(decay_syn is set); pass state=None to start from zeros")
-        like(i0, f"{prefix}.i", step, ref)
+        check_like(i0, f"{prefix}.i", step, ref)
     rows = None
     if recurrent:
         n = step[-1]
-        like(w_rec, "the recurrent weight", (n, n), ref,
+        check_like(w_rec, "the recurrent weight", (n, n), ref,
              hint=f"Recurrent's weight is [N, N] with N = {n} features")
-        like(y0, "state.y", step, ref)
+        check_like(y0, "state.y", step, ref)
         if backend == "numba":
             rows = (n,)
     for name, c in consts:
@@ -161,14 +141,14 @@ def adaptive_call(xs, v0, i0, ad0, ref0, q0, has_syn: bool, n_ref: int, relative
     leaky_call(xs, v0, i0, has_syn, consts, "numba", w_rec, y0)
     step = xs.shape[1:]
     prefix = "state.inner" if recurrent else "state"
-    like(ad0, f"{prefix}.a", step, xs)
+    check_like(ad0, f"{prefix}.a", step, xs)
     for name, needed, t in (("ref", n_ref > 0, ref0), ("q", relative, q0)):
         if not needed:
             continue
         if t is None:
             raise ValueError(f"{prefix}.{name} is None but the neuron uses it; pass state=None "
                              "to start from zeros")
-        like(t, f"{prefix}.{name}", step, xs)
+        check_like(t, f"{prefix}.{name}", step, xs)
 
 
 def projected_call(xs, weight, bias, v0, i0, has_syn: bool,
@@ -183,9 +163,9 @@ def projected_call(xs, weight, bias, v0, i0, has_syn: bool,
         raise ValueError(f"Linear weight must be [N, {n_in}] for an input [T, B, {n_in}], "
                          f"got {got}")
     n = weight.shape[0]
-    like(weight, "Linear weight", (n, n_in), xs, hint="convert the layer with .to(xs.dtype)")
+    check_like(weight, "Linear weight", (n, n_in), xs, hint="convert the layer with .to(xs.dtype)")
     if bias is not None:
-        like(bias, "Linear bias", (n,), xs, hint="convert the layer with .to(xs.dtype)")
+        check_like(bias, "Linear bias", (n,), xs, hint="convert the layer with .to(xs.dtype)")
     # the neurons see one step [B, N]: check their states against that
     _neuron_args(torch.Size((xs.shape[1], n)), xs, v0, i0, has_syn, consts, "numba", w_rec, y0)
 

@@ -22,15 +22,9 @@ depend on the number of threads.
 Why hand-written vector IR instead of numba-compiled Python: numba runs LLVM without its SLP
 vectoriser (``NUMBA_SLP_VECTORIZE=0``, a process-wide switch), and the inner loops here are 16
 lanes long, which the loop vectoriser does not handle once LLVM has unrolled them: the same
-loops in plain numba compiled to scalar adds (A512 forward: 50-90 ms against 5-7 ms). The
+loops in plain numba compiled to scalar adds (about 10x slower; benchmarks/README.md). The
 intrinsics emit ``<16 x float>`` / ``<8 x double>`` loads, adds and stores that LLVM lowers to
 one AVX-512 instruction each (two AVX2 or four SSE instructions on older CPUs).
-
-Measured (Intel Xeon with AVX-512, 2 cores, float32, p = 0.1, ``x [8000, 512] -> 512``, medians
-of 15 interleaved runs; one / two threads): active inputs 2.5 / 1.3 ms (0.8 ms alone; torch's
-``argwhere`` 5 ms), forward 7.3 / 4.0 ms, weight gradient (with the sort) 9.1 / 6.3 ms with
-256-row blocks (5.4 ms on two threads with 512), against 11-12 ms for each dense GEMM on two
-threads.
 """
 
 from __future__ import annotations

@@ -16,16 +16,16 @@ in the time-reversed backward loops, one step's row in its own function (see ``_
 
 Threads: every loop splits its independent dimension over ``torch.get_num_threads()`` threads
 (:mod:`spikegrad.kernels.parallel`; results bit-identical to one thread): the recurrent loops
-the batch rows (workload C's training step: 150-200 ms -> 95-110 ms on 2 cores), the
-feed-forward loops runs of 16 neurons (A512 step 35-36 -> 30-32 ms once the projection before
-them was event-driven; with the dense GEMM before them 37-45 -> 37-40 ms). An earlier
-measurement with the GEMM before them found two threads slower (41-46 vs 37-38 ms): after a
-parallel torch op, GNU OpenMP's default wait policy keeps its idle worker spinning on the
-second core for milliseconds, which a second thread of ours then shared; see
-``OMP_WAIT_POLICY`` in benchmarks/README.md. The slices now run on torch's OpenMP team itself
-(:mod:`spikegrad.kernels.parallel`), so that worker takes our second slice instead of
-competing with it. The arithmetic follows the reference's
-order (numba does not fuse multiply-adds unless asked), so forward states are bit-identical.
+the batch rows, the feed-forward loops runs of 16 neurons. The slices run on torch's own
+OpenMP team, so that its idle worker (GNU OpenMP keeps it spinning after a parallel op) takes
+our second slice instead of competing with it; the measurements behind this are in
+benchmarks/README.md (``OMP_WAIT_POLICY``, thread slices). The arithmetic follows the
+reference's order (numba does not fuse multiply-adds unless asked), so forward states are
+bit-identical.
+
+Why one module of over 500 lines: each forward kernel and its adjoint share the per-step
+functions and the specialisation keys (reset, surrogate, float type) they are generated
+from; kept side by side, a change to one half of a recursion is seen next to the other.
 
 Surrogates: the built-in ones are evaluated inside the backward loop by :func:`_phi`, a
 scalar transcription of the formulas in :mod:`spikegrad.surrogate` (tests check the two agree
@@ -473,8 +473,8 @@ def _blas_limiter():
 def _single_threaded_blas(macs: int):
     """One BLAS thread inside the recurrent backward's per-step ``[B, N] x [N, N]`` products
     of ``macs`` multiply-adds: OpenBLAS's own threads on these small products, next to
-    torch's, made the workload-C training step 1.3x slower (179 ms vs 134 ms with one thread);
-    the kernel splits the batch over threads instead. Products too small for OpenBLAS to
+    torch's, made the workload-C training step slower than with one BLAS thread (measured;
+    benchmarks/README.md); the kernel splits the batch over threads instead. Products too small for OpenBLAS to
     thread skip the limit (it costs ~10 us per call, a quarter of a short sequence's call)."""
     limiter = _blas_limiter() if macs >= _BLAS_THREADED_MACS else None
     return limiter.limit(limits=1) if limiter is not None else contextlib.nullcontext()

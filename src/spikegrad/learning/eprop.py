@@ -311,18 +311,12 @@ class EProp:
             ``(y_t [B, K], state)``. Gradients accumulate inside the learner until
             :meth:`flush`.
         """
-        check_tensor(x, "x")
-        check_tensor(target, "target")
-        if x.dim() != 2 or x.shape[1] != self.n_in:
-            raise ValueError(f"x must have shape [B, {self.n_in}] (one step), got {list(x.shape)}")
-        if target.shape != (x.shape[0], self.k):
-            raise ValueError(f"target must have shape [B, K] = [{x.shape[0]}, {self.k}], got "
-                             f"{list(target.shape)}")
+        self._check_step(x, target)
         if state is None:
             state = self.init_state(x.shape[0])
         pn, po = self._params()
         p = pn.lif if self.adaptive else pn
-        n, s = self.n, state.neuron
+        s = state.neuron
         # forward dynamics: the library's own pieces (integrate, clamp, reset) in its order
         current = F.linear(x, self.w_in.weight, self.w_in.bias)
         if self.recurrent is not None:
@@ -341,29 +335,7 @@ class EProp:
             zt, psi = zt * free, psi * free
         v = reset(u, zt, p)
         d = reset_slope(u, zt, psi, p)
-        # eligibility vectors: q = du_t/dW, eps = dv_t/dW (integrate == the neuron's kernel)
-        xhat = self._presyn(x, state.z)                               # [B, P]
-        if state.eps.dim() == 2:
-            q, pre_i = integrate(xhat, state.eps, state.pre_i, p)     # [B, P], factorised
-            eps = q
-            q3 = q.unsqueeze(1)                                       # [B, 1, P]
-        else:
-            kp = LIParams(_per_neuron(p.decay_mem, n, u.dtype),
-                          None if p.decay_syn is None else _per_neuron(p.decay_syn, n, u.dtype),
-                          p.scale_input)
-            q3, pre_i = integrate(xhat.unsqueeze(1), state.eps, state.pre_i, kp)  # [B, N, P]
-            if free is not None:      # refractory: u_t = v_{t-1}, so du_t/dW = eps_{t-1}
-                f3 = free.unsqueeze(2)
-                q3 = f3 * q3 + (1.0 - f3) * state.eps
-            eps = q3 if d is None else d.unsqueeze(2) * q3
-        if self.adaptive:
-            # ALIF: dz/dW = psi (q - beta eps_a); eps_a = da_t/dW = rho eps_a + dz/dW
-            beta = _per_neuron(pn.beta_adapt, n, u.dtype)
-            e = psi.unsqueeze(2) * (q3 - beta * state.eps_a)          # [B, N, P]
-            eps_a = _per_neuron(pn.decay_adapt, n, u.dtype) * state.eps_a + e
-        else:
-            e = psi.unsqueeze(2) * q3                                 # [B, N, P]
-            eps_a = None
+        eps, pre_i, e, eps_a = self._eligibility(x, state, p, pn, psi, free, d)
         # readout and its kernel applied to the traces
         zq = zt if self.w_out.bias is None else torch.cat([zt, torch.ones_like(zt[:, :1])], 1)
         y, yi = integrate(F.linear(zt, self.w_out.weight, self.w_out.bias), state.readout.v,
@@ -385,6 +357,43 @@ class EProp:
             neuron = LIFState(v, i)
         return y, EPropState(neuron, zt, LIState(y, yi), pre_i, eps, eps_a, ebar, ebar_i,
                              zbar, zbar_i, state.count + zt.sum(0), state.steps + 1)
+
+    def _check_step(self, x: Tensor, target: Tensor) -> None:
+        check_tensor(x, "x")
+        check_tensor(target, "target")
+        if x.dim() != 2 or x.shape[1] != self.n_in:
+            raise ValueError(f"x must have shape [B, {self.n_in}] (one step), got {list(x.shape)}")
+        if target.shape != (x.shape[0], self.k):
+            raise ValueError(f"target must have shape [B, K] = [{x.shape[0]}, {self.k}], got "
+                             f"{list(target.shape)}")
+
+    def _eligibility(self, x: Tensor, state: EPropState, p, pn, psi: Tensor,
+                     free: Optional[Tensor], d: Optional[Tensor]):
+        """This step's eligibility: ``(eps, pre_i, e, eps_a)``, with ``e = dz_t/dW`` the
+        eligibility trace ``[B, N, P]`` and ``eps``/``eps_a`` the vectors carried on."""
+        # eligibility vectors: q = du_t/dW, eps = dv_t/dW (integrate == the neuron's kernel)
+        xhat = self._presyn(x, state.z)                               # [B, P]
+        if state.eps.dim() == 2:
+            q, pre_i = integrate(xhat, state.eps, state.pre_i, p)     # [B, P], factorised
+            eps = q
+            q3 = q.unsqueeze(1)                                       # [B, 1, P]
+        else:
+            syn = None if p.decay_syn is None else _per_neuron(p.decay_syn, self.n, psi.dtype)
+            kp = LIParams(_per_neuron(p.decay_mem, self.n, psi.dtype), syn, p.scale_input)
+            q3, pre_i = integrate(xhat.unsqueeze(1), state.eps, state.pre_i, kp)  # [B, N, P]
+            if free is not None:      # refractory: u_t = v_{t-1}, so du_t/dW = eps_{t-1}
+                f3 = free.unsqueeze(2)
+                q3 = f3 * q3 + (1.0 - f3) * state.eps
+            eps = q3 if d is None else d.unsqueeze(2) * q3
+        if self.adaptive:
+            # ALIF: dz/dW = psi (q - beta eps_a); eps_a = da_t/dW = rho eps_a + dz/dW
+            beta = _per_neuron(pn.beta_adapt, self.n, psi.dtype)
+            e = psi.unsqueeze(2) * (q3 - beta * state.eps_a)          # [B, N, P]
+            eps_a = _per_neuron(pn.decay_adapt, self.n, psi.dtype) * state.eps_a + e
+        else:
+            e = psi.unsqueeze(2) * q3                                 # [B, N, P]
+            eps_a = None
+        return eps, pre_i, e, eps_a
 
     def gradients(self, state: EPropState) -> Dict[str, Tensor]:
         """The gradient accumulated since the last :meth:`zero_grad`, by parameter name

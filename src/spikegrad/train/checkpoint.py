@@ -46,6 +46,7 @@ __all__ = [
     "list_checkpoints",
     "prune_checkpoints",
     "latest_valid",
+    "check_trainer_payload",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -280,3 +281,21 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+TRAINER_KEYS = ("model", "optimizer", "scheduler", "epoch", "step", "history", "rng")
+
+
+def check_trainer_payload(payload: dict, path: Path, has_scheduler: bool) -> None:
+    """ValueError unless ``payload`` is a :class:`~spikegrad.train.Trainer` checkpoint that a
+    trainer with (or without) a scheduler can resume exactly."""
+    missing = [k for k in TRAINER_KEYS if k not in payload]
+    if missing:
+        raise ValueError(f"{path} is not a Trainer checkpoint: it lacks {missing}")
+    if (payload["scheduler"] is None) == has_scheduler:
+        has = "has" if payload["scheduler"] is not None else "has no"
+        raise ValueError(
+            f"checkpoint {path} {has} scheduler state but this Trainer was built "
+            f"{'with' if has_scheduler else 'without'} a scheduler; build it as in "
+            "the checkpointed run to resume exactly."
+        )

@@ -19,9 +19,11 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import IO, Optional
+from typing import IO, Any, Iterable, Optional
 
-__all__ = ["Progress", "format_seconds"]
+from .epoch import RECORD_KEYS
+
+__all__ = ["Progress", "format_seconds", "epoch_line", "batch_bar"]
 
 
 def format_seconds(seconds: float) -> str:
@@ -101,3 +103,27 @@ class Progress:
 
     def close(self) -> None:
         """Nothing to release (lines are already written); kept so a tqdm bar's callers fit."""
+
+
+def epoch_line(record: dict, epochs: Optional[int]) -> str:
+    """``'epoch 3/30 train_loss 0.4321 val_accuracy 0.95'`` (the epoch when shared)."""
+    parts = [] if epochs is None else [f"epoch {record['epoch']}/{epochs}"]
+    parts.append(f"train_loss {record['train_loss']:.4g}")
+    shown = [k for k in record if k not in RECORD_KEYS and not k.startswith("train_")]
+    for key in shown[:3]:
+        value = record[key]
+        parts.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")
+    return " ".join(parts)
+
+
+def batch_bar(loader: Iterable, epoch: int) -> Any:
+    """A tqdm bar over the epoch's batches, or None (tqdm missing, or not a terminal)."""
+    try:  # tqdm is an optional dependency (the 'apps' extra)
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    total = len(loader) if hasattr(loader, "__len__") else None
+    # disable=None: no bar when stderr is not a terminal (batch jobs, CI logs), where every
+    # refresh would be a new line
+    return tqdm(loader, total=total, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True,
+                disable=None)

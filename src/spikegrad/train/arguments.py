@@ -1,0 +1,70 @@
+"""Checks of :class:`~spikegrad.train.Trainer`'s arguments, each error saying what to pass."""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from .._validate import check_int
+
+NONFINITE = ("raise", "skip")
+
+
+def check_trainer_args(model: Any, optimizer: Any, objective: Any, scheduler: Any,
+                       grad_clip: Any, tbptt: Any, evaluate: Any, checkpoint_every: Any,
+                       keep_checkpoints: Any, checkpoint_every_steps: Any,
+                       nonfinite: Any) -> Optional[float]:
+    """TypeError/ValueError for a bad argument; returns ``grad_clip`` as a float (or None)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            "optimizer must be a torch.optim.Optimizer, e.g. "
+            f"make_optimizer('adam', model, lr=1e-3); got {type(optimizer).__name__}"
+        )
+    if not callable(objective):
+        raise TypeError(
+            "objective must be a callable "
+            "objective(model, inputs, targets, state) -> ObjectiveOutput; "
+            f"got {type(objective).__name__}"
+        )
+    if scheduler is not None and not (
+        hasattr(scheduler, "step") and hasattr(scheduler, "state_dict")
+    ):
+        raise TypeError(
+            "scheduler must be a torch.optim.lr_scheduler scheduler "
+            f"(with step() and state_dict()); got {type(scheduler).__name__}"
+        )
+    if grad_clip is not None:
+        if isinstance(grad_clip, bool) or not isinstance(grad_clip, Real):
+            raise TypeError(
+                f"grad_clip must be a number > 0 or None; got {type(grad_clip).__name__}"
+            )
+        if not math.isfinite(grad_clip) or grad_clip <= 0:
+            raise ValueError(
+                "grad_clip must be a finite number > 0 (e.g. grad_clip=1.0) or None; got "
+                f"{grad_clip!r}"
+            )
+        grad_clip = float(grad_clip)
+    if tbptt is not None:
+        check_int(tbptt, "tbptt",
+                  hint="tbptt=50 for 50-step chunks, or None for full BPTT")
+    if evaluate is not None and not callable(evaluate):
+        raise TypeError(
+            "evaluate must be a callable evaluate(model) -> dict, or None; got "
+            f"{type(evaluate).__name__}"
+        )
+    check_int(checkpoint_every, "checkpoint_every")
+    if keep_checkpoints is not None:
+        check_int(keep_checkpoints, "keep_checkpoints", hint="or None to keep all")
+    if checkpoint_every_steps is not None:
+        check_int(checkpoint_every_steps, "checkpoint_every_steps",
+                  hint="or None for epoch ends only")
+    if nonfinite not in NONFINITE:
+        raise ValueError(f"nonfinite must be one of {NONFINITE}; got {nonfinite!r}")
+
+    return grad_clip
