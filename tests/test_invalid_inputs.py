@@ -185,7 +185,7 @@ def _cases() -> list[Case]:
                       ("readout=vote", "readout"), ("deterministic=maybe", "deterministic"),
                       ("hidden=-4", "hidden"), ("epochs=0", "epochs"), ("lr=-1", "lr"),
                       ("lr=nan", "lr"), ("batch_size=0", "batch_size")]:
-        cases.append(Case(f"--set {text}", arg, lambda t=text: classification.resolve(
+        cases.append(Case(f"--set {text}", arg, lambda t=text: classification.validate(
             _override(t))))
     # data generators
     cases += _cases_for("make_randman", data.make_randman, {}, "n_classes", [0, -1, 2.5, "3"])

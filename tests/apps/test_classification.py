@@ -85,7 +85,7 @@ def test_randman_preset_uses_spike_timing_data(tmp_path):
                                          "progress=false"])
     res = app.run(cfg, tmp_path)
     assert "val_accuracy" in res.metrics
-    c = app.resolve(cfg)
+    c = app.validate(cfg)
     assert (c.n_steps, c.dt_ms, c.hidden, c.readout, c.surrogate_beta) == (100, 2.0, 128, "max", 20.0)
 
 
@@ -113,7 +113,7 @@ def test_shd_run_on_a_generated_file(tmp_path):
 def test_fluctuation_init_puts_the_hidden_membrane_at_the_target_spread(tmp_path):
     # init=fluctuation draws the weights so that the free membrane of the hidden layer has
     # mean 0 and std = threshold (xi = 1) for the encoder's own input rate
-    c = app.resolve(apply_overrides(app.Config(), ["dataset=randman", "init=fluctuation"]))
+    c = app.validate(apply_overrides(app.Config(), ["dataset=randman", "init=fluctuation"]))
     data = app.load_data(c)
     encode = app.make_encoder(c)
     x = data.train.tensors[0]
@@ -143,4 +143,4 @@ def test_fluctuation_init_puts_the_hidden_membrane_at_the_target_spread(tmp_path
 ])
 def test_init_misuse_is_a_config_error(sets, match):
     with pytest.raises(ConfigError, match=match):
-        app.resolve(apply_overrides(app.Config(), sets))
+        app.validate(apply_overrides(app.Config(), sets))

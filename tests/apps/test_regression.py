@@ -181,7 +181,7 @@ def test_lr_schedule_warms_up_linearly_then_decays_by_a_cosine_to_the_final_frac
                                        ("lr_final_frac", 1.5), ("lr_final_frac", math.nan)])
 def test_lr_schedule_settings_are_checked(key, value):
     with pytest.raises(ConfigError, match=key):
-        app.resolve(tiny(**{key: value}))
+        app.validate(tiny(**{key: value}))
 
 
 def test_weight_decay_adds_lr_times_decay_times_weight():
@@ -300,7 +300,7 @@ def test_online_learning_dispatches_to_regression_online(tmp_path, monkeypatch):
                         lambda cfg, out_dir, resume=False: calls.append((cfg, out_dir, resume)))
     cfg = tiny(learning="eprop_random")
     app.run(cfg, tmp_path, resume=True)
-    assert calls == [(app.resolve(cfg), tmp_path, True)]
+    assert calls == [(app.validate(cfg), tmp_path, True)]
 
 
 def test_comparisons_across_rules_dispatch_to_regression_online_even_for_bptt(tmp_path,
@@ -344,18 +344,18 @@ def test_alif_neurons_train_and_adapt(tmp_path):
     res = app.run(cfg, tmp_path)
     assert math.isfinite(res.metrics["nmse"]) and res.metrics["firing_rate_hz"] > 0
     with pytest.raises(ConfigError, match="beta_adapt"):
-        app.resolve(tiny(neuron="alif", beta_adapt=-1.0))
+        app.validate(tiny(neuron="alif", beta_adapt=-1.0))
 
 
 def test_task_presets_fill_unset_fields_only():
-    pattern = app.resolve(app.Config())
+    pattern = app.validate(app.Config())
     assert (pattern.n_steps, pattern.lr, pattern.steps, pattern.tau_mem_ms) == (1000, 1e-2, 500,
                                                                                 20.0)
-    filt = app.resolve(app.Config(task="filter"))
+    filt = app.validate(app.Config(task="filter"))
     assert {k: getattr(filt, k) for k in app.PRESETS["filter"]} == app.PRESETS["filter"]
-    mine = app.resolve(app.Config(task="filter", lr=0.05, n_steps=300))
+    mine = app.validate(app.Config(task="filter", lr=0.05, n_steps=300))
     assert (mine.lr, mine.n_steps, mine.steps) == (0.05, 300, app.PRESETS["filter"]["steps"])
-    assert app.resolve(mine) == mine  # idempotent
+    assert app.validate(mine) == mine  # idempotent
     # the CLI's --set reaches the preset fields too
-    cli = app.resolve(apply_overrides(app.Config(), ["task=filter", "steps=7"]))
+    cli = app.validate(apply_overrides(app.Config(), ["task=filter", "steps=7"]))
     assert (cli.steps, cli.lr) == (7, app.PRESETS["filter"]["lr"])

@@ -121,7 +121,7 @@ def test_rss_probe_runs_in_a_fresh_process():
 ])
 def test_bad_config_names_the_key(override, match):
     with pytest.raises(ConfigError, match=match):
-        app.resolve(apply_overrides(app.Config(), [override]))
+        app.validate(apply_overrides(app.Config(), [override]))
 
 
 @pytest.mark.slow

@@ -72,11 +72,11 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
 
 @pytest.mark.parametrize("dataset, shape", [("mnist1d", (1, 40)), ("digits", (1, 8, 8))])
 def test_mlp_baseline_has_a_similar_number_of_parameters(dataset, shape):
-    sizes = {a: app.n_params(app.build_model(app.resolve(app.Config(dataset=dataset, arch=a)),
+    sizes = {a: app.n_params(app.build_model(app.validate(app.Config(dataset=dataset, arch=a)),
                                              shape, 10))
              for a in ("cnn", "mlp")}
     assert 0.85 < sizes["mlp"] / sizes["cnn"] < 1.15, sizes
-    c = app.resolve(app.Config())
+    c = app.validate(app.Config())
     assert (c.arch, c.dataset, c.n_steps, c.encoder) == ("cnn", "mnist1d", 8, "current")
 
 
@@ -89,9 +89,9 @@ def test_mlp_baseline_has_a_similar_number_of_parameters(dataset, shape):
 ])
 def test_bad_config_messages(override, match):
     with pytest.raises(ConfigError, match=match):
-        app.resolve(apply_overrides(app.Config(), [override]))
+        app.validate(apply_overrides(app.Config(), [override]))
     with pytest.raises(ConfigError, match="augment_shift.*mnist1d only"):
-        app.resolve(app.Config(dataset="digits", augment_shift=3))
+        app.validate(app.Config(dataset="digits", augment_shift=3))
 
 
 @pytest.mark.slow
@@ -132,14 +132,14 @@ def test_mnist_from_idx_files_the_user_downloaded(tmp_path):
                                             "epochs=1", "channels=4", "progress=false"])
     res = app.run(cfg, tmp_path / "run")
     assert res.metrics["ann_macs_per_inference"] > 0 and 0.0 <= res.metrics["test_accuracy"] <= 1
-    data = app.load_data(app.resolve(cfg))
+    data = app.load_data(app.validate(cfg))
     assert data.train.tensors[0].shape == (64, 1, 28, 28) and data.n_classes == 10
     assert float(data.train.tensors[0].max()) == 1.0
 
 
 def test_mnist_without_a_path_says_where_to_put_the_files():
     with pytest.raises(ConfigError, match="dataset=mnist needs mnist_path=DIR"):
-        app.resolve(apply_overrides(app.Config(), ["dataset=mnist"]))
+        app.validate(apply_overrides(app.Config(), ["dataset=mnist"]))
 
 
 def _write_nmnist(root, n_per_class, seed):
@@ -189,4 +189,4 @@ def test_nmnist_from_the_users_files_trains_on_event_frames(tmp_path):
 ])
 def test_nmnist_config_errors(overrides, match):
     with pytest.raises(ConfigError, match=match):
-        app.resolve(app.Config(**overrides))
+        app.validate(app.Config(**overrides))

@@ -1,4 +1,5 @@
-"""Applications: one module per use of surrogate gradients; each has ``Config`` and ``run``."""
+"""Applications: one module per use of surrogate gradients; each has ``Config``,
+``validate(cfg) -> Config`` and ``run(cfg, out_dir, resume=False) -> Result``."""
 
 import importlib
 

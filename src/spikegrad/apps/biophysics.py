@@ -116,7 +116,8 @@ def _names(text: str, allowed, key: str) -> List[str]:
     return names
 
 
-def _validate(c: Config) -> None:
+def validate(c: Config) -> Config:
+    """``c`` checked (ConfigError naming the key); this app has no presets to fill."""
     _names(c.tasks, TASKS, "tasks")
     _names(c.cue_models, CUE_MODELS, "cue_models")
     _names(c.xor_models, XOR_MODELS, "xor_models")
@@ -137,6 +138,7 @@ def _validate(c: Config) -> None:
         raise ConfigError(f"cue_hidden must be even (half LIF, half ALIF); got {c.cue_hidden}")
     if c.xor_tau_dend_long < c.xor_tau_dend_short:
         raise ConfigError("xor_tau_dend_long must be >= xor_tau_dend_short")
+    return c
 
 
 # --- models ----------------------------------------------------------------------------------
@@ -318,8 +320,7 @@ def _experiments(c: Config) -> List[Tuple[str, str]]:
 
 
 def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
-    _validate(cfg)
-    c = cfg
+    c = validate(cfg)
     rd = RunDir(out_dir)
     rd.write_config(c)
     start = time.perf_counter()

@@ -132,7 +132,7 @@ PRESETS: Dict[str, dict] = {
 }
 
 
-def resolve(cfg: Config) -> Config:
+def validate(cfg: Config) -> Config:
     """Fill ``None`` fields from the dataset preset, then validate."""
     if cfg.dataset not in DATASETS:
         raise ConfigError(f"dataset must be one of {', '.join(DATASETS)}; got {cfg.dataset!r}")
@@ -142,11 +142,11 @@ def resolve(cfg: Config) -> Config:
                           "draws the readout weights itself: drop out_gain or use init=torch")
     cfg = dataclasses.replace(cfg, **{k: v for k, v in preset.items()
                                       if getattr(cfg, k) is None})
-    _validate(cfg)
+    _check(cfg)
     return cfg
 
 
-def _validate(c: Config) -> None:
+def _check(c: Config) -> None:
     def need(ok: bool, msg: str):
         if not ok:
             raise ConfigError(msg)
@@ -286,7 +286,7 @@ def evaluate(c: Config, model: nn.Sequential, ds: TensorDataset, encode, seed: i
 # --- run -------------------------------------------------------------------------------------
 
 def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
-    c = resolve(cfg)
+    c = validate(cfg)
     rd = RunDir(out_dir)
     rd.write_config(c)
     seed_everything(c.seed, deterministic=c.deterministic)

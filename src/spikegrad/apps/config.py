@@ -89,17 +89,13 @@ def apply_overrides(cfg, overrides: Iterable[str]):
 
 
 def resolve_config(app, cfg):
-    """The app's own resolve/validate on ``cfg`` (presets filled in), before anything runs.
-
-    Apps name it ``resolve`` (fills presets and validates), ``validate`` or ``_validate``
-    (which may return ``None``: then ``cfg`` is complete as given).
-    """
-    for name in ("resolve", "validate", "_validate"):
-        fn = getattr(app, name, None)
-        if callable(fn):
-            out = fn(cfg)
-            cfg = cfg if out is None else out
-            break
+    """The app's ``validate(cfg)`` (presets filled in, every key checked), before anything
+    runs."""
+    validate = getattr(app, "validate", None)
+    if not callable(validate):
+        raise TypeError(f"app {getattr(app, '__name__', app)!r} has no validate(cfg); every app "
+                        "module defines Config, validate(cfg) -> Config and run(cfg, out)")
+    cfg = validate(cfg)
     _check_common(cfg)
     return cfg
 

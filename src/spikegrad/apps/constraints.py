@@ -268,7 +268,7 @@ def threshold_runs(c: Config, rd: RunDir, resume: bool) -> Dict[str, dict]:
 
 
 def _randman_cfg(c: Config, seed: int, surrogate: str, beta: float) -> classification.Config:
-    return classification.resolve(classification.Config(
+    return classification.validate(classification.Config(
         dataset="randman", seed=seed, epochs=c.rm_epochs, n_steps=c.rm_steps,
         hidden=c.rm_hidden, batch_size=c.rm_batch, surrogate=surrogate,
         surrogate_beta=beta, init="torch", progress=False))

@@ -54,7 +54,7 @@ from .datasets import make_encoder as make_classification_encoder
 from .config import ConfigError
 from .report import Result, RunDir
 
-__all__ = ["Config", "PRESETS", "resolve", "build_model", "layer_costs", "run", "Result"]
+__all__ = ["Config", "PRESETS", "validate", "build_model", "layer_costs", "run", "Result"]
 
 DATASETS = ("mnist1d", "digits", "mnist", "nmnist")
 ARCHS = ("cnn", "mlp")
@@ -136,7 +136,7 @@ PRESETS: Dict[str, dict] = {
 }
 
 
-def resolve(cfg: Config) -> Config:
+def validate(cfg: Config) -> Config:
     """Fill ``None`` fields from the dataset preset, then validate."""
     if cfg.dataset not in DATASETS:
         raise ConfigError(f"dataset must be one of {', '.join(DATASETS)}; got {cfg.dataset!r}")
@@ -360,7 +360,7 @@ def evaluate(model: nn.Sequential, ds: TensorDataset, encode, seed: int,
 
 
 def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
-    c = resolve(cfg)
+    c = validate(cfg)
     rd = RunDir(out_dir)
     rd.write_config(c)
     seed_everything(c.seed, deterministic=c.deterministic)

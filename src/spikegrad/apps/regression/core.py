@@ -65,7 +65,7 @@ from ..config import ConfigError
 from ..report import Result, RunDir, fmt
 
 __all__ = ["Config", "Result", "RegressionRSNN", "TASKS", "PRESETS", "NEURONS", "LEARNING_RULES",
-           "resolve", "make_task", "make_test_task", "build_model", "make_objective",
+           "validate", "make_task", "make_test_task", "build_model", "make_objective",
            "rate_penalty", "evaluate", "linear_baseline_nmse", "lr_schedule", "train", "measure_step_memory", "compare_tbptt",
            "compare_clipping", "DIVERGENCE_DEMO", "save_trace_figures", "run_bptt",
            "progress_bar"]
@@ -97,7 +97,7 @@ class Config:
 
     Times are in ms (``dt_ms``, ``tau_*_ms``), rates in Hz. ``0`` switches off
     ``tbptt_k`` (full BPTT), ``clip_norm``, ``weight_decay`` and ``sparsity_weight``. Fields
-    left at None take the task's value from :data:`PRESETS` (:func:`resolve`).
+    left at None take the task's value from :data:`PRESETS` (:func:`validate`).
     """
 
     task: str = "pattern"
@@ -153,7 +153,7 @@ class Config:
     progress: bool = True
 
 
-def resolve(cfg: Config) -> Config:
+def validate(cfg: Config) -> Config:
     """Fill the None fields from the task's :data:`PRESETS`, validate (raises
     :class:`ConfigError` naming the key) and return the filled config."""
     if not isinstance(cfg, Config):
@@ -231,7 +231,7 @@ def make_task(cfg: Config) -> Tuple[Tensor, Tensor]:
     ``pattern``: B = 1, the frozen pattern of seed ``cfg.seed``. ``filter``: B =
     ``batch_size`` sequences of seed ``cfg.seed``; ``n_in = n_inputs * n_outputs``.
     """
-    cfg = resolve(cfg)
+    cfg = validate(cfg)
     dt = cfg.dt_ms * 1e-3
     if cfg.task == "pattern":
         return pattern_generation_task(cfg.n_inputs, cfg.n_steps, cfg.input_rate_hz, dt,
@@ -292,7 +292,7 @@ class RegressionRSNN(nn.Sequential):
 def build_model(cfg: Config) -> RegressionRSNN:
     """The RSNN of ``cfg`` (see :class:`RegressionRSNN`), initialised from torch's global RNG
     (seed it first: :func:`run` calls ``seed_everything(cfg.seed)``)."""
-    cfg = resolve(cfg)
+    cfg = validate(cfg)
     dt = cfg.dt_ms * 1e-3
     n_in = n_inputs_total(cfg)
     inp = nn.Linear(n_in, cfg.hidden, bias=False)
@@ -373,7 +373,7 @@ def linear_baseline_nmse(cfg: Config, xs: Tensor, ys: Tensor, test_xs: Tensor,
     low-pass filter (``tau_out_ms``, unit DC gain), then an affine map fitted by ridge
     regression (float64) on the training data. What the RSNN must beat to have used its
     hidden layer."""
-    cfg = resolve(cfg)
+    cfg = validate(cfg)
     a = math.exp(-cfg.dt_ms / cfg.tau_out_ms)
 
     def features(x: Tensor) -> Tensor:
@@ -401,7 +401,7 @@ class Trained:
 def lr_schedule(cfg: Config, opt: torch.optim.Optimizer):
     """Linear warm-up over ``lr_warmup_steps``, then cosine decay to ``lr * lr_final_frac`` at
     ``steps`` (one optimizer step per Trainer epoch here); None when both are off."""
-    cfg = resolve(cfg)
+    cfg = validate(cfg)
     warm, final, total = cfg.lr_warmup_steps, cfg.lr_final_frac, cfg.steps
     if warm == 0 and final == 1.0:
         return None
@@ -416,7 +416,7 @@ def lr_schedule(cfg: Config, opt: torch.optim.Optimizer):
 
 def _make_trainer(cfg: Config, model, objective, log_path=None, checkpoint_dir=None,
                   evaluate_fn=None) -> Trainer:
-    cfg = resolve(cfg)
+    cfg = validate(cfg)
     opt = make_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr,
                          weight_decay=cfg.weight_decay)
     return Trainer(model, opt, objective, scheduler=lr_schedule(cfg, opt),
@@ -433,7 +433,7 @@ def train(cfg: Config, out_dir: Optional[Path] = None, resume: bool = False,
     A NaN/Inf loss or gradient (a diverged run) stops training; ``diverged`` is then True and
     the history holds the steps before it. With ``out_dir``, the log and checkpoints go there.
     """
-    c = resolve(cfg)
+    c = validate(cfg)
     seed_everything(c.seed, deterministic=c.deterministic)
     dt = c.dt_ms * 1e-3
     xs, ys = make_task(c)
@@ -502,7 +502,7 @@ def measure_step_memory(cfg: Config, model: RegressionRSNN, xs: Tensor, ys: Tens
     objects. Returns NaN if this torch has no such profiler events or the step is not
     finite (a diverged model).
     """
-    c = dataclasses.replace(resolve(cfg), progress=False)
+    c = dataclasses.replace(validate(cfg), progress=False)
     twin = copy.deepcopy(model)
     objective = make_objective(c, xs.shape[0], float(ys.var(unbiased=False)))
     trainer = _make_trainer(c, twin, objective)
@@ -550,7 +550,7 @@ def run_bptt(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
     """Train with BPTT (or TBPTT) and evaluate; write ``config.json``, ``metrics.json``
     (``nmse``, ``firing_rate_hz``, ``wall_seconds``, ``peak_memory_mb``, ...), ``log.jsonl``,
     figures and ``report.md`` to ``out_dir``."""
-    c = resolve(cfg)
+    c = validate(cfg)
     rd = RunDir(out_dir)
     rd.write_config(c)
     start = time.perf_counter()

@@ -114,13 +114,13 @@ def _lengths(text: str) -> List[int]:
     return ks
 
 
-def resolve(cfg) -> Config:
+def validate(cfg) -> Config:
     c = _as_online(cfg)
     if c.learning not in ALL_RULES:
         raise ConfigError(f"learning must be one of {', '.join(ALL_RULES)}; got {c.learning!r}")
     # the regression checks and the task's presets (with a learning rule it knows, so
     # eprop_adaptive passes too)
-    base = reg.resolve(reg.Config(**{f.name: getattr(c, f.name)
+    base = reg.validate(reg.Config(**{f.name: getattr(c, f.name)
                                      for f in dataclasses.fields(reg.Config)
                                      if f.name != "learning"}))
     c = dataclasses.replace(c, **{f.name: getattr(base, f.name)
@@ -248,7 +248,7 @@ def train_online(cfg, out_dir: Optional[Path] = None, resume: bool = False,
                  measure_memory: bool = True) -> Trained:
     """Seed, build the regression task and model, train with ``cfg.learning`` (an online
     rule) for ``cfg.steps`` passes, evaluate. Checkpoints go to ``out_dir/checkpoints``."""
-    c = resolve(cfg)
+    c = validate(cfg)
     if c.learning == "bptt":
         raise ConfigError("train_online runs the online rules; learning=bptt is "
                           "spikegrad.apps.regression.train")
@@ -311,7 +311,7 @@ def online_step_memory(cfg, model: reg.RegressionRSNN, xs: Tensor, ys: Tensor) -
     """Allocator peak (MiB) of one training pass of the online rule on a copy of ``model``
     (outputs not recorded, as a deployed learner would not keep them)."""
     import copy
-    c = resolve(cfg)
+    c = validate(cfg)
     twin = copy.deepcopy(model)
     learner = make_learner(c, twin, xs.shape[1])
     opt = make_optimizer(c.optimizer, twin.parameters(), lr=c.lr, weight_decay=c.weight_decay)
@@ -339,7 +339,7 @@ def rss_of_one_step(cfg, T: int, timeout: float = 600.0) -> Dict[str, float]:
     (``/proc/self/clear_refs``), then ``VmHWM`` after the step minus ``VmRSS`` before it.
     (``ru_maxrss`` is not used: Linux keeps it across ``fork``/``exec``, so a child would
     report its parent's peak.)"""
-    c = resolve(cfg)
+    c = validate(cfg)
     payload = json.dumps({"cfg": dataclasses.asdict(c), "T": T})
     # a fixed mmap threshold: glibc's default one rises to the size of the largest block freed,
     # after which a repeated step's big tensors come from (and stay in) the heap, and the RSS
@@ -420,7 +420,7 @@ def memory_scaling(cfg, lengths: Sequence[int], rules: Sequence[str],
     """One row per (rule, T): allocator peak of one training step (MiB) and, with
     ``subprocess_rss``, the RSS growth of one step in a fresh process (see the module
     docstring for both methods)."""
-    c = resolve(cfg)
+    c = validate(cfg)
     rows = []
     for rule in rules:
         for T in lengths:
@@ -439,7 +439,7 @@ def run_online(cfg, out_dir: Path, resume: bool = False) -> Result:
     memory against ``T``; write ``config.json``, ``metrics.json`` (``nmse``,
     ``firing_rate_hz``, ``wall_seconds``, ``peak_memory_mb``, ...), figures and
     ``report.md``."""
-    c = resolve(cfg)
+    c = validate(cfg)
     rd = RunDir(out_dir)
     rd.write_config(c)
     start = time.perf_counter()
