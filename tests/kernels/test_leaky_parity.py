@@ -235,3 +235,33 @@ def test_torch_backend_coefficient_blocks_recurrent(monkeypatch, neuron, detach,
     import spikegrad.kernels.torch_leaky as torch_leaky
     monkeypatch.setattr(torch_leaky, "_COEF_BLOCK_ELEMENTS", 30)  # 5 steps of B*N = 18
     test_recurrent_module_parity("torch", neuron, detach, reset)
+
+
+def _surrogate_grid(beta: float, dtype) -> torch.Tensor:
+    """A dense grid, the switch points of the piecewise surrogates (|beta x| = 0.5, 1) and
+    their neighbours, and tails out to 1e6 and down to 1e-30, both signs."""
+    dense = torch.linspace(-3, 3, 2001, dtype=torch.float64)
+    tails = torch.logspace(-30, 6, 73, dtype=torch.float64)
+    kinks = torch.tensor([0.5, 1.0], dtype=torch.float64) / beta
+    kinks = torch.cat([kinks * (1 + e) for e in (-1e-6, 0.0, 1e-6)])
+    x = torch.cat([dense, tails, kinks, torch.zeros(1, dtype=torch.float64)])
+    return torch.cat([x, -x]).to(dtype)
+
+
+@pytest.mark.skipif(not numba_available(), reason="numba not installed")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("beta", [0.5, 1.7, 10.0, 100.0])
+def test_numba_surrogates_equal_the_torch_table_on_a_dense_grid_and_the_tails(beta, dtype):
+    # every built-in id the kernels evaluate in their loops against the torch formula it
+    # stands for, in the same float type: the same arithmetic, up to a few roundings
+    from spikegrad.kernels.numba_leaky import phi_builtin
+    from spikegrad.kernels.spec import SURROGATE_IDS
+    x = _surrogate_grid(beta, dtype)
+    eps = torch.finfo(dtype).eps
+    for fn, kind in SURROGATE_IDS.items():
+        s = sg.surrogate.Surrogate("probe", fn, fn, beta)
+        want = s.grad(x)
+        got = torch.from_numpy(phi_builtin(kind, x.numpy(), beta))
+        assert got.dtype == dtype and bool(torch.isfinite(got).all())
+        torch.testing.assert_close(got, want, rtol=8 * eps, atol=8 * eps * beta,
+                                   msg=f"surrogate id {kind} ({fn.__name__}), beta {beta}")
