@@ -10,14 +10,19 @@ import spikegrad as sg
 from spikegrad.kernels import projected
 from spikegrad.kernels.registry import numba_available
 
-from numerics import assert_same_up_to_order, chain
+import copy
+
+from numerics import (assert_decisions_clear, assert_same_up_to_order, chain, matmul_scale,
+                      membrane_chain, spike_margins)
 
 pytestmark = pytest.mark.skipif(not numba_available(), reason="numba not installed")
 
 # gradients of the fused and unfused pairs sum the same terms in other orders (weight and bias
 # gradients chunk by chunk, the adjoint's recurrent sum by another GEMM): within twice the
 # rounding bound of a chain of T steps with the projection's (and recurrent) fan-in, summed
-# over T x B rows (tests/numerics.py). Spikes and states are the same arithmetic: exact.
+# over T x B rows (tests/numerics.py). States differ by the order of the projection's sums
+# (a GEMM per chunk against one over all rows: equal on one processor's kernels, not on
+# another's), spikes not at all where the decisions are clear of that rounding.
 N_REC = chain(23, 3, 17 + 11)
 CUBIC = sg.surrogate.Surrogate("user_cubic_projected", lambda x, b: b / (1 + (b * x) ** 4),
                                lambda x, b: torch.sigmoid(b * x), 2.0)
@@ -32,6 +37,36 @@ def calls(monkeypatch):
     apply = projected.ProjectedLIF.apply
     monkeypatch.setattr(projected.ProjectedLIF, "apply", lambda *a: seen.append(1) or apply(*a))
     return seen
+
+
+def assert_same_trajectory(net, x, state, fused, plain):
+    """``(spikes, final membrane)`` of the fused pair and of the layers one by one: spikes
+    equal (after checking on a float64 reference run that no decision lies within the
+    membrane's rounding bound), membranes within it. Both paths round in ``x``'s dtype."""
+    lin, neuron = net[0], net[1]
+    lif = neuron.neuron if isinstance(neuron, sg.nn.Recurrent) else neuron
+    a = float(lif.decay_mem().max())
+    step = matmul_scale(x.detach().reshape(-1, x.shape[-1]), lin.weight.detach().t())
+    if lin.bias is not None:
+        step = step + lin.bias.detach().abs().to(torch.float64)
+    fan_in = x.shape[-1]
+    if isinstance(neuron, sg.nn.Recurrent):
+        step = step + neuron.recurrent_weight().detach().abs().sum(1).to(torch.float64)
+        fan_in += neuron.weight.shape[0]
+    n = membrane_chain(x.shape[0], fan_in, a)
+    # scale_input multiplies the current by 1 - a before it reaches the membrane
+    scale = float(step.max()) * ((1.0 - a) if lif.scale_input else 1.0)
+    ref = copy.deepcopy(net).double()
+    for m in ref.modules():
+        if hasattr(m, "backend"):
+            m.backend = "dense" if isinstance(m, sg.nn.Linear) else "reference"
+    ref_state = None if state is None else sg.functional.map_state(
+        lambda t: t.detach().double(), state)
+    with torch.no_grad(), spike_margins() as margins:
+        ref.forward_all(x.detach().double(), ref_state)
+    assert_decisions_clear(margins, x.dtype, n, scale=max(1.0, scale), paths=2)
+    assert torch.equal(fused[0], plain[0]), "spikes differ although every decision is clear"
+    assert_same_up_to_order(fused[1], plain[1], n, scale, msg="final membrane")
 
 
 def _run(net, x, g, use_state, fused, retain=False):
@@ -70,7 +105,7 @@ def check(lif_kw, dtype=torch.float64, p=0.3, backend="auto", bias=True, x_grad=
     fused = _run(net, x, g, use_state, True, retain)
     plain = _run(net, x, g, use_state, False)
     assert 0 < plain[0].mean() < 1, "pick inputs that make some but not all neurons fire"
-    assert torch.equal(fused[0], plain[0]) and torch.equal(fused[1], plain[1])
+    assert_same_trajectory(net, x, None, fused[:2], plain[:2])
     for k, (a, b) in enumerate(zip(fused[2], plain[2])):
         assert_same_up_to_order(a, b, chain(T, 3, 17), msg=f"gradient {k}")
 
@@ -257,7 +292,7 @@ def test_recurrent_fused_equals_the_layers_run_one_by_one(monkeypatch, dtype, li
         fused = _recurrent_run(net, x, g, state, True)
         plain = _recurrent_run(net, x, g, state, False)
         assert 0 < plain[0].mean() < 1
-        assert torch.equal(fused[0], plain[0]) and torch.equal(fused[1], plain[1])
+        assert_same_trajectory(net, x, state, fused[:2], plain[:2])
         for k, (a, b) in enumerate(zip(fused[2], plain[2])):
             assert_same_up_to_order(a, b, N_REC, msg=f"gradient {k}")
     assert len(seen) == 2
