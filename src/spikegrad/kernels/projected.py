@@ -24,8 +24,11 @@ the output spikes plus three chunk buffers; time: one more projection and neuron
 step. Measured on A512 (Linear 512->512 at p = 0.1 + LIF, B=16, T=500; 2 cores; `make
 bench`): 68 -> 25 MiB (peak RSS of the step), 23 -> 34 ms.
 
-Spikes and states are bit-identical to the unfused numba path; gradients equal it up to the
-order of float summation (the weight and bias gradients are summed chunk by chunk).
+States equal the unfused numba path's up to the order of the projection's float sums (a GEMM
+over a chunk's rows may round otherwise than one over all rows: it does on AVX2 kernels, not
+on this machine's AVX-512 ones), spikes wherever no membrane is within that rounding of the
+threshold; gradients equal it up to the order of float summation (the weight and bias
+gradients are summed chunk by chunk).
 
 A recurrent layer (:class:`ProjectedRecurrentLIF`) runs the same way (recomputed chunks start
 from their saved states and the previous step's spikes; with a synapse the kept steps' backward
