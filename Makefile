@@ -20,12 +20,15 @@ $(STAMP): pyproject.toml Makefile
 demo: setup
 	$(BIN)/spikegrad run classification
 
-# The second leg re-runs the compiled-kernel tests with numba generating code for a generic
-# x86-64/ARM target (no AVX2/AVX-512: the vector paths lower to SSE/NEON) and bounds checking
-# on; its own cache dir, since cached kernels would be loaded unchecked and for this CPU.
+# The second leg re-runs the compiled-kernel tests as on another processor: numba generating
+# code for a generic x86-64/ARM target (no AVX2/AVX-512: the vector paths lower to SSE/NEON),
+# torch's and MKL's own kernels capped at AVX2 (no-ops where that is all there is), and bounds
+# checking on; its own numba cache dir, since cached kernels would be loaded unchecked and for
+# this CPU.
 test: setup
 	$(BIN)/python -m pytest
 	NUMBA_CPU_NAME=generic NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR=$(CURDIR)/.numba-generic-boundscheck \
+		ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
 		$(BIN)/python -m pytest tests/kernels --ignore=tests/kernels/test_triton_leaky.py
 
 test-all: setup
