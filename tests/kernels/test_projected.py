@@ -349,7 +349,8 @@ def test_the_fused_projection_decides_event_or_dense_as_a_training_linear_would(
                                            for impl in el._CROSSOVER})
     seen = []
     plan = el.plan_with_events
-    monkeypatch.setattr(projected, "plan_with_events", lambda *a: seen.append(plan(*a)[0]) or plan(*a))
+    monkeypatch.setattr(projected, "plan_with_events",
+                        lambda *a: seen.append(plan(*a)[0]) or plan(*a))
     net = sg.nn.Sequential(sg.nn.Linear(64, 512), sg.nn.LIF(512), recompute=True)
     x = (torch.rand(40, 20, 64) < 0.1).float()   # 800 x 64 x 512 = 2**24.6: enough work
     net(x)

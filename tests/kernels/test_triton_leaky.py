@@ -134,7 +134,7 @@ def test_inference_writes_no_membrane_and_matches():
 def test_auto_and_explicit_choices(monkeypatch):
     cpu = torch.rand(3, 2, 4)
     # auto never takes the interpreter: on the CPU it is numba or torch
-    assert registry.choose("auto", registry.Call("leaky", cpu, recurrent=False)) in ("numba", "torch")
+    assert registry.choose("auto", registry.Call("leaky", cpu)) in ("numba", "torch")
     with pytest.raises(ValueError, match="feed-forward sequences only"):
         registry.choose("triton", registry.Call("leaky", cpu.to(DEVICE), recurrent=True))
     with pytest.raises(ValueError, match="float32 or float64"):

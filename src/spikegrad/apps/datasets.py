@@ -33,7 +33,8 @@ def load_data(c) -> Data:
     config fields ``dataset``, ``seed``, ``encoder``, ``max_train`` and, for Randman and SHD,
     ``n_steps``, ``dt_ms``, ``shd_path``, ``shd_test_path``."""
     if c.dataset in ("digits", "mnist1d"):
-        s = sgdata.load_digits_split(seed=c.seed) if c.dataset == "digits" else sgdata.load_mnist1d()
+        s = (sgdata.load_digits_split(seed=c.seed) if c.dataset == "digits"
+             else sgdata.load_mnist1d())
         xtr, xte = s.x_train, s.x_test
         if c.dataset == "mnist1d" and c.encoder != "current":
             # rate/latency codes need values in [0, 1]: min-max scale with training statistics
@@ -53,7 +54,8 @@ def load_data(c) -> Data:
         test_set = (sgdata.SHDDataset(c.shd_test_path, n_steps=c.n_steps,
                                       max_time_s=c.n_steps * c.dt_ms / 1000)
                     if c.shd_test_path else None)
-        train, val, test = stack_dataset(train_set), None, stack_dataset(test_set) if test_set else None
+        train, val = stack_dataset(train_set), None
+        test = stack_dataset(test_set) if test_set else None
         if test is None:  # no test file given: hold out the last 20% of the training file
             n = len(train)
             cut = int(0.8 * n)

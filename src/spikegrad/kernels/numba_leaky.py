@@ -474,8 +474,9 @@ def _single_threaded_blas(macs: int):
     """One BLAS thread inside the recurrent backward's per-step ``[B, N] x [N, N]`` products
     of ``macs`` multiply-adds: OpenBLAS's own threads on these small products, next to
     torch's, made the workload-C training step slower than with one BLAS thread (measured;
-    benchmarks/README.md); the kernel splits the batch over threads instead. Products too small for OpenBLAS to
-    thread skip the limit (it costs ~10 us per call, a quarter of a short sequence's call)."""
+    benchmarks/README.md); the kernel splits the batch over threads instead. Products too
+    small for OpenBLAS to thread skip the limit (it costs ~10 us per call, a quarter of a
+    short sequence's call)."""
     limiter = _blas_limiter() if macs >= _BLAS_THREADED_MACS else None
     return limiter.limit(limits=1) if limiter is not None else contextlib.nullcontext()
 

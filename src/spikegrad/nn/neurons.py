@@ -185,7 +185,8 @@ class LIF(LeakyNeuron):
         """``self(F.linear(xs, weight, bias), state)`` fused (:mod:`spikegrad.kernels.projected`):
         the membrane of the leading ``keep`` fraction of the sequence is kept (written over
         the input current), the rest is run chunk by chunk in time and recomputed in backward;
-        or None where the fused path does not apply (then call the two layers; the kernel registry decides).
+        or None where the fused path does not apply (the kernel registry decides; then call
+        the two layers).
         ``xs [T, B, in]``; ``linear_backend`` as :class:`Linear`'s."""
         if type(self) is not LIF or len(self.features) != 1:
             return None
