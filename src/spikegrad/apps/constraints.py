@@ -58,9 +58,9 @@ from .. import data as sgdata
 from .. import surrogate as _surrogate
 from ..train import Trainer, make_optimizer, seed_everything
 from ..train.progress import Progress
-from . import classification, coding
 from .config import ConfigError
 from .report import Result, RunDir
+from .setups import classify, yinyang
 
 PARTS = ("sparsity", "threshold", "surrogate")
 
@@ -179,26 +179,26 @@ def _mean(rows: List[dict]) -> dict:
     return out
 
 
-def _yinyang_cfg(c: Config, seed: int, loss: str = "rate", **kw) -> coding.Config:
+def _yinyang_cfg(c: Config, seed: int, loss: str = "rate", **kw) -> yinyang.Config:
     kw.setdefault("epochs", c.epochs)
-    return coding.validate(coding.Config(
+    return yinyang.validate(yinyang.Config(
         dataset="yinyang", losses=loss, seed=seed, n_train=c.n_train,
         n_val=c.n_eval, n_test=c.n_eval, profile_samples=min(500, c.n_eval), n_steps=c.n_steps,
         n_code=c.n_steps // 2, rate_copies=c.rate_copies, hidden=c.hidden,
         progress=False, **kw))
 
 
-def _yinyang_point(cc: coding.Config, data: coding.Data, rd: RunDir, name: str) -> dict:
+def _yinyang_point(cc: yinyang.Config, data: yinyang.Data, rd: RunDir, name: str) -> dict:
     """Train one of the coding app's networks (``cc.losses``: one loss); accuracy, spikes,
     thresholds and rates before and after training."""
     loss = cc.losses
-    encode = coding.make_encoder(cc, loss)
+    encode = yinyang.make_encoder(cc, loss)
     seed_everything(cc.seed, deterministic=True)
-    init = coding.build_model(cc, coding.n_inputs(cc, loss), data.n_classes)
-    before = coding.evaluate(cc, loss, init, data.test, encode, seed=cc.seed + 2)
+    init = yinyang.build_model(cc, yinyang.n_inputs(cc, loss), data.n_classes)
+    before = yinyang.evaluate(cc, loss, init, data.test, encode, seed=cc.seed + 2)
     rates_before = _hidden_rates(init, data, encode, cc)
     # train_one seeds identically, so it starts from the same initial weights as `init`
-    model, hist, test, _, _ = coding.train_one(cc, loss, data, RunDir(rd.path / "runs" / name),
+    model, hist, test, _, _ = yinyang.train_one(cc, loss, data, RunDir(rd.path / "runs" / name),
                                                resume=False)
     theta = torch.broadcast_to(model.layers[1].threshold().detach(), (cc.hidden,)).flatten()
     return {"test_accuracy": test["accuracy"], "val_accuracy": hist[-1]["val_accuracy"],
@@ -222,7 +222,7 @@ def _hidden_rates(model, data, encode, cc) -> List[float]:
 # --- parts -----------------------------------------------------------------------------------
 
 def sparsity_sweep(c: Config, rd: RunDir, resume: bool) -> List[dict]:
-    data = coding.load_data(_yinyang_cfg(c, c.seed))
+    data = yinyang.load_data(_yinyang_cfg(c, c.seed))
     rows = []
     key = f"count_{c.sparsity_penalty}"
     for lam in _floats(c.sparsity_weights, "sparsity_weights"):
@@ -255,7 +255,7 @@ def threshold_variants(c: Config) -> Dict[str, dict]:
 
 
 def threshold_runs(c: Config, rd: RunDir, resume: bool) -> Dict[str, dict]:
-    data = coding.load_data(_yinyang_cfg(c, c.seed))
+    data = yinyang.load_data(_yinyang_cfg(c, c.seed))
     out = {}
     for name, kw in threshold_variants(c).items():
         per_seed = [_cached(rd, f"threshold_{name}_seed{s}", resume,
@@ -267,14 +267,14 @@ def threshold_runs(c: Config, rd: RunDir, resume: bool) -> Dict[str, dict]:
     return out
 
 
-def _randman_cfg(c: Config, seed: int, surrogate: str, beta: float) -> classification.Config:
-    return classification.validate(classification.Config(
+def _randman_cfg(c: Config, seed: int, surrogate: str, beta: float) -> classify.Config:
+    return classify.validate(classify.Config(
         dataset="randman", seed=seed, epochs=c.rm_epochs, n_steps=c.rm_steps,
         hidden=c.rm_hidden, batch_size=c.rm_batch, surrogate=surrogate,
         surrogate_beta=beta, init="torch", progress=False))
 
 
-def randman_data(c: Config) -> classification.Data:
+def randman_data(c: Config) -> classify.Data:
     """Randman (generator seed 1) with ``rm_classes`` classes of ``rm_samples`` samples each,
     80/10/10 in order; the first ``rm_train`` training samples are used."""
     rm = sgdata.make_randman(n_classes=c.rm_classes, n_steps=c.rm_steps,
@@ -283,22 +283,22 @@ def randman_data(c: Config) -> classification.Data:
     tr, va, te = sgdata.split_in_order(len(x), (0.8, 0.1, 0.1))
     train = TensorDataset(x[tr][:c.rm_train], rm.labels[tr][:c.rm_train])
     val, test = (TensorDataset(x[i], rm.labels[i]) for i in (va, te))
-    return classification.Data(train, val, test, x.shape[2], c.rm_classes)
+    return classify.Data(train, val, test, x.shape[2], c.rm_classes)
 
 
-def _randman_point(cc: classification.Config, data: classification.Data) -> dict:
+def _randman_point(cc: classify.Config, data: classify.Data) -> dict:
     """The classification app's training (its model, objective and evaluation), no figures."""
     seed_everything(cc.seed, deterministic=cc.deterministic)
-    encode = classification.make_encoder(cc)
-    model = classification.build_model(cc, data.n_in, data.n_classes)
+    encode = classify.make_encoder(cc)
+    model = classify.build_model(cc, data.n_in, data.n_classes)
     opt = make_optimizer(cc.optimizer, model.parameters(), lr=cc.lr, weight_decay=cc.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cc.epochs)
     loader = DataLoader(data.train, batch_size=cc.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(cc.seed))
-    trainer = Trainer(model, opt, classification.make_objective(cc, encode), scheduler=sched,
+    trainer = Trainer(model, opt, classify.make_objective(cc, encode), scheduler=sched,
                       grad_clip=cc.grad_clip or None, progress=cc.progress)
     hist = trainer.fit(loader, cc.epochs)
-    test = classification.evaluate(cc, model, data.test, encode, seed=cc.seed + 2)
+    test = classify.evaluate(cc, model, data.test, encode, seed=cc.seed + 2)
     grad = [r["grad_norm_mean"] for r in hist]
     return {"test_accuracy": test["accuracy"], "train_accuracy": hist[-1]["train_accuracy"],
             "spikes_per_neuron": test["spikes_per_neuron"],
