@@ -226,3 +226,36 @@ def test_gpu_benchmark_script_runs_in_the_interpreter(tmp_path):
     rows = json.loads((tmp_path / "gpu.json").read_text())["rows"]
     assert [r["backend"] for r in rows] == ["reference", "torch", "triton"]
     assert all(r["spikes_equal"] and r["weight_grad_close"] and r["rate"] > 0 for r in rows)
+
+
+# the kernels' surrogate function on its own, over a grid (interpreter or GPU)
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
+
+_phi = tk._phi
+
+
+@triton.jit
+def _phi_over(x_ptr, out_ptr, n, beta, KIND: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    x = tl.load(x_ptr + offs, mask=mask, other=0.0)
+    tl.store(out_ptr + offs, _phi(x, beta, KIND), mask=mask)
+
+
+# exp(-beta x) overflows to inf in the tails (the sigmoid is then exactly 0, as in torch)
+@pytest.mark.filterwarnings("ignore:overflow encountered in exp:RuntimeWarning")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("beta", [0.5, 1.7, 10.0, 100.0])
+def test_triton_surrogates_equal_the_torch_table_on_a_dense_grid_and_the_tails(beta, dtype):
+    from test_leaky_parity import _surrogate_grid
+    x = _surrogate_grid(beta, dtype).to(DEVICE)
+    eps = torch.finfo(dtype).eps
+    for fn, kind in tk.SURROGATE_IDS.items():
+        want = sg.surrogate.Surrogate("probe", fn, fn, beta).grad(x)
+        got = torch.empty_like(x)
+        _phi_over[(triton.cdiv(x.numel(), 256),)](x, got, x.numel(), beta, KIND=kind,
+                                                 BLOCK=256)
+        assert bool(torch.isfinite(got).all())
+        torch.testing.assert_close(got, want, rtol=8 * eps, atol=8 * eps * beta,
+                                   msg=f"surrogate id {kind} ({fn.__name__}), beta {beta}")

@@ -59,8 +59,9 @@ def _phi(x, beta, KIND: tl.constexpr):
         r = (beta * 0.3989422804014327) * tl.exp(-0.5 * (bx * bx))
     elif KIND == 6:  # exponential
         r = 0.5 * beta * tl.exp(-(beta * tl.abs(x)))
-    else:            # straight through (boxcar)
-        r = tl.where(tl.abs(beta * x) < 0.5, beta, 0.0 * beta)
+    else:            # straight through (boxcar); the branches in x's type, as beta * x is
+        # (a bare scalar in tl.where would come out in float32 for float64 data)
+        r = beta * tl.where(tl.abs(beta * x) < 0.5, 1.0 + 0.0 * x, 0.0 * x)
     return r
 
 
