@@ -36,7 +36,6 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
-
 from ..train.progress import Progress
 from .report import Result, RunDir
 from .setups.yinyang import (  # the set-up this app runs, re-exported
