@@ -25,7 +25,6 @@ from torch import Tensor
 from . import guards
 
 BACKENDS = ("auto", "reference", "torch", "numba", "triton")
-FUSED = ("torch", "numba", "triton")
 # auto's preference per device type; the reference loop comes after all of them
 AUTO_ORDER = {"cpu": ("numba", "torch"), "cuda": ("triton", "torch")}
 DEFAULT_ORDER = ("torch",)
