@@ -127,7 +127,7 @@ def _demo_text() -> str:
     # the divergence demo's settings are constants of the app, not of the command
     try:
         from spikegrad.apps.regression import DIVERGENCE_DEMO as d
-        return f"{d['optimizer'].upper()} lr {d['lr']:g}", f"clip_norm={d['clip_norm']:g}"
+        return f"{d['optimizer'].upper()} lr {d['lr']:g}", f"grad_clip={d['grad_clip']:g}"
     except Exception:  # rendering needs no working app; the numbers are what matter
         return "SGD", "clipping"
 

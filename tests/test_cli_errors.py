@@ -123,7 +123,7 @@ REGRESSION = [
     (("surrogate=bogus",), "surrogate"), (("tbptt_k=-1",), "tbptt_k"), (("n_steps=1",), "n_steps"),
     (("hidden=0",), "hidden"), (("lr=inf",), "'lr'"), (("input_rate_hz=2000",), "input_rate_hz"),
     (("horizon=5",), "horizon"), (("compare_tbptt=abc",), "compare_tbptt"),
-    (("steps=0",), "steps"), (("clip_norm=-1",), "clip_norm"), (("dt_ms=0",), "dt_ms"),
+    (("steps=0",), "steps"), (("grad_clip=-1",), "grad_clip"), (("dt_ms=0",), "dt_ms"),
     ((f"hidden={HUGE}",), "memory"), ((f"n_steps={HUGE}",), "memory"),
     (("compare=bogus",), "compare"),
 ]

@@ -28,7 +28,7 @@ def _one_step(cfg: app.Config, lr: float = 0.1):
     xs, ys = app.make_task(cfg)
     model = app.build_model(cfg)
     objective = app.make_objective(cfg, xs.shape[0], float(ys.var(unbiased=False)))
-    trainer = app.core._make_trainer(cfg, model, objective)
+    trainer = app.make_trainer(cfg, model, objective)
     record = trainer.fit([(xs, ys)], 1)[-1]
     return [p.detach().clone() for p in model.parameters()], record
 
@@ -194,15 +194,15 @@ def test_weight_decay_adds_lr_times_decay_times_weight():
         torch.testing.assert_close(b - a, -0.1 * 0.5 * p.detach(), atol=1e-6, rtol=1e-4)
 
 
-def test_clipping_logs_the_pre_clip_norm_and_bounds_the_update():
+def test_clipping_logs_the_pre_grad_clip_and_bounds_the_update():
     free, rec = _one_step(tiny(), lr=1.0)
-    clipped, rec_c = _one_step(tiny(clip_norm=1e-3), lr=1.0)
+    clipped, rec_c = _one_step(tiny(grad_clip=1e-3), lr=1.0)
     assert rec_c["grad_norm_max"] == pytest.approx(rec["grad_norm_max"])  # pre-clip
     assert rec["grad_norm_max"] > 1e-3
     torch.manual_seed(0)
     before = list(app.build_model(tiny()).parameters())
     step = torch.cat([(c - p.detach()).flatten() for c, p in zip(clipped, before)])
-    assert float(step.norm()) == pytest.approx(1e-3, rel=1e-3)  # lr * clip_norm
+    assert float(step.norm()) == pytest.approx(1e-3, rel=1e-3)  # lr * grad_clip
 
 
 def test_tbptt_peak_memory_is_below_full_bptt():
@@ -276,7 +276,7 @@ def test_divergence_is_reported_not_raised():
     ("hidden=0", "hidden must be >= 1"),
     ("lr=0", "lr must be a finite number > 0"),
     ("tbptt_k=-5", "tbptt_k must be >= 0"),
-    ("clip_norm=-1", "clip_norm must be >= 0"),
+    ("grad_clip=-1", "grad_clip must be >= 0"),
     ("input_rate_hz=5000", "input_rate_hz \\* dt_ms / 1000 must be <= 1"),
     ("horizon=3", "horizon .* applies to task=filter only"),
     ("compare_tbptt=10,x", "compare_tbptt must be a comma-separated list"),

@@ -206,6 +206,24 @@ def test_adaptive_feedback_converges_to_the_readout_kolen_pollack():
     torch.testing.assert_close(diff, diff0 * (1 - lr * lam) ** 2, rtol=1e-12, atol=1e-12)
 
 
+def test_state_dict_carries_the_learned_feedback_and_refuses_another_mode():
+    net = _net()
+    xs, ts = _data(T=10)
+    learner = EProp.from_sequential(net, feedback="adaptive", feedback_lr=0.05)
+    learner.run(xs, ts, optimizer=torch.optim.SGD([net[2].weight], lr=0.05), update_every=5)
+    saved = learner.state_dict()
+    fresh = EProp.from_sequential(net, feedback="adaptive")
+    assert not torch.equal(fresh.feedback_matrix(), saved["B"])
+    fresh.load_state_dict(saved)
+    assert torch.equal(fresh.feedback_matrix(), learner.feedback_matrix())
+    symmetric = EProp.from_sequential(net, feedback="symmetric")
+    assert symmetric.state_dict() == {"B": None}
+    with pytest.raises(ValueError, match="needs no B"):
+        symmetric.load_state_dict(saved)
+    with pytest.raises(ValueError, match=r"needs B \[7, 2\]"):
+        fresh.load_state_dict({"B": None})
+
+
 def test_memory_state_does_not_grow_with_time():
     net = _net(recurrent=True)
     learner = EProp.from_sequential(net)

@@ -241,6 +241,22 @@ class EProp:
         """``B [N, K]``: the matrix that maps output errors to learning signals."""
         return self.w_out.weight.detach().t() if self.B is None else self.B
 
+    def state_dict(self) -> Dict[str, Optional[Tensor]]:
+        """The learner's own state: the feedback matrix ``B`` (None for symmetric feedback),
+        for checkpoints (an adaptive ``B`` changes as it learns)."""
+        return {"B": None if self.B is None else self.B.clone()}
+
+    def load_state_dict(self, state: Dict[str, Optional[Tensor]]) -> None:
+        """Restore :meth:`state_dict`; ValueError if it belongs to another feedback mode or
+        shape."""
+        b = state.get("B") if isinstance(state, dict) else None
+        if (b is None) != (self.B is None) or (b is not None and b.shape != self.B.shape):
+            want = "no B (symmetric feedback)" if self.B is None else f"B {list(self.B.shape)}"
+            got = "no B" if b is None else f"B {list(b.shape)}"
+            raise ValueError(f"e-prop state has {got}, but this learner ({self.feedback} "
+                             f"feedback) needs {want}")
+        self.B = None if b is None else b.to(self.B.dtype).clone()
+
     def zero_grad(self) -> None:
         """Clear the accumulated gradients (not the neurons' state)."""
         w = self.w_out.weight

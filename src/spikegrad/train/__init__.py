@@ -2,6 +2,7 @@
 
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .interrupt import TrainingInterrupted
+from .learner import Learner
 from .optim import make_optimizer
 from .seed import seed_everything
 from .trainer import Objective, ObjectiveOutput, Trainer
@@ -10,6 +11,7 @@ __all__ = [
     "Trainer",
     "ObjectiveOutput",
     "Objective",
+    "Learner",
     "make_optimizer",
     "save_checkpoint",
     "load_checkpoint",

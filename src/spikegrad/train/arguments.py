@@ -14,10 +14,10 @@ from .._validate import check_int
 NONFINITE = ("raise", "skip")
 
 
-def check_trainer_args(model: Any, optimizer: Any, objective: Any, scheduler: Any,
-                       grad_clip: Any, tbptt: Any, evaluate: Any, checkpoint_every: Any,
-                       keep_checkpoints: Any, checkpoint_every_steps: Any,
-                       nonfinite: Any) -> Optional[float]:
+def check_trainer_args(model: Any, optimizer: Any, objective: Any, learner: Any,
+                       scheduler: Any, grad_clip: Any, tbptt: Any, evaluate: Any,
+                       checkpoint_every: Any, keep_checkpoints: Any,
+                       checkpoint_every_steps: Any, nonfinite: Any) -> Optional[float]:
     """TypeError/ValueError for a bad argument; returns ``grad_clip`` as a float (or None)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -26,12 +26,22 @@ def check_trainer_args(model: Any, optimizer: Any, objective: Any, scheduler: An
             "optimizer must be a torch.optim.Optimizer, e.g. "
             f"make_optimizer('adam', model, lr=1e-3); got {type(optimizer).__name__}"
         )
-    if not callable(objective):
+    if (objective is None) == (learner is None):
         raise TypeError(
-            "objective must be a callable "
-            "objective(model, inputs, targets, state) -> ObjectiveOutput; "
-            f"got {type(objective).__name__}"
+            "pass exactly one of objective=objective(model, inputs, targets, state) (trained "
+            "by backpropagation) and learner=learner(model, inputs, targets, update) (a rule "
+            "that computes its own gradients); got "
+            f"{'both' if objective is not None else 'neither'}"
         )
+    for name, fn, signature in (("objective", objective, "(model, inputs, targets, state)"),
+                                ("learner", learner, "(model, inputs, targets, update)")):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name} must be a callable {name}{signature} -> ObjectiveOutput; "
+                            f"got {type(fn).__name__}")
+    if learner is not None and tbptt is not None:
+        raise ValueError("tbptt splits the batches for an objective's backward pass; a learner "
+                         "runs the whole sequence itself (give it its own update interval). "
+                         "Use tbptt=None with learner=...")
     if scheduler is not None and not (
         hasattr(scheduler, "step") and hasattr(scheduler, "state_dict")
     ):

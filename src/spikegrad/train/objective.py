@@ -34,9 +34,10 @@ class ObjectiveOutput(NamedTuple):
 Objective = Callable[[nn.Module, Any, Any, Any], ObjectiveOutput]
 
 
-def checked_output(out: Any) -> ObjectiveOutput:
+def checked_output(out: Any, needs_grad: bool = True) -> ObjectiveOutput:
     """``out`` if it is an :class:`ObjectiveOutput` with a scalar floating loss that requires
-    grad; else a TypeError/ValueError that says how to return one."""
+    grad (``needs_grad``; a learner's loss is only logged); else a TypeError/ValueError that
+    says how to return one."""
     if not isinstance(out, ObjectiveOutput):
         raise TypeError(
             f"objective must return spikegrad.train.ObjectiveOutput(loss, state, metrics); got "
@@ -57,7 +58,7 @@ def checked_output(out: Any) -> ObjectiveOutput:
         raise TypeError(
             f"ObjectiveOutput.loss must be a floating tensor; got dtype {loss.dtype}"
         )
-    if not loss.requires_grad:
+    if needs_grad and not loss.requires_grad:
         raise ValueError(
             "ObjectiveOutput.loss does not require grad, so there is nothing to train: the "
             "objective ran under torch.no_grad(), detached the loss, or the model has no "

@@ -33,7 +33,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -47,7 +46,6 @@ from torch import nn
 from .._validate import check_int
 from ..functional.state import detach_state
 from .checkpoint import (
-    check_trainer_payload,
     latest_valid,
     checkpoint_path,
     load_checkpoint,
@@ -58,15 +56,17 @@ from .arguments import check_trainer_args
 from .objective import Objective, ObjectiveOutput, checked_output, global_grad_norm
 from .batches import numeric_metrics, tbptt_chunks, to_device, unpack_batch
 from .diagnose import first_nonfinite, nonfinite_gradients
+from .learner import Learner, Updates
 from .epoch import EpochSums, NotLearningWarning, check_learning, epoch_record
 from .interrupt import StopSignals, TrainingInterrupted
 from .progress import Progress, batch_bar, epoch_line
+from .log import append_log, rewrite_log
 from .rng import rng_state, set_rng_state
+from .snapshot import restore_trainer, trainer_payload
 
-__all__ = ["ObjectiveOutput", "Objective", "Trainer", "NotLearningWarning"]
+__all__ = ["ObjectiveOutput", "Objective", "Learner", "Trainer", "NotLearningWarning"]
 
 PathLike = Union[str, "os.PathLike[str]"]
-
 
 
 class Trainer:
@@ -76,7 +76,12 @@ class Trainer:
         model: the module; its ``forward`` is called by the objective, not the trainer.
         optimizer: any ``torch.optim.Optimizer`` over the trainable parameters.
         objective: ``objective(model, inputs, targets, state) -> ObjectiveOutput``; ``state``
-            is ``None`` at the start of each batch.
+            is ``None`` at the start of each batch. The trainer calls ``loss.backward()``.
+        learner: instead of an objective, a training rule that computes its own gradients
+            and applies them through the ``update()`` it is given, possibly several times per
+            batch: ``learner(model, inputs, targets, update) -> ObjectiveOutput`` (see
+            :mod:`spikegrad.train.learner`). Clipping, the NaN/Inf guard, checkpoints and
+            resume are the same as with an objective.
         scheduler: any ``torch.optim.lr_scheduler`` scheduler, stepped once per epoch after
             training (``ReduceLROnPlateau`` is stepped with the epoch's ``train_loss``).
         grad_clip: if given, clip the global gradient norm to this value
@@ -116,13 +121,14 @@ class Trainer:
     Attributes:
         history: list of epoch records (dicts), as returned by :meth:`fit`.
         epoch: number of completed epochs.
-        step: number of optimizer steps taken (one per batch).
+        step: number of optimizer steps taken (one per batch; a learner may take several).
 
     An epoch record holds ``epoch`` (1-based), ``step`` (global optimizer steps so far),
     ``train_loss`` (weighted mean of batch losses; with TBPTT a batch's loss is the sum of
     its chunk losses), ``lr`` (of the first parameter group, as used during the epoch, i.e.
     before the scheduler step), ``grad_norm_mean`` and ``grad_norm_max`` (of the pre-clip
-    global gradient norms of the epoch's steps), ``seconds`` (wall time of training and
+    global gradient norms of the epoch's batches; a batch with several learner updates counts
+    its largest), ``seconds`` (wall time of training and
     evaluation), then ``train_<metric>`` for objective metrics and the evaluate metrics.
     """
 
@@ -130,8 +136,9 @@ class Trainer:
         self,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
-        objective: Objective,
+        objective: Optional[Objective] = None,
         *,
+        learner: Optional[Learner] = None,
         scheduler: Any = None,
         grad_clip: Optional[float] = None,
         tbptt: Optional[int] = None,
@@ -145,15 +152,16 @@ class Trainer:
         checkpoint_every_steps: Optional[int] = None,
         nonfinite: str = "raise",
     ) -> None:
-        grad_clip = check_trainer_args(model, optimizer, objective, scheduler, grad_clip, tbptt,
-                                       evaluate, checkpoint_every, keep_checkpoints,
-                                       checkpoint_every_steps, nonfinite)
+        grad_clip = check_trainer_args(model, optimizer, objective, learner, scheduler,
+                                       grad_clip, tbptt, evaluate, checkpoint_every,
+                                       keep_checkpoints, checkpoint_every_steps, nonfinite)
         self.device = None if device is None else torch.device(device)
         if self.device is not None:
             model.to(self.device)
         self.model = model
         self.optimizer = optimizer
         self.objective = objective
+        self.learner = learner
         self.scheduler = scheduler
         self.grad_clip = grad_clip
         self.tbptt = tbptt
@@ -214,7 +222,7 @@ class Trainer:
         before = self.epoch
         if resume is not None:
             self._resume(resume, train_loader)
-        self._rewrite_log()
+        rewrite_log(self.log_path, self.history)
         end = epochs
         progress = self._shared_progress
         if progress is None and self.progress and self.epoch < end:
@@ -226,7 +234,7 @@ class Trainer:
             while self.epoch < end:
                 record = self._run_epoch(train_loader)
                 self.history.append(record)
-                self._append_log(record)
+                append_log(self.log_path, record)
                 if progress is not None:
                     shared = progress is self._shared_progress
                     progress.update(1, epoch_line(record, end if shared else None))
@@ -322,6 +330,9 @@ class Trainer:
         or gradient was skipped (``nonfinite="skip"``).
         """
         self.optimizer.zero_grad(set_to_none=True)
+        if self.learner is not None:
+            where = f"epoch {epoch}, batch index {batch_index}"
+            return self._learner_batch(inputs, targets, where)
         chunks = (
             [(inputs, targets)]
             if self.tbptt is None
@@ -378,6 +389,26 @@ class Trainer:
         self.step += 1
         return loss_total, metrics, grad_norm
 
+    def _learner_batch(self, inputs: Any, targets: Any, where: str
+                       ) -> Optional[tuple[float, dict, float]]:
+        update = Updates(self.optimizer, self.model, self.grad_clip, self.nonfinite, where)
+        try:
+            out = checked_output(self.learner(self.model, inputs, targets, update),
+                                 needs_grad=False)
+            if update.calls == 0:
+                update()
+        finally:
+            self.step += len(update.norms)
+        loss = float(out.loss.detach())
+        if not math.isfinite(loss):
+            return self._nonfinite(
+                f"loss is {loss} at {where}; the learner's {len(update.norms)} update(s) of "
+                "this batch were applied. Lower the learning rate or clip gradients "
+                "(grad_clip=...).")
+        if not update.norms:  # every update was non-finite and skipped
+            return None
+        return loss, numeric_metrics(out.metrics, "learner metrics"), max(update.norms)
+
     def _nonfinite(self, message: str) -> None:
         if self.nonfinite == "raise":
             raise FloatingPointError(message)
@@ -411,22 +442,6 @@ class Trainer:
         else:
             self.scheduler.step()
 
-    # ------------------------------------------------------------------ log
-
-    def _rewrite_log(self) -> None:
-        if self.log_path is None:
-            return
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "w", encoding="utf-8") as f:
-            for record in self.history:
-                f.write(json.dumps(record) + "\n")
-
-    def _append_log(self, record: dict) -> None:
-        if self.log_path is None:
-            return
-        with open(self.log_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-
     # ------------------------------------------------------------------ checkpoints
 
     def _maybe_save_mid_epoch(
@@ -448,16 +463,7 @@ class Trainer:
 
     def _save(self, train_loader: Iterable, partial: Optional[dict] = None) -> Path:
         """Checkpoint after ``self.epoch`` epochs, plus ``partial`` batches into the next."""
-        payload = {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
-            "epoch": self.epoch,
-            "step": self.step,
-            "history": [dict(r) for r in self.history],
-            "rng": rng_state(train_loader),
-            "partial": partial,
-        }
+        payload = trainer_payload(self, train_loader, partial)
         batch = 0 if partial is None else partial["sums"]["batches"]
         path = save_checkpoint(checkpoint_path(self.checkpoint_dir, self.epoch, batch), payload)
         if self.keep_checkpoints is not None:
@@ -479,20 +485,4 @@ class Trainer:
         else:
             path = Path(resume)
             payload = load_checkpoint(path)
-        check_trainer_payload(payload, path, has_scheduler=self.scheduler is not None)
-        self.model.load_state_dict(payload["model"])
-        # The optimizer first: building the scheduler wrote 'initial_lr' into its groups, and
-        # the checkpointed groups carry the values the scheduler state refers to.
-        self.optimizer.load_state_dict(payload["optimizer"])
-        if self.scheduler is not None:
-            self.scheduler.load_state_dict(payload["scheduler"])
-        self.epoch = int(payload["epoch"])
-        self.step = int(payload["step"])
-        self.history = [dict(r) for r in payload["history"]]
-        set_rng_state(payload["rng"], train_loader, path)
-        partial = payload.get("partial")  # absent in checkpoints of older versions
-        self._pending = (
-            None
-            if partial is None
-            else (partial["epoch_rng"], EpochSums.from_dict(partial["sums"]), payload["rng"])
-        )
+        self._pending = restore_trainer(self, payload, path, train_loader)

@@ -26,7 +26,7 @@ Methods, in the order they run:
    (``steps`` steps), Adam by default with a linear warm-up and a cosine decay of the
    learning rate (``lr_warmup_steps``, ``lr_final_frac``), optional weight decay, global
    gradient-norm clipping
-   (``clip_norm``; the pre-clip norm is logged either way), TBPTT with the state carried
+   (``grad_clip``; the pre-clip norm is logged either way), TBPTT with the state carried
    across chunks detached. Other ``learning`` rules (e-prop, three-factor) run in
    :mod:`spikegrad.apps.regression.online` on the same task and model.
 5. **Evaluation**: one forward pass of the final model (no gradient): ``nmse = mean((y -
@@ -48,7 +48,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as TF
@@ -58,7 +58,7 @@ from ... import losses, nn
 from ... import surrogate as _surrogate
 from ...data.patterns import noisy_signal_task, pattern_generation_task
 from ...functional.leaky import lowpass
-from ...train import ObjectiveOutput, Trainer, make_optimizer, seed_everything
+from ...train import Learner, ObjectiveOutput, Trainer, make_optimizer, seed_everything
 from ...train.memory import allocator_peak_mb
 from ...train.optim import OPTIMIZERS
 from ..config import ConfigError
@@ -66,7 +66,8 @@ from ..report import Result, RunDir, fmt
 
 __all__ = ["Config", "Result", "RegressionRSNN", "TASKS", "PRESETS", "NEURONS", "LEARNING_RULES",
            "validate", "make_task", "make_test_task", "build_model", "make_objective",
-           "rate_penalty", "evaluate", "linear_baseline_nmse", "lr_schedule", "train", "measure_step_memory", "compare_tbptt",
+           "rate_penalty", "evaluate", "linear_baseline_nmse", "lr_schedule", "make_trainer",
+           "LearnerFactory", "train", "measure_step_memory", "compare_tbptt",
            "compare_clipping", "DIVERGENCE_DEMO", "save_trace_figures", "run_bptt",
            "progress_bar"]
 
@@ -75,7 +76,7 @@ TASKS = ("pattern", "filter")
 #: SGD, whose first steps (pre-clip gradient norm ~76 at the initial weights) start a feedback
 #: loop of larger weights, errors and gradients (NaN/Inf within ~10 steps); clipped to norm 1,
 #: the same step size trains steadily (measured: seed 0).
-DIVERGENCE_DEMO = {"optimizer": "sgd", "lr": 0.02, "clip_norm": 1.0, "lr_warmup_steps": 0,
+DIVERGENCE_DEMO = {"optimizer": "sgd", "lr": 0.02, "grad_clip": 1.0, "lr_warmup_steps": 0,
                    "lr_final_frac": 1.0}
 #: Per-task values of the fields a Config leaves at None (``--set`` any of them to override).
 #: ``filter`` (held-out sequences, noisy population-coded input): shorter sequences, a bigger
@@ -96,7 +97,7 @@ class Config:
     """Regression run; every field can be set with ``--set key=value``.
 
     Times are in ms (``dt_ms``, ``tau_*_ms``), rates in Hz. ``0`` switches off
-    ``tbptt_k`` (full BPTT), ``clip_norm``, ``weight_decay`` and ``sparsity_weight``. Fields
+    ``tbptt_k`` (full BPTT), ``grad_clip``, ``weight_decay`` and ``sparsity_weight``. Fields
     left at None take the task's value from :data:`PRESETS` (:func:`validate`).
     """
 
@@ -132,7 +133,7 @@ class Config:
     lr_warmup_steps: int = 25
     lr_final_frac: float = 0.05
     tbptt_k: int = 0
-    clip_norm: float = 0.0
+    grad_clip: float = 0.0
     weight_decay: float = 0.0
     sparsity_weight: float = 0.0
     target_rate_hz: float = 10.0
@@ -192,7 +193,7 @@ def validate(cfg: Config) -> Config:
          f"lr_warmup_steps must be an int >= 0 (0: no warm-up); got {cfg.lr_warmup_steps!r}")
     need(math.isfinite(cfg.lr_final_frac) and 0 < cfg.lr_final_frac <= 1,
          f"lr_final_frac must be in (0, 1] (1: no decay); got {cfg.lr_final_frac}")
-    for key in ("tbptt_k", "clip_norm", "weight_decay", "sparsity_weight", "target_rate_hz",
+    for key in ("tbptt_k", "grad_clip", "weight_decay", "sparsity_weight", "target_rate_hz",
                 "rec_gain", "noise_std", "horizon"):
         v = getattr(cfg, key)
         need(math.isfinite(v) and v >= 0,
@@ -414,21 +415,31 @@ def lr_schedule(cfg: Config, opt: torch.optim.Optimizer):
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-def _make_trainer(cfg: Config, model, objective, log_path=None, checkpoint_dir=None,
-                  evaluate_fn=None) -> Trainer:
+#: ``learner_factory(cfg, model, xs, ys) -> Learner``: an online rule for
+#: :class:`spikegrad.train.Trainer` (see :mod:`.online`) that trains ``model`` on the
+#: training data ``(xs, ys)``; None trains by (T)BPTT.
+LearnerFactory = Callable[[Config, RegressionRSNN, Tensor, Tensor], Learner]
+
+
+def make_trainer(cfg: Config, model, objective=None, learner=None, log_path=None,
+                 checkpoint_dir=None, evaluate_fn=None) -> Trainer:
+    """The Trainer of ``cfg``: its optimizer, schedule and clipping, with ``objective``
+    (BPTT, TBPTT when ``tbptt_k``) or ``learner`` (an online rule)."""
     cfg = validate(cfg)
     opt = make_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr,
                          weight_decay=cfg.weight_decay)
-    return Trainer(model, opt, objective, scheduler=lr_schedule(cfg, opt),
-                   grad_clip=cfg.clip_norm or None,
-                   tbptt=cfg.tbptt_k or None, evaluate=evaluate_fn, log_path=log_path,
+    return Trainer(model, opt, objective, learner=learner, scheduler=lr_schedule(cfg, opt),
+                   grad_clip=cfg.grad_clip or None,
+                   tbptt=(cfg.tbptt_k or None) if learner is None else None,
+                   evaluate=evaluate_fn, log_path=log_path,
                    checkpoint_dir=checkpoint_dir, checkpoint_every=cfg.checkpoint_every,
                    keep_checkpoints=2, progress=False)
 
 
 def train(cfg: Config, out_dir: Optional[Path] = None, resume: bool = False,
-          measure_memory: bool = True) -> Trained:
-    """Seed, build task and model, train ``cfg.steps`` steps, evaluate.
+          measure_memory: bool = True, learner: Optional[LearnerFactory] = None) -> Trained:
+    """Seed, build task and model, train ``cfg.steps`` passes over the training batch (by
+    (T)BPTT, or by the online rule ``learner(cfg, model, xs, ys)`` builds), evaluate.
 
     A NaN/Inf loss or gradient (a diverged run) stops training; ``diverged`` is then True and
     the history holds the steps before it. With ``out_dir``, the log and checkpoints go there.
@@ -456,7 +467,8 @@ def train(cfg: Config, out_dir: Optional[Path] = None, resume: bool = False,
 
     ckpt = None if out_dir is None else Path(out_dir) / "checkpoints"
     log = None if out_dir is None else Path(out_dir) / "log.jsonl"
-    trainer = _make_trainer(c, model, objective, log, ckpt, evaluate_fn)
+    rule = None if learner is None else learner(c, model, xs, ys)
+    trainer = make_trainer(c, model, None if rule else objective, rule, log, ckpt, evaluate_fn)
     start = time.perf_counter()
     diverged = False
     try:
@@ -477,7 +489,7 @@ def train(cfg: Config, out_dir: Optional[Path] = None, resume: bool = False,
         metrics["train_nmse"] = evaluate(model, xs, ys, dt)["nmse"]
         metrics["baseline_nmse"] = linear_baseline_nmse(c, xs, ys, test_xs, test_ys)
     if measure_memory:
-        metrics["peak_memory_mb"] = measure_step_memory(c, model, xs, ys)
+        metrics["peak_memory_mb"] = measure_step_memory(c, model, xs, ys, learner)
     return Trained(model, list(trainer.history), metrics, diverged)
 
 
@@ -490,9 +502,11 @@ def progress_bar(c: Config):
     return Progress(c.steps, f"regression {c.task} step")
 
 
-def measure_step_memory(cfg: Config, model: RegressionRSNN, xs: Tensor, ys: Tensor) -> float:
+def measure_step_memory(cfg: Config, model: RegressionRSNN, xs: Tensor, ys: Tensor,
+                        learner: Optional[LearnerFactory] = None) -> float:
     """Peak MiB held by torch's allocator during one training step of ``model`` on ``(xs,
-    ys)`` with ``cfg``'s optimizer, TBPTT and clipping, above what was allocated before.
+    ys)`` with ``cfg``'s optimizer, TBPTT and clipping (or ``learner``'s online rule), above
+    what was allocated before.
 
     Runs on a deep copy (the model is not changed) under ``torch.profiler`` with
     ``profile_memory=True``; the allocation (+) and free (-) events are summed in time
@@ -505,13 +519,18 @@ def measure_step_memory(cfg: Config, model: RegressionRSNN, xs: Tensor, ys: Tens
     c = dataclasses.replace(validate(cfg), progress=False)
     twin = copy.deepcopy(model)
     objective = make_objective(c, xs.shape[0], float(ys.var(unbiased=False)))
-    trainer = _make_trainer(c, twin, objective)
+
+    def fresh() -> Trainer:
+        if learner is None:
+            return make_trainer(c, twin, objective)
+        return make_trainer(c, twin, learner=learner(c, twin, xs, ys))
+    trainer = fresh()
     # one unprofiled step first: numba compilation and lazy torch initialisation are
     # one-off costs, not the step's memory; then reset the optimizer state so the
     # profiled step creates it as a first step does
     try:
         trainer.fit([(xs, ys)], 1)
-        trainer = _make_trainer(c, twin, objective)
+        trainer = fresh()
         return allocator_peak_mb(lambda: trainer.fit([(xs, ys)], 1))
     except FloatingPointError:  # a diverged model cannot take a step to measure
         return float("nan")
@@ -536,12 +555,12 @@ def compare_tbptt(cfg: Config, ks: Sequence[int], done: Optional[Dict[int, dict]
 
 def compare_clipping(cfg: Config, overrides: Optional[dict] = None) -> Dict[str, Trained]:
     """Train ``cfg`` with ``overrides`` (default :data:`DIVERGENCE_DEMO`) twice: with its
-    ``clip_norm`` and with clipping off. Returns ``{"clipped": ..., "unclipped": ...}``."""
+    ``grad_clip`` and with clipping off. Returns ``{"clipped": ..., "unclipped": ...}``."""
     demo = dataclasses.replace(cfg, progress=False, **(overrides or DIVERGENCE_DEMO))
-    if not demo.clip_norm:
-        raise ConfigError("compare_clipping needs a clip_norm > 0 in the demo overrides")
+    if not demo.grad_clip:
+        raise ConfigError("compare_clipping needs a grad_clip > 0 in the demo overrides")
     return {"clipped": train(demo, measure_memory=False),
-            "unclipped": train(dataclasses.replace(demo, clip_norm=0.0), measure_memory=False)}
+            "unclipped": train(dataclasses.replace(demo, grad_clip=0.0), measure_memory=False)}
 
 
 # --- run -------------------------------------------------------------------------------------

@@ -20,9 +20,12 @@ The task, the network and the objective are those of :mod:`spikegrad.apps.regres
    learners implement as ``loss_scale = 2 / (T B K)`` and ``reg = 2 w / (N dt^2)`` on rates in
    spikes per step (equal for the batch-1 pattern task; with ``B > 1`` the rate is pooled over
    the batch, as in the e-prop paper).
-4. **Training**: one optimizer step (the regression config's optimizer, rate, weight decay
-   and clipping) per pass over the training batch, ``steps`` passes; with ``update_every = N``
-   the weights change every ``N`` time steps inside the sequence instead (online).
+4. **Training**: the regression app's :class:`spikegrad.train.Trainer` (its optimizer,
+   learning-rate schedule over the ``steps`` passes, weight decay, clipping ``grad_clip``,
+   NaN/Inf guard, checkpoints and exact resume), with the rule as its learner
+   (:class:`OnlineLearner`) instead of backpropagation: one update per pass over the training
+   batch, or, with ``update_every = N``, one every ``N`` time steps inside the sequence
+   (online). The logged loss is the pass's MSE, taken while the weights change.
 5. **Evaluation**: the regression app's ``evaluate`` (NMSE, recurrent rate) on the trained
    model. ``peak_memory_mb``: the same measure as the BPTT app, the peak of torch's
    allocator during one training step above what was allocated before it
@@ -54,15 +57,14 @@ from torch import Tensor
 
 from ...functional.leaky import integrate
 from ...learning import EProp, Factors, ThreeFactor, random_projection
-from ...train import make_optimizer, seed_everything
-from ...train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from ...train import ObjectiveOutput, seed_everything
 from ...train.memory import allocator_peak_mb
 from . import core as reg
 from ..config import ConfigError
 from ..report import Result, RunDir, fmt
 
 __all__ = ["Config", "ONLINE_RULES", "run_online", "run", "train_online", "make_learner",
-           "online_step_memory", "memory_scaling", "rss_of_one_step"]
+           "OnlineLearner", "online_learner", "memory_scaling", "rss_of_one_step"]
 
 ONLINE_RULES = ("eprop_symmetric", "eprop_random", "eprop_adaptive", "three_factor")
 ALL_RULES = ("bptt",) + ONLINE_RULES
@@ -138,68 +140,69 @@ def validate(cfg) -> Config:
     return c
 
 
-def _regression_cfg(c: Config) -> reg.Config:
+def _regression_cfg(c: Config, learning: str = "bptt") -> reg.Config:
     fields = {f.name: getattr(c, f.name) for f in dataclasses.fields(reg.Config)}
-    fields["learning"] = "bptt"
+    fields["learning"] = learning
     return reg.Config(**fields)
 
 
 # --- learners --------------------------------------------------------------------------------
 
 class _ThreeFactorNet:
-    """The RSNN trained by the local three-factor rule (hidden) and the delta rule (readout)."""
+    """The RSNN trained by the local three-factor rule (hidden) and the delta rule (readout),
+    with :class:`spikegrad.learning.EProp`'s ``step`` / ``flush`` / ``run``."""
 
     def __init__(self, c: Config, model: reg.RegressionRSNN, loss_scale: float):
         self.model, self.loss_scale = model, loss_scale
         self.rule = ThreeFactor(model.input_layer, model.rsnn, trace="kernel")
         n, k = c.hidden, c.n_outputs
         g = torch.Generator().manual_seed(c.seed + 17)
-        w = model.readout_layer.weight
-        self.B = (torch.randn(n, k, generator=g, dtype=torch.float64) / math.sqrt(n)).to(w.dtype)
+        out = model.readout_layer
+        self.B = (torch.randn(n, k, generator=g, dtype=torch.float64) / math.sqrt(n)).to(
+            out.weight.dtype)
+        self.acc_w = torch.zeros_like(out.weight)
+        self.acc_b = None if out.bias is None else torch.zeros_like(out.bias)
 
-    def run(self, xs: Tensor, ys: Tensor, optimizer=None, update_every=None, record=True):
-        m = self.model
-        out, po = m.readout_layer, m.readout.params()
-        state, yv, yi, zbar, zbar_i, outs = None, None, None, None, None, []
-        acc_w = torch.zeros_like(out.weight)
-        acc_b = torch.zeros_like(out.bias) if out.bias is not None else None
-        T = xs.shape[0]
-        with torch.no_grad():
-            for t in range(T):
-                x, tgt = xs[t], ys[t]
-                z, state, pre, post = self.rule.forward(x, state)
-                if yv is None:
-                    yv = torch.zeros(x.shape[0], out.out_features, dtype=x.dtype)
-                    yi = torch.zeros_like(yv) if po.decay_syn is not None else None
-                    zbar = torch.zeros_like(z)
-                    zbar_i = torch.zeros_like(z) if po.decay_syn is not None else None
-                    ones = torch.zeros(x.shape[0], 1, dtype=x.dtype)
-                    ones_i = torch.zeros_like(ones) if po.decay_syn is not None else None
-                yv, yi = integrate(torch.nn.functional.linear(z, out.weight, out.bias), yv, yi, po)
-                zbar, zbar_i = integrate(z, zbar, zbar_i, po)
-                ones, ones_i = integrate(torch.ones_like(ones), ones, ones_i, po)
-                err = self.loss_scale * (yv - tgt)                          # dE/dy_t
-                self.rule.accumulate(Factors(pre, post, random_projection(err, self.B)))
-                acc_w += err.t() @ zbar
-                if acc_b is not None:
-                    acc_b += (err * ones).sum(0)
-                if record:
-                    outs.append(yv)
-                if (update_every and (t + 1) % update_every == 0) or t + 1 == T:
-                    self.rule.flush()
-                    out.weight.grad = acc_w.clone()
-                    if acc_b is not None:
-                        out.bias.grad = acc_b.clone()
-                    acc_w.zero_()
-                    if acc_b is not None:
-                        acc_b.zero_()
-                    if optimizer is not None:
-                        optimizer.step()
-        return (torch.stack(outs) if record else None), state
+    @torch.no_grad()
+    def step(self, x: Tensor, target: Tensor, state: Optional[dict] = None):
+        """One time step (``state`` None starts a sequence); returns ``(y [B, K], state)``."""
+        out, po = self.model.readout_layer, self.model.readout.params()
+        z, neuron, pre, post = self.rule.forward(x, None if state is None else state["neuron"])
+        if state is None:
+            def zero(t):
+                return torch.zeros_like(t), (torch.zeros_like(t) if po.decay_syn is not None
+                                             else None)
+            state = {"y": zero(x.new_zeros(x.shape[0], out.out_features)), "zbar": zero(z),
+                     "ones": zero(x.new_zeros(x.shape[0], 1))}
+        y = integrate(torch.nn.functional.linear(z, out.weight, out.bias), *state["y"], po)
+        zbar = integrate(z, *state["zbar"], po)
+        ones = integrate(torch.ones_like(state["ones"][0]), *state["ones"], po)
+        err = self.loss_scale * (y[0] - target)                              # dE/dy_t
+        self.rule.accumulate(Factors(pre, post, random_projection(err, self.B)))
+        self.acc_w += err.t() @ zbar[0]
+        if self.acc_b is not None:
+            self.acc_b += (err * ones[0]).sum(0)
+        return y[0], {"neuron": neuron, "y": y, "zbar": zbar, "ones": ones}
+
+    def flush(self, state: Optional[dict] = None) -> None:
+        """Write the accumulated estimate into ``.grad`` (overwriting) and clear it."""
+        self.rule.flush()
+        out = self.model.readout_layer
+        out.weight.grad = self.acc_w.clone()
+        self.acc_w.zero_()
+        if self.acc_b is not None:
+            out.bias.grad = self.acc_b.clone()
+            self.acc_b.zero_()
+
+    def state_dict(self) -> dict:
+        return {"B": self.B}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.B = state["B"]
 
 
 def make_learner(c: Config, model: reg.RegressionRSNN, batch: int):
-    """The e-prop or three-factor learner of ``c.learning`` for ``model`` (the regression
+    """The e-prop or three-factor rule of ``c.learning`` for ``model`` (the regression
     app's objective mapped as in the module docstring)."""
     T, N, K = c.n_steps, c.hidden, c.n_outputs
     dt = c.dt_ms * 1e-3
@@ -214,123 +217,62 @@ def make_learner(c: Config, model: reg.RegressionRSNN, batch: int):
                                  generator=torch.Generator().manual_seed(c.seed + 17))
 
 
-class _ClippedStep:
-    """What the learners call after each flush: clip the global gradient norm (recording it
-    before clipping), then step the optimizer."""
+class OnlineLearner:
+    """An online rule as a :class:`spikegrad.train.Trainer` learner: it runs the sequence
+    step by step and has the trainer apply the gradient every ``update_every`` steps (and at
+    the end); the loss it reports is the pass's mean squared error, its metric the NMSE.
+    Memory does not grow with ``T``: no output or state is kept past its step."""
 
-    def __init__(self, optimizer, model: torch.nn.Module, clip: float):
-        self.optimizer, self.model, self.clip, self.norms = optimizer, model, clip, []
+    def __init__(self, rule, update_every: int, target_var: float):
+        self.rule, self.update_every, self.target_var = rule, update_every, target_var
 
-    def step(self) -> None:
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        norm = torch.nn.utils.clip_grad_norm_(params, self.clip if self.clip else float("inf"))
-        self.norms.append(float(norm))
-        self.optimizer.step()
+    @torch.no_grad()
+    def __call__(self, model, xs: Tensor, ys: Tensor, update) -> ObjectiveOutput:
+        state, sq, T = None, xs.new_zeros(()), xs.shape[0]
+        for t in range(T):
+            y, state = self.rule.step(xs[t], ys[t], state)
+            sq += (y - ys[t]).pow(2).sum()
+            if (self.update_every and (t + 1) % self.update_every == 0) or t + 1 == T:
+                self.rule.flush(state)
+                update()
+        mse = sq / ys.numel()
+        return ObjectiveOutput(mse, None, {"nmse": float(mse) / self.target_var})
+
+    def state_dict(self) -> dict:
+        return self.rule.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rule.load_state_dict(state)
 
 
-def _run_sequence(learner, model, xs, ys, optimizer, c: Config, record: bool = True):
-    """One pass over the sequence with updates; returns ``(outputs, grad norm before
-    clipping of the last update)``."""
-    stepper = _ClippedStep(optimizer, model, c.clip_norm)
-    out, _ = learner.run(xs, ys, optimizer=stepper, update_every=c.update_every or None,
-                         record=record)
-    return out, (stepper.norms[-1] if stepper.norms else float("nan"))
-
-
-@dataclass
-class Trained:
-    model: reg.RegressionRSNN
-    history: List[dict]
-    metrics: Dict[str, float]
+def online_learner(c: reg.Config, model: reg.RegressionRSNN, xs: Tensor, ys: Tensor
+                   ) -> OnlineLearner:
+    """The :data:`~spikegrad.apps.regression.core.LearnerFactory` of the online rules."""
+    return OnlineLearner(make_learner(c, model, xs.shape[1]), c.update_every,
+                         float(ys.var(unbiased=False)))
 
 
 def train_online(cfg, out_dir: Optional[Path] = None, resume: bool = False,
-                 measure_memory: bool = True) -> Trained:
-    """Seed, build the regression task and model, train with ``cfg.learning`` (an online
-    rule) for ``cfg.steps`` passes, evaluate. Checkpoints go to ``out_dir/checkpoints``."""
+                 measure_memory: bool = True) -> reg.Trained:
+    """:func:`spikegrad.apps.regression.core.train` with ``cfg.learning``'s online rule."""
     c = validate(cfg)
     if c.learning == "bptt":
         raise ConfigError("train_online runs the online rules; learning=bptt is "
                           "spikegrad.apps.regression.train")
-    seed_everything(c.seed, deterministic=c.deterministic)
-    dt = c.dt_ms * 1e-3
-    rc = _regression_cfg(c)
-    xs, ys = reg.make_task(rc)
-    test_xs, test_ys = reg.make_test_task(rc)
-    model = reg.build_model(rc)
-    learner = make_learner(c, model, xs.shape[1])
-    opt = make_optimizer(c.optimizer, model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-    var = float(ys.var(unbiased=False))
-    history: List[dict] = []
-    ckpt_dir = None if out_dir is None else Path(out_dir) / "checkpoints"
-    start_step = 0
-    if resume and ckpt_dir is not None and latest_checkpoint(ckpt_dir) is not None:
-        ck = load_checkpoint(latest_checkpoint(ckpt_dir))
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        history, start_step = list(ck["history"]), int(ck["step"])
-        if ck.get("feedback") is not None:
-            learner.B = ck["feedback"]
-    bar = reg.progress_bar(c)
-    if bar is not None:
-        bar.update(start_step)
-    t_start = time.perf_counter()
-    for step in range(start_step, c.steps):
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        out, norm = _run_sequence(learner, model, xs, ys, opt, c)
-        mse = float((out - ys).pow(2).mean())
-        history.append({"epoch": step + 1, "step": step + 1, "train_loss": mse,
-                        "train_nmse": mse / var, "grad_norm_max": norm,
-                        "seconds": time.perf_counter() - t0})
-        if not math.isfinite(mse):
-            break
-        if bar is not None:
-            bar.update(1)
-        if ckpt_dir is not None and ((step + 1) % c.checkpoint_every == 0 or step + 1 == c.steps):
-            from ...train.checkpoint import checkpoint_path
-            save_checkpoint(checkpoint_path(ckpt_dir, step + 1), {
-                "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "step": step + 1, "history": history,
-                "feedback": getattr(learner, "B", None)})
-    if bar is not None:
-        bar.close()
-    train_seconds = time.perf_counter() - t_start
-    final = reg.evaluate(model, test_xs, test_ys, dt)
-    metrics = {"nmse": final["nmse"], "firing_rate_hz": final["firing_rate_hz"],
-               "train_seconds": train_seconds, "steps": len(history),
-               "diverged": not math.isfinite(final["nmse"])}
-    if measure_memory:
-        metrics["peak_memory_mb"] = online_step_memory(c, model, xs, ys)
-    return Trained(model, history, metrics)
+    return reg.train(_regression_cfg(c, c.learning), out_dir, resume=resume, measure_memory=measure_memory,
+                     learner=online_learner)
 
 
 # --- memory ----------------------------------------------------------------------------------
 
-def online_step_memory(cfg, model: reg.RegressionRSNN, xs: Tensor, ys: Tensor) -> float:
-    """Allocator peak (MiB) of one training pass of the online rule on a copy of ``model``
-    (outputs not recorded, as a deployed learner would not keep them)."""
-    import copy
-    c = validate(cfg)
-    twin = copy.deepcopy(model)
-    learner = make_learner(c, twin, xs.shape[1])
-    opt = make_optimizer(c.optimizer, twin.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-    # warm-up on a short slice: lazy initialisation is not the step's memory; then a fresh
-    # optimizer, so the measured step creates its state as a first step does (as for BPTT)
-    _run_sequence(learner, twin, xs[:5], ys[:5], opt, c, record=False)
-    opt = make_optimizer(c.optimizer, twin.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-    return allocator_peak_mb(lambda: _run_sequence(learner, twin, xs, ys, opt, c, record=False))
-
-
 def _one_step_memory(c: Config, T: int) -> float:
     c = dataclasses.replace(c, n_steps=T, progress=False)
-    rc = _regression_cfg(c)
+    rc = _regression_cfg(c, c.learning)
     seed_everything(c.seed)
     xs, ys = reg.make_task(rc)
     model = reg.build_model(rc)
-    if c.learning == "bptt":
-        return reg.measure_step_memory(rc, model, xs, ys)
-    return online_step_memory(c, model, xs, ys)
+    return reg.measure_step_memory(rc, model, xs, ys,
+                                   None if c.learning == "bptt" else online_learner)
 
 
 def rss_of_one_step(cfg, T: int, timeout: float = 600.0) -> Dict[str, float]:
@@ -372,23 +314,18 @@ def rss_probe(payload: str) -> None:
     c = Config(**args["cfg"])
     c = dataclasses.replace(c, n_steps=int(args["T"]), progress=False)
     torch.set_num_threads(1)
-    rc = _regression_cfg(c)
+    rc = _regression_cfg(c, c.learning)
     seed_everything(c.seed)
     xs, ys = reg.make_task(rc)
     model = reg.build_model(rc)
-    opt = make_optimizer(c.optimizer, model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
     if c.learning == "bptt":
-        objective = reg.make_objective(rc, xs.shape[0], float(ys.var(unbiased=False)))
-
-        def step(xs, ys):
-            opt.zero_grad()
-            objective(model, xs, ys, None).loss.backward()
-            opt.step()
+        trainer = reg.make_trainer(rc, model, reg.make_objective(rc, xs.shape[0], 1.0))
     else:
-        learner = make_learner(c, model, xs.shape[1])
+        trainer = reg.make_trainer(rc, model, learner=online_learner(rc, model, xs, ys))
 
-        def step(xs, ys):
-            _run_sequence(learner, model, xs, ys, opt, c, record=False)
+    def step(xs, ys):
+        trainer.fit([(xs, ys)], trainer.epoch + 1)
+
     # a short warm-up sequence first: lazy initialisation (numba compilation, the gradient
     # buffers, the optimizer state) is not what grows with T
     step(xs[:20], ys[:20])
@@ -445,7 +382,6 @@ def run_online(cfg, out_dir: Path, resume: bool = False) -> Result:
     start = time.perf_counter()
     if c.learning == "bptt":
         trained = reg.train(_regression_cfg(c), rd.path, resume=resume)
-        trained = Trained(trained.model, trained.history, dict(trained.metrics))
     else:
         trained = train_online(c, rd.path, resume=resume)
     metrics = dict(trained.metrics)
@@ -514,7 +450,7 @@ def _gradient_alignment(c: Config, model: reg.RegressionRSNN) -> Dict[str, float
 
 # --- report ----------------------------------------------------------------------------------
 
-def _figures(c: Config, trained: Trained, curves: Dict[str, List[dict]], mem_rows, rd: RunDir
+def _figures(c: Config, trained: reg.Trained, curves: Dict[str, List[dict]], mem_rows, rd: RunDir
              ) -> List[str]:
     from ... import viz
     plt = viz.pyplot()
@@ -523,10 +459,10 @@ def _figures(c: Config, trained: Trained, curves: Dict[str, List[dict]], mem_row
         f"{c.learning}: target vs readout (NMSE {trained.metrics['nmse']:.4f})", rd)
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for name, hist in curves.items():
-        ax.plot([r["step"] for r in hist], [r.get("train_nmse", float("nan")) for r in hist],
+        ax.plot([r["epoch"] for r in hist], [r.get("train_nmse", float("nan")) for r in hist],
                 lw=1, label=name)
     ax.set_yscale("log")
-    ax.set_xlabel("training step")
+    ax.set_xlabel("training pass")
     ax.set_ylabel("NMSE (training pass)")
     ax.legend(fontsize=7)
     fig.tight_layout()
