@@ -51,7 +51,7 @@ from ..surrogate import Surrogate
 from ..train import ObjectiveOutput, Trainer, make_optimizer, seed_everything
 from ..train.progress import Progress
 from .config import ConfigError
-from .report import Result, RunDir
+from .report import Result, RunDir, epoch_curve
 
 TASKS = ("cue", "xor")
 CUE_MODELS = ("alif", "lif", "lif_ref", "dendritic")
@@ -365,7 +365,7 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
     rd.write_metrics(metrics)
     figures = _figures(c, trained, history, rd)
     rd.write_report("Biophysical neurons: adaptation, refractoriness, dendrites", __doc__, c,
-                    metrics, history, figures)
+                    metrics, [epoch_curve(history, [("model", "experiment")])], figures)
     return Result(metrics, history, rd.path)
 
 

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 
 from .. import nn
 from ..train import Trainer, make_optimizer, seed_everything
-from .report import Result, RunDir
+from .report import Result, RunDir, epoch_curve
 from .setups.classify import (  # the set-up this app runs, re-exported
     DATASETS, ENCODERS, READOUTS, INITS, Config, PRESETS, validate, build_model,
     fluctuation_init, spiking_layers, scores, make_objective, evaluate, Data, load_data,
@@ -81,7 +81,7 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
         metrics["val_accuracy"] = last["val_accuracy"]
     rd.write_metrics(metrics)
     _figures(c, model, data, encode, history, rd)
-    rd.write_report(f"Classification: {c.dataset}", __doc__, c, metrics, history,
+    rd.write_report(f"Classification: {c.dataset}", __doc__, c, metrics, [epoch_curve(history)],
                     ["curves.png", "rasters.png", "membrane.png"])
     return Result(metrics, history, rd.path)
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from ..train.progress import Progress
-from .report import Result, RunDir
+from .report import Result, RunDir, Table
 from .setups.yinyang import (  # the set-up this app runs, re-exported
     DATASETS, LOSSES, Config, loss_list, validate, Data, load_data, make_encoder, n_inputs,
     build_model, predict, objective_loss, constraint_terms, make_objective, evaluate,
@@ -112,25 +112,20 @@ def _figure(path: Path, profiles: Dict[str, List[float]], aligned: Dict[str, Lis
 
 def _report(rd: RunDir, c: Config, metrics: Dict[str, float],
             profiles: Dict[str, List[float]], aligned: Dict[str, List[float]]) -> None:
-    from .config import to_json
     names = list(profiles)
     keys = ["test_accuracy", "val_accuracy", "spikes_per_sample", "decision_latency_steps",
             "grad_share_after_first_spike", "seconds"]
-    lines = [f"# Coding: rate vs temporal loss on {c.dataset}", "", "## Results", "",
-             "| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for k in keys:
-        lines.append(f"| {k} | " + " | ".join(f"{metrics[f'{n}_{k}']:.4g}" for n in names) + " |")
-    lines += ["", "## Error signal |dL/du_t| per step (mean over samples and output neurons)",
-              "", "| step | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    T = len(next(iter(profiles.values())))
-    for t in range(T):
-        lines.append(f"| {t} | " + " | ".join(f"{profiles[n][t]:.3e}" for n in names) + " |")
     k = (len(next(iter(aligned.values()))) - 1) // 2
-    lines += ["", "## Error signal aligned to each output neuron's first spike (neurons that fire)",
-              "", "| steps after first spike | " + " | ".join(names) + " |",
-              "|---|" + "---|" * len(names)]
-    for j in range(0, 2 * k + 1):
-        lines.append(f"| {j - k} | " + " | ".join(f"{aligned[n][j]:.3e}" for n in names) + " |")
-    lines += ["", "![error profile](error_profile.png)", "", "## Configuration", "",
-              "```json", to_json(c), "```", "", "## Methods", "", __doc__.strip(), ""]
-    (rd.path / "report.md").write_text("\n".join(lines))
+    tables = [
+        Table("Rate vs temporal code", ["metric"] + names,
+              [[key] + [metrics[f"{n}_{key}"] for n in names] for key in keys]),
+        Table("Error signal |dL/du_t| per step (mean over samples and output neurons)",
+              ["step"] + names,
+              [[t] + [f"{profiles[n][t]:.3e}" for n in names]
+               for t in range(len(profiles[names[0]]))]),
+        Table("Error signal aligned to each output neuron's first spike (neurons that fire)",
+              ["steps after first spike"] + names,
+              [[j - k] + [f"{aligned[n][j]:.3e}" for n in names] for j in range(2 * k + 1)]),
+    ]
+    rd.write_report(f"Coding: rate vs temporal loss on {c.dataset}", __doc__, c, metrics,
+                    tables, ["error_profile.png"])

@@ -59,7 +59,7 @@ from .. import surrogate as _surrogate
 from ..train import Trainer, make_optimizer, seed_everything
 from ..train.progress import Progress
 from .config import ConfigError
-from .report import Result, RunDir
+from .report import Result, RunDir, Table
 from .setups import classify, yinyang
 
 PARTS = ("sparsity", "threshold", "surrogate")
@@ -466,40 +466,35 @@ def _figures(path: Path, results: dict) -> List[str]:
 
 
 def _report(rd: RunDir, c: Config, metrics: dict, results: dict, figures: List[str]) -> None:
-    from .config import to_json
-    L = ["# Constraints: sparsity, trainable thresholds, surrogate slope", ""]
+    tables = []
     if "sparsity" in results:
-        L += ["## Sparsity sweep (Yin-Yang, rate network)", "",
-              f"| {c.sparsity_penalty.upper()} weight | test accuracy | spikes per sample |",
-              "|---|---|---|"]
-        L += [f"| {r['weight']:g} | {r['test_accuracy']:.4f} | {r['spikes_per_sample']:.1f} |"
-              for r in results["sparsity"]]
-        L += [""]
+        tables.append(Table(
+            "Sparsity sweep (Yin-Yang, rate network)",
+            [f"{c.sparsity_penalty.upper()} weight", "test accuracy", "spikes per sample"],
+            [[f"{r['weight']:g}", r["test_accuracy"], f"{r['spikes_per_sample']:.1f}"]
+             for r in results["sparsity"]]))
     if "threshold" in results:
-        L += ["## Silent initialisation and trainable thresholds", "",
-              "| variant | test accuracy | spikes/sample before | after | threshold mean (std) |",
-              "|---|---|---|---|---|"]
-        L += [f"| {k} | {r['test_accuracy']:.4f} | {r['spikes_per_sample_before']:.1f} | "
-              f"{r['spikes_per_sample']:.1f} | {r['threshold_mean']:.3f} "
-              f"({r['threshold_std']:.3f}) |"
-              for k, r in results["threshold"].items()]
-        L += [""]
+        tables.append(Table(
+            "Silent initialisation and trainable thresholds",
+            ["variant", "test accuracy", "spikes/sample before", "after",
+             "threshold mean (std)"],
+            [[k, r["test_accuracy"], f"{r['spikes_per_sample_before']:.1f}",
+              f"{r['spikes_per_sample']:.1f}",
+              f"{r['threshold_mean']:.3f} ({r['threshold_std']:.3f})"]
+             for k, r in results["threshold"].items()]))
     if "surrogate" in results:
-        L += ["## Surrogate x slope (Randman)", "",
-              "| surrogate | beta | test accuracy | mean grad norm | first-epoch grad norm |",
-              "|---|---|---|---|---|"]
-        L += [f"| {r['surrogate']} | {r['beta']:g} | {r['test_accuracy']:.4f} | "
-              f"{r['grad_norm_mean']:.3g} | {r['grad_norm_first_epoch']:.3g} |"
-              for r in results["surrogate"]]
-        L += ["", "| surrogate | best accuracy (beta) | beta within 2 points of best | "
-              "library default beta |", "|---|---|---|---|"]
-        L += [f"| {n} | {p['best']:.4f} ({p['best_beta']:g}) | {p['beta_low']:g} - "
-              f"{p['beta_high']:g}{'' if p['contiguous'] else ' (not contiguous)'} | "
-              f"{_surrogate.get(n).beta:g} |" for n, p in results["plateau"].items()]
-        L += [""]
-    L += ["## Summary", "", "| metric | value |", "|---|---|"]
-    L += [f"| {k} | {v:.4g} |" for k, v in sorted(metrics.items())]
-    L += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figures]
-    L += ["", "## Configuration", "", "```json", to_json(c), "```", "", "## Methods", "",
-          __doc__.strip(), ""]
-    (rd.path / "report.md").write_text("\n".join(L))
+        tables.append(Table(
+            "Surrogate x slope (Randman)",
+            ["surrogate", "beta", "test accuracy", "mean grad norm", "first-epoch grad norm"],
+            [[r["surrogate"], f"{r['beta']:g}", r["test_accuracy"], r["grad_norm_mean"],
+              r["grad_norm_first_epoch"]] for r in results["surrogate"]]))
+        tables.append(Table(
+            "Surrogate slope plateau (Randman)",
+            ["surrogate", "best accuracy (beta)", "beta within 2 points of best",
+             "library default beta"],
+            [[n, f"{p['best']:.4f} ({p['best_beta']:g})",
+              f"{p['beta_low']:g} - {p['beta_high']:g}"
+              + ("" if p["contiguous"] else " (not contiguous)"),
+              f"{_surrogate.get(n).beta:g}"] for n, p in results["plateau"].items()]))
+    rd.write_report("Constraints: sparsity, trainable thresholds, surrogate slope", __doc__, c,
+                    metrics, tables, figures)

@@ -8,11 +8,12 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
@@ -125,22 +126,68 @@ class RunDir:
         (self.path / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
     def write_report(self, title: str, methods: str, cfg, metrics: Dict[str, float],
-                     history: List[dict], figures: Sequence[str]) -> Path:
-        lines = [f"# {title}", "", "## Results", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {fmt(v)} |" for k, v in sorted(metrics.items())]
-        lines += ["", "## Training curve", "", "| epoch | train loss | " +
-                  " | ".join(k for k in history[-1] if k.endswith("accuracy")) + " |"]
-        acc_keys = [k for k in history[-1] if k.endswith("accuracy")]
-        lines.append("|---|---|" + "---|" * len(acc_keys))
-        for r in history:
-            lines.append(f"| {r['epoch']} | {r['train_loss']:.4f} | " +
-                         " | ".join(fmt(r[k]) for k in acc_keys) + " |")
-        lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figures]
+                     tables: Sequence["Table"] = (), figures: Sequence[str] = ()) -> Path:
+        """``report.md``: the title, the metrics, ``tables`` in order, the figures, the
+        configuration and ``methods`` (the app's docstring, its reStructuredText markup
+        turned into Markdown)."""
+        lines = [f"# {title}"]
+        lines += Table("Results", ("metric", "value"), sorted(metrics.items())).markdown()
+        for table in tables:
+            lines += table.markdown()
+        if figures:
+            lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figures]
         lines += ["", "## Configuration", "", "```json", to_json(cfg), "```", "",
-                  "## Methods", "", methods.strip(), ""]
+                  "## Methods", "", markdown(methods.strip()), ""]
         path = self.path / "report.md"
         path.write_text("\n".join(lines))
         return path
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """A section of ``report.md``: a title, a sentence or two, and a table whose cells are
+    written with :func:`fmt` (a ``str`` cell as it is)."""
+
+    title: str
+    columns: Sequence[str]
+    rows: Sequence[Sequence[Any]]
+    note: str = ""
+
+    def markdown(self) -> List[str]:
+        lines = ["", f"## {self.title}", ""] + ([self.note, ""] if self.note else [])
+        lines += ["| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
+        lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in self.rows]
+        return lines
+
+
+def curve(history: Sequence[Mapping[str, Any]], columns: Sequence[Tuple[str, str]],
+          max_rows: Optional[int] = None, title: str = "Training curve", note: str = ""
+          ) -> Table:
+    """The training curve as a :class:`Table`: ``columns`` are ``(header, history key)``; a
+    record without the key gets an empty cell. With ``max_rows``, every k-th record (and the
+    last) so that about ``max_rows`` rows remain (the whole curve is in ``log.jsonl``)."""
+    rows = list(history)
+    if max_rows is not None and len(rows) > max_rows:
+        stride = -(-len(rows) // (max_rows - 1))
+        rows = rows[::stride] + ([rows[-1]] if (len(rows) - 1) % stride else [])
+    return Table(title, [h for h, _ in columns], [[r.get(k) for _, k in columns] for r in rows],
+                 note)
+
+
+def epoch_curve(history: Sequence[Mapping[str, Any]], first: Sequence[Tuple[str, str]] = ()
+                ) -> Table:
+    """:func:`curve` of a classifier: ``first`` columns, the epoch, the training loss and
+    every ``*accuracy`` key any record has."""
+    keys = dict.fromkeys(k for r in history for k in r if k.endswith("accuracy"))
+    return curve(history, list(first) + [("epoch", "epoch"), ("train loss", "train_loss")]
+                 + [(k, k) for k in keys])
+
+
+def markdown(rst: str) -> str:
+    """Docstring markup as Markdown: ````code```` and Sphinx roles (``:class:`x```) become
+    code spans, ``**bold**`` stays."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"`\1`", rst)
+    return re.sub(r"``([^`]+)``", r"`\1`", text)
 
 
 def fmt(v) -> str:

@@ -52,7 +52,7 @@ from .datasets import Data
 from .datasets import load_data as load_classification_data
 from .datasets import make_encoder as make_classification_encoder
 from .config import ConfigError
-from .report import Result, RunDir
+from .report import Result, RunDir, epoch_curve
 
 __all__ = ["Config", "PRESETS", "validate", "build_model", "layer_costs", "run", "Result"]
 
@@ -404,7 +404,7 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
     rd.write_metrics(metrics)
     figures = _figures(c, model, data, encode, history, rd)
     rd.write_report(f"Vision: spiking {c.arch.upper()} on {c.dataset}", __doc__, c, metrics,
-                    history, figures)
+                    [epoch_curve(history)], figures)
     return Result(metrics, history, rd.path)
 
 

@@ -62,7 +62,7 @@ from ...train import Learner, ObjectiveOutput, Trainer, make_optimizer, seed_eve
 from ...train.memory import allocator_peak_mb
 from ...train.optim import OPTIMIZERS
 from ..config import ConfigError
-from ..report import Result, RunDir, fmt
+from ..report import Result, RunDir, Table, curve
 
 __all__ = ["Config", "Result", "RegressionRSNN", "TASKS", "PRESETS", "NEURONS", "LEARNING_RULES",
            "validate", "make_task", "make_test_task", "build_model", "make_objective",
@@ -667,42 +667,31 @@ def _write_report(rd: RunDir, c: Config, metrics: Dict[str, float], history: Lis
                   table: List[dict], figures: List[str],
                   clip: Optional[Dict[str, Trained]] = None,
                   sparse: Sequence[Tuple[str, dict]] = ()) -> None:
-    from ..config import to_json
-    lines = [f"# Regression: {c.task}", "", "## Results", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {fmt(v)} |" for k, v in sorted(metrics.items())]
+    tables = []
     if table:
-        lines += ["", "## Full BPTT vs truncated BPTT", "",
-                  "Same config, seed and number of steps; only the chunk length K changes "
-                  "(0 = full BPTT). Peak memory: torch allocator, one training step.", "",
-                  "| K | final NMSE | rate (Hz) | train wall (s) | peak memory (MiB) |",
-                  "|---|---|---|---|---|"]
-        lines += [f"| {r['tbptt_k'] or 'full'} | {fmt(r['nmse'])} | {fmt(r['firing_rate_hz'])}"
-                  f" | {fmt(r['train_seconds'])} | {fmt(r['peak_memory_mb'])} |" for r in table]
+        tables.append(Table(
+            "Full BPTT vs truncated BPTT",
+            ["K", "final NMSE", "rate (Hz)", "train wall (s)", "peak memory (MiB)"],
+            [[r["tbptt_k"] or "full", r["nmse"], r["firing_rate_hz"], r["train_seconds"],
+              r["peak_memory_mb"]] for r in table],
+            "Same config, seed and number of steps; only the chunk length K changes "
+            "(0 = full BPTT). Peak memory: torch allocator, one training step."))
     if clip:
         demo = ", ".join(f"{k}={v}" for k, v in DIVERGENCE_DEMO.items())
-        lines += ["", "## Gradient clipping", "",
-                  f"The run's config with {demo}, trained with and without clipping "
-                  "(curves in clipping.png). A diverged run stopped at a NaN/Inf loss or "
-                  "gradient.", "",
-                  "| run | steps done | diverged | final NMSE | max pre-clip grad norm |",
-                  "|---|---|---|---|---|"]
-        for name, t in clip.items():
-            gmax = max((r["grad_norm_max"] for r in t.history), default=float("nan"))
-            lines.append(f"| {name} | {t.metrics['steps']} | {t.diverged} | "
-                         f"{fmt(t.metrics['nmse'])} | {fmt(gmax)} |")
+        tables.append(Table(
+            "Gradient clipping",
+            ["run", "steps done", "diverged", "final NMSE", "max pre-clip grad norm"],
+            [[name, t.metrics["steps"], t.diverged, t.metrics["nmse"],
+              max((r["grad_norm_max"] for r in t.history), default=float("nan"))]
+             for name, t in clip.items()],
+            f"The run's config with {demo}, trained with and without clipping (curves in "
+            "clipping.png). A diverged run stopped at a NaN/Inf loss or gradient."))
     if sparse:
-        lines += ["", "## Sparsity / target-rate penalty", "",
-                  f"Same config with and without the penalty (target {c.target_rate_hz:g} Hz).",
-                  "", "| run | recurrent rate (Hz) | final NMSE |", "|---|---|---|"]
-        lines += [f"| {name} | {fmt(m['firing_rate_hz'])} | {fmt(m['nmse'])} |"
-                  for name, m in sparse]
-    stride = max(1, len(history) // 20)
-    lines += ["", "## Training curve", "", "| step | loss | NMSE | rate (Hz) | grad norm |",
-              "|---|---|---|---|---|"]
-    for r in history[::stride] + ([history[-1]] if (len(history) - 1) % stride else []):
-        lines.append(f"| {r['step']} | {r['train_loss']:.4g} | {r.get('train_nmse', 0):.4g} | "
-                     f"{r.get('train_rate_hz', 0):.3g} | {r['grad_norm_max']:.3g} |")
-    lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figures]
-    lines += ["", "## Configuration", "", "```json", to_json(c), "```", "", "## Methods", "",
-              __doc__.strip(), ""]
-    (rd.path / "report.md").write_text("\n".join(lines))
+        tables.append(Table(
+            "Sparsity / target-rate penalty", ["run", "recurrent rate (Hz)", "final NMSE"],
+            [[name, m["firing_rate_hz"], m["nmse"]] for name, m in sparse],
+            f"Same config with and without the penalty (target {c.target_rate_hz:g} Hz)."))
+    tables.append(curve(history, [("step", "step"), ("loss", "train_loss"),
+                                  ("NMSE", "train_nmse"), ("rate (Hz)", "train_rate_hz"),
+                                  ("grad norm", "grad_norm_max")], max_rows=21))
+    rd.write_report(f"Regression: {c.task}", __doc__, c, metrics, tables, figures)

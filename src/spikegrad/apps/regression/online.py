@@ -61,7 +61,7 @@ from ...train import ObjectiveOutput, seed_everything
 from ...train.memory import allocator_peak_mb
 from . import core as reg
 from ..config import ConfigError
-from ..report import Result, RunDir, fmt
+from ..report import Result, RunDir, Table, curve
 
 __all__ = ["Config", "ONLINE_RULES", "run_online", "run", "train_online", "make_learner",
            "OnlineLearner", "online_learner", "memory_scaling", "rss_of_one_step"]
@@ -490,36 +490,26 @@ def _figures(c: Config, trained: reg.Trained, curves: Dict[str, List[dict]], mem
 
 
 def _write_report(rd: RunDir, c: Config, metrics, history, table, mem_rows, figures) -> None:
-    from ..config import to_json
-    lines = [f"# Regression ({c.task}) learned with {c.learning}", "", "## Results", "",
-             "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {fmt(v)} |" for k, v in sorted(metrics.items())]
+    tables = []
     if table:
-        lines += ["", "## Learning rules on the same budget", "",
-                  f"Same task, model, seed, optimizer ({c.optimizer}, lr {c.lr}) and "
-                  f"{c.steps} weight updates; only the gradient differs.", "",
-                  "| learning | final NMSE | rate (Hz) | train (s) | peak memory (MiB) |",
-                  "|---|---|---|---|---|"]
-        lines += [f"| {r['learning']} | {fmt(r['nmse'])} | {fmt(r['firing_rate_hz'])} | "
-                  f"{fmt(r['train_seconds'])} | {fmt(r['peak_memory_mb'])} |" for r in table]
+        tables.append(Table(
+            "Learning rules on the same budget",
+            ["learning", "final NMSE", "rate (Hz)", "train (s)", "peak memory (MiB)"],
+            [[r["learning"], r["nmse"], r["firing_rate_hz"], r["train_seconds"],
+              r["peak_memory_mb"]] for r in table],
+            f"Same task, model, seed, optimizer ({c.optimizer}, lr {c.lr}, its schedule) and "
+            f"{c.steps} passes over the training data; only the gradient differs."))
     if mem_rows:
-        lines += ["", "## Memory against sequence length", "",
-                  "One training step per row. `allocator` = peak bytes torch's allocator holds "
-                  "above the start of the step (profiler memory events). `RSS` = peak resident "
-                  "set of a fresh process minus its size just before the step.", "",
-                  "| learning | T | allocator peak (MiB) | RSS growth (MiB) | step (s) |",
-                  "|---|---|---|---|---|"]
-        lines += [f"| {r['learning']} | {r['T']} | {fmt(r['allocator_peak_mb'])} | "
-                  f"{fmt(r.get('rss_growth_mb', float('nan')))} | "
-                  f"{fmt(r.get('step_seconds', float('nan')))} |" for r in mem_rows]
-    stride = max(1, len(history) // 20)
-    lines += ["", "## Training curve", "", "| step | NMSE (training pass) | grad norm |",
-              "|---|---|---|"]
-    for r in history[::stride] + ([history[-1]] if history and (len(history) - 1) % stride
-                                  else []):
-        lines.append(f"| {r['step']} | {r.get('train_nmse', float('nan')):.4g} | "
-                     f"{r.get('grad_norm_max', float('nan')):.3g} |")
-    lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figures]
-    lines += ["", "## Configuration", "", "```json", to_json(c), "```", "", "## Methods", "",
-              __doc__.strip(), ""]
-    (rd.path / "report.md").write_text("\n".join(lines))
+        tables.append(Table(
+            "Memory against sequence length",
+            ["learning", "T", "allocator peak (MiB)", "RSS growth (MiB)", "step (s)"],
+            [[r["learning"], r["T"], r["allocator_peak_mb"], r.get("rss_growth_mb"),
+              r.get("step_seconds")] for r in mem_rows],
+            "One training step per row. `allocator` = peak bytes torch's allocator holds "
+            "above the start of the step (profiler memory events). `RSS` = peak resident "
+            "set of a fresh process minus its size just before the step."))
+    tables.append(curve(history, [("pass", "epoch"), ("updates", "step"),
+                                  ("NMSE (training pass)", "train_nmse"),
+                                  ("grad norm", "grad_norm_max")], max_rows=21))
+    rd.write_report(f"Regression ({c.task}) learned with {c.learning}", __doc__, c, metrics,
+                    tables, figures)
