@@ -41,37 +41,33 @@ The task, the network and the objective are those of :mod:`spikegrad.apps.regres
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
-import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
-import torch
-from torch import Tensor
-
-from ...functional.leaky import integrate
-from ...learning import EProp, Factors, ThreeFactor, random_projection
-from ...train import ObjectiveOutput, seed_everything
-from ...train.memory import allocator_peak_mb
-from . import core as reg
+from ...learning import cosine_similarity
 from ..config import ConfigError
-from ..report import Result, RunDir, Table, curve
+from ..report import Result, RunDir
+from . import config as base
+from . import core as reg
+from .memory import memory_scaling, rss_of_one_step
+from .report import online_figures, write_online_report
+from .rules import OnlineLearner, make_learner, online_learner
 
-__all__ = ["Config", "ONLINE_RULES", "run_online", "run", "train_online", "make_learner",
-           "OnlineLearner", "online_learner", "memory_scaling", "rss_of_one_step"]
+__all__ = ["Config", "ONLINE_RULES", "validate", "run_online", "run", "train_online",
+           "make_learner", "OnlineLearner", "online_learner", "memory_scaling", "rss_of_one_step"]
 
-ONLINE_RULES = ("eprop_symmetric", "eprop_random", "eprop_adaptive", "three_factor")
-ALL_RULES = ("bptt",) + ONLINE_RULES
+ONLINE_RULES = tuple(r for r in base.LEARNING_RULES if r != "bptt")
+ALL_RULES = base.LEARNING_RULES
 
 
 @dataclass
-class Config(reg.Config):
+class Config(base.Config):
     """The regression config (which holds the online learners' options too), with an online
     rule as the default.
 
@@ -88,7 +84,7 @@ class Config(reg.Config):
 def _as_online(cfg) -> Config:
     if isinstance(cfg, Config):
         c = cfg
-    elif isinstance(cfg, reg.Config):
+    elif isinstance(cfg, base.Config):
         c = Config(**dataclasses.asdict(cfg))
     else:
         raise TypeError(f"cfg must be a spikegrad.apps.regression(_online).Config, got "
@@ -117,16 +113,8 @@ def _lengths(text: str) -> List[int]:
 
 
 def validate(cfg) -> Config:
-    c = _as_online(cfg)
-    if c.learning not in ALL_RULES:
-        raise ConfigError(f"learning must be one of {', '.join(ALL_RULES)}; got {c.learning!r}")
-    # the regression checks and the task's presets (with a learning rule it knows, so
-    # eprop_adaptive passes too)
-    base = reg.validate(reg.Config(**{f.name: getattr(c, f.name)
-                                     for f in dataclasses.fields(reg.Config)
-                                     if f.name != "learning"}))
-    c = dataclasses.replace(c, **{f.name: getattr(base, f.name)
-                                  for f in dataclasses.fields(reg.Config) if f.name != "learning"})
+    # the regression checks and the task's presets (its rules are this module's too)
+    c = base.validate(_as_online(cfg))
     for key in ("update_every",):
         if getattr(c, key) < 0:
             raise ConfigError(f"{key} must be >= 0 (0: once per sequence); got {getattr(c, key)}")
@@ -140,117 +128,13 @@ def validate(cfg) -> Config:
     return c
 
 
-def _regression_cfg(c: Config, learning: str = "bptt") -> reg.Config:
-    fields = {f.name: getattr(c, f.name) for f in dataclasses.fields(reg.Config)}
+def _regression_cfg(c: Config, learning: str = "bptt") -> base.Config:
+    fields = {f.name: getattr(c, f.name) for f in dataclasses.fields(base.Config)}
     fields["learning"] = learning
-    return reg.Config(**fields)
+    return base.Config(**fields)
 
 
 # --- learners --------------------------------------------------------------------------------
-
-class _ThreeFactorNet:
-    """The RSNN trained by the local three-factor rule (hidden) and the delta rule (readout),
-    with :class:`spikegrad.learning.EProp`'s ``step`` / ``flush`` / ``run``."""
-
-    def __init__(self, c: Config, model: reg.RegressionRSNN, loss_scale: float):
-        self.model, self.loss_scale = model, loss_scale
-        self.rule = ThreeFactor(model.input_layer, model.rsnn, trace="kernel")
-        n, k = c.hidden, c.n_outputs
-        g = torch.Generator().manual_seed(c.seed + 17)
-        out = model.readout_layer
-        self.B = (torch.randn(n, k, generator=g, dtype=torch.float64) / math.sqrt(n)).to(
-            out.weight.dtype)
-        self.acc_w = torch.zeros_like(out.weight)
-        self.acc_b = None if out.bias is None else torch.zeros_like(out.bias)
-
-    @torch.no_grad()
-    def step(self, x: Tensor, target: Tensor, state: Optional[dict] = None):
-        """One time step (``state`` None starts a sequence); returns ``(y [B, K], state)``."""
-        out, po = self.model.readout_layer, self.model.readout.params()
-        z, neuron, pre, post = self.rule.forward(x, None if state is None else state["neuron"])
-        if state is None:
-            def zero(t):
-                return torch.zeros_like(t), (torch.zeros_like(t) if po.decay_syn is not None
-                                             else None)
-            state = {"y": zero(x.new_zeros(x.shape[0], out.out_features)), "zbar": zero(z),
-                     "ones": zero(x.new_zeros(x.shape[0], 1))}
-        y = integrate(torch.nn.functional.linear(z, out.weight, out.bias), *state["y"], po)
-        zbar = integrate(z, *state["zbar"], po)
-        ones = integrate(torch.ones_like(state["ones"][0]), *state["ones"], po)
-        err = self.loss_scale * (y[0] - target)                              # dE/dy_t
-        self.rule.accumulate(Factors(pre, post, random_projection(err, self.B)))
-        self.acc_w += err.t() @ zbar[0]
-        if self.acc_b is not None:
-            self.acc_b += (err * ones[0]).sum(0)
-        return y[0], {"neuron": neuron, "y": y, "zbar": zbar, "ones": ones}
-
-    def flush(self, state: Optional[dict] = None) -> None:
-        """Write the accumulated estimate into ``.grad`` (overwriting) and clear it."""
-        self.rule.flush()
-        out = self.model.readout_layer
-        out.weight.grad = self.acc_w.clone()
-        self.acc_w.zero_()
-        if self.acc_b is not None:
-            out.bias.grad = self.acc_b.clone()
-            self.acc_b.zero_()
-
-    def state_dict(self) -> dict:
-        return {"B": self.B}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.B = state["B"]
-
-
-def make_learner(c: Config, model: reg.RegressionRSNN, batch: int):
-    """The e-prop or three-factor rule of ``c.learning`` for ``model`` (the regression
-    app's objective mapped as in the module docstring)."""
-    T, N, K = c.n_steps, c.hidden, c.n_outputs
-    dt = c.dt_ms * 1e-3
-    loss_scale = 2.0 / (T * batch * K)
-    if c.learning == "three_factor":
-        return _ThreeFactorNet(c, model, loss_scale)
-    feedback = c.learning.split("_", 1)[1]
-    return EProp.from_sequential(model, feedback=feedback,
-                                 reg=2.0 * c.sparsity_weight / (N * dt * dt),
-                                 rate_target=c.target_rate_hz * dt, loss_scale=loss_scale,
-                                 feedback_lr=c.feedback_lr, feedback_decay=c.feedback_decay,
-                                 generator=torch.Generator().manual_seed(c.seed + 17))
-
-
-class OnlineLearner:
-    """An online rule as a :class:`spikegrad.train.Trainer` learner: it runs the sequence
-    step by step and has the trainer apply the gradient every ``update_every`` steps (and at
-    the end); the loss it reports is the pass's mean squared error, its metric the NMSE.
-    Memory does not grow with ``T``: no output or state is kept past its step."""
-
-    def __init__(self, rule, update_every: int, target_var: float):
-        self.rule, self.update_every, self.target_var = rule, update_every, target_var
-
-    @torch.no_grad()
-    def __call__(self, model, xs: Tensor, ys: Tensor, update) -> ObjectiveOutput:
-        state, sq, T = None, xs.new_zeros(()), xs.shape[0]
-        for t in range(T):
-            y, state = self.rule.step(xs[t], ys[t], state)
-            sq += (y - ys[t]).pow(2).sum()
-            if (self.update_every and (t + 1) % self.update_every == 0) or t + 1 == T:
-                self.rule.flush(state)
-                update()
-        mse = sq / ys.numel()
-        return ObjectiveOutput(mse, None, {"nmse": float(mse) / self.target_var})
-
-    def state_dict(self) -> dict:
-        return self.rule.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.rule.load_state_dict(state)
-
-
-def online_learner(c: reg.Config, model: reg.RegressionRSNN, xs: Tensor, ys: Tensor
-                   ) -> OnlineLearner:
-    """The :data:`~spikegrad.apps.regression.core.LearnerFactory` of the online rules."""
-    return OnlineLearner(make_learner(c, model, xs.shape[1]), c.update_every,
-                         float(ys.var(unbiased=False)))
-
 
 def train_online(cfg, out_dir: Optional[Path] = None, resume: bool = False,
                  measure_memory: bool = True) -> reg.Trained:
@@ -259,114 +143,8 @@ def train_online(cfg, out_dir: Optional[Path] = None, resume: bool = False,
     if c.learning == "bptt":
         raise ConfigError("train_online runs the online rules; learning=bptt is "
                           "spikegrad.apps.regression.train")
-    return reg.train(_regression_cfg(c, c.learning), out_dir, resume=resume, measure_memory=measure_memory,
-                     learner=online_learner)
-
-
-# --- memory ----------------------------------------------------------------------------------
-
-def _one_step_memory(c: Config, T: int) -> float:
-    c = dataclasses.replace(c, n_steps=T, progress=False)
-    rc = _regression_cfg(c, c.learning)
-    seed_everything(c.seed)
-    xs, ys = reg.make_task(rc)
-    model = reg.build_model(rc)
-    return reg.measure_step_memory(rc, model, xs, ys,
-                                   None if c.learning == "bptt" else online_learner)
-
-
-def rss_of_one_step(cfg, T: int, timeout: float = 600.0) -> Dict[str, float]:
-    """Peak RSS growth (MiB) of one training step at length ``T`` in a fresh subprocess
-    (Linux): the kernel's high-water mark ``VmHWM`` is reset after a short warm-up
-    (``/proc/self/clear_refs``), then ``VmHWM`` after the step minus ``VmRSS`` before it.
-    (``ru_maxrss`` is not used: Linux keeps it across ``fork``/``exec``, so a child would
-    report its parent's peak.)"""
-    c = validate(cfg)
-    payload = json.dumps({"cfg": dataclasses.asdict(c), "T": T})
-    # a fixed mmap threshold: glibc's default one rises to the size of the largest block freed,
-    # after which a repeated step's big tensors come from (and stay in) the heap, and the RSS
-    # of a second step would no longer show what the step allocates
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
-    probe = "import sys; from spikegrad.apps.regression.online import rss_probe; " \
-            "rss_probe(sys.argv[1])"
-    out = subprocess.run([sys.executable, "-c", probe, payload], capture_output=True,
-                         text=True, timeout=timeout, env=env)
-    if out.returncode != 0:
-        raise RuntimeError(f"RSS probe failed (T={T}, {c.learning}): {out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def _proc_status_mb(key: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024  # kB
-    raise RuntimeError(f"/proc/self/status has no {key} (needs Linux)")
-
-
-_RSS_REPEATS = 3
-
-
-def rss_probe(payload: str) -> None:
-    """Child side of the RSS measurement: run the steps of ``payload`` (JSON: the config and
-    ``T``) and print the result as one JSON line."""
-    args = json.loads(payload)
-    c = Config(**args["cfg"])
-    c = dataclasses.replace(c, n_steps=int(args["T"]), progress=False)
-    torch.set_num_threads(1)
-    rc = _regression_cfg(c, c.learning)
-    seed_everything(c.seed)
-    xs, ys = reg.make_task(rc)
-    model = reg.build_model(rc)
-    if c.learning == "bptt":
-        trainer = reg.make_trainer(rc, model, reg.make_objective(rc, xs.shape[0], 1.0))
-    else:
-        trainer = reg.make_trainer(rc, model, learner=online_learner(rc, model, xs, ys))
-
-    def step(xs, ys):
-        trainer.fit([(xs, ys)], trainer.epoch + 1)
-
-    # a short warm-up sequence first: lazy initialisation (numba compilation, the gradient
-    # buffers, the optimizer state) is not what grows with T
-    step(xs[:20], ys[:20])
-    runs = []
-    for _ in range(_RSS_REPEATS):
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")  # reset the peak RSS (VmHWM) to the current RSS
-            reset = True
-        except OSError:
-            reset = False
-        before = _proc_status_mb("VmRSS")
-        t0 = time.perf_counter()
-        step(xs, ys)
-        seconds = time.perf_counter() - t0
-        peak = _proc_status_mb("VmHWM")
-        runs.append((peak - before, before, peak, seconds))
-    # the median step: single readings jitter by up to ~0.7 MiB at any T (measured; the
-    # kernel's RSS counters are batched, small allocations map and unmap pages now and then),
-    # even below zero, while a step that stores its sequence grows by MiBs
-    growth, before, peak, seconds = sorted(runs)[len(runs) // 2]
-    print(json.dumps({"rss_before_mb": before, "rss_peak_mb": peak, "rss_growth_mb": growth,
-                      "step_seconds": seconds, "rss_growth_runs_mb": [r[0] for r in runs],
-                      "hwm_reset": reset}))
-
-
-def memory_scaling(cfg, lengths: Sequence[int], rules: Sequence[str],
-                   subprocess_rss: bool = True) -> List[dict]:
-    """One row per (rule, T): allocator peak of one training step (MiB) and, with
-    ``subprocess_rss``, the RSS growth of one step in a fresh process (see the module
-    docstring for both methods)."""
-    c = validate(cfg)
-    rows = []
-    for rule in rules:
-        for T in lengths:
-            cr = dataclasses.replace(c, learning=rule)
-            row = {"learning": rule, "T": T, "allocator_peak_mb": _one_step_memory(cr, T)}
-            if subprocess_rss:
-                row.update(rss_of_one_step(cr, T))
-            rows.append(row)
-    return rows
+    return reg.train(_regression_cfg(c, c.learning), out_dir, resume=resume,
+                     measure_memory=measure_memory, learner=online_learner)
 
 
 # --- run -------------------------------------------------------------------------------------
@@ -413,8 +191,8 @@ def run_online(cfg, out_dir: Path, resume: bool = False) -> Result:
     # wall_seconds is the main training alone (the rules table compares it); this is the command
     metrics["run_seconds"] = time.perf_counter() - start
     rd.write_metrics(metrics)
-    figures = _figures(c, trained, curves, mem_rows, rd)
-    _write_report(rd, c, metrics, trained.history, table, mem_rows, figures)
+    figures = online_figures(c, trained, curves, mem_rows, rd)
+    write_online_report(rd, c, metrics, trained.history, table, mem_rows, figures, __doc__)
     return Result(metrics, trained.history, rd.path)
 
 
@@ -426,8 +204,6 @@ def run(cfg, out_dir: Path, resume: bool = False) -> Result:
 def _gradient_alignment(c: Config, model: reg.RegressionRSNN) -> Dict[str, float]:
     """Cosine similarity between the e-prop (symmetric and random) and BPTT gradients of the
     objective on the training task at the trained weights (issue 8, test (b))."""
-    from ...learning import cosine_similarity
-    import copy
     rc = _regression_cfg(c)
     xs, ys = reg.make_task(rc)
     twin = copy.deepcopy(model)
@@ -446,70 +222,3 @@ def _gradient_alignment(c: Config, model: reg.RegressionRSNN) -> Dict[str, float
         out[f"cosine_{rule}_vs_bptt_hidden"] = cosine_similarity(
             {k: g[k] for k in ("w_in", "w_rec")}, {k: bptt[k] for k in ("w_in", "w_rec")})
     return out
-
-
-# --- report ----------------------------------------------------------------------------------
-
-def _figures(c: Config, trained: reg.Trained, curves: Dict[str, List[dict]], mem_rows, rd: RunDir
-             ) -> List[str]:
-    from ... import viz
-    plt = viz.pyplot()
-    names = reg.save_trace_figures(
-        _regression_cfg(c), trained.model,
-        f"{c.learning}: target vs readout (NMSE {trained.metrics['nmse']:.4f})", rd)
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    for name, hist in curves.items():
-        ax.plot([r["epoch"] for r in hist], [r.get("train_nmse", float("nan")) for r in hist],
-                lw=1, label=name)
-    ax.set_yscale("log")
-    ax.set_xlabel("training pass")
-    ax.set_ylabel("NMSE (training pass)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(rd.path / "curves.png", dpi=110)
-    plt.close(fig)
-    figures = names + ["curves.png"]
-    if mem_rows:
-        keys = [("allocator_peak_mb", "torch allocator peak, one step (MiB)")]
-        if "rss_growth_mb" in mem_rows[0]:
-            keys.append(("rss_growth_mb", "peak RSS growth, fresh process (MiB)"))
-        fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.4), squeeze=False)
-        for ax, (key, title) in zip(axes[0], keys):
-            for rule in dict.fromkeys(r["learning"] for r in mem_rows):
-                rows = [r for r in mem_rows if r["learning"] == rule]
-                ax.plot([r["T"] for r in rows], [r[key] for r in rows], marker="o", label=rule)
-            ax.set_xlabel("sequence length T (steps)")
-            ax.set_title(title, fontsize=9)
-            ax.set_ylim(bottom=0)
-            ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(rd.path / "memory.png", dpi=110)
-        plt.close(fig)
-        figures.append("memory.png")
-    return figures
-
-
-def _write_report(rd: RunDir, c: Config, metrics, history, table, mem_rows, figures) -> None:
-    tables = []
-    if table:
-        tables.append(Table(
-            "Learning rules on the same budget",
-            ["learning", "final NMSE", "rate (Hz)", "train (s)", "peak memory (MiB)"],
-            [[r["learning"], r["nmse"], r["firing_rate_hz"], r["train_seconds"],
-              r["peak_memory_mb"]] for r in table],
-            f"Same task, model, seed, optimizer ({c.optimizer}, lr {c.lr}, its schedule) and "
-            f"{c.steps} passes over the training data; only the gradient differs."))
-    if mem_rows:
-        tables.append(Table(
-            "Memory against sequence length",
-            ["learning", "T", "allocator peak (MiB)", "RSS growth (MiB)", "step (s)"],
-            [[r["learning"], r["T"], r["allocator_peak_mb"], r.get("rss_growth_mb"),
-              r.get("step_seconds")] for r in mem_rows],
-            "One training step per row. `allocator` = peak bytes torch's allocator holds "
-            "above the start of the step (profiler memory events). `RSS` = peak resident "
-            "set of a fresh process minus its size just before the step."))
-    tables.append(curve(history, [("pass", "epoch"), ("updates", "step"),
-                                  ("NMSE (training pass)", "train_nmse"),
-                                  ("grad norm", "grad_norm_max")], max_rows=21))
-    rd.write_report(f"Regression ({c.task}) learned with {c.learning}", __doc__, c, metrics,
-                    tables, figures)
