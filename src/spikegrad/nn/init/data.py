@@ -132,6 +132,27 @@ def _rate_(layer, neuron, h: Tensor, between, rate_hz: float, dt: float, tol: fl
     return g
 
 
+def _membrane_pair(net: Sequential, i: int, j: int, h: Tensor, targets: tuple) -> LayerInit:
+    """Rescale layer ``i`` to the membrane targets ``(mu_u, sigma_u, xi, readout_sigma_u)``
+    of neuron ``j``, given its input ``h``."""
+    layer, neuron, between = net[i], net[j], list(net.layers[i + 1:j])
+    inner = neuron_of(neuron)
+    mu, sig = _membrane_targets(inner, *targets)
+    gain = _membrane_(layer, neuron, h, between, mu, sig)
+    u = _free_membrane(inner, _run(between, layer(h)))
+    return LayerInit(i, j, "sigma_u", float(u.double().std(unbiased=False)), gain)
+
+
+def _rate_pair(net: Sequential, i: int, j: int, h: Tensor, rate_hz: float, tol: float,
+               max_iter: int) -> LayerInit:
+    """Rescale layer ``i`` until neuron ``j`` fires at ``rate_hz``, given its input ``h``."""
+    layer, neuron, between = net[i], net[j], list(net.layers[i + 1:j])
+    dt = _dt(neuron_of(neuron))
+    gain = _rate_(layer, neuron, h, between, rate_hz, dt, tol, max_iter, i)
+    z = _run([*between, neuron], layer(h))
+    return LayerInit(i, j, "rate", float(z.double().mean()) / dt, gain)
+
+
 def data_driven_(net: Sequential, xs: Tensor, *, target: str = "rate",
                  rate_hz: Optional[float] = None, mu_u: float = 0.0,
                  sigma_u: Optional[float] = None, xi: Optional[float] = None,
@@ -195,21 +216,13 @@ def data_driven_(net: Sequential, xs: Tensor, *, target: str = "rate",
             for i, j in pairs:
                 h = _run(net.layers[done:i], h)  # the input of layer i, earlier ones rescaled
                 done = i
-                layer, neuron, between = net[i], net[j], list(net.layers[i + 1:j])
-                if bias is not None and layer.bias is not None:
-                    layer.bias.fill_(bias)
-                inner = neuron_of(neuron)
-                if isinstance(inner, LI) or target == "membrane":
-                    mu, sig = _membrane_targets(inner, mu_u, sigma_u, xi, readout_sigma_u)
-                    gain = _membrane_(layer, neuron, h, between, mu, sig)
-                    u = _free_membrane(inner, _run(between, layer(h)))
-                    results.append(LayerInit(i, j, "sigma_u", float(u.double().std(
-                        unbiased=False)), gain))
+                if bias is not None and net[i].bias is not None:
+                    net[i].bias.fill_(bias)
+                if isinstance(neuron_of(net[j]), LI) or target == "membrane":
+                    results.append(_membrane_pair(net, i, j, h, (mu_u, sigma_u, xi,
+                                                                 readout_sigma_u)))
                 else:
-                    dt = _dt(inner)
-                    gain = _rate_(layer, neuron, h, between, rate_hz, dt, tol, max_iter, i)
-                    z = _run([*between, neuron], layer(h))
-                    results.append(LayerInit(i, j, "rate", float(z.double().mean()) / dt, gain))
+                    results.append(_rate_pair(net, i, j, h, rate_hz, tol, max_iter))
     finally:
         for m, mode in zip(net.modules(), modes):
             m.training = mode
