@@ -34,7 +34,6 @@ Methods, in the order they run:
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,17 +41,15 @@ from typing import Dict, List, Optional
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Subset, TensorDataset
+from torch.utils.data import DataLoader
 
 from .. import data as sgdata
-from .. import losses, nn
-from ..functional.readout import membrane
-from ..train import ObjectiveOutput, Trainer, make_optimizer, seed_everything
-from .datasets import Data
-from .datasets import load_data as load_classification_data
-from .datasets import make_encoder as make_classification_encoder
+from .. import nn
+from ..train import Trainer, make_optimizer, seed_everything
 from .config import ConfigError
 from .report import Result, RunDir, epoch_curve
+from .setups.vision import (batches, build_model, evaluate, layer_costs, load_data,
+                            make_encoder, make_objective, n_params)
 
 __all__ = ["Config", "PRESETS", "validate", "build_model", "layer_costs", "run", "Result"]
 
@@ -177,188 +174,6 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
-# --- data ------------------------------------------------------------------------------------
-
-def load_data(c: Config) -> Data:
-    """Samples shaped as one frame ``[N, 1, 40]``, ``[N, 1, 8, 8]`` or ``[N, 1, 28, 28]``
-    (tensor datasets), or N-MNIST's ``(frames [T, 2, 34, 34], label)`` read on access."""
-    if c.dataset == "nmnist":
-        train, test = (sgdata.NMNISTDataset(c.nmnist_path, train=flag, n_steps=c.n_steps,
-                                            binary=True) for flag in (True, False))
-        if c.max_train and c.max_train < len(train):
-            keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(c.seed))
-            train = Subset(train, keep[: c.max_train].sort().values.tolist())
-        return Data(train, None, test, tuple(test[0][0].shape[1:]), 10)
-    if c.dataset == "mnist":
-        s = sgdata.load_mnist_files(c.mnist_path)  # pixels / 255 in [0, 1]
-        train, test = (TensorDataset(x.unsqueeze(1), y)
-                       for x, y in ((s.x_train, s.y_train), (s.x_test, s.y_test)))
-        if c.max_train:
-            train = TensorDataset(*(t[: c.max_train] for t in train.tensors))
-        return Data(train, None, test, tuple(train.tensors[0].shape[1:]), 10)
-    data = load_classification_data(c)  # the classification app's splits and scaling
-    shape = (1, 40) if c.dataset == "mnist1d" else (1, 8, 8)
-    train, test = (TensorDataset(ds.tensors[0].reshape(-1, *shape), ds.tensors[1])
-                   for ds in (data.train, data.test))
-    return Data(train, None, test, shape, data.n_classes)
-
-
-def batches(ds, batch_size: int):
-    """``(x, y)`` batches of a test set in order: slices of a TensorDataset (frames
-    ``[B, ...]``), or an event dataset's samples stacked time-major (``[T, B, ...]``)."""
-    if isinstance(ds, TensorDataset):
-        for i in range(0, len(ds), batch_size):
-            yield tuple(t[i:i + batch_size] for t in ds.tensors)
-    else:
-        yield from DataLoader(ds, batch_size=batch_size, collate_fn=sgdata.time_major_collate)
-
-
-def make_encoder(c: Config):
-    """``encode(x, generator) -> xs [T, B, ...]``; event frames arrive time-major already."""
-    if c.encoder == "events":
-        return lambda x, g=None: x
-    return make_classification_encoder(c)
-
-
-def _roll(x: Tensor, max_shift: int) -> Tensor:
-    """:func:`spikegrad.data.random_roll` on ``[B, 1, L]``."""
-    return sgdata.random_roll(x.flatten(1), max_shift).view_as(x)
-
-
-# --- model -----------------------------------------------------------------------------------
-
-def _lif(c: Config):
-    return lambda shape: nn.LIF(shape, tau_mem=c.tau_mem_ms * 1e-3, dt=c.dt_ms * 1e-3,
-                                surrogate=c.surrogate, beta=c.surrogate_beta)
-
-
-def _norm(c: Config, n: int) -> List[torch.nn.Module]:
-    if c.norm == "threshold":
-        return [nn.ThresholdBatchNorm(n)]
-    if c.norm == "per_step":
-        return [nn.PerStepBatchNorm(n, c.n_steps)]
-    return []
-
-
-def build_model(c: Config, in_shape, n_classes: int) -> nn.Sequential:
-    """The spiking CNN (``arch=cnn``) or MLP (``arch=mlp``) with an LI readout."""
-    layers: List[torch.nn.Module] = []
-    shape = tuple(in_shape)
-    if c.arch == "cnn":
-        for k in range(c.conv_layers):
-            # the first layer sees the raw signal: a wider kernel, as in the MNIST-1D CNN
-            ks = c.kernel_size + 2 if k == 0 and len(shape) == 2 else c.kernel_size
-            block = nn.spiking_conv(shape, c.channels * (2 if k and c.pool != "none" else 1),
-                                    ks, stride=c.stride, padding=ks // 2, norm=c.norm,
-                                    n_steps=c.n_steps, pool=c.pool, neuron=_lif(c))
-            layers += block.layers
-            shape = block.out_shape
-        layers.append(nn.Flatten())
-        width = math.prod(shape)
-    else:
-        layers.append(nn.Flatten())
-        width = math.prod(shape)
-        for _ in range(2):
-            layers.append(nn.Linear(width, c.hidden, bias=c.norm == "none"))
-            layers += _norm(c, c.hidden)
-            layers.append(_lif(c)(c.hidden))
-            width = c.hidden
-    layers.append(nn.Linear(width, n_classes))
-    layers.append(nn.LI(n_classes, tau_mem=c.tau_out_ms * 1e-3, dt=c.dt_ms * 1e-3,
-                        scale_input=True))
-    return nn.Sequential(*layers)
-
-
-def _synaptic(m) -> bool:
-    return isinstance(m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d))
-
-
-def layer_costs(model: nn.Sequential, xs: Tensor, outs: Optional[List[Tensor]] = None
-                ) -> List[dict]:
-    """Per synaptic layer of ``model`` on ``xs [T, B, ...]``: synaptic operations per inference
-    (from the measured input events) and the ANN's MACs; and spikes per inference of every
-    spiking layer. Averages over the batch. ``outs``: ``model.forward_all(xs)[0]`` if at hand."""
-    if outs is None:
-        with torch.no_grad():
-            outs, _ = model.forward_all(xs)
-    rows, inp = [], xs
-    for i, m in enumerate(model.layers):
-        if _synaptic(m):
-            fan = nn.fan_out(m, inp.shape[2:])
-            rows.append({"layer": f"{i}:{type(m).__name__}", "kind": "synapses",
-                         "input_binary": bool(((inp == 0) | (inp == 1)).all()),
-                         "synops": float(nn.synaptic_ops(m, inp, fan).mean()),
-                         "ann_macs": int(fan.sum())})
-        elif isinstance(m, nn.LIF):
-            rows.append({"layer": f"{i}:LIF{tuple(outs[i].shape[2:])}", "kind": "neurons",
-                         "spikes": float(outs[i].sum() / outs[i].shape[1]),
-                         "neurons": outs[i][0, 0].numel()})
-        inp = outs[i]
-    return rows
-
-
-def n_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-# --- training and evaluation -----------------------------------------------------------------
-
-def make_objective(c: Config, encode):
-    def objective(model, x, y, state):
-        if c.augment_shift:
-            x = _roll(x, c.augment_shift)
-        out, state = model(encode(x), state)
-        loss = losses.membrane_cross_entropy(out, y, "max")
-        acc = (membrane(out, "max").argmax(1) == y).float().mean().item()
-        return ObjectiveOutput(loss, state, {"accuracy": acc, "n": len(y)})
-    return objective
-
-
-@torch.no_grad()
-def evaluate(model: nn.Sequential, ds: TensorDataset, encode, seed: int,
-             batch_size: int = 500) -> Dict[str, float]:
-    """Accuracy, and per inference: spikes of each LIF layer, synaptic operations of each
-    synaptic layer and the ANN MACs (encoder noise from a fixed generator).
-
-    Totals: ``synops`` (all layers), ``synops_spiking`` and ``ann_macs_spiking`` (layers fed by
-    binary spikes: accumulates only), ``ann_macs`` (the whole network as an ANN)."""
-    model.eval()
-    g = torch.Generator().manual_seed(seed)
-    correct, n, rows = 0, 0, None
-    for x, y in batches(ds, batch_size):
-        xs = encode(x, g)
-        outs, _ = model.forward_all(xs)
-        correct += int((membrane(outs[-1], "max").argmax(1) == y).sum())
-        batch = layer_costs(model, xs, outs)
-        for row in batch:  # batch means -> sums over samples
-            for key in ("synops", "spikes"):
-                if key in row:
-                    row[key] *= len(y)
-        if rows is None:
-            rows = batch
-        else:
-            for acc, row in zip(rows, batch):
-                for key in ("synops", "spikes"):
-                    if key in row:
-                        acc[key] += row[key]
-                if "input_binary" in row:
-                    acc["input_binary"] = acc["input_binary"] and row["input_binary"]
-        n += len(y)
-    m: Dict[str, float] = {"accuracy": correct / n}
-    totals = dict(synops=0.0, spikes=0.0, ann_macs=0.0, synops_spiking=0.0, ann_macs_spiking=0.0)
-    for row in rows:
-        for key in ("synops", "spikes", "ann_macs"):
-            if key in row:
-                v = row[key] if key == "ann_macs" else row[key] / n
-                m[f"{key}/{row['layer']}"] = v
-                totals[key] += v
-        if row.get("input_binary"):
-            totals["synops_spiking"] += row["synops"] / n
-            totals["ann_macs_spiking"] += row["ann_macs"]
-    m.update(totals)
-    return m
-
-
 def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
     c = validate(cfg)
     rd = RunDir(out_dir)
@@ -432,7 +247,8 @@ def _figures(c: Config, model: nn.Sequential, data, encode, history, rd: RunDir)
         _save_feature_maps(rd.path / "feature_maps.png", maps, f"spike counts over {c.n_steps} "
                            f"steps, one test sample (label {int(y[0])})")
         figures.append("feature_maps.png")
-    first = next(m for m in model.layers if _synaptic(m))
+    first = next(m for m in model.layers
+                 if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)))
     if isinstance(first, (torch.nn.Conv1d, torch.nn.Conv2d)):
         _save_kernels(rd.path / "kernels.png", first.weight.detach()[:, 0],
                       "learned first-layer kernels (one per output channel)")
