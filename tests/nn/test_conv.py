@@ -109,6 +109,9 @@ def test_synaptic_ops_by_hand():
     xs[2, 0, 0, 2] = 1
     xs[1, 1, 0, 3] = 2  # sample 1: a count of 2 at x=3 (sum pooling) -> 2 * 4
     assert synaptic_ops(conv, xs).tolist() == [8.0, 8.0]
+    # per step: sample 0 pays 2 at t=0 and 6 at t=2, sample 1 pays 8 at t=1
+    assert synaptic_ops(conv, xs, per_step=True).tolist() == [[2.0, 0.0], [0.0, 8.0],
+                                                              [6.0, 0.0]]
     analog = torch.zeros(1, 1, 1, 5)
     analog[0, 0, 0, 1] = 0.3  # a graded event costs its fan-out once
     assert synaptic_ops(conv, analog).tolist() == [4.0]

@@ -37,7 +37,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import torch
 from torch import Tensor
@@ -48,7 +48,7 @@ from .. import nn
 from ..train import Trainer, make_optimizer, seed_everything
 from .config import ConfigError
 from .report import Result, RunDir, epoch_curve
-from .setups.vision import (batches, build_model, evaluate, layer_costs, load_data,
+from .setups.vision import (PRESETS, batches, build_model, evaluate, layer_costs, load_data,
                             make_encoder, make_objective, n_params)
 
 __all__ = ["Config", "PRESETS", "validate", "build_model", "layer_costs", "run", "Result"]
@@ -97,40 +97,6 @@ class Config:
     augment_shift: Optional[int] = None
     max_train: Optional[int] = None
     progress: bool = True
-
-
-PRESETS: Dict[str, dict] = {
-    # 1 x 40 -> 3 conv blocks of 32 (k5 s2 / k3 s2 / k3 s2, like the MNIST-1D paper's CNN),
-    # tdBN, LIF -> 10 LI (max over T = 8 steps), 8.1k parameters; rolls of +-5 in training.
-    # arch=mlp: 40 -> 64 -> 64 -> 10 with the same norm, neurons and budget, 7.6k parameters.
-    "mnist1d": dict(epochs=30, n_steps=8, encoder="current", channels=32, conv_layers=3,
-                    kernel_size=3, stride=2, pool="none", hidden=64, norm="threshold",
-                    tau_mem_ms=10.0, tau_out_ms=10.0, dt_ms=1.0, surrogate="fast_sigmoid",
-                    surrogate_beta=10.0, lr=1e-2, weight_decay=0.0, batch_size=64,
-                    augment_shift=5, max_train=0),
-    # 1 x 8 x 8 -> conv 16 (k3 p1) -> max pool 2 -> conv 32 -> max pool 2 -> 10 LI (6.1k
-    # parameters); arch=mlp: 64 -> 48 -> 48 -> 10 (6.1k parameters).
-    "digits": dict(epochs=15, n_steps=8, encoder="current", channels=16, conv_layers=2,
-                   kernel_size=3, stride=1, pool="max", hidden=48, norm="threshold",
-                   tau_mem_ms=10.0, tau_out_ms=10.0, dt_ms=1.0, surrogate="fast_sigmoid",
-                   surrogate_beta=10.0, lr=1e-2, weight_decay=0.0, batch_size=64,
-                   augment_shift=0, max_train=0),
-    # 1 x 28 x 28 -> conv 16 (k3 p1) -> max pool 2 -> conv 32 -> max pool 2 -> 10 LI; MNIST
-    # is not shipped: it is read from the IDX files the user downloaded (mnist_path)
-    "mnist": dict(epochs=5, n_steps=8, encoder="current", channels=16, conv_layers=2,
-                  kernel_size=3, stride=1, pool="max", hidden=128, norm="threshold",
-                  tau_mem_ms=10.0, tau_out_ms=10.0, dt_ms=1.0, surrogate="fast_sigmoid",
-                  surrogate_beta=10.0, lr=1e-2, weight_decay=0.0, batch_size=128,
-                  augment_shift=0, max_train=0),
-    # 2 x 34 x 34 event frames (T = 10 bins of each ~300 ms recording) -> conv 16 (k3 p1) ->
-    # max pool 2 -> conv 32 -> max pool 2 -> 10 LI; read from the user's extracted N-MNIST
-    # (nmnist_path), decoded and binned on access
-    "nmnist": dict(epochs=5, n_steps=10, encoder="events", channels=16, conv_layers=2,
-                   kernel_size=3, stride=1, pool="max", hidden=128, norm="threshold",
-                   tau_mem_ms=10.0, tau_out_ms=10.0, dt_ms=1.0, surrogate="fast_sigmoid",
-                   surrogate_beta=10.0, lr=1e-2, weight_decay=0.0, batch_size=64,
-                   augment_shift=0, max_train=0),
-}
 
 
 def validate(cfg: Config) -> Config:

@@ -258,7 +258,8 @@ def dense_macs(layer: nn.Module, in_shape: Sequence[int]) -> int:
     return int(fan_out(layer, in_shape).sum())
 
 
-def synaptic_ops(layer: nn.Module, xs: Tensor, fan: Optional[Tensor] = None) -> Tensor:
+def synaptic_ops(layer: nn.Module, xs: Tensor, fan: Optional[Tensor] = None,
+                 per_step: bool = False) -> Tensor:
     """Synaptic operations per sample caused by the events of ``xs [T, B, *in_shape]``.
 
     Each input event costs its element's fan-out: a binary spike is one event, an integer count
@@ -267,7 +268,9 @@ def synaptic_ops(layer: nn.Module, xs: Tensor, fan: Optional[Tensor] = None) -> 
     step that is ``T`` times the dense MACs of its nonzero elements.
 
     Returns:
-        ``[B]``: operations per sample, summed over the ``T`` steps.
+        ``[B]``: operations per sample, summed over the ``T`` steps; with ``per_step``,
+        ``[T, B]``: those of each step (their cumulative sum over ``T`` gives the cost of
+        every shorter run of a causal network at once).
 
     Example:
         >>> import torch
@@ -279,4 +282,5 @@ def synaptic_ops(layer: nn.Module, xs: Tensor, fan: Optional[Tensor] = None) -> 
     if fan is None:
         fan = fan_out(layer, xs.shape[2:])
     events = torch.where(xs == xs.round(), xs.abs(), (xs != 0).to(xs.dtype))
-    return (events * fan.to(xs)).flatten(2).sum(2).sum(0)
+    ops = (events * fan.to(xs)).flatten(2).sum(2)
+    return ops if per_step else ops.sum(0)
