@@ -169,6 +169,10 @@ def _out_dir(args) -> tuple:
         default = Path("runs") / args.app / time.strftime("%Y%m%d-%H%M%S")
         return make_out_dir(default, "the default run folder"), False
     out = check_out_dir(args.out)
+    if out.exists() or not args.resume:
+        # writable first: scanning a folder that is not a run's (e.g. /proc, whose entries
+        # vanish while it is walked) for checkpoints would fail with a confusing error
+        make_out_dir(out)
     if args.command == "sweep":
         from .apps import sweep
 
@@ -181,7 +185,7 @@ def _out_dir(args) -> tuple:
                 "holds no valid checkpoint (stopped before its first one, or all are unreadable)")
         raise ConfigError(f"--resume: {out} {what}, so there is nothing to continue; start the "
                           f"{args.command} without --resume, or use --resume-or-start")
-    return make_out_dir(out), bool(found)
+    return out, bool(found)
 
 
 if __name__ == "__main__":  # pragma: no cover
