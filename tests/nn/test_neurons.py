@@ -219,3 +219,75 @@ def test_alif_in_sequential_and_trainer(tmp_path):
                                              (15e-3, 10e-3, 2), (1e-4, 1e-3, 1)])
 def test_refractory_period_in_steps(t_ref, dt, n_ref):
     assert sg.nn.ALIF(2, t_ref=t_ref, dt=dt).n_ref == n_ref
+
+
+# --- initial membrane (v_init) ---------------------------------------------------------------
+
+def _shifted_state(v_init, threshold, batch, n, dtype=torch.float64):
+    return sg.functional.LIFState(torch.full((batch, n), v_init * threshold, dtype=dtype))
+
+
+@pytest.mark.parametrize("cls", [sg.nn.LIF, sg.nn.IF])
+def test_v_init_equals_passing_the_shifted_state(cls):
+    torch.manual_seed(5)
+    neuron = cls(4, threshold=0.8, v_init=0.5).double()
+    plain = cls(4, threshold=0.8).double()
+    xs = torch.rand(20, 3, 4, dtype=torch.float64) * 0.7
+    zs, s = neuron(xs)
+    zr, sr = plain(xs, _shifted_state(0.5, 0.8, 3, 4))
+    assert torch.equal(zs, zr) and torch.equal(s.v, sr.v)
+    zt, tr = neuron.trace(xs)
+    assert torch.equal(zt, zr) and torch.equal(tr.v[-1], sr.v)
+    assert torch.equal(neuron.initial_state(xs[0]).v, torch.full((3, 4), 0.4, dtype=torch.float64))
+    # a state passed in is used as it is
+    z2, _ = neuron(xs, plain.initial_state(xs[0]))
+    assert torch.equal(z2, plain(xs)[0])
+
+
+def test_v_init_shifts_the_first_spike():
+    # IF, threshold 1, input 0.35: from 0 the first spike is at step 3; from 0.5 at step 2
+    xs = torch.full((5, 1, 1), 0.35)
+    assert sg.nn.IF(1)(xs)[0].flatten().tolist() == [0, 0, 1, 0, 0]
+    zs, s = sg.nn.IF(1, v_init=0.5)(xs)
+    assert zs.flatten().tolist() == [0, 1, 0, 0, 1]
+    assert s.v.item() == pytest.approx(0.25, abs=1e-6)
+
+
+def test_v_init_on_the_fused_and_the_unfused_path():
+    torch.manual_seed(6)
+    lin, lif = sg.nn.Linear(5, 4).double(), sg.nn.LIF(4, tau_mem=10e-3, v_init=0.5).double()
+    xs = (torch.rand(25, 3, 5, dtype=torch.float64) < 0.4).double()
+    fused = lif.forward_projected(xs, lin.weight, lin.bias, keep=1.0)
+    unfused = lif(lin(xs))
+    explicit = sg.nn.LIF(4, tau_mem=10e-3).double()(lin(xs), _shifted_state(0.5, 1.0, 3, 4))
+    assert torch.equal(unfused[0], explicit[0]) and torch.equal(unfused[1].v, explicit[1].v)
+    if fused is None:  # no fused kernel on this machine (numba missing)
+        pytest.importorskip("numba")
+        raise AssertionError("the fused path should apply to a plain LIF with numba")
+    assert torch.equal(fused[0], unfused[0])
+    torch.testing.assert_close(fused[1].v, unfused[1].v, rtol=0, atol=1e-12)
+    # and through Sequential: the fused training step equals the layer-by-layer forward_all
+    net = sg.nn.Sequential(lin, lif)
+    zs, _ = net(xs)                  # weights require grad: the pair runs fused
+    outs, _ = net.forward_all(xs)    # always one by one
+    assert torch.equal(zs, outs[-1]) and zs.sum() > 0
+
+
+def test_v_init_with_a_trained_threshold_follows_it():
+    lif = sg.nn.LIF(3, threshold=2.0, learn_threshold=True, v_init=0.25)
+    v0 = lif.initial_state(torch.zeros(2, 3)).v
+    torch.testing.assert_close(v0, torch.full((2, 3), 0.5))
+    v0.sum().backward()  # the start moves with the threshold it is a fraction of
+    assert lif.threshold.rho.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("v_init, exc", [(float("nan"), ValueError), (math.inf, ValueError),
+                                         ("0.5", TypeError), (True, TypeError)])
+def test_v_init_rejects_bad_values(v_init, exc):
+    with pytest.raises(exc, match="v_init"):
+        sg.nn.IF(3, v_init=v_init)
+
+
+def test_recurrent_refuses_a_neuron_with_v_init():
+    with pytest.raises(ValueError, match="Recurrent does not apply the neuron's v_init=0.5"):
+        sg.nn.Recurrent(sg.nn.LIF(4, v_init=0.5))

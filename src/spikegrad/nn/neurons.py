@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from .. import functional as F
 from .. import surrogate as _surrogate
-from .._validate import check_choice, check_positive, check_sequence, check_size
+from .._validate import check_choice, check_positive, check_real, check_sequence, check_size
 from ._params import Decay, Positive
 from .base import StatefulModule
 
@@ -128,6 +128,10 @@ class LIF(LeakyNeuron):
         beta: surrogate slope; None keeps the surrogate's own.
         learn_tau, learn_threshold: train per-neuron time constants / thresholds.
         scale_input: multiply the input by ``1 - a_mem``.
+        v_init: initial membrane as a fraction of the threshold, used where ``state`` is
+            None: ``v_0 = v_init * threshold`` (a finite number; default 0, the zero state).
+            0.5 starts half way to the threshold, the shift of QCFS conversion
+            (:mod:`spikegrad.convert`). A state passed in is used as it is.
         backend: see :func:`spikegrad.functional.lif_seq`.
 
     Shapes: ``xs [T, B, *n] -> (zs [T, B, *n], LIFState)``.
@@ -142,6 +146,7 @@ class LIF(LeakyNeuron):
 
     state_type = F.LIFState
     step = staticmethod(F.lif.lif_update)
+    v_init: float = 0.0  # class default: modules pickled before the option existed start at 0
 
     def __init__(self, n, *, tau_mem: float = 20e-3, tau_syn: Optional[float] = None,
                  dt: float = 1e-3, threshold: float = 1.0, reset: str = "subtract",
@@ -149,10 +154,12 @@ class LIF(LeakyNeuron):
                  surrogate: _surrogate.SurrogateLike = "fast_sigmoid",
                  beta: Optional[float] = None, learn_tau: bool = False,
                  learn_threshold: bool = False, scale_input: bool = False,
-                 learn_reset: bool = False, backend: str = "auto"):
+                 learn_reset: bool = False, v_init: float = 0.0, backend: str = "auto"):
         super().__init__(n, tau_mem=tau_mem, tau_syn=tau_syn, dt=dt, learn_tau=learn_tau,
                          scale_input=scale_input)
         self.threshold = Positive(threshold, self.features, learn_threshold, "threshold")
+        self.v_init = float(check_real(v_init, "v_init", hint="the initial membrane as a "
+                                       "fraction of the threshold, e.g. 0.5"))
         self.reset, self.reset_potential = _reset_options(reset, v_reset, learn_reset,
                                                           self.features)
         self.detach_reset = bool(detach_reset)
@@ -170,14 +177,31 @@ class LIF(LeakyNeuron):
         """The reset target (a float, or the tensor ``v_reset + r`` when trained)."""
         return self.reset_potential()
 
+    def initial_state(self, x: Tensor) -> F.LIFState:
+        """The state that ``state=None`` stands for, for one input step ``x [B, *features]``:
+        membrane ``v_init * threshold``, synaptic current zero."""
+        state = super().initial_state(x)
+        if self.v_init == 0.0:
+            return state
+        return state._replace(v=state.v + self.v_init * self.threshold())
+
+    def _start(self, state: Optional[F.LIFState], x0: Tensor) -> Optional[F.LIFState]:
+        # None stays None for the zero start (the functional core builds zeros itself);
+        # only a shifted start needs an explicit state
+        if state is None and self.v_init != 0.0:
+            return self.initial_state(x0)
+        return state
+
     def forward(self, xs: Tensor, state: Optional[F.LIFState] = None
                 ) -> Tuple[Tensor, F.LIFState]:
-        return F.lif_seq(self._check(xs), state, self.params(), backend=self.backend)
+        xs = self._check(xs)
+        return F.lif_seq(xs, self._start(state, xs[0]), self.params(), backend=self.backend)
 
     def trace(self, xs: Tensor, state: Optional[F.LIFState] = None
               ) -> Tuple[Tensor, F.LIFState]:
         """``(zs, states)`` with every step's state stacked (membrane traces for plots)."""
-        return F.lif_trace(self._check(xs), state, self.params())
+        xs = self._check(xs)
+        return F.lif_trace(xs, self._start(state, xs[0]), self.params())
 
     def forward_projected(self, xs: Tensor, weight: Tensor, bias: Optional[Tensor],
                           state: Optional[F.LIFState] = None, linear_backend: str = "auto",
@@ -190,14 +214,16 @@ class LIF(LeakyNeuron):
         ``xs [T, B, in]``; ``linear_backend`` as :class:`Linear`'s."""
         if type(self) is not LIF or len(self.features) != 1:
             return None
-        if weight.dim() != 2 or weight.shape[0] != self.features[0]:
+        if weight.dim() != 2 or weight.shape[0] != self.features[0] or xs.dim() != 3:
             return None
+        state = self._start(state, xs.new_zeros(xs.shape[1], *self.features))
         return F.projected_lif_seq(xs, weight, bias, state, self.params(), self.backend,
                                    linear_backend, keep)
 
     def extra_repr(self) -> str:
+        shift = f", v_init={self.v_init:g}" if self.v_init else ""
         return (f"{self.features}, reset={self.reset!r}, surrogate={self.surrogate.name}"
-                f"(beta={self.surrogate.beta:g})")
+                f"(beta={self.surrogate.beta:g}){shift}")
 
 
 class IF(LIF):
@@ -209,11 +235,11 @@ class IF(LIF):
                  detach_reset: bool = True,
                  surrogate: _surrogate.SurrogateLike = "fast_sigmoid",
                  beta: Optional[float] = None, learn_threshold: bool = False,
-                 backend: str = "auto"):
+                 v_init: float = 0.0, backend: str = "auto"):
         super().__init__(n, tau_mem=math.inf, tau_syn=tau_syn, dt=dt, threshold=threshold,
                          reset=reset, v_reset=v_reset, detach_reset=detach_reset,
                          surrogate=surrogate, beta=beta, learn_threshold=learn_threshold,
-                         backend=backend)
+                         v_init=v_init, backend=backend)
 
 
 class AdaptationStrength(nn.Module):

@@ -34,6 +34,10 @@ class Recurrent(StatefulModule):
         if len(neuron.features) != 1:
             raise ValueError("Recurrent needs neurons with a 1-D feature shape (N,), got "
                              f"{neuron.features}; flatten the features first")
+        if getattr(neuron, "v_init", 0.0):
+            raise ValueError(f"Recurrent does not apply the neuron's v_init="
+                             f"{neuron.v_init:g} (it builds its own start state); pass the "
+                             "initial state explicitly, or use v_init=0")
         self.neuron = neuron
         n = neuron.features[0]
         init_gain = float(check_real(init_gain, "init_gain", low=0.0,
