@@ -10,6 +10,7 @@ APPS = {
     "coding": "spikegrad.apps.coding",
     "constraints": "spikegrad.apps.constraints",
     "biophysics": "spikegrad.apps.biophysics",
+    "conversion": "spikegrad.apps.conversion",
 }
 
 
