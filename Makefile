@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q triton==3.9.0  # pinned: the tests compile its kernels with its API
-	$(BIN)/pip install -q -e '.[apps,dev,fast,gpu]'
+	$(BIN)/pip install -q -e '.[apps,dev,fast,gpu,nir]'
 	touch $(STAMP)
 
 demo: setup
