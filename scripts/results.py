@@ -109,6 +109,12 @@ S_EPROP = Sweep("eprop", "regression",
                  "memory_lengths=500,1000,2000,4000") + _NO_COMPARE,
                 wall_key="run_seconds", tiny=("n_steps=100", "steps=2", "hidden=10",
                                               "n_inputs=10", "progress=false"))
+_TINY_CONV = ("epochs=1", "steps=1,8", "direct_steps=1", "hybrid_epochs=1", "calibration=50",
+              "max_train=128", "progress=false")
+S_CONVERSION = Sweep("conversion", "conversion", tiny=_TINY_CONV)
+S_CONVERSION_MLP = Sweep("conversion-mlp", "conversion", ("arch=mlp",), tiny=_TINY_CONV)
+S_CONVERSION_1D = Sweep("conversion-mnist1d", "conversion", ("dataset=mnist1d",),
+                        tiny=_TINY_CONV)
 _TINY_VISION = ("epochs=1", "max_train=128")
 S_VISION = Sweep("vision", "vision", tiny=_TINY_VISION)
 S_VISION_MLP = Sweep("vision-mlp", "vision", ("arch=mlp",), tiny=_TINY_VISION)
@@ -245,6 +251,35 @@ ROWS: Tuple[Row, ...] = (
         # written only when some penalty halves the spikes / the betas include the default
         optional=("sparsity_drop_at_first_half_point", "sparsity_first_half_point_spike_ratio",
                   "surrogate_fast_sigmoid_default_beta_on_plateau")),
+    Row("conversion", "apps", S_CONVERSION, (
+        "`conversion`: digits, 2-D CNN ({cfg.conv_layers} conv blocks, max pooling) converted "
+        "from its ReLU ANN (BN folded, {cfg.percentile:g}th-percentile normalisation, IF "
+        "neurons, max-pool gate) vs trained directly with surrogate gradients (the vision "
+        "recipe) at the same T",
+        "ANN {ann_test_accuracy:.3f}; plain conversion at T = 8 / 64 / 256: "
+        "{plain_accuracy_T8:.3f} / {plain_accuracy_T64:.3f} / {plain_accuracy_T256:.3f}; "
+        "QCFS ({cfg.qcfs_levels} levels) at T = 4 / 8: {qcfs_accuracy_T4:.3f} / "
+        "{qcfs_accuracy_T8:.3f} (its ANN {qcfs_ann_test_accuracy:.3f}); hybrid (converted, "
+        "fine-tuned at T = {cfg.hybrid_steps}) at T = {cfg.hybrid_steps}: "
+        "{hybrid_accuracy_T4:.3f}; direct at T = 1 / 2 / 4 / 8: {direct_accuracy_T1:.3f} / "
+        "{direct_accuracy_T2:.3f} / {direct_accuracy_T4:.3f} / {direct_accuracy_T8:.3f}; "
+        "smallest T within 1 point of the ANN: plain {plain_steps_to_target:.0f}, QCFS "
+        "{qcfs_steps_to_target:.0f}, hybrid {hybrid_steps_to_target:.0f}, direct "
+        "{direct_steps_to_target:.0f}, with {plain_synops_to_target:.1k} / "
+        "{qcfs_synops_to_target:.1k} / {hybrid_synops_to_target:.1k} / "
+        "{direct_synops_to_target:.1k} synaptic ops per inference vs {ann_macs:.1k} ANN MACs; "
+        "MLP (`--set arch=mlp`, {mlp/wall}): ANN {mlp/ann_test_accuracy:.3f}, plain at T = 64 "
+        "{mlp/plain_accuracy_T64:.3f}, QCFS at T = 8 {mlp/qcfs_accuracy_T8:.3f}", "{wall}"),
+        uses=(("mlp", S_CONVERSION_MLP),),
+        optional=tuple(f"{m}_{k}_to_target" for m in ("plain", "qcfs", "hybrid", "direct")
+                       for k in ("steps", "synops"))),
+    Row("conversion-mnist1d", "apps", S_CONVERSION_1D, (
+        "{cmd}: 1-D CNN",
+        "ANN {ann_test_accuracy:.3f}; at T = 1 / 2 / 4: plain conversion "
+        "{plain_accuracy_T1:.3f} / {plain_accuracy_T2:.3f} / {plain_accuracy_T4:.3f}, direct "
+        "SG {direct_accuracy_T1:.3f} / {direct_accuracy_T2:.3f} / {direct_accuracy_T4:.3f}, "
+        "QCFS {qcfs_accuracy_T1:.3f} / {qcfs_accuracy_T2:.3f} / {qcfs_accuracy_T4:.3f}; plain "
+        "at T = 64 / 256: {plain_accuracy_T64:.3f} / {plain_accuracy_T256:.3f}", "{wall}")),
     Row("biophysics", "apps", S_BIOPHYSICS, (
         "`biophysics`: cue accumulation (40 channels, 7 cues every 150 ms, "
         "{cfg.cue_delay_ms:g} ms delay, dt {cfg.cue_dt_ms:g} ms; {cfg.cue_hidden} neurons, "

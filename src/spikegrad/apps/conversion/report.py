@@ -29,12 +29,13 @@ def tables(c: Config, curves: Dict[str, Dict[int, dict]], rates: Optional[dict],
                  f"The ANN needs {metrics['ann_macs']:.0f} multiply-accumulates per inference."),
            Table("Trade-off at equal accuracy", ["method", "T needed", "synaptic operations",
                                                  "training (s)"],
-                 [[n, metrics[f"{n}_steps_to_target"], metrics[f"{n}_synops_to_target"],
-                   _train_seconds(n, metrics)] for n in names],
+                 [[n, metrics.get(f"{n}_steps_to_target", "not reached"),
+                   metrics.get(f"{n}_synops_to_target"), _train_seconds(n, metrics)]
+                  for n in names],
                  f"Smallest T of the grid at which each method reaches "
-                 f"{metrics['target_accuracy']:.4f} (the ANN's accuracy minus one point); empty "
-                 "or nan: not reached. Training time of a converted net includes its ANN's; of "
-                 "a direct net, the run at that T.")]
+                 f"{metrics['target_accuracy']:.4f} (the ANN's accuracy minus one point). "
+                 "Training time of a converted net includes its ANN's; of a direct net, the "
+                 "run at that T.")]
     if rates:
         t_max = max(steps)
         out.append(Table("Firing rates of the converted ReLU net",
@@ -47,7 +48,7 @@ def tables(c: Config, curves: Dict[str, Dict[int, dict]], rates: Optional[dict],
 def _train_seconds(name: str, metrics: Dict[str, float]) -> Optional[float]:
     if name == "direct":
         T = metrics.get("direct_steps_to_target")
-        return metrics.get(f"direct_train_seconds_T{int(T)}") if T == T else None
+        return None if T is None else metrics.get(f"direct_train_seconds_T{int(T)}")
     return metrics.get(f"{name}_train_seconds")
 
 

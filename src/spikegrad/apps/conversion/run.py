@@ -180,13 +180,14 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
 
 
 def _tradeoff(ann_acc: float, curves: Dict[str, Dict[int, dict]]) -> Dict[str, float]:
-    """Per method: the smallest T reaching the ANN's accuracy minus one point, and its
-    synaptic operations (NaN when no T of the grid reaches it)."""
+    """Per method that reaches the ANN's accuracy minus one point at some T of the grid: the
+    smallest such T and its synaptic operations (no keys for a method that does not)."""
     target, out = ann_acc - 0.01, {"target_accuracy": ann_acc - 0.01}
     for name, by_t in curves.items():
         hit = [T for T in sorted(by_t) if by_t[T]["accuracy"] >= target]
-        out[f"{name}_steps_to_target"] = float(hit[0]) if hit else float("nan")
-        out[f"{name}_synops_to_target"] = by_t[hit[0]]["synops"] if hit else float("nan")
+        if hit:
+            out[f"{name}_steps_to_target"] = float(hit[0])
+            out[f"{name}_synops_to_target"] = by_t[hit[0]]["synops"]
     return out
 
 
