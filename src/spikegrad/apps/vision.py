@@ -37,7 +37,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 import torch
 from torch import Tensor
@@ -48,7 +48,7 @@ from .. import nn
 from ..train import Trainer, make_optimizer, seed_everything
 from .config import ConfigError
 from .report import Result, RunDir, epoch_curve
-from .setups.vision import (PRESETS, batches, build_model, evaluate, layer_costs, load_data,
+from .setups.vision import (PRESETS, SetupFields, batches, build_model, evaluate, layer_costs, load_data,
                             make_encoder, make_objective, n_params)
 
 __all__ = ["Config", "PRESETS", "validate", "build_model", "layer_costs", "run", "Result"]
@@ -60,7 +60,7 @@ POOLS = ("none", "max", "avg", "sum")
 
 
 @dataclass
-class Config:
+class Config(SetupFields):
     """Vision run. ``None`` fields take the dataset's preset (see ``PRESETS``).
 
     ``arch=cnn``: ``conv_layers`` blocks of ``channels`` channels (doubled after the first
@@ -76,26 +76,6 @@ class Config:
     arch: str = "cnn"
     seed: int = 0
     deterministic: bool = True
-    epochs: Optional[int] = None
-    n_steps: Optional[int] = None
-    encoder: Optional[str] = None
-    channels: Optional[int] = None
-    conv_layers: Optional[int] = None
-    kernel_size: Optional[int] = None
-    stride: Optional[int] = None
-    pool: Optional[str] = None
-    hidden: Optional[int] = None
-    norm: Optional[str] = None
-    tau_mem_ms: Optional[float] = None
-    tau_out_ms: Optional[float] = None
-    dt_ms: Optional[float] = None
-    surrogate: Optional[str] = None
-    surrogate_beta: Optional[float] = None
-    lr: Optional[float] = None
-    weight_decay: Optional[float] = None
-    batch_size: Optional[int] = None
-    augment_shift: Optional[int] = None
-    max_train: Optional[int] = None
     progress: bool = True
 
 

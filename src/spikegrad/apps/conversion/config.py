@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List
 
 from ..config import ConfigError
-from ..setups.vision import PRESETS
+from ..setups.vision import PRESETS, SetupFields
 
 __all__ = ["Config", "DATASETS", "ARCHS", "METHODS", "validate", "int_list", "methods"]
 
@@ -22,8 +22,9 @@ METHODS = ("plain", "qcfs", "hybrid", "direct")
 
 
 @dataclass
-class Config:
-    """Conversion run; ``None`` fields take the dataset's vision preset (architecture,
+class Config(SetupFields):
+    """Conversion run; ``None`` fields (:class:`~spikegrad.apps.setups.vision.SetupFields`)
+    take the dataset's vision preset (architecture,
     epochs, learning rate, batch size, neuron constants of the direct baseline)."""
 
     dataset: str = "digits"
@@ -41,27 +42,7 @@ class Config:
     hybrid_steps: int = 4
     hybrid_epochs: int = 5
     hybrid_lr: float = 1e-3
-    # the vision set-up's fields (None: the dataset's preset)
-    epochs: Optional[int] = None
-    n_steps: Optional[int] = None
     encoder: str = "current"                  # conversion injects the analog input
-    channels: Optional[int] = None
-    conv_layers: Optional[int] = None
-    kernel_size: Optional[int] = None
-    stride: Optional[int] = None
-    pool: Optional[str] = None
-    hidden: Optional[int] = None
-    norm: Optional[str] = None
-    tau_mem_ms: Optional[float] = None
-    tau_out_ms: Optional[float] = None
-    dt_ms: Optional[float] = None
-    surrogate: Optional[str] = None
-    surrogate_beta: Optional[float] = None
-    lr: Optional[float] = None
-    weight_decay: Optional[float] = None
-    batch_size: Optional[int] = None
-    augment_shift: Optional[int] = None
-    max_train: Optional[int] = None
     progress: bool = True
 
 

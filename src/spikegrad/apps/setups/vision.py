@@ -6,6 +6,7 @@ and accuracy with per-layer spike and synaptic-operation counts. ``c`` is any co
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import torch
@@ -20,8 +21,35 @@ from ..datasets import Data
 from ..datasets import load_data as load_classification_data
 from ..datasets import make_encoder as make_classification_encoder
 
-__all__ = ["PRESETS", "load_data", "batches", "make_encoder", "roll_signal", "ConvSpec", "plan",
+__all__ = ["SetupFields", "PRESETS", "load_data", "batches", "make_encoder", "roll_signal", "ConvSpec", "plan",
            "build_model", "layer_costs", "n_params", "make_objective", "evaluate"]
+
+
+@dataclass
+class SetupFields:
+    """The set-up's fields, shared by the configs of the apps that train it; ``None`` takes
+    the dataset's value from :data:`PRESETS`."""
+
+    epochs: Optional[int] = None
+    n_steps: Optional[int] = None
+    encoder: Optional[str] = None
+    channels: Optional[int] = None
+    conv_layers: Optional[int] = None
+    kernel_size: Optional[int] = None
+    stride: Optional[int] = None
+    pool: Optional[str] = None
+    hidden: Optional[int] = None
+    norm: Optional[str] = None
+    tau_mem_ms: Optional[float] = None
+    tau_out_ms: Optional[float] = None
+    dt_ms: Optional[float] = None
+    surrogate: Optional[str] = None
+    surrogate_beta: Optional[float] = None
+    lr: Optional[float] = None
+    weight_decay: Optional[float] = None
+    batch_size: Optional[int] = None
+    augment_shift: Optional[int] = None
+    max_train: Optional[int] = None
 
 
 #: Per-dataset values of the set-up's fields (the ``vision`` app's presets).
