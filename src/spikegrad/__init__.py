@@ -1,9 +1,10 @@
 """spikegrad: spiking neural networks trained with surrogate gradients."""
 
-from . import convert, data, functional, hardware, interop, learning, losses, nn, surrogate, train
+from . import (convert, data, functional, hardware, interop, learning, losses, nn, proxy,
+               surrogate, train)
 from .functional import readout
 from .surrogate import spike
 
 __version__ = "0.1.0"
 __all__ = ["spike", "surrogate", "functional", "nn", "losses", "readout", "data", "train",
-           "learning", "convert", "interop", "hardware", "__version__"]
+           "learning", "convert", "interop", "hardware", "proxy", "__version__"]
