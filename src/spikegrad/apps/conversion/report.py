@@ -36,12 +36,12 @@ def tables(c: Config, curves: Dict[str, Dict[int, dict]], rates: Optional[dict],
                  f"{metrics['target_accuracy']:.4f} (the ANN's accuracy minus one point). "
                  "Training time of a converted net includes its ANN's; of a direct net, the "
                  "run at that T.")]
-    if rates:
+    if rates:  # before the trade-off, which ends the report
         t_max = max(steps)
-        out.append(Table("Firing rates of the converted ReLU net",
-                         ["layer", "rate (Hz)", "spikes per neuron per step"],
-                         layer_rates(rates, t_max, c.dt_ms * 1e-3),
-                         f"Mean over the test set and {t_max} steps of {c.dt_ms:g} ms."))
+        out.insert(2, Table("Firing rates of the converted ReLU net",
+                            ["layer", "rate (Hz)", "spikes per neuron per step"],
+                            layer_rates(rates, t_max, c.dt_ms * 1e-3),
+                            f"Mean over the test set and {t_max} steps of {c.dt_ms:g} ms."))
     return out
 
 
