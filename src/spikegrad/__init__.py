@@ -1,10 +1,11 @@
 """spikegrad: spiking neural networks trained with surrogate gradients."""
 
-from . import (convert, data, functional, hardware, interop, learning, losses, nn, proxy,
-               surrogate, train)
+from . import (convert, data, decoders, functional, hardware, interop, learning, losses, nn,
+               proxy, robust, surrogate, train)
 from .functional import readout
 from .surrogate import spike
 
 __version__ = "0.1.0"
 __all__ = ["spike", "surrogate", "functional", "nn", "losses", "readout", "data", "train",
-           "learning", "convert", "interop", "hardware", "proxy", "__version__"]
+           "learning", "convert", "interop", "hardware", "proxy", "robust", "decoders",
+           "__version__"]

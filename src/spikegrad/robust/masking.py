@@ -1,0 +1,164 @@
+"""Gradient-masking checks (Athalye et al. 2018; Carlini et al. 2019, "On evaluating
+adversarial robustness", section 4 checklist), reported with every robustness evaluation.
+
+Spiking networks are notorious for gradient masking (Sharmin et al. 2020): spike counts are
+piecewise constant, and an attack that follows the surrogate gradient may stall although
+adversarial examples exist. Each check below runs a stronger or a gradient-free attack and
+asks whether it finds what the white-box PGD missed:
+
+* ``steps`` / ``restarts``: more PGD steps and more random restarts must not raise accuracy;
+* ``large_eps``: with eps = 1 the attacker may replace the input entirely, so accuracy must
+  fall to chance;
+* ``transfer``: a black-box transfer attack from a twin must not beat white-box PGD;
+* ``spsa``: a finite-difference attack (no surrogate) must not beat white-box PGD by much.
+
+Each check is a dict of its numbers and ``"pass"`` (``None`` where it could not run).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from ._common import (check_clamp, check_count, check_eps, check_inputs, check_labels,
+                      eval_mode, predict)
+from .attacks import accuracy, pgd
+from .spsa import spsa
+from .transfer import transfer
+
+__all__ = ["masking_report"]
+
+
+def _pair(value, name: str) -> Tuple[int, int]:
+    if not (isinstance(value, (tuple, list)) and len(value) == 2):
+        raise ValueError(f"{name} must be a pair (weaker, stronger) of ints, got {value!r}")
+    weak, strong = (check_count(v, name, "a pair (weaker, stronger)") for v in value)
+    if not weak < strong:
+        raise ValueError(f"{name} must be a pair (weaker, stronger) with weaker < stronger, "
+                         f"got {value!r}")
+    return weak, strong
+
+
+def _not_above(stronger: float, weaker: float, tolerance: float) -> bool:
+    return stronger <= weaker + tolerance + 1e-12  # 1e-12: fractions of whole samples
+
+
+def _steps_and_restarts(model, x, y, eps, steps, restarts, tol, pgd_kw
+                        ) -> Tuple[dict, dict, Tensor]:
+    """Accuracy under PGD with (steps[0], restarts[0]), (steps[1], restarts[0]) and
+    (steps[1], restarts[1]); also returns the strongest run's adversarial inputs."""
+    runs: Dict[Tuple[int, int], Tuple[float, Tensor]] = {}
+    for key in ((steps[0], restarts[0]), (steps[1], restarts[0]), (steps[1], restarts[1])):
+        if key not in runs:
+            adv = pgd(model, x, y, eps, steps=key[0], restarts=key[1], random_start=True,
+                      **pgd_kw)
+            runs[key] = (accuracy(model, adv, y), adv)
+    a_weak, a_strong = runs[(steps[0], restarts[0])][0], runs[(steps[1], restarts[0])][0]
+    r_weak, (r_strong, adv) = a_strong, runs[(steps[1], restarts[1])]
+    step_check = {"steps": list(steps), "accuracy": [a_weak, a_strong], "tolerance": tol,
+                  "pass": _not_above(a_strong, a_weak, tol)}
+    restart_check = {"restarts": list(restarts), "steps": steps[1],
+                     "accuracy": [r_weak, r_strong], "tolerance": tol,
+                     "pass": _not_above(r_strong, r_weak, tol)}
+    return step_check, restart_check, adv
+
+
+def _large_eps(model, x, y, clamp, steps: int, chance: float, margin: float,
+               pgd_kw) -> dict:
+    # the whole valid range: the attacker may replace the input entirely
+    eps = 1.0 if clamp is None else clamp[1] - clamp[0]
+    adv = pgd(model, x, y, eps, steps=steps, random_start=True, **pgd_kw)
+    acc = accuracy(model, adv, y)
+    return {"eps": eps, "steps": steps, "accuracy": acc, "chance": chance, "margin": margin,
+            "pass": acc <= chance + margin + 1e-12}
+
+
+def _transfer(model, source_model, x, y, eps, white_box: float, steps: int, tol: float,
+              pgd_kw) -> dict:
+    if source_model is None:
+        return {"pass": None, "reason": "no source_model given (pass an ANN twin trained on "
+                                        "the same data)"}
+    result = transfer(source_model, model, x, y, eps, attack="pgd", steps=steps, **pgd_kw)
+    return {"white_box": white_box, "transfer": result.target_accuracy,
+            "source_accuracy": result.source_accuracy, "tolerance": tol,
+            "pass": _not_above(white_box, result.target_accuracy, tol)}
+
+
+def _spsa(model, x, y, eps, adv_pgd, subset: int, tolerance: float, spsa_kw) -> dict:
+    k = min(subset, x.shape[0])
+    xs, ys = x[:k], y[:k]
+    white_box = accuracy(model, adv_pgd[:k], ys)
+    adv = spsa(model, xs, ys, eps, **spsa_kw)
+    acc = accuracy(model, adv, ys)
+    tol = tolerance + 1.0 / k
+    # masking shows as SPSA (no surrogate) finding far more adversarial examples than PGD
+    return {"n": k, "pgd": white_box, "spsa": acc, "tolerance": tol,
+            "pass": acc >= white_box - tol - 1e-12}
+
+
+def _own_pgd_options(pgd_kw: dict) -> dict:
+    for key in ("steps", "restarts", "random_start", "eps", "generator"):
+        if key in pgd_kw:
+            raise ValueError(f"masking_report sets {key} itself; remove {key}= from the "
+                             "arguments passed on to pgd")
+    return pgd_kw
+
+
+def masking_report(model: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, eps: float, *,
+                   steps: Sequence[int] = (10, 50), restarts: Sequence[int] = (1, 5),
+                   source_model: Optional[Callable[[Tensor], Tensor]] = None,
+                   spsa_subset: int = 32, spsa_kw: Optional[Dict[str, Any]] = None,
+                   tolerance: int = 1, chance_margin: float = 0.1,
+                   spsa_tolerance: float = 0.05, generator: Optional[torch.Generator] = None,
+                   **pgd_kw) -> Dict[str, Any]:
+    """Run every gradient-masking check on ``model`` at budget ``eps``.
+
+    Args:
+        model: classifier ``x [B, ...] -> logits [B, C]`` (e.g. an :class:`SNNClassifier`).
+        x, y: clean inputs ``[B, ...]`` in [0, 1] and labels ``[B]``.
+        eps: L-inf (or ``norm="l2"``) budget in input units.
+        steps: PGD steps (weaker, stronger), e.g. (10, 50).
+        restarts: restarts (weaker, stronger) at the stronger step count, e.g. (1, 5).
+        source_model: a twin for the transfer check (None: that check is skipped).
+        spsa_subset: the first ``spsa_subset`` samples are attacked by SPSA.
+        spsa_kw: arguments of :func:`spikegrad.robust.spsa` (``steps``, ``samples``, ``lr``,
+            ``perturbation``); the report's ``generator`` unless given.
+        tolerance: slack of the steps, restarts and transfer checks, in samples.
+        chance_margin: accuracy allowed above chance (``1 / C``) at eps = 1.
+        spsa_tolerance: accuracy SPSA may find below PGD (fraction, plus one sample).
+        generator: ``torch.Generator`` for the random starts and SPSA directions.
+        **pgd_kw: passed to every :func:`spikegrad.robust.pgd` (``norm``, ``eot``, ...).
+
+    Returns:
+        ``{"n", "eps", "clean_accuracy", "chance", "steps", "restarts", "large_eps",
+        "transfer", "spsa", "passed"}``; each check is a dict of its accuracies, its tolerance
+        and ``"pass"``; ``"passed"`` is True when no check failed (a skipped check has
+        ``"pass": None``). The white-box accuracy is that of the strongest PGD.
+    """
+    eps = check_eps(eps)
+    clamp = check_clamp(pgd_kw.get("clamp", (0, 1)))
+    x, y = check_inputs(x, clamp), check_labels(y, x.shape[0])
+    steps, restarts = _pair(steps, "steps"), _pair(restarts, "restarts")
+    spsa_subset = check_count(spsa_subset, "spsa_subset", "samples attacked by SPSA")
+    tol = check_count(tolerance, "tolerance", "in samples", minimum=0) / x.shape[0]
+    chance_margin = check_eps(chance_margin, "chance_margin")
+    spsa_tolerance = check_eps(spsa_tolerance, "spsa_tolerance")
+    pgd_kw = {**_own_pgd_options(pgd_kw), "generator": generator}
+    spsa_kw = {"generator": generator, "clamp": clamp, **(spsa_kw or {})}
+    with eval_mode(model):
+        chance = 1.0 / predict(model, x[:1]).shape[1]
+        step_check, restart_check, adv = _steps_and_restarts(model, x, y, eps, steps,
+                                                             restarts, tol, pgd_kw)
+        white_box = restart_check["accuracy"][1]
+        report = {"n": x.shape[0], "eps": eps, "clean_accuracy": accuracy(model, x, y),
+                  "chance": chance, "steps": step_check, "restarts": restart_check,
+                  "large_eps": _large_eps(model, x, y, clamp, steps[0], chance, chance_margin,
+                                          pgd_kw),
+                  "transfer": _transfer(model, source_model, x, y, eps, white_box, steps[1],
+                                        tol, pgd_kw),
+                  "spsa": _spsa(model, x, y, eps, adv, spsa_subset, spsa_tolerance, spsa_kw)}
+    checks = ("steps", "restarts", "large_eps", "transfer", "spsa")
+    report["passed"] = all(report[c]["pass"] is not False for c in checks)
+    return report
