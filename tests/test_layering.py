@@ -1,7 +1,7 @@
 """The package's architecture, read from its imports (``ast``; nothing is imported).
 
 DESIGN.md's layers, bottom to top: surrogate and _validate; kernels; functional; nn; losses;
-data; (hardware, robust, proxy, convert, interop); learning; viz; train; apps; cli. An import
+data; (hardware, robust, proxy, convert, interop, decoders); learning; viz; train; apps; cli. An import
 may point down the order or stay inside its own part; every import counts, including those
 inside functions (a lazy import hides a circle, it does not remove it). No two modules import
 each other through any chain, no app imports another app, and no module uses another
@@ -20,6 +20,7 @@ PKG = "spikegrad"
 
 RANK = {"surrogate": 0, "_validate": 0, "kernels": 1, "functional": 2, "nn": 3, "losses": 4,
         "data": 5, "hardware": 6, "robust": 6, "proxy": 6, "convert": 6, "interop": 6,
+        "decoders": 6,
         "learning": 7, "viz": 8, "train": 9, "apps": 10, "cli": 11, "": 12}
 
 

@@ -59,6 +59,8 @@ def test_public_names():
         "load_mnist_files", "read_idx", "NMNISTDataset", "events_to_frames", "make_events",
         "read_nmnist_events", "write_nmnist_events", "pattern_generation_task", "noisy_signal_task", "make_yinyang",
         "encode_yinyang", "load_yinyang_splits", "cue_accumulation", "delayed_xor", "random_roll",
+        "ReachingData", "CortexTruth", "Disruption", "simulate_cortex", "load_odoherty",
+        "load_nlb_mc_maze", "bin_spike_times",
     }
     assert set(data.__all__) == expected
     assert all(hasattr(data, name) for name in expected)

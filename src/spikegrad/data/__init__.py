@@ -53,3 +53,10 @@ __all__ = [
     "cue_accumulation",
     "delayed_xor",
 ]
+
+# the BCI data: a simulated motor-cortex population and readers of real reaching recordings
+from .cortex import CortexTruth, Disruption, ReachingData, simulate_cortex  # noqa: E402
+from .reaching import bin_spike_times, load_nlb_mc_maze, load_odoherty  # noqa: E402
+
+__all__ += ["ReachingData", "CortexTruth", "Disruption", "simulate_cortex", "load_odoherty",
+            "load_nlb_mc_maze", "bin_spike_times"]
