@@ -11,6 +11,7 @@ APPS = {
     "constraints": "spikegrad.apps.constraints",
     "biophysics": "spikegrad.apps.biophysics",
     "conversion": "spikegrad.apps.conversion",
+    "onchip": "spikegrad.apps.onchip",
 }
 
 
