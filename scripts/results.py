@@ -124,6 +124,8 @@ S_CODING = Sweep("coding", "coding", tiny=("epochs=1", "n_train=200", "n_val=100
 S_CONSTRAINTS = Sweep("constraints", "constraints", tiny=(
     "epochs=1", "n_train=200", "n_eval=100", "threshold_epochs=1", "threshold_seeds=1",
     "rm_epochs=1", "rm_train=100", "rm_samples=100", "betas=1,10", "sparsity_weights=0,0.001"))
+S_ONCHIP = Sweep("onchip", "onchip", tiny=("epochs=1", "max_train=64", "hidden=16",
+                                          "drift_repeats=1"))
 S_BIOPHYSICS = Sweep("biophysics", "biophysics", tiny=(
     "cue_train=64", "cue_test=32", "cue_epochs=1", "xor_train=64", "xor_test=32",
     "xor_epochs=1"))
@@ -280,6 +282,23 @@ ROWS: Tuple[Row, ...] = (
         "SG {direct_accuracy_T1:.3f} / {direct_accuracy_T2:.3f} / {direct_accuracy_T4:.3f}, "
         "QCFS {qcfs_accuracy_T1:.3f} / {qcfs_accuracy_T2:.3f} / {qcfs_accuracy_T4:.3f}; plain "
         "at T = 64 / 256: {plain_accuracy_T64:.3f} / {plain_accuracy_T256:.3f}", "{wall}")),
+    Row("onchip", "apps", S_ONCHIP, (
+        "`onchip`: digits rate-coded over {cfg.n_steps} steps, {cfg.hidden} hidden LIF, "
+        "spike-count readout; BPTT next to the online three-factor rule `-lr (e phi(u)) x` in "
+        "float and on {cfg.bits}-bit crossbars (naive rounding, stochastic pulses, mixed "
+        "precision) and PCM-like devices",
+        "BPTT smooth surrogate {bptt_accuracy:.3f}, STE {bptt_ste_accuracy:.3f}; local rule, "
+        "symmetric / random feedback: float {local_symmetric_fp32_accuracy:.3f} / "
+        "{local_random_fp32_accuracy:.3f}, 4-bit naive {local_symmetric_naive4_accuracy:.3f} / "
+        "{local_random_naive4_accuracy:.3f}, 4-bit stochastic pulsed "
+        "{local_symmetric_stochastic4_accuracy:.3f} / {local_random_stochastic4_accuracy:.3f}, "
+        "4-bit mixed precision {local_symmetric_mixed4_accuracy:.3f} / "
+        "{local_random_mixed4_accuracy:.3f} ({local_symmetric_mixed4_pulses_per_sample:.0f} "
+        "pulses per sample), PCM-like {local_symmetric_pcm_accuracy:.3f} / "
+        "{local_random_pcm_accuracy:.3f}; PCM read 1 day / 1 year after programming "
+        "{pcm_drift_1d_comp_accuracy:.3f} / {pcm_drift_1y_comp_accuracy:.3f} with drift "
+        "compensation, {pcm_drift_1d_nocomp_accuracy:.3f} / {pcm_drift_1y_nocomp_accuracy:.3f} "
+        "without (t0 {pcm_drift_t0_comp_accuracy:.3f})", "{wall}")),
     Row("biophysics", "apps", S_BIOPHYSICS, (
         "`biophysics`: cue accumulation (40 channels, 7 cues every 150 ms, "
         "{cfg.cue_delay_ms:g} ms delay, dt {cfg.cue_dt_ms:g} ms; {cfg.cue_hidden} neurons, "
