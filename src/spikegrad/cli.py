@@ -1,6 +1,7 @@
 """``spikegrad run APP [--set key=value ...] [--out DIR] [--resume | --resume-or-start]``,
 ``spikegrad sweep APP --seeds N [--set ...] [--out DIR] [--resume] [--jobs J]``,
-``spikegrad list``.
+``spikegrad list [APP]`` (an app's keys with type, default and meaning), ``spikegrad run APP
+--help`` (the same under the command's own options).
 
 Exit status: 0 done; 2 a mistake in the command line or config (one line on stderr that
 names the key or option, no traceback), also a run too large for this machine's memory;
@@ -12,8 +13,9 @@ the run after saving a checkpoint (the message gives the resume command).
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import os
 import sys
+import textwrap
 import time
 import warnings
 from pathlib import Path
@@ -37,7 +39,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _common(r: argparse.ArgumentParser, what: str) -> None:
-    r.add_argument("app", help="application name (see `spikegrad list`)")
+    # app is optional to argparse so that `spikegrad run --help` and `run APP --help` reach
+    # main(), which prints the app's own keys; main() requires it otherwise
+    r.add_argument("app", nargs="?", help="application name (see `spikegrad list`)")
+    r.add_argument("-h", "--help", action="store_true",
+                   help="show this help, and with APP its config keys, and exit")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value (repeatable)")
     r.add_argument("--out", default=None, help=f"{what} folder (default runs/APP/<timestamp>)")
@@ -55,29 +61,80 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="spikegrad", description=__doc__,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-    _common(sub.add_parser("run", help="run an application"), "run")
-    s = sub.add_parser("sweep", help="run an application over several seeds and summarise")
+    r = sub.add_parser("run", help="run an application", add_help=False)
+    _common(r, "run")
+    s = sub.add_parser("sweep", help="run an application over several seeds and summarise",
+                       add_help=False)
     _common(s, "sweep")
-    s.add_argument("--seeds", required=True, metavar="N|S1,S2,...",
+    s.add_argument("--seeds", metavar="N|S1,S2,...",  # required; checked in main (--help)
                    help="number of seeds (0..N-1) or a comma-separated list")
     s.add_argument("--jobs", type=int, default=1, metavar="J",
                    help="seeds run in parallel processes (default 1: one after the other)")
-    sub.add_parser("list", help="list applications and their config keys")
+    lst = sub.add_parser("list", help="list the applications, or one app's config keys")
+    lst.add_argument("app", nargs="?", help="an application: show its keys with type, default "
+                                            "and meaning")
     sub.add_parser("bench", help="how to run the peer benchmarks (`make bench`)")
+    p.commands = {"run": r, "sweep": s}  # for the per-app help
     return p
+
+
+def _summary(module) -> str:
+    """The first sentence of an app module's docstring."""
+    doc = " ".join((module.__doc__ or "").split())
+    return doc.split(". ")[0].rstrip(".") if doc else ""
+
+
+def _app_keys(name: str) -> str:
+    from .apps.fields import describe, format_keys
+
+    app = get_app(name)
+    head = (textwrap.fill(f"{name}: {_summary(app)}.", 100) + "\n\nconfig keys (--set "
+            "KEY=VALUE; None -> X: X from the dataset's preset):\n")
+    return head + format_keys(describe(app))
+
+
+def _list(app: Optional[str]) -> int:
+    if app is not None:
+        print(_app_keys(app))
+        return 0
+    width = max(map(len, APPS))
+    for name in sorted(APPS):
+        print(f"  {name:<{width}}  {_summary(get_app(name))}")
+    print("\n`spikegrad list APP` shows an app's config keys with type, default and meaning.")
+    return 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     try:
+        return _main(argv)
+    except BrokenPipeError:  # `spikegrad list APP | head`: the reader left, which is fine
+        sys.stdout = open(os.devnull, "w")
+        return 0
+
+
+def _main(argv: Optional[List[str]]) -> int:
+    try:
         args = _parser().parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error, already printed
         return int(e.code or 0)
-    if args.command == "list":
-        for name in sorted(APPS):
-            cfg = get_app(name).Config()
-            keys = ", ".join(f.name for f in dataclasses.fields(cfg))
-            print(f"{name}\n  keys: {keys}")
-        return 0
+    try:
+        if args.command == "list":
+            return _list(args.app)
+        if args.command in ("run", "sweep") and (args.help or args.app is None):
+            parser = _parser().commands[args.command]
+            if not args.help:
+                parser.error("the following arguments are required: app")
+            print(parser.format_help())
+            if args.app is not None:
+                print(_app_keys(args.app))
+            return 0
+        if args.command == "sweep" and args.seeds is None:
+            _parser().commands["sweep"].error("the following arguments are required: --seeds")
+    except ValueError as e:  # an unknown app name
+        print(f"spikegrad: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as e:  # the usage error, already printed
+        return int(e.code or 0)
     if args.command == "bench":
         print("spikegrad bench: the comparison with snnTorch, Norse, SpikingJelly and Spyx needs "
               "their own virtual environments; run it from a source checkout with `make bench` "

@@ -65,46 +65,54 @@ class Config:
     seed: int = 0
     deterministic: bool = True
     progress: bool = True
-    tasks: str = "cue,xor"
+    tasks: str = "cue,xor"          # comma-separated subset of TASKS: cue, xor
     # cue accumulation (dt 5 ms by default to keep CPU runs short; the paper uses 1 ms)
+    #: cue task: comma-separated subset of CUE_MODELS: alif, lif, lif_ref, dendritic
     cue_models: str = "alif,lif"
-    cue_dt_ms: float = 5.0
-    cue_delay_ms: float = 500.0
-    cue_train: int = 1000
-    cue_test: int = 500
-    cue_epochs: int = 8
-    cue_batch: int = 64
-    cue_lr: float = 1e-2
+    cue_dt_ms: float = 5.0          # cue task: simulation step in ms
+    cue_delay_ms: float = 500.0     # cue task: delay between the cue period and the recall in ms
+    cue_train: int = 1000           # cue task: training trials
+    cue_test: int = 500             # cue task: test trials
+    cue_epochs: int = 8             # cue task: training epochs per model
+    cue_batch: int = 64             # cue task: batch size
+    cue_lr: float = 1e-2            # cue task: Adam learning rate (cosine-annealed)
+    #: cue task: recurrent hidden neurons (even: the alif model is half LIF, half ALIF)
     cue_hidden: int = 100
-    cue_tau_mem_ms: float = 20.0
-    cue_tau_out_ms: float = 20.0
+    cue_tau_mem_ms: float = 20.0    # cue task: hidden membrane time constant in ms
+    cue_tau_out_ms: float = 20.0    # cue task: leaky-integrator readout time constant in ms
+    #: cue task: initial adaptation time constant of the ALIF neurons in ms (alif); also the
+    #: dendrite's time constant of the dendritic model
     cue_tau_adapt_ms: float = 2000.0
-    cue_beta_adapt: float = 1.0
-    cue_t_ref_ms: float = 5.0
-    cue_in_gain: float = 3.0
+    cue_beta_adapt: float = 1.0     # cue task: initial adaptation strength of the ALIF half (alif)
+    cue_t_ref_ms: float = 5.0       # cue task: absolute refractory period in ms (alif, lif_ref)
+    cue_in_gain: float = 3.0        # cue task: factor on the input weights after PyTorch's init
     # delayed spiking XOR (dt = 1 step)
-    xor_models: str = "dendritic,lif"
-    xor_delay_steps: int = 50
-    xor_noise_rate: float = 0.02
-    xor_train: int = 2000
-    xor_test: int = 500
-    xor_epochs: int = 10
-    xor_batch: int = 64
-    xor_lr: float = 1e-2
-    xor_hidden: int = 32
-    xor_branches: int = 2
-    xor_tau_mem: float = 2.0
-    xor_tau_dend_short: float = 2.0
-    xor_tau_dend_long: float = 200.0
-    xor_in_gain: float = 1.0
+    xor_models: str = "dendritic,lif"  # XOR task: comma-separated subset of XOR_MODELS
+    xor_delay_steps: int = 50       # XOR task: steps between the two input patterns
+    xor_noise_rate: float = 0.02    # XOR task: background spike probability per step and channel
+    xor_train: int = 2000           # XOR task: training trials
+    xor_test: int = 500             # XOR task: test trials
+    xor_epochs: int = 10            # XOR task: training epochs per model
+    xor_batch: int = 64             # XOR task: batch size
+    xor_lr: float = 1e-2            # XOR task: Adam learning rate (cosine-annealed)
+    xor_hidden: int = 32            # XOR task: hidden neurons
+    xor_branches: int = 2           # XOR task: dendritic branches per neuron (dendritic)
+    xor_tau_mem: float = 2.0        # XOR task: soma and readout time constant in steps
+    xor_tau_dend_short: float = 2.0  # XOR task: shortest initial branch time constant, steps
+    xor_tau_dend_long: float = 200.0  # XOR task: longest initial branch time constant, steps
+    xor_in_gain: float = 1.0        # XOR task: factor on the input weights after PyTorch's init
+    #: XOR task, dendritic: scale each branch's input by 1 - its decay (unit DC gain per branch)
     xor_scale_dend: bool = False
     # shared
+    #: surrogate derivative name (spikegrad.surrogate.names(), e.g. fast_sigmoid)
     surrogate: str = "fast_sigmoid"
-    surrogate_beta: float = 5.0
-    surrogate_scale: float = 1.0   # pseudo-derivative dampening (Bellec et al. use 0.3)
+    surrogate_beta: float = 5.0     # surrogate slope (> 0, larger is sharper)
+    #: factor on the surrogate derivative: dampening for long BPTT (Bellec et al. use 0.3)
+    surrogate_scale: float = 1.0
+    #: upper bound on each hidden neuron's spikes per trial (squared penalty); 0: off
     rate_high: float = 0.0
-    rate_weight: float = 1e-3
-    grad_clip: float = 1.0
+    rate_weight: float = 1e-3       # weight of the rate_high penalty in the loss; 0: off
+    grad_clip: float = 1.0          # clip the gradient norm to this value; 0: no clipping
 
 
 def _names(text: str, allowed, key: str) -> List[str]:

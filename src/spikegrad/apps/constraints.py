@@ -67,36 +67,44 @@ PARTS = ("sparsity", "threshold", "surrogate")
 
 @dataclass
 class Config:
+    #: comma-separated subset of PARTS to run: sparsity, threshold, surrogate
     parts: str = "sparsity,threshold,surrogate"
     seed: int = 0
+    #: trainings per sparsity and surrogate point (seeds seed, seed + 1, ...), averaged
     seeds: int = 1
-    threshold_seeds: int = 3
+    threshold_seeds: int = 3        # trainings per threshold variant (seed, seed + 1, ...)
     # Yin-Yang parts (1, 2): the coding app's rate network, shrunk
-    epochs: int = 10
-    n_train: int = 2000
-    n_eval: int = 1000
+    epochs: int = 10                # training epochs of each sparsity point
+    n_train: int = 2000             # Yin-Yang training samples
+    n_eval: int = 1000              # Yin-Yang validation samples, and as many test samples
+    #: time steps per Yin-Yang sample (the temporal code's spikes fall in the first half)
     n_steps: int = 40
-    rate_copies: int = 10
-    hidden: int = 64
+    rate_copies: int = 10           # rate code: Bernoulli spike trains per input value
+    hidden: int = 64                # hidden LIF neurons of the Yin-Yang networks
+    #: comma-separated weights (>= 0) of the sparsity penalty; one point per weight
     sparsity_weights: str = "0,0.00002,0.00005,0.0001,0.0003,0.001"
+    #: penalty on each hidden neuron's spike count: l1 (mean count) or l2 (mean count^2)
     sparsity_penalty: str = "l2"
+    #: silent threshold variants: initial threshold, times the well-initialised one (1)
     silent_factor: float = 3.0
-    threshold_gain: float = 1.0
-    threshold_lr: float = 0.02
-    threshold_epochs: int = 20
+    threshold_gain: float = 1.0     # threshold part: factor on the input weights (w_in_gain)
+    threshold_lr: float = 0.02      # Adam learning rate of the trainable thresholds
+    threshold_epochs: int = 20      # training epochs of each threshold variant
+    #: homeostatic lower bound, spikes per hidden neuron per sample (threshold part); 0: off
     homeostasis_low: float = 1.0
-    homeostasis_weight: float = 0.01
+    homeostasis_weight: float = 0.01  # weight of the homeostatic term; 0: off
     # Randman part (3): the classification app's randman preset, shrunk
-    rm_epochs: int = 10
-    rm_train: int = 4000
-    rm_steps: int = 50
-    rm_hidden: int = 64
-    rm_batch: int = 50
-    rm_classes: int = 5
-    rm_samples: int = 1000
+    rm_epochs: int = 10             # training epochs of each surrogate point
+    rm_train: int = 4000            # use the first rm_train Randman training samples
+    rm_steps: int = 50              # time steps per Randman sample
+    rm_hidden: int = 64             # hidden LIF neurons of the Randman network
+    rm_batch: int = 50              # Randman training batch size
+    rm_classes: int = 5             # Randman classes (>= 2)
+    rm_samples: int = 1000          # Randman samples per class (split 80/10/10 in order)
+    #: comma-separated surrogate names to sweep (spikegrad.surrogate.names())
     surrogates: str = "fast_sigmoid,sigmoid,atan"
-    betas: str = "0.1,0.3,1,3,10,30,100"
-    progress: bool = True  # one line per sweep point (its trainings stay quiet)
+    betas: str = "0.1,0.3,1,3,10,30,100"  # comma-separated surrogate slopes (> 0) to sweep
+    progress: bool = True  # print a progress line per sweep point (its trainings stay quiet)
 
 
 def _floats(text: str, key: str) -> List[float]:

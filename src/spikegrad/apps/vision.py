@@ -70,10 +70,10 @@ class Config(SetupFields):
     ``per_step`` (BNTT) or ``none``, on the currents of every spiking layer.
     """
 
-    dataset: str = "mnist1d"
+    dataset: str = "mnist1d"      # one of DATASETS: mnist1d, digits, mnist, nmnist
     mnist_path: str = ""          # dataset=mnist: folder with the four MNIST IDX files
     nmnist_path: str = ""         # dataset=nmnist: folder with the extracted Train/ and Test/
-    arch: str = "cnn"
+    arch: str = "cnn"             # one of ARCHS: cnn (conv blocks) or mlp (two dense layers)
     seed: int = 0
     deterministic: bool = True
     progress: bool = True

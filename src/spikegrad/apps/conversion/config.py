@@ -27,22 +27,28 @@ class Config(SetupFields):
     take the dataset's vision preset (architecture,
     epochs, learning rate, batch size, neuron constants of the direct baseline)."""
 
-    dataset: str = "digits"
-    arch: str = "cnn"
+    dataset: str = "digits"       # one of DATASETS: digits, mnist1d
+    arch: str = "cnn"             # one of ARCHS: mlp or cnn, for the ANN and the direct SNN
     seed: int = 0
     deterministic: bool = True
-    steps: str = "1,2,4,8,16,32,64,128,256"   # T at which every converted net is evaluated
+    #: comma-separated T (steps) at which every converted and hybrid net is evaluated
+    steps: str = "1,2,4,8,16,32,64,128,256"
+    #: comma-separated subset of METHODS to run: plain, qcfs, hybrid, direct
     methods: str = "plain,qcfs,hybrid,direct"
-    direct_steps: str = "1,2,4,8"             # T of each directly trained net
-    norm_method: str = "percentile"           # or "max" (threshold balancing)
-    percentile: float = 99.9
-    max_pool: str = "gate"                    # spiking max-pool gate, or "avg"
-    calibration: int = 1000                   # training samples for the normalisation
-    qcfs_levels: int = 8
-    hybrid_steps: int = 4
-    hybrid_epochs: int = 5
-    hybrid_lr: float = 1e-3
-    encoder: str = "current"                  # conversion injects the analog input
+    direct_steps: str = "1,2,4,8"             # comma-separated T of each directly trained net
+    #: layer-wise weight normalisation: percentile (of positive activations) or max
+    #: (threshold balancing by the maximum)
+    norm_method: str = "percentile"
+    percentile: float = 99.9                  # norm_method=percentile: the percentile, (0, 100]
+    #: converted max pooling: gate (spiking max-pool gate) or avg (average pooling instead)
+    max_pool: str = "gate"
+    calibration: int = 1000                   # first training samples used for the normalisation
+    qcfs_levels: int = 8                      # quantisation levels of the QCFS activation (qcfs)
+    hybrid_steps: int = 4                     # T of the hybrid surrogate-gradient fine-tuning
+    hybrid_epochs: int = 5                    # epochs of hybrid fine-tuning; 0: none
+    hybrid_lr: float = 1e-3                   # Adam learning rate of the hybrid fine-tuning
+    #: input coding; must be current: conversion injects the analog input at every step
+    encoder: str = "current"
     progress: bool = True
 
 

@@ -34,38 +34,54 @@ TRACES = ("kernel", "spikes")
 class Config:
     """On-chip learning run. ``None`` fields take the dataset's preset (``PRESETS``)."""
 
-    dataset: str = "digits"
+    dataset: str = "digits"               # one of DATASETS: digits, randman
     seed: int = 0
     deterministic: bool = True
+    #: comma-separated METHODS to train: bptt, bptt_ste, local_symmetric, local_random,
+    #: local_decolle
     methods: str = "bptt,bptt_ste,local_symmetric,local_random"
+    #: comma-separated ARRAYS each local rule trains on: fp32, naive, stochastic, mixed, pcm
     arrays: str = "fp32,naive,stochastic,mixed,pcm"
-    epochs: Optional[int] = None
-    batch_size: int = 32
-    max_train: Optional[int] = None       # 0: the whole training split
+    epochs: Optional[int] = None          # training epochs of every method; None: preset
+    batch_size: int = 32                  # training batch size
+    #: use the first max_train training samples; 0: the whole training split; None: preset
+    max_train: Optional[int] = None
     # network: n_in -> hidden LIF -> n_classes LIF, spike-count readout
-    hidden: int = 128
-    n_steps: Optional[int] = None
-    dt_ms: Optional[float] = None
+    hidden: int = 128                     # hidden LIF neurons
+    n_steps: Optional[int] = None         # time steps per sample; None: the dataset's preset
+    dt_ms: Optional[float] = None         # simulation step in ms; None: the dataset's preset
+    #: membrane time constant of the hidden and output LIF in ms; None: the dataset's preset
     tau_mem_ms: Optional[float] = None
-    encoder: Optional[str] = None         # the dataset's: rate (digits), spikes (randman)
-    init_gain: Optional[float] = None     # initial weights: U(-g, g) / sqrt(fan_in)
+    #: input coding; must be the dataset's: rate (digits) or spikes (randman); None: preset
+    encoder: Optional[str] = None
+    #: initial weights U(-g, g) / sqrt(fan_in) with g = init_gain; None: the dataset's preset
+    init_gain: Optional[float] = None
     count_scale: float = 0.5              # logits = count_scale * spike counts
-    surrogate_beta: float = 10.0          # slope of fast_sigmoid (the STE's width is 1)
+    #: slope of fast_sigmoid (bptt, and local rules with it); the STE's width is 1
+    surrogate_beta: float = 10.0
     # training
-    lr_bptt: float = 2e-3                 # Adam, cosine schedule
-    lr_local: float = 1.0                 # SGD / crossbar learning rate, cosine schedule
-    local_surrogate: str = "fast_sigmoid"  # phi of the local rule: or straight_through
-    trace: str = "kernel"                 # presynaptic factor: PSP-filtered or raw spikes
-    update_every: int = 1                 # time steps per weight update (1: every step)
+    lr_bptt: float = 2e-3                 # learning rate of bptt and bptt_ste (Adam, cosine)
+    #: learning rate of the local rules (SGD on fp32, the crossbar update otherwise), cosine
+    lr_local: float = 1.0
+    #: surrogate phi(u) of the local rules, one of SURROGATES: fast_sigmoid, straight_through
+    local_surrogate: str = "fast_sigmoid"
+    #: presynaptic factor of the local rules, one of TRACES: kernel (input filtered by the
+    #: membrane's kernel) or spikes (raw)
+    trace: str = "kernel"
+    update_every: int = 1                 # local rules: steps per weight write (1: every step)
     # devices
     bits: int = 4                         # naive/stochastic/mixed arrays: 2**bits states
-    w_max: float = 1.0                    # weight bound of every device (network units)
+    #: weight bound of every device, [-w_max, w_max] (network units)
+    w_max: float = 1.0
     stochastic_bl: int = 31               # longest bit stream of the stochastic update
     pcm_dw_min: float = 0.01              # PCM-like pulse size (weight units)
-    pcm_dw_min_std: float = 0.6           # its pulse-to-pulse spread (aihwkit's PCM preset)
-    pcm_dw_min_dtod: float = 0.2          # its device-to-device spread
+    #: pulse-to-pulse spread of the PCM pulse size, relative (aihwkit's PCM preset)
+    pcm_dw_min_std: float = 0.6
+    #: device-to-device spread of the PCM pulse size, relative
+    pcm_dw_min_dtod: float = 0.2
     # inference on the PCM-like array after training
-    drift_times: str = "1,3600,86400,31536000"   # seconds after programming
+    #: comma-separated read times in seconds after programming for the PCM drift study
+    drift_times: str = "1,3600,86400,31536000"
     drift_repeats: int = 5                # read-noise draws averaged per drift time
     progress: bool = True
 

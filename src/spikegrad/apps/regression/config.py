@@ -44,53 +44,70 @@ class Config:
     left at None take the task's value from :data:`PRESETS` (:func:`validate`).
     """
 
-    task: str = "pattern"
+    task: str = "pattern"         # one of TASKS: pattern (e-prop pattern generation) or filter
+    #: input neurons (filter: per output, so n_inputs * n_outputs input channels)
     n_inputs: int = 100
+    #: pattern: rate of the frozen Poisson input pattern in Hz; filter: peak rate of the
+    #: population code in Hz
     input_rate_hz: float = 50.0
-    n_steps: Optional[int] = None
-    dt_ms: float = 1.0
-    n_outputs: int = 1
-    batch_size: Optional[int] = None  # filter task: training (and test) sequences
-    noise_std: float = 0.3        # filter task: additive white noise on the signal
+    n_steps: Optional[int] = None  # time steps per sequence; None: the task's preset
+    dt_ms: float = 1.0            # simulation step in ms
+    n_outputs: int = 1            # readout channels (target signals)
+    #: filter task: training (and test) sequences; unused by pattern (batch 1); None: preset
+    batch_size: Optional[int] = None
+    noise_std: float = 0.3        # filter task: std of the additive white noise on the signal
     horizon: int = 0              # filter task: predict the clean signal this many steps ahead
-    hidden: int = 100
-    neuron: str = "lif"
-    tau_mem_ms: Optional[float] = None
-    tau_adapt_ms: float = 500.0   # neuron=alif: adaptation time constant
+    hidden: int = 100             # recurrent neurons
+    neuron: str = "lif"           # recurrent neuron, one of NEURONS: lif or alif (adaptive)
+    tau_mem_ms: Optional[float] = None  # membrane time constant in ms; None: the task's preset
+    tau_adapt_ms: float = 500.0   # neuron=alif: adaptation time constant in ms
     beta_adapt: float = 0.5       # neuron=alif: threshold increase per unit of adaptation trace
+    #: readout low-pass time constant in ms (y_t = a y_t-1 + W z_t + b); None: the task's preset
     tau_out_ms: Optional[float] = None
-    learn_tau_out: bool = False
-    threshold: float = 1.0
+    learn_tau_out: bool = False   # train the readout time constant
+    threshold: float = 1.0        # firing threshold of the recurrent neurons
+    #: surrogate derivative name (spikegrad.surrogate.names(), e.g. fast_sigmoid)
     surrogate: str = "fast_sigmoid"
-    surrogate_beta: float = 10.0
-    input_gain: float = 5.0       # input weights ~ U(-g, g) / sqrt(n_inputs)
+    surrogate_beta: float = 10.0  # surrogate slope (> 0, larger is sharper)
+    input_gain: float = 5.0       # input weights ~ U(-g, g) / sqrt(fan_in) (torch's init times g)
     rec_gain: float = 1.0         # recurrent weights ~ U(-g, g) / sqrt(hidden)
+    #: how gradients are computed, one of LEARNING_RULES: bptt, eprop_symmetric,
+    #: eprop_random, eprop_adaptive, three_factor (all but bptt run online)
     learning: str = "bptt"
-    optimizer: str = "adam"
-    lr: Optional[float] = None
+    optimizer: str = "adam"       # adam, adamw, sgd or rmsprop (train.OPTIMIZERS)
+    lr: Optional[float] = None    # peak learning rate; None: the task's preset
+    #: optimizer steps, one per pass over the training batch; None: the task's preset
     steps: Optional[int] = None
     # lr schedule (steps of the optimizer): linear warm-up, then cosine decay to
     # lr * lr_final_frac. Without it (0 and 1) the first Adam steps at the full lr overshoot
     # (rates 85 -> 130 Hz, NMSE 5 -> 14) and the last ones keep the training NMSE jumping by up
     # to 10x between steps, so the final NMSE depended on rounding (processor) and seed.
-    lr_warmup_steps: int = 25
-    lr_final_frac: float = 0.05
-    tbptt_k: int = 0
-    grad_clip: float = 0.0
-    weight_decay: float = 0.0
+    lr_warmup_steps: int = 25     # steps of linear learning-rate warm-up; 0: none
+    lr_final_frac: float = 0.05   # cosine decay to lr * lr_final_frac, in (0, 1]; 1: no decay
+    tbptt_k: int = 0              # truncated BPTT chunk length in steps; 0: full BPTT
+    grad_clip: float = 0.0        # clip the global gradient norm to this value; 0: off
+    weight_decay: float = 0.0     # optimizer weight decay; 0: off
+    #: weight of the penalty mean_j (r_j - target_rate_hz)^2 on recurrent rates; 0: off
     sparsity_weight: float = 0.0
+    #: target firing rate in Hz of the sparsity penalty; 0: a plain L2 spike-count penalty
     target_rate_hz: float = 10.0
     eval_every: int = 25          # filter task: held-out NMSE every this many steps
-    checkpoint_every: int = 100
-    compare_tbptt: str = "0,50,100,250"  # retrain with each K (0: full) for the report table
+    checkpoint_every: int = 100   # save a checkpoint every this many optimizer steps
+    #: comma-separated TBPTT chunk lengths to retrain with for the report table (0: full); "": none
+    compare_tbptt: str = "0,50,100,250"
     compare_clipping: bool = True  # also train DIVERGENCE_DEMO with and without clipping
     compare_sparsity: bool = False  # also train without the sparsity penalty (rates for both)
     # online rules (learning != "bptt"; see spikegrad.apps.regression.online)
-    update_every: int = 0         # apply the accumulated update every N steps (0: per sequence)
+    #: online rules: apply the accumulated update every N time steps (0: once per sequence)
+    update_every: int = 0
     feedback_lr: float = 1e-3     # eprop_adaptive: learning rate of the feedback weights
     feedback_decay: float = 0.0   # eprop_adaptive: weight decay of the feedback weights
-    compare: str = ""             # other rules trained on the same budget, e.g. "bptt,eprop_random"
-    memory_lengths: str = ""      # peak memory vs T, e.g. "500,1000,2000,4000"
+    #: other LEARNING_RULES trained on the same config and budget for the report table, e.g.
+    #: "bptt,eprop_random"; "": none
+    compare: str = ""
+    #: sequence lengths for the peak-memory vs T comparison, e.g. "500,1000,2000,4000"; "": off
+    memory_lengths: str = ""
+    #: comma-separated LEARNING_RULES whose memory is measured at each of memory_lengths
     memory_rules: str = "bptt,eprop_symmetric"
     seed: int = 0
     deterministic: bool = True

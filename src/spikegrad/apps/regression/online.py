@@ -78,7 +78,7 @@ class Config(base.Config):
     comparison, e.g. ``"500,1000,2000,4000"`` (``memory_rules`` lists the rules measured).
     """
 
-    learning: str = "eprop_symmetric"
+    learning: str = "eprop_symmetric"  # gradient rule, one of LEARNING_RULES (bptt, eprop_*, ...)
 
 
 def _as_online(cfg) -> Config:

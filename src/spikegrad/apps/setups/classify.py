@@ -36,39 +36,65 @@ INITS = ("torch", "fluctuation")
 class Config:
     """Classification run. ``None`` fields take the dataset's preset (see ``PRESETS``)."""
 
-    dataset: str = "digits"
+    dataset: str = "digits"         # one of DATASETS: digits, mnist1d, randman, shd
+    #: SHD training file (HDF5, e.g. shd_train.h5); needed for dataset=shd, never downloaded
     shd_path: str = ""
+    #: SHD test file; "": hold out the last 20% of the training file as the test set
     shd_test_path: str = ""
     seed: int = 0
     deterministic: bool = True
-    epochs: Optional[int] = None
-    n_steps: Optional[int] = None
+    epochs: Optional[int] = None    # training epochs (cosine LR over them); None: preset
+    n_steps: Optional[int] = None   # time steps per sample; None: the dataset's preset
+    #: simulation step in ms (SHD: bin width, so n_steps * dt_ms is the time read); None: preset
     dt_ms: Optional[float] = None
+    #: input coding, one of ENCODERS: rate, latency, current (analog data) or spikes
+    #: (randman, shd); None: the dataset's preset
     encoder: Optional[str] = None
-    hidden: Optional[int] = None
-    layers: Optional[int] = None
+    hidden: Optional[int] = None    # LIF neurons per hidden layer; None: the dataset's preset
+    layers: Optional[int] = None    # number of hidden LIF layers; None: the dataset's preset
+    #: hidden layers get all-to-all recurrent weights (no autapses); None: preset
     recurrent: Optional[bool] = None
-    bias: Optional[bool] = None
-    init: Optional[str] = None      # one of INITS
+    bias: Optional[bool] = None     # Linear layers have a bias; None: the dataset's preset
+    #: weight init, one of INITS: torch (readout times out_gain) or fluctuation; None: preset
+    init: Optional[str] = None
+    #: factor on the readout weights after PyTorch's init (init=torch only); None: preset
     out_gain: Optional[float] = None
-    tau_mem_ms: Optional[float] = None
+    tau_mem_ms: Optional[float] = None  # hidden membrane time constant in ms; None: preset
+    #: synaptic current time constant in ms (current-based LIF); 0: no synaptic filter
     tau_syn_ms: Optional[float] = None
+    #: readout time constant in ms (output LIF for count, LI for max/mean/last); None: preset
     tau_out_ms: Optional[float] = None
+    #: LIF reset after a spike: subtract (threshold), to_value (to 0) or none; None: preset
     reset: Optional[str] = None
+    #: surrogate derivative name (spikegrad.surrogate.names(), e.g. fast_sigmoid); None: preset
     surrogate: Optional[str] = None
-    surrogate_beta: Optional[float] = None
+    surrogate_beta: Optional[float] = None  # surrogate slope (> 0, larger is sharper); None: preset
+    #: class scores, one of READOUTS: count (output spike counts) or the readout membrane's
+    #: max, mean or last value over time; None: the dataset's preset
     readout: Optional[str] = None
+    #: count readout: logits = count_scale * spike counts in the cross-entropy; None: preset
     count_scale: Optional[float] = None
+    #: dropout probability after each hidden layer, in [0, 1); 0: off; None: preset
     dropout: Optional[float] = None
+    #: randomly roll training signals by up to this many positions (mnist1d only); 0: off;
+    #: None: the dataset's preset
     augment_shift: Optional[int] = None
+    #: optimizer: adam, adamw, sgd or rmsprop (train.OPTIMIZERS); None: the dataset's preset
     optimizer: Optional[str] = None
-    lr: Optional[float] = None
-    weight_decay: Optional[float] = None
+    lr: Optional[float] = None      # initial learning rate (cosine-annealed); None: preset
+    weight_decay: Optional[float] = None  # optimizer weight decay; 0: off; None: preset
+    #: clip the gradient norm to this value; 0: no clipping; None: the dataset's preset
     grad_clip: Optional[float] = None
-    batch_size: Optional[int] = None
+    batch_size: Optional[int] = None  # training batch size; None: the dataset's preset
+    #: lower bound on each hidden neuron's spike count per sample (squared penalty, times
+    #: reg_weight); 0: off; None: the dataset's preset
     reg_low: Optional[float] = None
+    #: upper bound on a hidden layer's mean spike count per neuron per sample (squared
+    #: penalty, times reg_weight); 0: off; None: the dataset's preset
     reg_high: Optional[float] = None
+    #: weight of the reg_low/reg_high activity penalties in the loss; 0: off; None: preset
     reg_weight: Optional[float] = None
+    #: use only the first max_train training samples; 0: all; None: the dataset's preset
     max_train: Optional[int] = None
     progress: bool = True
 

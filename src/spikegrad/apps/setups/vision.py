@@ -30,25 +30,44 @@ class SetupFields:
     """The set-up's fields, shared by the configs of the apps that train it; ``None`` takes
     the dataset's value from :data:`PRESETS`."""
 
-    epochs: Optional[int] = None
+    epochs: Optional[int] = None    # training epochs (Adam, cosine LR over them); None: preset
+    #: time steps per inference (nmnist: event frames per sample; unused by conversion,
+    #: where steps and direct_steps set T); None: the dataset's preset
     n_steps: Optional[int] = None
+    #: input coding: current (analog frame every step), rate, latency, or events (nmnist
+    #: only); None: the dataset's preset
     encoder: Optional[str] = None
+    #: arch=cnn: output channels of the first conv block (doubled after it when pool is not
+    #: none); None: the dataset's preset
     channels: Optional[int] = None
-    conv_layers: Optional[int] = None
+    conv_layers: Optional[int] = None  # arch=cnn: number of conv blocks; None: preset
+    #: arch=cnn: conv kernel size (+2 for the first block of a 1-D net), padding
+    #: kernel_size // 2; None: the dataset's preset
     kernel_size: Optional[int] = None
-    stride: Optional[int] = None
+    stride: Optional[int] = None    # arch=cnn: conv stride of every block; None: preset
+    #: arch=cnn: pooling after each conv block (window and stride 2): none, max, avg or sum
+    #: (sum: vision only); None: the dataset's preset
     pool: Optional[str] = None
+    #: arch=mlp: LIF neurons in each of the two dense hidden layers; None: the dataset's preset
     hidden: Optional[int] = None
+    #: batch norm on every spiking layer's currents: threshold (tdBN), per_step (BNTT) or
+    #: none (then layers have a bias); None: the dataset's preset
     norm: Optional[str] = None
-    tau_mem_ms: Optional[float] = None
-    tau_out_ms: Optional[float] = None
+    tau_mem_ms: Optional[float] = None  # LIF membrane time constant in ms; None: preset
+    tau_out_ms: Optional[float] = None  # LI readout time constant in ms; None: preset
+    #: simulation step in ms (sets the LIF and LI decay per step); None: the dataset's preset
     dt_ms: Optional[float] = None
+    #: surrogate derivative name (spikegrad.surrogate.names(), e.g. fast_sigmoid); None: preset
     surrogate: Optional[str] = None
-    surrogate_beta: Optional[float] = None
-    lr: Optional[float] = None
-    weight_decay: Optional[float] = None
-    batch_size: Optional[int] = None
+    surrogate_beta: Optional[float] = None  # surrogate slope (> 0, larger is sharper); None: preset
+    lr: Optional[float] = None      # Adam learning rate (cosine-annealed); None: preset
+    weight_decay: Optional[float] = None  # Adam weight decay (L2); 0: off; None: preset
+    batch_size: Optional[int] = None  # training batch size; None: the dataset's preset
+    #: randomly roll training signals by up to this many positions (mnist1d only); 0: off;
+    #: None: the dataset's preset
     augment_shift: Optional[int] = None
+    #: train on at most this many samples (the first ones; nmnist: a seeded random subset);
+    #: 0: all; None: the dataset's preset
     max_train: Optional[int] = None
 
 

@@ -35,41 +35,49 @@ LOSSES = ("rate", "temporal")
 class Config:
     """Coding run: one network per entry of ``losses`` (comma-separated)."""
 
-    dataset: str = "yinyang"
+    dataset: str = "yinyang"        # one of DATASETS: yinyang or randman
+    #: comma-separated subset of LOSSES (rate, temporal): one network trained per entry
     losses: str = "rate,temporal"
     seed: int = 0
-    epochs: int = 30
-    n_train: int = 5000
-    n_val: int = 1000
-    n_test: int = 1000
-    n_steps: int = 60
+    epochs: int = 30                # training epochs of each network (cosine LR over them)
+    n_train: int = 5000             # yinyang: training samples (randman: see randman_samples)
+    n_val: int = 1000               # yinyang: validation samples, evaluated every epoch
+    n_test: int = 1000              # yinyang: test samples, evaluated after the last epoch
+    n_steps: int = 60               # time steps per sample (also randman's sequence length)
+    #: yinyang temporal code: input spikes fall in steps [0, n_code), x=1 at step 0 (<= n_steps)
     n_code: int = 20
+    #: yinyang rate code: independent Bernoulli spike trains per input value
     rate_copies: int = 20
-    hidden: int = 120
-    tau_mem_ms: float = 10.0
-    tau_syn_ms: float = 5.0
-    tau_out_ms: float = 10.0
-    dt_ms: float = 1.0
-    w_in_gain: float = 2.0
-    w_out_gain: float = 1.0
+    hidden: int = 120               # hidden current-based LIF neurons
+    tau_mem_ms: float = 10.0        # hidden membrane time constant in ms
+    tau_syn_ms: float = 5.0         # hidden synaptic current time constant in ms; 0: none
+    tau_out_ms: float = 10.0        # output LIF membrane time constant in ms
+    dt_ms: float = 1.0              # simulation step in ms
+    w_in_gain: float = 2.0          # factor on the input weights after PyTorch's init
+    w_out_gain: float = 1.0         # factor on the readout weights after PyTorch's init
+    #: surrogate derivative name (spikegrad.surrogate.names(), e.g. fast_sigmoid)
     surrogate: str = "fast_sigmoid"
-    surrogate_beta: float = 10.0
-    rate_on: float = 0.5
-    rate_off: float = 0.0
+    surrogate_beta: float = 10.0    # surrogate slope (> 0, larger is sharper)
+    rate_on: float = 0.5            # rate loss: target rate of the label's output, spikes/step
+    rate_off: float = 0.0           # rate loss: target rate of the other outputs, spikes/step
+    #: temporal loss: soft-min temperature over first-spike times, in steps (smaller: harder)
     ttfs_tau: float = 2.0
-    count_l1: float = 0.0
-    count_l2: float = 0.0
+    count_l1: float = 0.0           # weight of the L1 penalty on hidden spike counts; 0: off
+    count_l2: float = 0.0           # weight of the L2 penalty on hidden spike counts; 0: off
+    #: homeostasis: minimum spikes per hidden neuron per sample (with rate_low_weight); 0: off
     rate_low: float = 0.0
-    rate_low_weight: float = 0.0
-    threshold: float = 1.0
-    learn_threshold: bool = False
+    rate_low_weight: float = 0.0    # weight of the rate_low penalty; 0: off
+    threshold: float = 1.0          # firing threshold of the hidden and output LIF neurons
+    learn_threshold: bool = False   # train per-neuron thresholds (hidden and output)
+    #: Adam learning rate of the thresholds (learn_threshold); 0: the same as lr
     threshold_lr: float = 0.0
-    lr: float = 5e-3
-    grad_clip: float = 1.0
-    batch_size: int = 50
-    randman_classes: int = 10
-    randman_units: int = 20
-    randman_samples: int = 500
+    lr: float = 5e-3                # Adam learning rate (cosine-annealed)
+    grad_clip: float = 1.0          # clip the gradient norm to this value; 0: no clipping
+    batch_size: int = 50            # training batch size
+    randman_classes: int = 10       # randman: number of classes
+    randman_units: int = 20         # randman: input units (spike trains per sample)
+    randman_samples: int = 500      # randman: samples per class (split 80/10/10 in order)
+    #: test samples on which the error signal |dL/du_t| at the output membranes is measured
     profile_samples: int = 500
     progress: bool = True
 
