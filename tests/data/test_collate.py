@@ -60,7 +60,7 @@ def test_public_names():
         "read_nmnist_events", "write_nmnist_events", "pattern_generation_task", "noisy_signal_task", "make_yinyang",
         "encode_yinyang", "load_yinyang_splits", "cue_accumulation", "delayed_xor", "random_roll",
         "ReachingData", "CortexTruth", "Disruption", "simulate_cortex", "load_odoherty",
-        "load_nlb_mc_maze", "bin_spike_times",
+        "load_nlb_mc_maze", "bin_spike_times", "from_tonic", "TonicFrames", "pad_time_collate",
     }
     assert set(data.__all__) == expected
     assert all(hasattr(data, name) for name in expected)
@@ -68,8 +68,9 @@ def test_public_names():
 
 def test_import_does_not_pull_optional_packages():
     code = (
-        "import sys, spikegrad.data; "
-        "print(sorted(m for m in ('sklearn', 'mnist1d', 'h5py') if m in sys.modules))"
+        "import sys, spikegrad, spikegrad.data; "
+        "print(sorted(m for m in ('sklearn', 'mnist1d', 'h5py', 'tonic', 'tensorboard', "
+        "'matplotlib') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

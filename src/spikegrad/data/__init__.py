@@ -19,9 +19,13 @@ from .patterns import noisy_signal_task, pattern_generation_task
 from .randman import RandmanData, make_randman, randman_raster
 from .shd import SHDDataset
 from .splits import Split, split_in_order
+from .tonic_adapter import TonicFrames, from_tonic, pad_time_collate
 from .yinyang import encode_yinyang, load_yinyang_splits, make_yinyang
 
 __all__ = [
+    "from_tonic",
+    "TonicFrames",
+    "pad_time_collate",
     "random_roll",
     "rate",
     "poisson",
