@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q triton==3.9.0  # pinned: the tests compile its kernels with its API
-	$(BIN)/pip install -q -e '.[apps,dev,fast,gpu,nir,bci]'
+	$(BIN)/pip install -q -e '.[apps,dev,fast,gpu,nir,bci,log,tonic]'
 	$(BIN)/pip install -q --no-deps torchattacks==3.5.1  # its metadata would pull torchvision
 	touch $(STAMP)
 

@@ -1,11 +1,11 @@
 """spikegrad: spiking neural networks trained with surrogate gradients."""
 
 from . import (convert, data, decoders, functional, hardware, interop, learning, losses, nn,
-               proxy, robust, surrogate, train)
+               proxy, robust, surrogate, train, viz)
 from .functional import readout
 from .surrogate import spike
 
 __version__ = "0.1.0"
 __all__ = ["spike", "surrogate", "functional", "nn", "losses", "readout", "data", "train",
            "learning", "convert", "interop", "hardware", "proxy", "robust", "decoders",
-           "__version__"]
+           "viz", "__version__"]

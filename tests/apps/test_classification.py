@@ -18,7 +18,7 @@ def _metrics(path):
 def test_cli_run_writes_the_run_folder(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["run", "classification", "--out", str(out), "--quiet"] +
-                sum((["--set", s] for s in QUICK), [])) == 0
+                sum((["--set", s] for s in QUICK + ["log=csv,tensorboard"]), [])) == 0
     m = _metrics(out)
     for key in ("test_accuracy", "train_loss", "epochs", "wall_seconds", "spikes_per_neuron"):
         assert key in m
@@ -28,6 +28,13 @@ def test_cli_run_writes_the_run_folder(tmp_path, capsys):
     for f in ("report.md", "curves.png", "rasters.png", "membrane.png", "log.jsonl"):
         assert (out / f).stat().st_size > 0
     assert "test_accuracy" in capsys.readouterr().out
+    # the same epochs in the extra log formats --set log=csv,tensorboard asked for
+    epochs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    rows = (out / "log.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,") and len(rows) == 1 + len(epochs) == 3
+    assert [float(r.split(",")[1]) for r in rows[1:]] == [e[rows[0].split(",")[1]]
+                                                          for e in epochs]
+    assert list((out / "tb" / "log").glob("events.out.tfevents.*"))
 
 
 @pytest.mark.parametrize("override, match", [
@@ -39,6 +46,7 @@ def test_cli_run_writes_the_run_folder(tmp_path, capsys):
     ("lr=-1", "lr must be > 0"),
     ("dropout=1.5", r"dropout must be in \[0, 1\)"),
     ("encoder=spikes", "does not fit dataset='digits'"),
+    ("log=wandb", "log must be a comma-separated list of csv, tensorboard"),
 ])
 def test_bad_set_exits_nonzero_with_a_clear_message(tmp_path, capsys, override, match):
     code = main(["run", "classification", "--out", str(tmp_path / "x"), "--set", override])

@@ -49,6 +49,7 @@ from .. import surrogate as _surrogate
 from ..data.cue import cue_accumulation, delayed_xor
 from ..surrogate import Surrogate
 from ..train import ObjectiveOutput, Trainer, make_optimizer, seed_everything
+from ..train.log import loggers_for
 from ..train.progress import Progress
 from .config import ConfigError
 from .report import Result, RunDir, epoch_curve
@@ -65,6 +66,8 @@ class Config:
     seed: int = 0
     deterministic: bool = True
     progress: bool = True
+    #: more formats of the training log beside log*.jsonl: csv, tensorboard (comma-separated)
+    log: str = ""
     tasks: str = "cue,xor"          # comma-separated subset of TASKS: cue, xor
     # cue accumulation (dt 5 ms by default to keep CPU runs short; the paper uses 1 ms)
     #: cue task: comma-separated subset of CUE_MODELS: alif, lif, lif_ref, dendritic
@@ -355,6 +358,7 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
                           evaluate=lambda m, t=task: {
                               "test_accuracy": evaluate(m, t.test, t)["accuracy"]},
                           log_path=rd.path / f"log_{tag}.jsonl",
+                          loggers=loggers_for(c.log, rd.path / f"log_{tag}.jsonl"),
                           checkpoint_dir=rd.path / "checkpoints" / tag, keep_checkpoints=1,
                           progress=rd.progress)
         t0 = time.perf_counter()
@@ -412,8 +416,10 @@ def _figures(c: Config, trained, history, rd: RunDir) -> List[str]:
         x = task.test.tensors[0][:1]
         zs, st, p = _hidden_trace(model, x)
         dt = c.cue_dt_ms if tag.startswith("cue") else None     # the XOR task counts steps
+        which = f"{tag}, test sample 0, label {int(task.test.tensors[1][0])}"
         viz.save_rasters(rd.path / f"raster_{tag}.png",
-                         [("input", x[0].numpy()), ("hidden", zs[:, 0].numpy())], dt_ms=dt)
+                         [(f"input ({which})", x[0].numpy()),
+                          (f"hidden ({which})", zs[:, 0].numpy())], dt_ms=dt)
         names.append(f"raster_{tag}.png")
         traces, labels = [], []
         if isinstance(st, F.ALIFState):

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 
 from .. import nn
 from ..train import Trainer, make_optimizer, seed_everything
+from ..train.log import loggers_for
 from .report import Result, RunDir, epoch_curve
 from .setups.classify import (  # the set-up this app runs, re-exported
     DATASETS, ENCODERS, READOUTS, INITS, Config, PRESETS, validate, build_model,
@@ -64,7 +65,8 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
     trainer = Trainer(model, opt, make_objective(c, encode), scheduler=sched,
                       grad_clip=c.grad_clip or None, evaluate=eval_fn,
                       log_path=rd.path / "log.jsonl", checkpoint_dir=rd.path / "checkpoints",
-                      keep_checkpoints=2, progress=c.progress)
+                      loggers=loggers_for(c.log, rd.path / "log.jsonl"), keep_checkpoints=2,
+                      progress=c.progress)
     history = trainer.fit(loader, c.epochs, resume="latest" if resume else None)
     test = evaluate(c, model, data.test, encode, seed=c.seed + 2)
     last = history[-1]
@@ -96,8 +98,9 @@ def _figures(c: Config, model, data: Data, encode, history, rd: RunDir) -> None:
     with torch.no_grad():
         xs = encode(x, torch.Generator().manual_seed(c.seed + 2))
         outs, _ = model.forward_all(xs)
-    panels = [("input", xs[:, 0].numpy())]
-    panels += [(f"hidden layer {k + 1}", outs[i][:, 0].numpy())
+    which = f"test sample 0, label {int(y[0])}"
+    panels = [(f"input ({which})", xs[:, 0].numpy())]
+    panels += [(f"hidden layer {k + 1} ({which})", outs[i][:, 0].numpy())
                for k, i in enumerate(spiking_layers(model))]
     if c.encoder == "current":
         panels = panels[1:]

@@ -104,6 +104,14 @@ def _check_common(cfg) -> None:
     """Keys several apps share, checked here so that no app's validation can miss them."""
     from .. import surrogate
 
+    spec = getattr(cfg, "log", None)
+    if isinstance(spec, str):
+        from ..train.log import check_formats
+
+        try:
+            check_formats(spec)
+        except (ValueError, ImportError) as e:
+            raise ConfigError(str(e)) from None
     name = getattr(cfg, "surrogate", None)
     if isinstance(name, str) and name not in surrogate.names():
         raise ConfigError(f"surrogate must be one of {', '.join(surrogate.names())}; got "

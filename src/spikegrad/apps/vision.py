@@ -46,6 +46,7 @@ from torch.utils.data import DataLoader
 from .. import data as sgdata
 from .. import nn
 from ..train import Trainer, make_optimizer, seed_everything
+from ..train.log import loggers_for
 from .config import ConfigError
 from .report import Result, RunDir, epoch_curve
 from .setups.vision import (PRESETS, SetupFields, batches, build_model, evaluate, layer_costs, load_data,
@@ -77,6 +78,8 @@ class Config(SetupFields):
     seed: int = 0
     deterministic: bool = True
     progress: bool = True
+    #: more formats of the training log beside log*.jsonl: csv, tensorboard (comma-separated)
+    log: str = ""
 
 
 def validate(cfg: Config) -> Config:
@@ -141,7 +144,8 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
 
     trainer = Trainer(model, opt, make_objective(c, encode), scheduler=sched, evaluate=eval_fn,
                       log_path=rd.path / "log.jsonl", checkpoint_dir=rd.path / "checkpoints",
-                      keep_checkpoints=2, progress=c.progress)
+                      loggers=loggers_for(c.log, rd.path / "log.jsonl"), keep_checkpoints=2,
+                      progress=c.progress)
     history = trainer.fit(loader, c.epochs, resume="latest" if resume else None)
     test = evaluate(model, data.test, encode, seed=c.seed + 2)
     last = history[-1]
@@ -181,8 +185,10 @@ def _figures(c: Config, model: nn.Sequential, data, encode, history, rd: RunDir)
         xs = encode(x, torch.Generator().manual_seed(c.seed + 2))
         outs, _ = model.forward_all(xs)
     # feature maps as rasters: neuron index = channel-major flattening of (C, *spatial)
-    panels = [] if c.encoder == "current" else [("input", xs[:, 0].flatten(1).numpy())]
-    panels += [(f"layer {i} {type(m).__name__} {tuple(outs[i].shape[2:])}",
+    which = f"test sample 0, label {int(y[0])}"
+    panels = [] if c.encoder == "current" else [(f"input ({which})",
+                                                 xs[:, 0].flatten(1).numpy())]
+    panels += [(f"layer {i} {type(m).__name__} {tuple(outs[i].shape[2:])} ({which})",
                 outs[i][:, 0].flatten(1).numpy())
                for i, m in enumerate(model.layers) if isinstance(m, nn.LIF)]
     viz.save_rasters(rd.path / "rasters.png", panels, dt_ms=c.dt_ms)

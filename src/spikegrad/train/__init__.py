@@ -3,6 +3,7 @@
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .interrupt import TrainingInterrupted
 from .learner import Learner
+from .log import CsvLogger, JsonLinesLogger, Logger, TensorBoardLogger
 from .optim import make_optimizer
 from .seed import seed_everything
 from .trainer import Objective, ObjectiveOutput, Trainer
@@ -12,6 +13,10 @@ __all__ = [
     "ObjectiveOutput",
     "Objective",
     "Learner",
+    "Logger",
+    "JsonLinesLogger",
+    "CsvLogger",
+    "TensorBoardLogger",
     "make_optimizer",
     "save_checkpoint",
     "load_checkpoint",

@@ -38,7 +38,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -60,7 +60,7 @@ from .learner import Learner, Updates
 from .epoch import EpochSums, NotLearningWarning, check_learning, epoch_record
 from .interrupt import StopSignals, TrainingInterrupted
 from .progress import Progress, batch_bar, epoch_line
-from .log import append_log, rewrite_log
+from .log import JsonLinesLogger, Logger
 from .rng import rng_state, set_rng_state
 from .snapshot import restore_trainer, trainer_payload
 
@@ -97,6 +97,9 @@ class Trainer:
         log_path: JSON-lines file with one record per epoch. It always mirrors
             :attr:`history`: ``fit`` rewrites it from the history (empty on a fresh run),
             then appends each new epoch.
+        loggers: more formats of the same log, written the same way (rewrite, then append):
+            :class:`~spikegrad.train.log.CsvLogger`, :class:`~spikegrad.train.log.TensorBoardLogger`
+            or your own :class:`~spikegrad.train.log.Logger`; closed when ``fit`` returns.
         checkpoint_dir: folder for ``ckpt_epoch{E:05d}.pt`` files; ``None``: no checkpoints.
         checkpoint_every: save every this many epochs, and always after the last epoch of
             a ``fit`` call.
@@ -144,6 +147,7 @@ class Trainer:
         tbptt: Optional[int] = None,
         evaluate: Optional[Callable[[nn.Module], Mapping[str, float]]] = None,
         log_path: Optional[PathLike] = None,
+        loggers: Sequence[Logger] = (),
         checkpoint_dir: Optional[PathLike] = None,
         checkpoint_every: int = 1,
         keep_checkpoints: Optional[int] = 3,
@@ -167,6 +171,12 @@ class Trainer:
         self.tbptt = tbptt
         self.evaluate = evaluate
         self.log_path = None if log_path is None else Path(log_path)
+        self.loggers = ([] if log_path is None else [JsonLinesLogger(log_path)]) + list(loggers)
+        for lg in self.loggers:
+            if not all(callable(getattr(lg, m, None)) for m in ("rewrite", "append", "close")):
+                raise TypeError(f"loggers: {type(lg).__name__} is not a logger (it needs "
+                                "rewrite(history), append(record) and close(); see "
+                                "spikegrad.train.log)")
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.checkpoint_every = checkpoint_every
         self.keep_checkpoints = keep_checkpoints
@@ -222,7 +232,15 @@ class Trainer:
         before = self.epoch
         if resume is not None:
             self._resume(resume, train_loader)
-        rewrite_log(self.log_path, self.history)
+        for lg in self.loggers:
+            lg.rewrite(self.history)
+        try:
+            return self._fit(train_loader, epochs, before)
+        finally:
+            for lg in self.loggers:
+                lg.close()
+
+    def _fit(self, train_loader: Iterable, epochs: int, before: int) -> list[dict]:
         end = epochs
         progress = self._shared_progress
         if progress is None and self.progress and self.epoch < end:
@@ -234,7 +252,8 @@ class Trainer:
             while self.epoch < end:
                 record = self._run_epoch(train_loader)
                 self.history.append(record)
-                append_log(self.log_path, record)
+                for lg in self.loggers:
+                    lg.append(record)
                 if progress is not None:
                     shared = progress is self._shared_progress
                     progress.update(1, epoch_line(record, end if shared else None))

@@ -84,6 +84,8 @@ class Config:
     drift_times: str = "1,3600,86400,31536000"
     drift_repeats: int = 5                # read-noise draws averaged per drift time
     progress: bool = True
+    #: more formats of the training log beside log*.jsonl: csv, tensorboard (comma-separated)
+    log: str = ""
 
 
 PRESETS: Dict[str, dict] = {

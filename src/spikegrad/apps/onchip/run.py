@@ -59,6 +59,7 @@ from torch.utils.data import DataLoader
 
 from ... import losses
 from ...train import ObjectiveOutput, Trainer, make_optimizer, seed_everything
+from ...train.log import loggers_for
 from ...train.progress import Progress
 from ..report import Result, RunDir
 from .config import Config, array_name, arrays, drift_times, methods, time_label, validate
@@ -119,7 +120,7 @@ def train(c: Config, method: str, array, data, encode, weights, ckpt: Path,
         kw = dict(learner=learner)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=c.epochs)
     trainer = Trainer(model, opt, scheduler=sched, log_path=ckpt / "log.jsonl",
-                      checkpoint_dir=ckpt, keep_checkpoints=1, progress=progress, **kw)
+                      loggers=loggers_for(c.log, ckpt / "log.jsonl"), checkpoint_dir=ckpt, keep_checkpoints=1, progress=progress, **kw)
     history = trainer.fit(loader, c.epochs, resume="latest" if resume else None)
     return model, history, learner
 

@@ -112,6 +112,8 @@ class Config:
     seed: int = 0
     deterministic: bool = True
     progress: bool = True
+    #: more formats of the training log beside log*.jsonl: csv, tensorboard (comma-separated)
+    log: str = ""
 
 
 def validate(cfg: Config) -> Config:

@@ -57,6 +57,7 @@ from ... import losses, nn
 from ...data.patterns import noisy_signal_task, pattern_generation_task
 from ...functional.leaky import lowpass
 from ...train import Learner, ObjectiveOutput, Trainer, make_optimizer, seed_everything
+from ...train.log import loggers_for
 from ...train.memory import allocator_peak_mb
 from .config import Config, validate
 
@@ -272,6 +273,7 @@ def make_trainer(cfg: Config, model, objective=None, learner=None, log_path=None
                    grad_clip=cfg.grad_clip or None,
                    tbptt=(cfg.tbptt_k or None) if learner is None else None,
                    evaluate=evaluate_fn, log_path=log_path,
+                   loggers=() if log_path is None else loggers_for(cfg.log, log_path),
                    checkpoint_dir=checkpoint_dir, checkpoint_every=cfg.checkpoint_every,
                    keep_checkpoints=2, progress=False)
 

@@ -97,6 +97,8 @@ class Config:
     #: use only the first max_train training samples; 0: all; None: the dataset's preset
     max_train: Optional[int] = None
     progress: bool = True
+    #: more formats of the training log beside log*.jsonl: csv, tensorboard (comma-separated)
+    log: str = ""
 
 
 PRESETS: Dict[str, dict] = {

@@ -18,6 +18,7 @@ from ... import losses, nn
 from ...data import yinyang as yy
 from ...functional.readout import first_spike_time, spike_count
 from ...train import ObjectiveOutput, Trainer, make_optimizer, seed_everything
+from ...train.log import loggers_for
 from ..config import ConfigError
 from ..report import RunDir
 
@@ -80,6 +81,8 @@ class Config:
     #: test samples on which the error signal |dL/du_t| at the output membranes is measured
     profile_samples: int = 500
     progress: bool = True
+    #: more formats of the training log beside log*.jsonl: csv, tensorboard (comma-separated)
+    log: str = ""
 
 
 def loss_list(c: Config) -> List[str]:
@@ -299,6 +302,7 @@ def train_one(c: Config, loss: str, data: Data, rd: RunDir, resume: bool):
     sub.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(model, opt, make_objective(c, loss, encode), scheduler=sched,
                       grad_clip=c.grad_clip or None, evaluate=eval_fn, log_path=sub / "log.jsonl",
+                      loggers=loggers_for(c.log, sub / "log.jsonl"),
                       checkpoint_dir=sub / "checkpoints", keep_checkpoints=1,
                       progress=rd.progress if rd.progress is not None else c.progress)
     history = trainer.fit(loader, c.epochs, resume="latest" if resume else None)
