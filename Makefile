@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all bench results clean
+.PHONY: setup demo test test-all bench results docs clean
 
 setup: $(STAMP)
 
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q triton==3.9.0  # pinned: the tests compile its kernels with its API
-	$(BIN)/pip install -q -e '.[apps,dev,fast,gpu,nir,bci,log,tonic]'
+	$(BIN)/pip install -q -e '.[apps,dev,fast,gpu,nir,bci,log,tonic,docs]'
 	$(BIN)/pip install -q --no-deps torchattacks==3.5.1  # its metadata would pull torchvision
 	touch $(STAMP)
 
@@ -59,5 +59,11 @@ RESULTS_ARGS ?=
 results: setup
 	$(BIN)/python scripts/results.py $(RESULTS_ARGS)
 
+# The documentation site in site/ (open site/index.html): API reference from the docstrings,
+# tutorials executed during the build (markdown-exec), app pages with the README's results.
+# Offline (no fonts, plugins or data fetched) and strict: any warning fails the build.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache site

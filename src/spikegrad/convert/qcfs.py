@@ -58,6 +58,16 @@ class QCFS(nn.Module):
         self.threshold = nn.Parameter(torch.tensor(threshold))
 
     def forward(self, x: Tensor) -> Tensor:
+        """The quantised activation ``lambda * clamp(floor(x L / lambda + 1/2) / L, 0, 1)``.
+
+        Args:
+            x: pre-activations, any shape (e.g. ``[B, F]`` or ``[B, C, H, W]``; no time axis:
+                this is the ANN's activation).
+
+        Returns:
+            The same shape: one of the ``L + 1`` levels ``0, lambda/L, ..., lambda``; its
+            gradient is straight-through inside the clip range (see the class docstring).
+        """
         lam, L = self.threshold, self.levels
         q = _FloorSTE.apply(x * L / lam + 0.5) / L
         return lam * q.clamp(0.0, 1.0)

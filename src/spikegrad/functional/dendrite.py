@@ -55,6 +55,9 @@ class DendriteParams(NamedTuple):
 
 
 class DendriteState(NamedTuple):
+    """``d [B, N, K]`` the dendritic potentials, ``soma`` the soma's :class:`LIFState` or
+    :class:`ALIFState` (``[B, N]`` tensors)."""
+
     d: Tensor   # dendritic potentials [B, N, K]
     soma: Any   # LIFState or ALIFState [B, N]
 

@@ -50,10 +50,15 @@ class LIFState(NamedTuple):
 
 
 def fire(v: Tensor, p: LIFParams) -> Tensor:
+    """Spikes ``z = H(v - theta)`` (``H(0) = 0``) of a membrane ``v [B, *features]``,
+    backward through ``p.surrogate``'s derivative."""
     return spike(v - p.threshold, p.surrogate)
 
 
 def reset(v: Tensor, z: Tensor, p: LIFParams) -> Tensor:
+    """The membrane after this step's spikes ``z`` under ``p.reset`` (``"subtract"``:
+    ``v - z theta``; ``"to_value"``: ``v - z (v - v_reset)``; ``"none"``: ``v``), with ``z``
+    detached when ``p.detach_reset``. All ``[B, *features]``."""
     zr = z.detach() if p.detach_reset else z
     if p.reset == "subtract":
         return v - zr * p.threshold

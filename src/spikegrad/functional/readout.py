@@ -7,6 +7,8 @@ from torch import Tensor
 
 from .._validate import check_choice, check_sequence
 
+__all__ = ["spike_count", "membrane", "first_spike_time", "REDUCTIONS"]
+
 REDUCTIONS = ("max", "mean", "last", "sum")
 
 

@@ -16,12 +16,18 @@ from .scan import Step, scan
 
 
 class RecurrentParams(NamedTuple):
+    """``weight [N, N]`` (row ``j`` holds the weights onto neuron ``j``), ``step`` the wrapped
+    neuron's step function and ``inner`` its params."""
+
     weight: Tensor   # [N, N]; row j holds the weights onto neuron j
     step: Step       # the wrapped neuron's step function
     inner: Any       # the wrapped neuron's params
 
 
 class RecurrentState(NamedTuple):
+    """``inner`` the wrapped neuron's state, ``y [B, N]`` its previous output (spikes for
+    spiking neurons), fed back through ``weight`` at the next step."""
+
     inner: Any       # the wrapped neuron's state
     y: Tensor        # its previous output [B, N] (spikes for spiking neurons)
 
@@ -69,6 +75,10 @@ def check_recurrent(xs: Tensor, state, p: RecurrentParams, tensor_values: bool =
 
 def recurrent_step(x: Tensor, state: RecurrentState, p: RecurrentParams
                    ) -> Tuple[Tensor, RecurrentState]:
+    """One step, without checks: the wrapped neuron's step on ``x + W y_{t-1}``.
+
+    ``x [B, N]`` (this step's input current), ``state.y [B, N]`` (the previous output) ->
+    ``(y [B, N], RecurrentState(inner state, y))``."""
     y, inner = p.step(x + F.linear(state.y, p.weight), state.inner, p.inner)
     return y, RecurrentState(inner, y)
 

@@ -68,6 +68,11 @@ class Factors(NamedTuple):
 
 
 class ThreeFactorState(NamedTuple):
+    """The rule's state after step ``t``: ``neuron`` the layer's :class:`LIFState`, ``z [B, N]``
+    this step's spikes (the recurrent input of step ``t+1``), ``pre [B, P]`` the presynaptic
+    trace and ``pre_i [B, P]`` its synaptic stage (``trace="kernel"`` with a synaptic decay;
+    else None)."""
+
     neuron: LIFState          # the layer's neuron state after step t
     z: Tensor                 # [B, N] spikes of step t (recurrent input of step t+1)
     pre: Tensor               # [B, P] presynaptic trace

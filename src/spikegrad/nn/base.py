@@ -19,4 +19,14 @@ class StatefulModule(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def forward(self, xs: Tensor, state: Optional[Any] = None) -> Tuple[Tensor, Any]:
-        ...
+        """Run the module over a whole sequence (the protocol every subclass implements).
+
+        Args:
+            xs: a time-major input ``[T, B, *features]``.
+            state: the state to start from (the type the module returns, e.g. a
+                :class:`~spikegrad.functional.LIFState`), or None for the zero state.
+
+        Returns:
+            ``(ys [T, B, *out_features], state)``: the output at every step and the state
+            after the last step, to pass back in to continue the sequence.
+        """

@@ -102,6 +102,7 @@ def _checked(layer: type, base: type, n: int, check) -> type:
                                  f"has {xs.shape[2]} channels (dimension 2 of [T, B, C, ...]), "
                                  f"expected {self.in_channels}; got shape {list(xs.shape)}")
             return layer.forward(self, xs)
+        forward.__doc__ = layer.forward.__doc__
         members["forward"] = forward
     return type(layer.__name__, (layer,), members)
 

@@ -133,6 +133,22 @@ class DendriticLIF(StatefulModule):
                               owner=f"DendriticLIF({self.n}, branches={self.branches})")
 
     def forward(self, xs: Tensor, state=None) -> Tuple[Tensor, object]:
+        """Run the dendritic neurons over a sequence (the step of
+        :mod:`spikegrad.functional.dendrite`).
+
+        Args:
+            xs: the branches' synaptic inputs ``[T, B, N*K]``, branch-major per neuron
+                (neuron ``j``'s branches are ``xs[..., j*K:(j+1)*K]``), in the branch
+                threshold's units per step (times ``1 - a_d`` with ``scale_input``).
+            state: :class:`~spikegrad.functional.DendriteState` ``(d [B, N, K], soma
+                LIFState)`` to continue from (with ``recurrent=True``: a
+                :class:`~spikegrad.functional.RecurrentState` around it whose ``y [B, N]`` is
+                the previous soma spikes), or None for zeros.
+
+        Returns:
+            ``(zs, state)``: the somatic spikes ``zs [T, B, N]`` (0 or 1; surrogate backward)
+            and the state after the last step, of the type described for ``state``.
+        """
         xs = self._check(xs).unflatten(-1, (self.n, self.branches))  # [T, B, N, K]
         p = self.params()
         if self.weight is None:

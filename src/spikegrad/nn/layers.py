@@ -28,6 +28,16 @@ class TimeDistributed(nn.Module):
         self.module, self.rank = module, rank
 
     def forward(self, xs: Tensor) -> Tensor:
+        """Apply the wrapped module to all steps at once.
+
+        Args:
+            xs: a time-major sequence ``[T, B, *features]`` with ``rank`` dimensions in all.
+
+        Returns:
+            ``module(xs.flatten(0, 1))`` unflattened to ``[T, B, *out_features]``: time is
+            folded into the batch for one call, so the module must treat batch rows
+            independently (no batch statistics across time unless that is intended).
+        """
         return _fold(self.module, xs, self.rank, self.module)
 
 
@@ -68,6 +78,16 @@ class Linear(nn.Linear):
         self.backend = backend
 
     def forward(self, xs: Tensor) -> Tensor:
+        """``xs W^T + b`` at every step.
+
+        Args:
+            xs: inputs ``[T, B, in_features]`` (spikes or currents).
+
+        Returns:
+            ``[T, B, out_features]``, the input currents of the next layer: one GEMM over the
+            ``T*B`` rows (``backend="dense"``), or a sum of the weight columns of the active
+            inputs (``"event"``; ``"auto"`` picks per call, see the class docstring).
+        """
         check_tensor(xs, "xs")
         if xs.dim() != 3 or xs.shape[-1] != self.in_features:
             raise ValueError(f"Linear({self.in_features}, {self.out_features}): xs must be a "
@@ -81,9 +101,19 @@ class Linear(nn.Linear):
         return super().extra_repr() + f", backend={self.backend!r}"
 
 
+_SHAPES = {4: "[T, B, C, L]", 5: "[T, B, C, H, W]"}
+
+
 def _time_folded(base: type, rank: int, doc: str) -> type:
     def forward(self, xs: Tensor) -> Tensor:
         return _fold(super(cls, self).forward, xs, rank, self)
+
+    forward.__doc__ = (
+        f"``{base.__name__}.forward`` applied to every step at once.\n\n"
+        f"Args:\n    xs: a time-major sequence ``{_SHAPES[rank]}``.\n\n"
+        f"Returns:\n    The layer's output for all ``T*B`` rows in one call (time folded into the "
+        f"batch), unflattened to ``[T, B, ...]`` with the channels and spatial size that "
+        f"``{base.__name__}`` gives one sample.")
 
     cls = type(base.__name__, (base,), {"forward": forward, "__doc__": doc,
                                          "__module__": __name__})
@@ -107,6 +137,15 @@ class SumPool1d(nn.AvgPool1d):
         super().__init__(kernel_size, stride, padding, ceil_mode=False, count_include_pad=True)
 
     def forward(self, xs: Tensor) -> Tensor:
+        """Window sums over the last dimension.
+
+        Args:
+            xs: ``[T, B, C, L]`` (e.g. spikes).
+
+        Returns:
+            ``[T, B, C, L_out]``, each output the sum of its ``kernel_size`` inputs (spike
+            counts stay integers), ``L_out = floor((L + 2 padding - kernel_size) / stride) + 1``.
+        """
         return _fold(lambda x: nn.AvgPool1d.forward(self, x) * self.kernel_size[0], xs, 4, self)
 
 
@@ -118,6 +157,15 @@ class SumPool2d(nn.AvgPool2d):
                          divisor_override=1)
 
     def forward(self, xs: Tensor) -> Tensor:
+        """Window sums over the last two dimensions.
+
+        Args:
+            xs: ``[T, B, C, H, W]`` (e.g. spikes).
+
+        Returns:
+            ``[T, B, C, H_out, W_out]``, each output the sum of its ``kernel_size`` window
+            (``divisor_override=1``), output sizes as :class:`torch.nn.AvgPool2d`'s.
+        """
         return _fold(lambda x: nn.AvgPool2d.forward(self, x), xs, 5, self)
 
 
@@ -125,6 +173,15 @@ class Flatten(nn.Module):
     """``[T, B, *features] -> [T, B, prod(features)]``."""
 
     def forward(self, xs: Tensor) -> Tensor:
+        """Flatten every dimension after time and batch.
+
+        Args:
+            xs: ``[T, B, *features]`` (at least three dimensions).
+
+        Returns:
+            ``[T, B, prod(features)]`` (a view where ``xs`` is contiguous), e.g. between a
+            convolution block and a :class:`Linear`.
+        """
         check_tensor(xs, "xs")
         if xs.dim() < 3:
             raise ValueError(f"Flatten: expected [T, B, ...features], got shape {list(xs.shape)}")
@@ -145,6 +202,16 @@ class Dropout(nn.Module):
         self.p = float(p)
 
     def forward(self, xs: Tensor) -> Tensor:
+        """Zero whole units for the whole sequence (training mode only).
+
+        Args:
+            xs: ``[T, B, ...]``.
+
+        Returns:
+            The same shape: in training mode ``xs`` times one mask per sample and unit, drawn
+            once for all ``T`` steps (0 with probability ``p``, else ``1 / (1 - p)``); in eval
+            mode, or with ``p = 0``, ``xs`` itself.
+        """
         check_tensor(xs, "xs")
         if xs.dim() < 2:
             raise ValueError(f"Dropout: expected [T, B, ...], got shape {list(xs.shape)}")

@@ -106,6 +106,20 @@ class LI(LeakyNeuron):
 
     def forward(self, xs: Tensor, state: Optional[F.LIState] = None
                 ) -> Tuple[Tensor, F.LIState]:
+        """Low-pass filter a sequence: ``v_t = a v_{t-1} + g i_t`` at every step.
+
+        Args:
+            xs: input currents ``[T, B, *n]`` (e.g. a :class:`Linear`'s output), in the
+                membrane's units per step (times ``g = 1 - a`` with ``scale_input``; through
+                the synaptic current ``i_t = a_syn i_{t-1} + x_t`` with ``tau_syn``).
+            state: :class:`~spikegrad.functional.LIState` to continue from (e.g. the one the
+                previous chunk returned), or None for a zero membrane and current.
+
+        Returns:
+            ``(vs, state)``: the membrane at every step ``vs [T, B, *n]`` (the output: LI
+            does not spike, there is no threshold or reset) and the final
+            :class:`~spikegrad.functional.LIState` ``(v [B, *n], i [B, *n] or None)``.
+        """
         return F.li_seq(self._check(xs), state, self.params(), backend=self.backend)
 
 
@@ -194,6 +208,24 @@ class LIF(LeakyNeuron):
 
     def forward(self, xs: Tensor, state: Optional[F.LIFState] = None
                 ) -> Tuple[Tensor, F.LIFState]:
+        """Run the neurons over a sequence: integrate, fire, reset at every step (the
+        equations of :mod:`spikegrad.functional.lif`; IF is the case ``a_mem = 1``).
+
+        Args:
+            xs: input currents ``[T, B, *n]`` (e.g. a :class:`Linear`'s output), added to
+                the membrane each step (times ``1 - a_mem`` with ``scale_input``; through the
+                synaptic current ``i_t = a_syn i_{t-1} + x_t`` with ``tau_syn``). The membrane
+                has the threshold's units (default threshold 1).
+            state: :class:`~spikegrad.functional.LIFState` to continue from (e.g. the one the
+                previous TBPTT chunk returned, detached), or None: membrane
+                ``v_init * threshold`` (0 by default), synaptic current 0.
+
+        Returns:
+            ``(zs, state)``: spikes ``zs [T, B, *n]`` (0 or 1, in the dtype of ``xs``; the
+            backward pass uses the surrogate derivative) and the
+            :class:`~spikegrad.functional.LIFState` after the last step: membrane after reset
+            ``v [B, *n]`` and synaptic current ``i [B, *n]`` (None without ``tau_syn``).
+        """
         xs = self._check(xs)
         return F.lif_seq(xs, self._start(state, xs[0]), self.params(), backend=self.backend)
 
@@ -360,6 +392,23 @@ class ALIF(LIF):
 
     def forward(self, xs: Tensor, state: Optional[F.ALIFState] = None
                 ) -> Tuple[Tensor, F.ALIFState]:
+        """Run the adaptive neurons over a sequence (the step of
+        :mod:`spikegrad.functional.adaptation`: integrate, refractory clamp, fire against the
+        adaptive threshold ``theta + beta_a a_{t-1}``, reset, update the traces).
+
+        Args:
+            xs: input currents ``[T, B, *n]``, in the threshold's units per step, as for
+                :class:`LIF`.
+            state: :class:`~spikegrad.functional.ALIFState` to continue from, or None for
+                zeros (membrane, adaptation trace, current, refractory counters).
+
+        Returns:
+            ``(zs, state)``: spikes ``zs [T, B, *n]`` (0 or 1, dtype of ``xs``; surrogate
+            backward) and the :class:`~spikegrad.functional.ALIFState` after the last step,
+            every field ``[B, *n]``: membrane ``v``, adaptation trace ``a``, current ``i``
+            (None without ``tau_syn``), refractory steps left ``ref`` (None when ``t_ref =
+            0``), relative refractory trace ``q`` (None when ``ref_strength = 0``).
+        """
         return F.alif_seq(self._check(xs), state, self.params(), backend=self.backend)
 
     def trace(self, xs: Tensor, state: Optional[F.ALIFState] = None

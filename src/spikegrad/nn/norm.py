@@ -108,6 +108,17 @@ class ThresholdBatchNorm(_SpikingBatchNorm):
         self.alpha = _check_number(alpha, "alpha", type(self).__name__)
 
     def forward(self, xs: Tensor) -> Tensor:
+        """Normalise each channel over all steps, samples and positions.
+
+        Args:
+            xs: currents ``[T, B, C, *spatial]`` (0, 1 or 2 spatial dimensions).
+
+        Returns:
+            The same shape: ``weight * alpha * threshold * (x - mean_c) / sqrt(var_c + eps)
+            + bias`` per channel ``c``, with the batch's statistics in training mode (which
+            also updates the running ones) or without running statistics, and the running
+            statistics in eval mode.
+        """
         self._check(xs)
         scale = self.alpha * self.threshold
         weight = (self.weight * scale if self.weight is not None
@@ -153,6 +164,17 @@ class PerStepBatchNorm(_SpikingBatchNorm):
         self.n_steps = n_steps
 
     def forward(self, xs: Tensor) -> Tensor:
+        """Normalise each step's channels with that step's own statistics and scale.
+
+        Args:
+            xs: currents ``[T, B, C, *spatial]`` with ``T == n_steps`` (0, 1 or 2 spatial
+                dimensions); another ``T`` raises ValueError.
+
+        Returns:
+            The same shape: step ``t``, channel ``c`` normalised over ``B, *spatial`` (batch
+            statistics in training mode or without running statistics, else the running ones
+            of step ``t``), times ``weight[t, c]`` plus ``bias[t, c]`` if there is one.
+        """
         self._check(xs)
         T, B = xs.shape[:2]
         if T != self.n_steps:

@@ -53,6 +53,22 @@ class Recurrent(StatefulModule):
 
     def forward(self, xs: Tensor, state: Optional[F.RecurrentState] = None
                 ) -> Tuple[Tensor, F.RecurrentState]:
+        """Run the recurrent layer: at step ``t`` the neuron gets ``x_t + W_rec y_{t-1}``.
+
+        Args:
+            xs: input currents ``[T, B, N]`` (already projected, e.g. by a :class:`Linear`),
+                in the neuron's units, as for the wrapped neuron.
+            state: :class:`~spikegrad.functional.RecurrentState` ``(inner, y)`` to continue
+                from: the neuron's own state and its previous output ``y [B, N]``; or None:
+                the neuron's zero state and ``y = 0``.
+
+        Returns:
+            ``(ys, state)``: the neuron's output at every step ``ys [T, B, N]`` (spikes for
+            LIF/IF/ALIF, the membrane for LI) and the final
+            :class:`~spikegrad.functional.RecurrentState` (the neuron's state, ``y =
+            ys[-1]``). Runs on the neuron's ``backend``: the fused kernels include the
+            recurrent product for LIF/IF/LI and fixed-constant ALIF.
+        """
         self.neuron._check(xs)
         if state is None:
             state = F.RecurrentState(None, torch.zeros_like(xs[0]))  # inner None: zeros

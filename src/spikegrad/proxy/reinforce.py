@@ -163,6 +163,16 @@ class LearnedBaseline(nn.Module):
                                   nn.Linear(hidden, 1)))
 
     def forward(self, context: Tensor) -> Tensor:
+        """Predict the expected reward for each context.
+
+        Args:
+            context: ``[B, in_features]``, independent of the sample whose reward is
+                predicted (see the class docstring).
+
+        Returns:
+            ``[B]``, the predicted reward in the reward's units (pass it to
+            :func:`reinforce_loss` as the baseline; that detaches it).
+        """
         if not isinstance(context, Tensor) or context.dim() != 2 or \
                 context.shape[1] != self.in_features:
             got = list(context.shape) if isinstance(context, Tensor) else type(context).__name__

@@ -84,4 +84,13 @@ class BPDA(nn.Module):
         self.step = bpda(forward, approx)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Apply the wrapped step with the BPDA gradient.
+
+        Args:
+            x: the step's input (e.g. images ``[B, ...]``).
+
+        Returns:
+            Exactly ``forward(x)`` (the non-differentiable step), whose gradient with respect
+            to ``x`` is that of ``approx(x)`` (the identity when no ``approx`` was given).
+        """
         return self.step(x)

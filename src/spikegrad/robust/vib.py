@@ -47,6 +47,15 @@ class GaussianHead(nn.Module):
             self.linear.bias[self.latent_dim:] += float(log_var_init)
 
     def forward(self, features: Tensor) -> Tuple[Tensor, Tensor]:
+        """The parameters of ``q(z|x)`` for each sample.
+
+        Args:
+            features: the readout features ``[B, F]`` (per sample, no time axis).
+
+        Returns:
+            ``(mu, log_var)``, each ``[B, K]``: mean and natural-log variance of the
+            diagonal Gaussian (the first and second half of one linear map's output).
+        """
         check_tensor(features, "features")
         if features.dim() != 2 or features.shape[1] != self.linear.in_features:
             raise ValueError(f"GaussianHead: features must have shape [B, "

@@ -28,6 +28,16 @@ __all__ = ["Learner", "Updates"]
 
 
 class Learner(Protocol):
+    """A training rule that writes its own gradients (see the module docstring).
+
+    ``learner(model, inputs, targets, update) -> ObjectiveOutput``: ``inputs`` time-major
+    ``[T, B, ...]``; it fills the parameters' ``.grad`` and calls ``update()`` (the trainer's
+    clip, guard, optimizer step and zero-grad) whenever the gradient should be applied.
+    A learner typically runs :class:`spikegrad.learning.EProp` or
+    :class:`spikegrad.learning.ThreeFactor` step by step (their ``step`` and ``flush``) and
+    calls ``update()`` after each flush.
+    """
+
     def __call__(self, model: nn.Module, inputs: Any, targets: Any,
                  update: Callable[[], None]) -> ObjectiveOutput: ...
 
