@@ -383,7 +383,7 @@ def expected_config(sweep: Sweep, seed: int = 0) -> Optional[dict]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
-_VOLATILE = ("seed", "progress")  # differ between seeds, or do not change a number
+_VOLATILE = ("seed", "progress", "log")  # differ between seeds, or do not change a number
 
 
 def _config_changes(measured: dict, expected: Optional[dict]) -> List[str]:

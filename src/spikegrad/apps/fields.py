@@ -68,7 +68,7 @@ def _class_docs(klass) -> Dict[str, str]:
         if above:
             docs[name] = " ".join(above)
             continue
-        trailing = [comments[n].lstrip("#").strip()
+        trailing = [comments[n].lstrip("#").lstrip(":").strip()
                     for n in range(node.lineno, (node.end_lineno or node.lineno) + 1)
                     if n in comments and not lines[n - 1].strip().startswith("#")]
         if trailing:
