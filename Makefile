@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all bench results docs clean
+.PHONY: setup demo test test-all bench results interop-check docs clean
 
 setup: $(STAMP)
 
@@ -50,6 +50,11 @@ BENCH_ARGS ?=
 # make bench BENCH_ARGS=--quick
 bench: setup
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+# NIR exchange with snnTorch and Norse, both ways, in their pinned peer venvs (built once by
+# benchmarks/setup_peers.py); one line per peer, non-zero on any failure. Not part of `test`.
+interop-check: setup
+	$(BIN)/python benchmarks/nir_crosscheck.py
 
 RESULTS_ARGS ?=
 

@@ -36,14 +36,16 @@ PEERS = {
     "snntorch": {
         "torch": True,
         "peer": ["snntorch==1.0.0"],          # declares no dependencies at all
-        "deps": ["numpy==2.4.6"],
+        # nir, nirtorch: its NIR import/export; pytest: benchmarks/nir_crosscheck.py runs
+        # tests/interop's cross-library tests in this venv
+        "deps": ["numpy==2.4.6", "nir==1.0.8", "nirtorch==2.6", "pytest==9.2.0"],
         "check": "import snntorch; from snntorch import surrogate; snntorch.Leaky(beta=0.9)",
         "dist": "snntorch",
     },
     "norse": {
         "torch": True,
         "peer": ["norse==1.1.0"],             # sdist; declares torchvision (unused by norse.torch)
-        "deps": ["numpy==2.4.6", "nir==1.0.8", "nirtorch==2.6"],
+        "deps": ["numpy==2.4.6", "nir==1.0.8", "nirtorch==2.6", "pytest==9.2.0"],  # pytest: ditto
         "check": "import norse.torch as n; n.LIFBoxCell()",
         "dist": "norse",
     },

@@ -36,7 +36,8 @@ neurons reset *to* ``v_reset``; export the layer trained with ``reset="to_value"
 silently), MaxPool (NIR 1.0 has none), 1-d pooling, ALIF and DendriticLIF (no NIR node),
 normalisation layers (fold them into the weights first), ``v_init != 0`` (a NIR graph starts at
 v = 0), conv ``padding_mode`` other than zeros; on import: ``v_leak != 0``, thresholds <= 0,
-branching graphs and cycles outside a recurrent subgraph. Grouped convolutions export with
+branching graphs and cycles other than a recurrent layer (a subgraph, or
+neuron <-> Affine/Linear in the top graph, the form snnTorch's exporter writes). Grouped convolutions export with
 their true input type, which nir 1.0's type check misreads (it takes ``weight.shape[1]``, the
 channels per group): read such files with ``from_nir(path)`` or
 ``nir.read(path, type_check=False)``.
@@ -104,8 +105,18 @@ Exchange with snnTorch and Norse
   (LIFCell, ``w_in = r = 1``) updates the membrane with the previous step's current, one step
   behind the reading above; spikegrad imports the equations (their gain
   ``(1 - a_syn)(1 - a)`` folded into the preceding weights).
-- snnTorch's IF importer takes ``r = 1`` (``v += I`` per step); spikegrad's IF exports
-  ``r = 1/dt``: export with ``dt=1.0`` (time in steps) for it.
+- Norse's exporter writes ``tau = dt / tau_mem_inv`` (``dt`` times its time constant): call
+  ``norse.to_nir(model, sample, dt=1.0)`` and import with the cells' ``dt`` (or import a graph
+  written with ``dt=d`` using ``dt=d**2``). Its importer maps no LI node and no recurrent
+  subgraph; it reads LIF without ``r`` (export spikegrad LIFs for it with ``scale_input=True``)
+  and CubaLIF with ``w_in`` and ``r`` (exact). Its graphs type the Input with the sample's
+  batch of one, which :func:`from_nir` drops.
+- snnTorch 1.0's importer has no LI node and reads IF as a ``Leaky(beta=0.9)``.
+- Both apply NIR's batch-less ``Flatten(start_dim=0)`` to their batched tensors: run their
+  imported conv nets one sample at a time.
+- Checked both ways by ``make interop-check`` (``benchmarks/nir_crosscheck.py``, the pinned peer
+  venvs): the settings that give identical spikes and the differences that remain are in
+  docs/conventions.md, "Exchanging models through NIR".
 """
 
 from .nir_export import to_nir

@@ -208,6 +208,53 @@ def _layer(group: Items, shape, dt: float, disc: str):
                      "LIF, CubaLIF, IF, LI, CubaLI, I (+ Threshold) and recurrent subgraphs")
 
 
+def _without_batch(shape, items: Items):
+    """The Input type without the leading batch dimension of 1 that some exporters write (Norse
+    1.1, through nirtorch's ``extract_nir_graph``, types the input with its sample's shape,
+    ``[1, C, H, W]``): dropped where the first layer's weight shows that the type has one
+    dimension too many (NIR's types count no batch)."""
+    if shape is None or len(shape) < 2 or shape[0] != 1 or not items:
+        return shape
+    first = items[0][1]
+    kind = type(first).__name__
+    if kind in ("Conv1d", "Conv2d"):
+        need = np.asarray(first.weight).ndim - 1
+    elif kind in ("AvgPool2d", "SumPool2d"):
+        need = 3
+    elif is_neuron(first) and np.ndim(first.r) > 0:
+        need = np.ndim(first.r)
+    else:
+        return shape
+    return shape[1:] if len(shape) == need + 1 else shape
+
+
+def _wrap_cycles(graph):
+    """``graph`` with each two-node cycle neuron <-> Affine/Linear (the Affine's only input and
+    output being the neuron) written as a recurrent subgraph node: the form snnTorch's
+    exporter gives RLeaky / RSynaptic, their nodes flattened into the top graph by nirtorch
+    (``'1.lif' -> '1.w_rec' -> '1.lif'``)."""
+    nir = require_nir()
+    nodes, edges = dict(graph.nodes), list(dict.fromkeys(map(tuple, graph.edges)))
+    for a, b in list(edges):
+        if (b, a) not in edges or a not in nodes or b not in nodes or not is_neuron(nodes[a]) \
+                or type(nodes[b]).__name__ not in ("Affine", "Linear"):
+            continue
+        if [e for e in edges if b in e and e not in ((a, b), (b, a))]:
+            continue
+        n = int(np.asarray(nodes[b].weight).shape[0])
+        sub = nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([n])), "lif": nodes[a],
+                                  "w_rec": nodes[b],
+                                  "output": nir.Output(output_type=np.array([n]))},
+                           edges=[("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"),
+                                  ("lif", "output")], type_check=False)
+        del nodes[b]
+        nodes[a] = sub
+        edges = [e for e in edges if e not in ((a, b), (b, a))]
+    if len(nodes) == len(graph.nodes):
+        return graph
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=graph.metadata, type_check=False)
+
+
 def _settings(graph, dt, discretisation) -> Tuple[float, str]:
     hints = read_hints(graph)
     if dt is None:
@@ -251,7 +298,9 @@ def from_nir(graph, dt: Optional[float] = None, *, discretisation: Optional[str]
         graph = nir.read(graph, type_check=False)
     dt, disc = _settings(graph, dt, discretisation)
     if isinstance(graph, nir.NIRGraph):
+        graph = _wrap_cycles(graph)
         shape, items = chain(graph.nodes, graph.edges, "from_nir")
+        shape = _without_batch(shape, items)
     else:
         shape, items = None, [("node", graph)]
     modules: List[nn.Module] = []
