@@ -53,7 +53,7 @@ class Config:
     surrogate_beta: float = 10.0
     code_neurons: int = 32
     latent_dim: int = 32
-    log_var_init: float = -4.0           # the code starts nearly deterministic, var e^-4
+    log_var_init: float = 0.0            # initial log-variance of q(z|x) (the prior's)
     prior: str = "standard"              # r(z): N(0, I), or a learned diagonal Gaussian
     # training (Adam, cosine schedule, the same for every objective)
     epochs: int = 30
@@ -65,7 +65,7 @@ class Config:
     trades_beta: float = 6.0
     vib_beta: float = 1e-3
     rib_beta: float = 1e-3
-    rib_lambda: float = 0.1
+    rib_lambda: float = 1.0
     # evaluation (L-inf, inputs in [0, 1])
     eps: str = "0.05,0.1,0.2"            # PGD budgets of the table
     pgd_steps: int = 20
@@ -82,7 +82,7 @@ class Config:
     spsa_samples: int = 64               # Rademacher directions per gradient estimate
     spsa_perturbation: float = 0.05      # finite-difference half-width (input units)
     # information plane: a VIB per beta (accuracy and I(X;Z) estimate); empty: none
-    ib_betas: str = "1e-5,1e-4,1e-3,1e-2,1e-1"
+    ib_betas: str = "1e-4,1e-3,1e-2,1e-1,1"
     ib_epochs: Optional[int] = None      # None: epochs
     examples: int = 3                    # adversarial examples in the raster figure
     progress: bool = True

@@ -116,16 +116,17 @@ def _masking_table(c: Config, plan: List[str], results: Dict[str, dict]) -> Tabl
             f"{sp['pgd']:.3f} vs {sp['spsa']:.3f} {_mark(sp['pass'])}",
             _mark(m["passed"])])
     first = results[plan[0]]["masking"]
+    step = first["steps"]["step_size"]
     note = (f"On the first {first['n']} test samples at eps {c.eval_eps:g}. More steps: "
-            f"PGD-{c.pgd_steps} -> PGD-{c.mask_steps} must not raise accuracy (one sample of "
-            f"slack); more restarts: 1 -> {c.mask_restarts} restarts of PGD-{c.mask_steps}, the "
-            f"same; eps = 1: PGD-{c.pgd_steps} may replace the input, accuracy must fall to "
-            f"at most chance ({first['chance']:.2f}) + 0.1; white-box vs transfer: the "
-            f"strongest PGD must be at least as strong as PGD-{c.mask_steps} crafted on the "
-            f"ANN twin; PGD vs SPSA: on the first {first['spsa']['n']}, the gradient-free SPSA "
-            f"({c.spsa_steps} steps, {c.spsa_samples} directions, half-width "
-            f"{c.spsa_perturbation:g}) must not find more than 5 points (and one sample) "
-            f"below the surrogate-gradient PGD.")
+            f"PGD-{c.pgd_steps} continued to {c.mask_steps} steps (same random start, same "
+            f"step {step:.4g}) must not raise accuracy (one sample of slack); more restarts: "
+            f"1 -> {c.mask_restarts} restarts of that PGD-{c.mask_steps}, the same; eps = 1: "
+            f"PGD-{c.pgd_steps} may replace the input, accuracy must fall to at most chance "
+            f"({first['chance']:.2f}) + 0.1; white-box vs transfer: the strongest PGD must be "
+            f"at least as strong as PGD-{c.mask_steps} crafted on the ANN twin; PGD vs SPSA: "
+            f"on the first {first['spsa']['n']}, the gradient-free SPSA ({c.spsa_steps} steps, "
+            f"{c.spsa_samples} directions, half-width {c.spsa_perturbation:g}) must not find "
+            f"more than 5 points (and one sample) below the surrogate-gradient PGD.")
     return Table("Gradient-masking checks", [
         "objective", f"more steps ({c.pgd_steps} -> {c.mask_steps})",
         f"more restarts (1 -> {c.mask_restarts})", "eps = 1", "white-box vs transfer",
@@ -242,11 +243,11 @@ def _examples(c: Config, models, data, rd: RunDir, plt) -> str:
         z_clean, z_adv = _hidden_spikes(model, xi), _hidden_spikes(model, adv)
         for k in range(len(idx)):
             ax = axes[row]
-            ax[0].imshow(xi[k, 0], cmap="gray_r", vmin=0, vmax=1)
+            ax[0].imshow(xi[k, 0].numpy(), cmap="gray_r", vmin=0, vmax=1)
             ax[0].set_title(f"{TITLES[n]}: clean, {int(yi[k])}", fontsize=8)
-            ax[1].imshow(adv[k, 0], cmap="gray_r", vmin=0, vmax=1)
+            ax[1].imshow(adv[k, 0].numpy(), cmap="gray_r", vmin=0, vmax=1)
             ax[1].set_title(f"PGD eps {c.eval_eps:g}: -> {int(pred[k])}", fontsize=8)
-            ax[2].imshow(adv[k, 0] - xi[k, 0], cmap="RdBu", vmin=-c.eval_eps, vmax=c.eval_eps)
+            ax[2].imshow((adv[k, 0] - xi[k, 0]).numpy(), cmap="RdBu", vmin=-c.eval_eps, vmax=c.eval_eps)
             ax[2].set_title("perturbation", fontsize=8)
             for a in ax[:3]:
                 a.set_xticks([])

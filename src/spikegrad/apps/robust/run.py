@@ -37,9 +37,9 @@ Methods, in the order they run:
    models the test-set mean of ``KL(q(z|x) || r(z))`` is the estimate of ``I(X; Z)`` (nats;
    a variational upper bound).
 5. **Gradient-masking checks** (:func:`spikegrad.robust.masking_report`) at ``eval_eps`` on the
-   first ``mask_subset`` test samples, each with pass or fail: PGD with ``mask_steps`` steps
-   is not weaker than with ``pgd_steps`` (within one sample), ``mask_restarts`` restarts are
-   not weaker than one; at eps = 1 PGD drives accuracy to chance (at most 0.1 above); white-box
+   first ``mask_subset`` test samples, each with pass or fail: the ``pgd_steps`` PGD
+   continued to ``mask_steps`` steps (same random start, same step) is not weaker (within one
+   sample), ``mask_restarts`` restarts of it are not weaker than one; at eps = 1 PGD drives accuracy to chance (at most 0.1 above); white-box
    PGD is at least as strong as the transfer attack from the ANN twin; the gradient-free SPSA
    attack (``spsa_steps`` Adam steps, ``spsa_samples`` directions, half-width
    ``spsa_perturbation``) on the first ``spsa_subset`` samples finds no more than the
@@ -84,7 +84,7 @@ def _ann_objective(model, x, y, state):
                            {"acc": acc, "n": len(y)})
 
 
-def train(c: Config, name: str, data, ckpt: Path, progress, resume: bool,
+def train(c: Config, data, ckpt: Path, progress, resume: bool,
           objective: Optional[str] = None, epochs: Optional[int] = None):
     """Build and train one model (``objective``; None: the ANN twin) from the seed; returns
     ``(model in eval mode, history, seconds)``."""
@@ -143,8 +143,7 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
     metrics: Dict[str, float] = {}
     history: List[dict] = []
 
-    ann, hist, metrics["ann_train_seconds"] = train(c, "ann", data, ckpt / "ann", progress,
-                                                    resume)
+    ann, hist, metrics["ann_train_seconds"] = train(c, data, ckpt / "ann", progress, resume)
     history += [dict(r, model="ann") for r in hist]
     x_transfer = transfer_examples(c, ann, x, y)
     metrics["ann_clean_accuracy"] = robust.accuracy(ann, x, y)
@@ -152,8 +151,8 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
 
     results, models = {}, {}
     for name in plan:
-        model, hist, metrics[f"{name}_train_seconds"] = train(c, name, data, ckpt / name,
-                                                              progress, resume, name)
+        model, hist, metrics[f"{name}_train_seconds"] = train(c, data, ckpt / name, progress,
+                                                              resume, name)
         history += [dict(r, model=name) for r in hist]
         results[name] = _cached(rd, c, name, lambda: evaluate(c, model, ann, x, y, x_transfer,
                                                               data.n_classes))
@@ -183,8 +182,8 @@ def _information_plane(c: Config, rd: RunDir, data, progress, resume: bool, mode
         if beta in ib_plan(c):
             name = f"ib_beta{label(beta)}"
             cb = dataclasses.replace(c, vib_beta=beta)
-            model, hist, _ = train(cb, name, data, rd.path / "checkpoints" / name, progress,
-                                   resume, "vib", epochs=c.ib_epochs)
+            model, hist, _ = train(cb, data, rd.path / "checkpoints" / name, progress, resume,
+                                   "vib", epochs=c.ib_epochs)
             history += [dict(r, model=name) for r in hist]
 
             def compute(model=model):
