@@ -163,3 +163,10 @@ def test_default_config_meets_the_issue_floors_on_seed_0(tmp_path):
     assert m["standard_pgd_eps0p1_accuracy"] < 0.6
     assert m["robust_ib_autoattack_accuracy"] >= m["trades_autoattack_accuracy"]
     assert m["standard_clean_accuracy"] - m["vib_clean_accuracy"] <= 0.01
+
+
+def test_the_main_vib_run_stands_for_its_beta_only_when_trained_as_long():
+    c = app.validate(app.Config(ib_betas="1e-4,1e-3"))
+    assert app.ib_plan(c) == [1e-4]
+    assert app.ib_plan(app.validate(app.Config(ib_betas="1e-4,1e-3", ib_epochs=5))) == [1e-4, 1e-3]
+    assert app.ib_plan(app.validate(app.Config(ib_betas="1e-3", objectives="standard"))) == [1e-3]

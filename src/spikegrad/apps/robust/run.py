@@ -39,14 +39,15 @@ Methods, in the order they run:
 5. **Gradient-masking checks** (:func:`spikegrad.robust.masking_report`) at ``eval_eps`` on the
    first ``mask_subset`` test samples, each with pass or fail: the ``pgd_steps`` PGD
    continued to ``mask_steps`` steps (same random start, same step) is not weaker (within one
-   sample), ``mask_restarts`` restarts of it are not weaker than one; at eps = 1 PGD drives accuracy to chance (at most 0.1 above); white-box
-   PGD is at least as strong as the transfer attack from the ANN twin; the gradient-free SPSA
-   attack (``spsa_steps`` Adam steps, ``spsa_samples`` directions, half-width
-   ``spsa_perturbation``) on the first ``spsa_subset`` samples finds no more than the
-   surrogate-gradient PGD does (within 5 points and one sample).
+   sample), ``mask_restarts`` restarts of it are not weaker than one; at eps = 1 PGD drives
+   accuracy to chance (at most 0.1 above); white-box PGD is at least as strong as the
+   transfer attack from the ANN twin; the gradient-free SPSA attack (``spsa_steps`` Adam
+   steps, ``spsa_samples`` directions, half-width ``spsa_perturbation``) on the first
+   ``spsa_subset`` samples finds no more than the surrogate-gradient PGD does (within 5
+   points and one sample).
 6. **Information plane**: a ``vib`` network for each beta of ``ib_betas`` (``ib_epochs``
-   epochs; the main ``vib`` run stands for its own beta): the estimate of ``I(X; Z)`` against
-   clean and PGD accuracy at ``eval_eps``.
+   epochs; the main ``vib`` run stands for its own beta when ``ib_epochs = epochs``): the
+   estimate of ``I(X; Z)`` against clean and PGD accuracy at ``eval_eps``.
 
 Each training checkpoints every epoch under ``checkpoints/<name>`` (``--resume`` continues
 from there) and each model's evaluation is kept in ``evaluations/<name>.json``, so a resumed
@@ -107,17 +108,17 @@ def train(c: Config, data, ckpt: Path, progress, resume: bool,
 
 def ib_plan(c: Config) -> List[float]:
     """The betas of the information plane that need a network of their own (the main ``vib``
-    run, trained identically, stands for ``vib_beta``)."""
-    shared = "vib" in objectives(c)
+    run stands for ``vib_beta`` when it trains as long: it is then the same network)."""
+    shared = "vib" in objectives(c) and c.ib_epochs == c.epochs
     return [b for b in ib_betas(c) if not (shared and b == c.vib_beta)]
 
 
-def _cached(rd: RunDir, c: Config, name: str, compute) -> dict:
-    """``compute()``, or its result kept in ``evaluations/<name>.json`` by an earlier run of
-    the same config."""
+def _cached(rd: RunDir, c: Config, name: str, compute, resume: bool) -> dict:
+    """``compute()``, or (``resume``) its result kept in ``evaluations/<name>.json`` by the
+    run being resumed, if that had the same config."""
     path = rd.path / "evaluations" / f"{name}.json"
     config = json.loads(to_json(c))
-    if path.exists():
+    if resume and path.exists():
         saved = json.loads(path.read_text())
         if saved.get("config") == config:
             return saved["result"]
@@ -155,7 +156,7 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
                                                               resume, name)
         history += [dict(r, model=name) for r in hist]
         results[name] = _cached(rd, c, name, lambda: evaluate(c, model, ann, x, y, x_transfer,
-                                                              data.n_classes))
+                                                              data.n_classes), resume)
         metrics.update(flat(name, results[name], c))
         models[name] = model
 
@@ -194,7 +195,7 @@ def _information_plane(c: Config, rd: RunDir, data, progress, resume: bool, mode
                 pgd = robust.robust_accuracy(model, x, y, "pgd", eps=c.eval_eps,
                                              steps=c.pgd_steps, eot=c.eot, generator=g)
                 return {"kl_nats": kl, "clean_accuracy": clean, "pgd_accuracy": pgd}
-            plane[beta] = _cached(rd, c, name, compute)
+            plane[beta] = _cached(rd, c, name, compute, resume)
         else:
             r = results["vib"]
             plane[beta] = {"kl_nats": r["kl"], "clean_accuracy": r["clean"],
