@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from spikegrad.robust import masking_report, spsa, spsa_gradient
+from spikegrad.robust import accuracy, masking_report, pgd, spsa, spsa_gradient
 
 from robust_models import ann_twin, blobs, classifier, trained
 
@@ -72,6 +72,29 @@ def test_masking_report_returns_every_check_with_numbers():
     assert report["large_eps"]["pass"] and report["passed"]
     assert report["passed"] == all(report[c]["pass"] is not False for c in
                                    ("steps", "restarts", "large_eps", "transfer", "spsa"))
+
+
+def test_the_steps_check_continues_the_weaker_pgd_from_the_same_start():
+    """More steps means the weaker PGD run longer (same random start, same step), so random
+    starts cannot make the longer attack look weaker; restarts draw fresh starts."""
+    model = trained()
+    x, y = blobs(18, seed=5)
+    eps, step = 0.3, 2.5 * 0.3 / 2
+    report = masking_report(model, x, y, eps, steps=(2, 6), restarts=(1, 3), spsa_subset=3,
+                            spsa_kw=dict(steps=2, samples=2),
+                            generator=torch.Generator().manual_seed(4))
+    runs = []
+    for n in (2, 6):
+        adv = pgd(model, x, y, eps, steps=n, step_size=step,
+                  generator=torch.Generator().manual_seed(4))
+        runs.append(accuracy(model, adv, y))
+    assert report["steps"]["accuracy"] == runs
+    assert report["steps"]["step_size"] == report["restarts"]["step_size"] == step
+    assert runs[1] < runs[0] < 1                # the check is not vacuous here
+    g = torch.Generator().manual_seed(4)
+    pgd(model, x, y, eps, steps=2, step_size=step, generator=g)   # the shared start's draws
+    strongest = pgd(model, x, y, eps, steps=6, restarts=3, step_size=step, generator=g)
+    assert report["restarts"]["accuracy"] == [runs[1], accuracy(model, strongest, y)]
 
 
 def test_masking_report_skips_the_transfer_check_without_a_source():

@@ -6,7 +6,9 @@ piecewise constant, and an attack that follows the surrogate gradient may stall 
 adversarial examples exist. Each check below runs a stronger or a gradient-free attack and
 asks whether it finds what the white-box PGD missed:
 
-* ``steps`` / ``restarts``: more PGD steps and more random restarts must not raise accuracy;
+* ``steps`` / ``restarts``: more PGD steps (the weaker PGD continued from the same random
+  start with the same step) and more random restarts must not raise accuracy: accuracy that
+  rises along a gradient-ascent path is the mark of a misleading gradient;
 * ``large_eps``: with eps = 1 the attacker may replace the input entirely, so accuracy must
   fall to chance;
 * ``transfer``: a black-box transfer attack from a twin must not beat white-box PGD;
@@ -45,21 +47,45 @@ def _not_above(stronger: float, weaker: float, tolerance: float) -> bool:
     return stronger <= weaker + tolerance + 1e-12  # 1e-12: fractions of whole samples
 
 
+def _rng_state(generator: Optional[torch.Generator]) -> Tensor:
+    return torch.get_rng_state() if generator is None else generator.get_state()
+
+
+def _set_rng_state(generator: Optional[torch.Generator], state: Tensor) -> None:
+    if generator is None:
+        torch.set_rng_state(state)
+    else:
+        generator.set_state(state)
+
+
 def _steps_and_restarts(model, x, y, eps, steps, restarts, tol, pgd_kw
                         ) -> Tuple[dict, dict, Tensor]:
     """Accuracy under PGD with (steps[0], restarts[0]), (steps[1], restarts[0]) and
-    (steps[1], restarts[1]); also returns the strongest run's adversarial inputs."""
-    runs: Dict[Tuple[int, int], Tuple[float, Tensor]] = {}
-    for key in ((steps[0], restarts[0]), (steps[1], restarts[0]), (steps[1], restarts[1])):
-        if key not in runs:
-            adv = pgd(model, x, y, eps, steps=key[0], restarts=key[1], random_start=True,
-                      **pgd_kw)
-            runs[key] = (accuracy(model, adv, y), adv)
-    a_weak, a_strong = runs[(steps[0], restarts[0])][0], runs[(steps[1], restarts[0])][0]
-    r_weak, (r_strong, adv) = a_strong, runs[(steps[1], restarts[1])]
-    step_check = {"steps": list(steps), "accuracy": [a_weak, a_strong], "tolerance": tol,
-                  "pass": _not_above(a_strong, a_weak, tol)}
-    restart_check = {"restarts": list(restarts), "steps": steps[1],
+    (steps[1], restarts[1]); also returns the strongest run's adversarial inputs.
+
+    All three take the weaker run's step (``2.5 eps / steps[0]`` unless ``step_size`` is
+    given), and the first two start from the same random points: the longer run is the
+    shorter one continued, so the steps check compares one ascent path at two lengths instead
+    of two paths from different random starts (whose accuracies differ by a few samples on
+    any model). The restarts draw fresh starts."""
+    kw = dict(pgd_kw)
+    step_size = kw.pop("step_size", None)
+    step_size = 2.5 * eps / steps[0] if step_size is None else step_size
+    generator = kw.pop("generator", None)
+
+    def attack(n_steps: int, n_restarts: int) -> Tuple[float, Tensor]:
+        adv = pgd(model, x, y, eps, steps=n_steps, restarts=n_restarts, random_start=True,
+                  step_size=step_size, generator=generator, **kw)
+        return accuracy(model, adv, y), adv
+
+    start = _rng_state(generator)
+    a_weak, _ = attack(steps[0], restarts[0])
+    _set_rng_state(generator, start)  # the same random starts for the longer run
+    a_strong, _ = attack(steps[1], restarts[0])
+    r_weak, (r_strong, adv) = a_strong, attack(steps[1], restarts[1])
+    step_check = {"steps": list(steps), "step_size": step_size, "accuracy": [a_weak, a_strong],
+                  "tolerance": tol, "pass": _not_above(a_strong, a_weak, tol)}
+    restart_check = {"restarts": list(restarts), "steps": steps[1], "step_size": step_size,
                      "accuracy": [r_weak, r_strong], "tolerance": tol,
                      "pass": _not_above(r_strong, r_weak, tol)}
     return step_check, restart_check, adv
@@ -119,8 +145,11 @@ def masking_report(model: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, eps:
         model: classifier ``x [B, ...] -> logits [B, C]`` (e.g. an :class:`SNNClassifier`).
         x, y: clean inputs ``[B, ...]`` in [0, 1] and labels ``[B]``.
         eps: L-inf (or ``norm="l2"``) budget in input units.
-        steps: PGD steps (weaker, stronger), e.g. (10, 50).
-        restarts: restarts (weaker, stronger) at the stronger step count, e.g. (1, 5).
+        steps: PGD steps (weaker, stronger), e.g. (10, 50); both runs start from the same
+            random points and take the weaker run's step (``2.5 eps / steps[0]``, or
+            ``step_size`` from ``pgd_kw``), so the stronger is the weaker continued.
+        restarts: restarts (weaker, stronger) at the stronger step count and the same step,
+            e.g. (1, 5).
         source_model: a twin for the transfer check (None: that check is skipped).
         spsa_subset: the first ``spsa_subset`` samples are attacked by SPSA.
         spsa_kw: arguments of :func:`spikegrad.robust.spsa` (``steps``, ``samples``, ``lr``,
