@@ -37,55 +37,58 @@ class Config:
     """Adversarial robustness and information bottleneck run; ``None`` fields take the
     encoder's preset (``PRESETS``)."""
 
-    dataset: str = "digits"
+    dataset: str = "digits"              # one of DATASETS: digits (sklearn 8x8, 75/25 split)
     seed: int = 0
     deterministic: bool = True
+    #: comma-separated training objectives to compare, from OBJECTIVES
     objectives: str = "standard,pgd_at,trades,vib,robust_ib"
     # network: 64 pixels -> hidden LIF -> LI readout (C classes, or code_neurons for the VIB
     # models, whose readout membranes' mean and std over time parameterise q(z|x))
-    encoder: str = "current"
-    n_steps: Optional[int] = None
-    dt_ms: float = 1.0
-    tau_mem_ms: float = 10.0
-    tau_out_ms: float = 10.0
-    hidden: int = 256
-    surrogate: str = "fast_sigmoid"
-    surrogate_beta: float = 10.0
-    code_neurons: int = 32
-    latent_dim: int = 32
+    encoder: str = "current"             # input coding, one of ENCODERS: current or rate
+    n_steps: Optional[int] = None        # time steps per sample; None: the encoder's preset
+    dt_ms: float = 1.0                   # simulation step in ms
+    tau_mem_ms: float = 10.0             # hidden LIF membrane time constant in ms
+    tau_out_ms: float = 10.0             # LI readout time constant in ms
+    hidden: int = 256                    # hidden LIF neurons
+    surrogate: str = "fast_sigmoid"      # surrogate derivative (spikegrad.surrogate.names())
+    surrogate_beta: float = 10.0         # surrogate slope (> 0, larger is sharper)
+    code_neurons: int = 32               # VIB models: readout neurons whose membranes give q(z|x)
+    latent_dim: int = 32                 # VIB models: dimension of the Gaussian code z
     log_var_init: float = 0.0            # initial log-variance of q(z|x) (the prior's)
     prior: str = "standard"              # r(z): N(0, I), or a learned diagonal Gaussian
     # training (Adam, cosine schedule, the same for every objective)
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 2e-3
+    epochs: int = 30                     # training epochs per objective (cosine LR)
+    batch_size: int = 64                 # training batch size
+    lr: float = 2e-3                     # Adam learning rate
     max_train: int = 0                   # 0: the whole training split
     train_eps: float = 0.1               # L-inf budget of the inner maximisation
     train_steps: int = 7                 # its PGD steps (step 2.5 eps / steps)
-    trades_beta: float = 6.0
-    vib_beta: float = 1e-3
-    rib_beta: float = 1e-3
-    rib_lambda: float = 1.0
+    trades_beta: float = 6.0             # TRADES: weight of KL(f(x) || f(x'))
+    vib_beta: float = 1e-3               # vib: weight of KL(q(z|x) || r(z))
+    rib_beta: float = 1e-3               # robust_ib: weight of KL(q(z|x) || r(z))
+    rib_lambda: float = 1.0              # robust_ib: weight of max KL(q(z|x) || q(z|x+delta))
     # evaluation (L-inf, inputs in [0, 1])
     eps: str = "0.05,0.1,0.2"            # PGD budgets of the table
-    pgd_steps: int = 20
+    pgd_steps: int = 20                  # PGD steps of the table's attacks
     eval_eps: float = 0.1                # AutoAttack, transfer and masking checks
     eot: Optional[int] = None            # encoder samples per attack gradient
-    autoattack: str = "apgd"
+    autoattack: str = "apgd"             # one of AUTOATTACK: apgd, full or off
     autoattack_steps: int = 100          # APGD iterations (per target class for APGD-T)
     autoattack_subset: int = 0           # first N test samples (0: all)
     mask_subset: int = 200               # first N test samples for the masking checks
     mask_steps: int = 50                 # the stronger PGD of the steps/restarts checks
-    mask_restarts: int = 5
-    spsa_subset: int = 32
-    spsa_steps: int = 100
+    mask_restarts: int = 5               # random restarts of the restarts check
+    spsa_subset: int = 32                # first N test samples for the SPSA comparison
+    spsa_steps: int = 100                # SPSA attack iterations
     spsa_samples: int = 64               # Rademacher directions per gradient estimate
     spsa_perturbation: float = 0.05      # finite-difference half-width (input units)
     # information plane: a VIB per beta (accuracy and I(X;Z) estimate); empty: none
-    ib_betas: str = "1e-4,1e-3,1e-2,1e-1,1"
+    ib_betas: str = "1e-4,1e-3,1e-2,1e-1,1"  # VIB betas of the information plane
     ib_epochs: Optional[int] = None      # None: epochs
     examples: int = 3                    # adversarial examples in the raster figure
     progress: bool = True
+    #: more formats of the training log beside log*.jsonl: csv, tensorboard (comma-separated)
+    log: str = ""
 
 
 PRESETS: Dict[str, dict] = {

@@ -253,10 +253,10 @@ def _examples(c: Config, models, data, rd: RunDir, plt) -> str:
             for a in ax[:3]:
                 a.set_xticks([])
                 a.set_yticks([])
-            viz.raster(ax[3], z_clean[:, k].numpy(), f"hidden spikes, clean "
-                       f"({int(z_clean[:, k].sum())})", c.dt_ms)
-            viz.raster(ax[4], z_adv[:, k].numpy(), f"hidden spikes, adversarial "
-                       f"({int(z_adv[:, k].sum())})", c.dt_ms)
+            viz.raster(z_clean[:, k], ax[3], dt_ms=c.dt_ms, title=f"hidden spikes, clean "
+                       f"({int(z_clean[:, k].sum())})")
+            viz.raster(z_adv[:, k], ax[4], dt_ms=c.dt_ms, title=f"hidden spikes, adversarial "
+                       f"({int(z_adv[:, k].sum())})")
             row += 1
     fig.tight_layout()
     fig.savefig(rd.path / "adversarial_examples.png", dpi=100)

@@ -67,6 +67,7 @@ from torch.utils.data import DataLoader
 
 from ... import robust
 from ...train import ObjectiveOutput, Trainer, make_optimizer, seed_everything
+from ...train.log import loggers_for
 from ...train.progress import Progress
 from ..config import to_json
 from ..report import Result, RunDir
@@ -101,7 +102,7 @@ def train(c: Config, data, ckpt: Path, progress, resume: bool,
     loader = DataLoader(data.train, batch_size=c.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(c.seed))
     trainer = Trainer(model, opt, fn, scheduler=sched, log_path=ckpt / "log.jsonl",
-                      checkpoint_dir=ckpt, keep_checkpoints=2, progress=progress)
+                      loggers=loggers_for(c.log, ckpt / "log.jsonl"), checkpoint_dir=ckpt, keep_checkpoints=2, progress=progress)
     history = trainer.fit(loader, epochs, resume="latest" if resume else None)
     return model.eval(), history, time.perf_counter() - t0
 
