@@ -1,7 +1,5 @@
 """The fused ALIF kernel equals the reference loop: spikes, states and gradients."""
 
-import itertools
-
 import pytest
 import torch
 
@@ -12,12 +10,15 @@ from spikegrad.functional import adaptation as A
 from spikegrad.kernels import parallel
 from spikegrad.kernels.registry import numba_available
 
+from cases import pairwise_params
 from numerics import (assert_close_to_reference, assert_decisions_clear, chain, membrane_chain,
                       spike_margins)
 
 pytestmark = pytest.mark.skipif(not numba_available(), reason="numba not installed")
-OPTIONS = list(itertools.product(["subtract", "to_value", "none"], [True, False],
-                                 [False, True], [False, True]))
+# every option combination compiles its own kernel: the default run takes a covering array
+# of them (every pair of values), make test-all the whole product (tests/cases.py)
+OPTIONS = pairwise_params(["subtract", "to_value", "none"], [True, False], [False, True],
+                          [False, True])
 
 
 def _case(fused, reset="subtract", detach=True, syn=False, scale=False, T=40, rec=False,
@@ -104,12 +105,10 @@ def test_recurrent_equals_reference(reset, detach, syn, scale):
 REFRACTORY = [(2, False), (0, True), (3, True)]
 
 
-@pytest.mark.parametrize("n_ref, relative", REFRACTORY)
-@pytest.mark.parametrize("reset, detach, syn, scale", [
-    ("subtract", True, False, False), ("subtract", False, True, False),
-    ("to_value", False, False, True), ("to_value", True, True, True),
-    ("none", False, False, False)])
-@pytest.mark.parametrize("rec", [False, True])
+@pytest.mark.parametrize("n_ref, relative, reset, detach, syn, scale, rec", pairwise_params(
+    REFRACTORY, [("subtract", True, False, False), ("subtract", False, True, False),
+                 ("to_value", False, False, True), ("to_value", True, True, True),
+                 ("none", False, False, False)], [False, True]))
 def test_refractory_equals_reference(n_ref, relative, reset, detach, syn, scale, rec):
     kw = dict(reset=reset, detach=detach, syn=syn, scale=scale, rec=rec, n_ref=n_ref,
               relative=relative)

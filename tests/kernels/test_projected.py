@@ -12,6 +12,7 @@ from spikegrad.kernels.registry import numba_available
 
 import copy
 
+from cases import pairwise_params
 from numerics import (assert_decisions_clear, assert_same_up_to_order, chain, matmul_scale,
                       membrane_chain, spike_margins)
 
@@ -120,9 +121,11 @@ def _option_id(kw):
     return ",".join(getattr(v, "name", str(v)) for v in kw.values()) or "default"
 
 
-@pytest.mark.parametrize("recompute", RECOMPUTE)
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("lif_kw", OPTIONS, ids=_option_id)
+# each option set compiles its own kernels: a covering array in the default run, the whole
+# product in make test-all (tests/cases.py)
+@pytest.mark.parametrize("lif_kw, dtype, recompute", pairwise_params(
+    OPTIONS, [torch.float64, torch.float32], RECOMPUTE,
+    ids=lambda kw, dtype, r: f"{_option_id(kw)}-{str(dtype)[6:]}-{r}"))
 def test_fused_equals_the_layers_run_one_by_one(calls, dtype, lif_kw, recompute):
     gain = 30.0 if lif_kw.get("scale_input") else 3.0
     check(lif_kw, dtype, gain=gain, recompute=recompute)

@@ -1,0 +1,34 @@
+"""The covering arrays that split parameter grids between the default and the full run cover
+every pair of values, and the rest of the product is kept, marked slow."""
+
+import itertools
+
+import pytest
+
+from cases import covering_array, pairwise_params
+
+
+@pytest.mark.parametrize("factors", [
+    (["a", "b", "c"], [True, False], [False, True], [0, 1]),
+    ([(2, False), (0, True), (3, True)], ["x", "y", "z", "u", "v"], [False, True]),
+    ([1, 2], [3]),
+])
+def test_every_pair_is_covered_by_fewer_cases_than_the_product(factors):
+    cases = covering_array(*factors)
+    for i, j in itertools.combinations(range(len(factors)), 2):
+        assert {(c[i], c[j]) for c in cases} == set(itertools.product(factors[i], factors[j]))
+    full = list(itertools.product(*factors))
+    assert set(cases) <= set(full) and len(set(cases)) == len(cases)
+    if len(factors) > 2:
+        assert len(cases) < len(full)
+
+
+def test_params_keep_the_whole_product_with_the_rest_marked_slow():
+    factors = (["a", "b", "c"], [True, False], [(1, 2), (3, 4)])
+    params = pairwise_params(*factors)
+    assert len(params) == 12
+    fast = [p.values for p in params if not p.marks]
+    assert ("a", True, 1, 2) in fast or ("a", True, 3, 4) in fast
+    assert all(len(p.values) == 4 for p in params)
+    assert {m.name for p in params for m in p.marks} == {"slow"}
+    assert len(fast) == len(covering_array(*factors))
