@@ -151,3 +151,30 @@ def test_state_dict_resumes_the_stream_exactly():
     ys_b = torch.stack([b.step(xs[t], ts[t]) for t in range(50, 90)])
     assert torch.equal(ys_a, ys_b) and b.steps == 90
     assert math.isclose(a.loss_sum, b.loss_sum)
+
+
+def test_rate_window_stream_is_eprop_runs_bookkeeping_and_update_restarts_the_counts():
+    net = _net(torch.float64)
+    twin = copy.deepcopy(net)
+    xs, ts = _data(torch.float64, T=100)
+    opts = dict(reg=0.5, rate_target=0.04)
+    ep = EProp.from_sequential(twin, **opts)
+    ys_ref, _ = ep.run(xs[:, None], ts[:, None], optimizer=torch.optim.SGD(twin.parameters(),
+                                                                             lr=0.05),
+                       update_every=20)
+    stream = StreamingEProp(EProp.from_sequential(net, **opts), backend="numba",
+                            rate_window="stream")
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    ys = []
+    for t in range(100):
+        ys.append(stream.step(xs[t], ts[t]))
+        if (t + 1) % 20 == 0:
+            stream.flush()
+            opt.step()
+    torch.testing.assert_close(torch.stack(ys), ys_ref[:, 0], rtol=1e-9, atol=1e-12)
+    assert float(stream.state.count.sum()) > 0 and stream.state.steps == 100
+    windowed = StreamingEProp(EProp.from_sequential(copy.deepcopy(net), **opts))
+    windowed.run(xs[:30], ts[:30])
+    windowed.flush()
+    assert float(windowed.state.count.sum()) == 0 and windowed.state.steps == 0
+    assert windowed.steps == 30

@@ -38,9 +38,10 @@ from ..kernels.registry import numba_available
 from ..kernels.spec import SURROGATE_IDS
 from .eprop import EProp, EPropState
 
-__all__ = ["StreamingEProp", "numba_unsupported", "STREAM_BACKENDS"]
+__all__ = ["StreamingEProp", "numba_unsupported", "STREAM_BACKENDS", "RATE_WINDOWS"]
 
 STREAM_BACKENDS = ("auto", "numba", "reference")
+RATE_WINDOWS = ("update", "stream")
 
 
 def _scalar(x) -> Optional[float]:
@@ -86,6 +87,11 @@ class StreamingEProp:
     Args:
         eprop: the learner (its network, feedback, regulariser and loss scale).
         backend: ``"auto"``, ``"numba"`` or ``"reference"`` (see the module docstring).
+        rate_window: what the firing-rate regulariser (``eprop.reg``) averages over:
+            ``"update"`` (default): the steps since the last :meth:`flush`, as if each update
+            window were one of :meth:`EProp.run`'s sequences (the spike counts restart at
+            every flush); ``"stream"``: every step since the start, :meth:`EProp.step`'s own
+            bookkeeping, whose regulariser gradient fades as ``1 / steps`` on a long stream.
 
     Attributes:
         backend: the backend in use (``"numba"`` or ``"reference"``).
@@ -95,11 +101,12 @@ class StreamingEProp:
     Shapes: ``x [N_in]``, ``target [K]``, returns ``y [K]``.
     """
 
-    def __init__(self, eprop: EProp, backend: str = "auto"):
+    def __init__(self, eprop: EProp, backend: str = "auto", rate_window: str = "update"):
         if not isinstance(eprop, EProp):
             raise TypeError(f"eprop must be a spikegrad.learning.EProp, got "
                             f"{type(eprop).__name__}")
         check_choice(backend, "backend", STREAM_BACKENDS)
+        self.rate_window = check_choice(rate_window, "rate_window", RATE_WINDOWS)
         self.eprop = eprop
         reason = numba_unsupported(eprop)
         if backend == "numba" and reason is not None:
@@ -115,6 +122,7 @@ class StreamingEProp:
         self._state = self.eprop.init_state(1)
         self.eprop.zero_grad()
         self.steps = 0
+        self._window = 0          # steps the regulariser's rate counts (state.steps)
         self.loss_sum = 0.0
         if self.backend == "numba":
             self._bind()
@@ -123,7 +131,7 @@ class StreamingEProp:
     def state(self) -> EPropState:
         """The :class:`EPropState` after the last step (its tensors are live: the numba
         backend overwrites them in place at the next step; clone to keep one)."""
-        return self._state._replace(steps=self.steps)
+        return self._state._replace(steps=self._window)
 
     def _bind(self) -> None:
         """Numpy views of the weights, state and accumulators for the kernel (rebuilt after
@@ -188,11 +196,13 @@ class StreamingEProp:
             y, self._state = self.eprop.step(x[None], target[None], self.state)
             self.loss_sum = self.eprop.loss_sum
             self.steps += 1
+            self._window += 1
             return y[0].clone()
         a = self._arrays
         xn, tn = x.numpy(), target.numpy()
         self.loss_sum += float(self._step(xn, tn, *a, self._scratch))
         self.steps += 1
+        self._window += 1
         return torch.from_numpy(a.y.copy())
 
     @torch.no_grad()
@@ -211,6 +221,7 @@ class StreamingEProp:
         self.loss_sum += float(self._run(xs.numpy(), targets.numpy(), ys.numpy(), *a,
                                          self._scratch))
         self.steps += xs.shape[0]
+        self._window += xs.shape[0]
         return ys
 
     def flush(self) -> Dict[str, Tensor]:
@@ -219,6 +230,9 @@ class StreamingEProp:
         ``optimizer.step()`` after it."""
         grads = self.eprop.flush(self.state)
         self.loss_sum = 0.0
+        if self.rate_window == "update":
+            self._state.count.zero_()       # in place: the kernel holds a view of it
+            self._window = 0
         if self.backend == "numba":
             self._rebind_accumulators()
         return grads
@@ -234,7 +248,7 @@ class StreamingEProp:
         """The stream's state (traces, accumulators, counters) and the learner's own, for an
         exact resume mid-stream."""
         s = self.state
-        return {"eprop": self.eprop.state_dict(), "steps": self.steps,
+        return {"eprop": self.eprop.state_dict(), "steps": self.steps, "window": self._window,
                 "loss_sum": self.loss_sum,
                 "state": [None if t is None else t.clone() for t in _flat(s)],
                 "acc": [t.clone() for t in self.eprop.accumulators()]}
@@ -251,6 +265,7 @@ class StreamingEProp:
         for dst, src in zip(self.eprop.accumulators(), d["acc"]):
             dst.copy_(src)
         self.steps, self.loss_sum = int(d["steps"]), float(d["loss_sum"])
+        self._window = int(d["window"])
 
 
 def _flat(s: EPropState) -> list:
