@@ -12,6 +12,7 @@ APPS = {
     "biophysics": "spikegrad.apps.biophysics",
     "conversion": "spikegrad.apps.conversion",
     "onchip": "spikegrad.apps.onchip",
+    "bci": "spikegrad.apps.bci",
 }
 
 
