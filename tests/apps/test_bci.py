@@ -39,13 +39,17 @@ def test_tiny_run_writes_the_report_and_resumes_to_the_same_numbers(tmp_path):
     assert 0 < m["bptt_activation_sparsity"] < 1 and m["bptt_synops_per_s"] > 0
     assert m["latency_backend"] == "numba" and 0 < m["latency_median_us"] < 1e4
     assert m["eprop_over_bptt_r2"] == pytest.approx(m["eprop_r2"] / m["bptt_r2"])
-    for name in ("frozen", "eprop", "kalman_refit"):
-        assert f"disruption_{name}_pre_r2" in m and f"disruption_{name}_recover_s" in m
-    # 30 % of the channels silent: the frozen decoder loses R² it had before
-    assert m["disruption_frozen_post_r2"] < m["disruption_frozen_pre_r2"]
+    for kind in ("rotation", "dropout"):
+        for name in ("frozen", "eprop", "kalman_refit"):
+            assert f"disruption_{kind}_{name}_pre_r2" in m
+            assert f"disruption_{kind}_{name}_recover_s" in m
+    # preferred directions rotated by 45 degrees: the frozen decoder loses R² it had before
+    assert m["disruption_rotation_frozen_post_r2"] < m["disruption_rotation_frozen_pre_r2"]
     assert json.loads((res.out_dir / "metrics.json").read_text()) == pytest.approx(m)
     report = (res.out_dir / "report.md").read_text()
-    for section in ("Decoders on the test part", "Online latency per bin", "Disruption (dropout)",
+    for section in ("Decoders on the test part", "Online latency per bin",
+                    "Disruption (30% of the channels silent)",
+                    "Disruption (preferred directions rotated by 45°)",
                     "RSNN, online streaming e-prop", "Wiener/ridge, 100 ms history", "## Methods"):
         assert section in report, section
     for f in ("traces.png", "disruption.png", "training.png", "config.json"):
@@ -71,7 +75,7 @@ def _recording(seconds=40.0, n=12):
     return d, _spike_times(d.counts.numpy(), d.dt, np.random.default_rng(0))
 
 
-REAL = dict(TINY, memory_minutes="", disruption_pre_s=4.0, disruption_post_s=6.0,
+REAL = dict(TINY, memory_minutes="", disruption="dropout", disruption_pre_s=4.0, disruption_post_s=6.0,
             r2_window_s=2.0, kalman_window_s=3.0)
 
 
@@ -92,7 +96,7 @@ def test_odoherty_file_runs_the_same_comparison(tmp_path):
                   tmp_path / "run")
     assert res.metrics["n_channels"] == 12
     assert res.metrics["ridge_r2"] > 0.1 and res.metrics["bptt_r2"] > 0.0
-    assert "disruption_frozen_pre_r2" in res.metrics
+    assert "disruption_dropout_frozen_pre_r2" in res.metrics
     assert "indy_sim.mat" in (res.out_dir / "report.md").read_text()
 
 
@@ -141,6 +145,7 @@ def test_sliding_r2_and_time_to_recover():
 
 @pytest.mark.parametrize("override, key", [
     ("data=mat", "data"), ("data=odoherty", "path"), ("disruption=flip", "disruption"),
+    ("disruption=rotation,rotation", "disruption"),
     ("hidden=0", "hidden"), ("lr_bptt=0", "lr_bptt"), ("input_dropout=1", "input_dropout"),
     ("memory_minutes=1,x", "memory_minutes"), ("burn_in_ms=3000", "burn_in_ms"),
     ("tau_syn_ms=-1", "tau_syn_ms")])
@@ -151,7 +156,7 @@ def test_bad_config_values_raise_config_error_naming_the_key(override, key):
 
 def test_rotation_needs_the_simulation():
     with pytest.raises(ConfigError, match="disruption=rotation"):
-        app.validate(app.Config(data="nlb", path="x.nwb", disruption="rotation"))
+        app.validate(app.Config(data="nlb", path="x.nwb", disruption="dropout,rotation"))
 
 
 @pytest.mark.slow
@@ -163,6 +168,6 @@ def test_default_config_meets_the_issue_floors(tmp_path):
     assert m["eprop_over_bptt_r2"] >= 0.95
     assert m["memory_eprop_peak_ratio"] <= 1.10
     assert m["latency_median_us"] <= 200
-    assert m["disruption_eprop_recover_s"] <= 60
-    assert m["disruption_frozen_post_r2"] < 0.9 * m["disruption_frozen_pre_r2"]
+    assert m["disruption_rotation_eprop_recover_s"] <= 60
+    assert m["disruption_rotation_frozen_post_r2"] < 0.9 * m["disruption_rotation_frozen_pre_r2"]
     assert math.isfinite(m["wall_seconds"]) and m["wall_seconds"] < 600

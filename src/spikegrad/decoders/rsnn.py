@@ -6,10 +6,13 @@ The network (:class:`RSNNDecoder`, a :class:`spikegrad.nn.Sequential` of four la
     counts [T, B, N_in] -> Linear (bias) -> Recurrent(LIF) (no autapses) -> Linear (bias)
                         -> LI readout -> normalised velocity [T, B, K]
 
-The counts enter as they are (integers: events, so synaptic operations count them; the
-input bias absorbs their mean). The readout is trained on velocity standardised by the
-training mean and standard deviation (buffers ``target_mean``, ``target_std``);
-:meth:`RSNNDecoder.predict` maps back to the data's units.
+The network sees the counts minus their training mean (buffer ``count_mean``;
+:meth:`RSNNDecoder.centre`): centred inputs keep the presynaptic traces of online rules from
+all sharing one sign (which slows e-prop down a lot). Deployed, the mean folds into the
+input bias (``W (c - m) + b = W c + (b - W m)``), so the network runs on the integer counts
+as events and :func:`spiking_costs` counts them. The readout is trained on velocity
+standardised by the training mean and standard deviation (buffers ``target_mean``,
+``target_std``); :meth:`RSNNDecoder.predict` maps back to the data's units.
 
 :class:`RandomWindows` draws the random training windows of offline (BPTT) training as a
 re-iterable loader with its own generator (the Trainer saves and restores it);
@@ -71,6 +74,7 @@ class RSNNDecoder(nn.Sequential):
         li = nn.LI(n_out, tau_mem=tau_out, dt=dt)
         super().__init__(inp, rec, out, li)
         self.dt = dt
+        self.register_buffer("count_mean", torch.zeros(n_in))
         self.register_buffer("target_mean", torch.zeros(n_out))
         self.register_buffer("target_std", torch.ones(n_out))
 
@@ -86,13 +90,21 @@ class RSNNDecoder(nn.Sequential):
     def n_out(self) -> int:
         return self.layers[2].out_features
 
-    def set_normalisation(self, velocity: Tensor) -> "RSNNDecoder":
-        """Take the target mean and standard deviation from training kinematics ``[T, K]``."""
+    def set_normalisation(self, velocity: Tensor, counts: Optional[Tensor] = None
+                          ) -> "RSNNDecoder":
+        """Take the target mean and standard deviation from training kinematics ``[T, K]``
+        and, if given, the input mean from the training ``counts [T, n_in]``."""
         v = velocity.detach().double()
         with torch.no_grad():
+            if counts is not None:
+                self.count_mean.copy_(counts.detach().double().mean(0))
             self.target_mean.copy_(v.mean(0))
             self.target_std.copy_(v.std(0).clamp(min=1e-12))
         return self
+
+    def centre(self, counts: Tensor) -> Tensor:
+        """Counts ``[..., n_in]`` -> the network's input (minus the training mean)."""
+        return counts - self.count_mean
 
     def normalise(self, velocity: Tensor) -> Tensor:
         """Kinematics ``[..., K]`` in the data's units -> the readout's units."""
@@ -110,7 +122,7 @@ class RSNNDecoder(nn.Sequential):
         was = self.training
         self.eval()
         try:
-            outs, _ = self.forward_all(c[:, None])
+            outs, _ = self.forward_all(self.centre(c)[:, None])
         finally:
             self.train(was)
         y = self.denormalise(outs[-1][:, 0]).float()
@@ -153,8 +165,8 @@ class RandomWindows:
 
 def spiking_costs(decoder: RSNNDecoder, counts: Tensor, spikes: Tensor,
                   dt: float) -> Dict[str, float]:
-    """NeuroBench-style costs of one decoding run: ``counts [T, n_in]`` in, hidden
-    ``spikes [T, hidden]``.
+    """NeuroBench-style costs of one decoding run: ``counts [T, n_in]`` in (the integer
+    counts: the input mean folded into the bias), hidden ``spikes [T, hidden]``.
 
     Returns ``parameters`` (weights and biases), ``footprint_bytes`` (float32),
     ``synops_per_s`` (accumulate operations: each input count reaches ``hidden`` neurons,

@@ -9,14 +9,15 @@ from typing import List
 
 from ..config import ConfigError
 
-__all__ = ["Config", "DATA", "DISRUPTIONS", "validate", "minutes"]
+__all__ = ["Config", "DATA", "DISRUPTIONS", "validate", "minutes", "disruptions"]
 
 DATA = ("simulation", "odoherty", "nlb")
 #: the abrupt change of the disruption experiment: ``dropout`` (a fraction of the channels
 #: falls silent), ``swap`` (a fraction of the channels exchange their signals), ``rotation``
 #: (every preferred direction rotates; simulation only), ``gain`` (every rate is multiplied;
-#: simulation only), or ``none`` (no experiment)
-DISRUPTIONS = ("dropout", "swap", "rotation", "gain", "none")
+#: simulation only); ``disruption`` is a comma-separated list of them (each its own
+#: experiment), or ``none``
+DISRUPTIONS = ("dropout", "swap", "rotation", "gain")
 
 
 @dataclass
@@ -42,7 +43,7 @@ class Config:
     tau_mem_ms: float = 20.0
     tau_syn_ms: float = 50.0           # synaptic current of the LIF (0: voltage-based LIF)
     tau_out_ms: float = 50.0
-    input_gain: float = 3.0
+    input_gain: float = 2.0
     # offline SG-BPTT
     bptt_steps: int = 400
     steps_per_epoch: int = 25
@@ -58,20 +59,21 @@ class Config:
     update_every: int = 25             # bins between weight updates
     eprop_reg: float = 1.0             # e-prop's firing-rate regulariser (per update window)
     lr_final_frac: float = 0.05        # both trainings: cosine decay to lr * this
-    chunk_s: float = 15.0              # e-prop pass: stream chunk per Trainer epoch
+    chunk_s: float = 5.0               # e-prop pass: stream chunk per Trainer epoch
+    eprop_warmup_s: float = 0.0        # e-prop pass: linear lr warm-up over this much stream
     # costs
     latency_steps: int = 4000
     memory_minutes: str = "1,10,60"    # e-prop stream lengths for the RSS probe ("" : skip)
-    bptt_memory_minutes: str = "1,2,5"  # BPTT sequence lengths for the RSS probe
+    bptt_memory_minutes: str = "1,10,60"  # BPTT sequence lengths for the RSS probe
     # disruption experiment
-    disruption: str = "dropout"
+    disruption: str = "rotation,dropout"
     disruption_fraction: float = 0.3   # dropout / swap: fraction of channels
     rotation_deg: float = 45.0
     gain: float = 0.5
     disruption_pre_s: float = 90.0
     disruption_post_s: float = 120.0
     r2_window_s: float = 10.0
-    lr_adapt: float = 1e-3             # e-prop on the frozen decoder's weights
+    lr_adapt: float = 1e-4             # e-prop on the frozen decoder's weights
     kalman_window_s: float = 60.0      # Kalman refit on the last window...
     kalman_refit_s: float = 5.0        # ... every this many seconds
     checkpoint_every: int = 1
@@ -89,6 +91,17 @@ def minutes(text: str, key: str) -> List[float]:
     return values
 
 
+def disruptions(c: Config) -> List[str]:
+    """The disruption experiments of ``c`` in order (``none``: no experiment)."""
+    if c.disruption.strip().lower() == "none":
+        return []
+    kinds = [k for k in c.disruption.replace(" ", "").split(",") if k]
+    if not kinds or any(k not in DISRUPTIONS for k in kinds) or len(set(kinds)) != len(kinds):
+        raise ConfigError(f"disruption must be a comma-separated list of distinct "
+                          f"{', '.join(DISRUPTIONS)}, or none; got {c.disruption!r}")
+    return kinds
+
+
 def validate(cfg: Config) -> Config:
     """Check every field; a :class:`~spikegrad.apps.config.ConfigError` names the key."""
     if not isinstance(cfg, Config):
@@ -101,9 +114,8 @@ def validate(cfg: Config) -> Config:
     need(cfg.data in DATA, f"data must be one of {', '.join(DATA)}; got {cfg.data!r}")
     need(cfg.data == "simulation" or cfg.path.strip() != "",
          f"data={cfg.data} reads a recording: give its file with --set path=FILE")
-    need(cfg.disruption in DISRUPTIONS, f"disruption must be one of "
-                                        f"{', '.join(DISRUPTIONS)}; got {cfg.disruption!r}")
-    need(cfg.data == "simulation" or cfg.disruption in ("dropout", "swap", "none"),
+    kinds = disruptions(cfg)
+    need(cfg.data == "simulation" or all(k in ("dropout", "swap") for k in kinds),
          f"disruption={cfg.disruption} changes the simulated tuning; on a recording use "
          "dropout, swap or none")
     for key in ("n_channels", "hidden", "bptt_steps", "steps_per_epoch", "batch_size",
@@ -118,7 +130,8 @@ def validate(cfg: Config) -> Config:
         v = getattr(cfg, key)
         need(math.isfinite(v) and v > 0, f"{key} must be a finite number > 0; got {v}")
     for key in ("ridge", "ridge_long_history_ms", "kalman_lag_ms", "tau_syn_ms",
-                "burn_in_ms", "rate_weight", "target_rate_hz", "eprop_reg", "rotation_deg"):
+                "burn_in_ms", "rate_weight", "target_rate_hz", "eprop_reg", "rotation_deg",
+                "eprop_warmup_s"):
         v = getattr(cfg, key)
         need(math.isfinite(v) and v >= 0, f"{key} must be a finite number >= 0; got {v}")
     need(0 <= cfg.input_dropout < 1, f"input_dropout must be in [0, 1); got "

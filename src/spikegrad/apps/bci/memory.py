@@ -24,8 +24,8 @@ _CHUNK_S = 60.0
 def _setup(c: Config):
     seed_everything(c.seed)
     d = simulate_cortex(_CHUNK_S, c.n_channels, dt=c.dt_ms * 1e-3, seed=c.seed)
-    dec = build_decoder(c, d.n_channels, d.velocity)
-    return d.counts, dec.normalise(d.velocity).float(), dec
+    dec = build_decoder(c, d.counts, d.velocity)
+    return dec.centre(d.counts).float(), dec.normalise(d.velocity).float(), dec
 
 
 def probe(payload: str) -> None:

@@ -4,10 +4,9 @@ sliding R² around the disruption, memory curves, training curves."""
 
 from __future__ import annotations
 
-import math
-from typing import Dict, List, Optional
+from typing import Dict, List
 
-from ..report import RunDir, Table, curve
+from ..report import RunDir, Table
 from .config import Config
 
 __all__ = ["tables", "figures", "DECODERS"]
@@ -63,26 +62,35 @@ def tables(c: Config, m: Dict[str, float], mem_rows, dis) -> List[Table]:
                          "(batch 1). e-prop's state and accumulators: "
                          f"{m.get('memory_eprop_state_bytes', float('nan')):.0f} bytes at any "
                          "length."))
-    if dis is not None:
-        names = [n for n in dis["curves"]]
+    for kind, res in dis.items():
+        names = [n for n in res["curves"]]
         out.append(Table(
-            f"Disruption ({c.disruption}) at {dis['event_s']:.0f} s",
+            f"Disruption ({_describe(c, kind)}) at {res['event_s']:.0f} s",
             ["decoder", "R² before", "R² last 60 s", "time to 90 % of R² before (s)"],
-            [[n, m[f"disruption_{n}_pre_r2"], m[f"disruption_{n}_post_r2"],
-              m[f"disruption_{n}_recover_s"]] for n in names],
+            [[n, m[f"disruption_{kind}_{n}_pre_r2"], m[f"disruption_{kind}_{n}_post_r2"],
+              m[f"disruption_{kind}_{n}_recover_s"]] for n in names],
             f"R² in sliding {c.r2_window_s:g} s windows; inf: never within the "
-            f"{c.disruption_post_s:g} s after the event."))
+            f"{c.disruption_post_s:g} s after the event. frozen: the BPTT decoder as "
+            "trained; eprop: the same decoder with online e-prop on from the start; "
+            "kalman_refit: the Kalman filter refit on a sliding window."))
     return out
 
 
-def figures(c: Config, data, preds, mem_rows, dis: Optional[dict], history,
+def _describe(c: Config, kind: str) -> str:
+    return {"dropout": f"{c.disruption_fraction:.0%} of the channels silent",
+            "swap": f"{c.disruption_fraction:.0%} of the channels swapped",
+            "rotation": f"preferred directions rotated by {c.rotation_deg:g}°",
+            "gain": f"rates times {c.gain:g}"}[kind]
+
+
+def figures(c: Config, data, preds, mem_rows, dis: Dict[str, dict], history,
             rd: RunDir) -> List[str]:
     from ... import viz
     plt = viz.pyplot()
     names = [_traces(data, preds, rd, plt)]
     if mem_rows:
         names.append(_memory(mem_rows, rd, plt))
-    if dis is not None:
+    if dis:
         names.append(_disruption(c, dis, rd, plt))
     names.append(_training(history, rd, plt))
     return names
@@ -126,17 +134,19 @@ def _memory(rows, rd: RunDir, plt) -> str:
     return "memory.png"
 
 
-def _disruption(c: Config, dis: dict, rd: RunDir, plt) -> str:
-    fig, ax = plt.subplots(figsize=(7.5, 3.8))
-    dt = dis["dt"]
-    for name, cv in dis["curves"].items():
-        ax.plot((cv[:, 0] * dt).numpy(), cv[:, 1].numpy(), label=name)
-    ax.axvline(dis["event_s"], color="k", ls=":", lw=1, label="disruption")
-    ax.set_ylim(max(-0.5, min(float(cv[:, 1].min()) for cv in dis["curves"].values())), 1.0)
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel(f"R² ({c.r2_window_s:g} s window)")
-    ax.set_title(f"Disruption: {c.disruption}")
-    ax.legend(fontsize=8)
+def _disruption(c: Config, dis: Dict[str, dict], rd: RunDir, plt) -> str:
+    fig, axes = plt.subplots(1, len(dis), figsize=(6.5 * len(dis), 3.8), squeeze=False)
+    for ax, (kind, res) in zip(axes[0], dis.items()):
+        dt = res["dt"]
+        for name, cv in res["curves"].items():
+            ax.plot((cv[:, 0] * dt).numpy(), cv[:, 1].numpy(), label=name)
+        ax.axvline(res["event_s"], color="k", ls=":", lw=1, label="disruption")
+        low = min(float(cv[:, 1].min()) for cv in res["curves"].values())
+        ax.set_ylim(max(-0.5, low - 0.05), 1.0)
+        ax.set_xlabel("time (s)")
+        ax.set_title(_describe(c, kind), fontsize=9)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel(f"R² ({c.r2_window_s:g} s window, end time)")
     fig.tight_layout()
     fig.savefig(rd.path / "disruption.png", dpi=110)
     plt.close(fig)

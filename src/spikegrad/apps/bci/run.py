@@ -74,7 +74,7 @@ from ...train import seed_everything
 from ..report import Result, RunDir
 from . import memory as mem
 from . import stream as st
-from .config import Config, validate
+from .config import Config, disruptions, validate
 from .report import figures, tables
 from .train import build_decoder, train_bptt, train_eprop
 
@@ -145,10 +145,10 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
     # --- spiking decoders: same initial weights, two trainings
     progress = c.progress
     torch.manual_seed(c.seed)
-    init = build_decoder(c, data.n_channels, vtr).state_dict()
+    init = build_decoder(c, ctr, vtr).state_dict()
     models, history = {}, {}
     for name in ("bptt", "eprop"):
-        dec = build_decoder(c, data.n_channels, vtr)
+        dec = build_decoder(c, ctr, vtr)
         dec.load_state_dict(init)
         seed_everything(c.seed, deterministic=c.deterministic)
         t0 = time.perf_counter()
@@ -171,11 +171,11 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
         else []
     _memory_metrics(mem_rows, m)
     # --- disruption
-    dis = None
-    if c.disruption != "none":
-        stream_data = st.disruption_data(c, data)
-        dis = st.disruption_experiment(c, models["bptt"], kalman, stream_data)
-        m.update(st.as_metrics(dis))
+    dis = {}
+    for kind in disruptions(c):
+        stream_data = st.disruption_data(c, kind, data)
+        dis[kind] = st.disruption_experiment(c, models["bptt"], kalman, stream_data)
+        m.update(st.as_metrics(kind, dis[kind]))
     m["wall_seconds"] = time.perf_counter() - start
     rd.write_metrics(m)
     names = figures(c, data, preds, mem_rows, dis, history, rd)

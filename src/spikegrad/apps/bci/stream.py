@@ -32,7 +32,7 @@ def latency(c: Config, decoder: RSNNDecoder, counts: Tensor, velocity: Tensor
     stream = make_stream(c, dec)
     opt = make_optimizer("adam", dec.parameters(), lr=c.lr_adapt)
     ys = dec.normalise(velocity).float()
-    xs = counts.float()
+    xs = dec.centre(counts).float()
     n = min(c.latency_steps + 200, xs.shape[0])
     times = []
     for t in range(n):
@@ -50,21 +50,21 @@ def latency(c: Config, decoder: RSNNDecoder, counts: Tensor, velocity: Tensor
             "latency_backend": stream.backend, "latency_bins": len(times)}
 
 
-def _disrupt_counts(c: Config, counts: Tensor, start: int) -> Tensor:
-    """A recording's counts with ``c.disruption`` (dropout or swap) from bin ``start``."""
+def _disrupt_counts(c: Config, kind: str, counts: Tensor, start: int) -> Tensor:
+    """A recording's counts with disruption ``kind`` (dropout or swap) from bin ``start``."""
     g = torch.Generator().manual_seed(c.seed + 99)
     n = counts.shape[1]
     k = int(round(c.disruption_fraction * n))
     out = counts.clone()
     chosen = torch.randperm(n, generator=g)[:k]
-    if c.disruption == "dropout":
+    if kind == "dropout":
         out[start:, chosen] = 0.0
-    elif c.disruption == "swap" and k >= 2:
+    elif kind == "swap" and k >= 2:
         out[start:, chosen] = counts[start:, chosen.roll(-1)]
     return out
 
 
-def disruption_data(c: Config, data: ReachingData) -> ReachingData:
+def disruption_data(c: Config, kind: str, data: ReachingData) -> ReachingData:
     """The stream of the experiment: ``disruption_pre_s`` before the event and
     ``disruption_post_s`` after it. Simulation: a new recording of the same population (the
     tuning is drawn first from the seed) with the :class:`Disruption`; a recording: its test
@@ -73,7 +73,7 @@ def disruption_data(c: Config, data: ReachingData) -> ReachingData:
         ev = {"dropout": dict(dropout=c.disruption_fraction),
               "swap": dict(swap=c.disruption_fraction),
               "rotation": dict(rotation_deg=c.rotation_deg),
-              "gain": dict(gain=c.gain)}[c.disruption]
+              "gain": dict(gain=c.gain)}[kind]
         total = c.disruption_pre_s + c.disruption_post_s
         return simulate_cortex(total, c.n_channels, dt=c.dt_ms * 1e-3, seed=c.seed,
                                disruptions=[Disruption(c.disruption_pre_s, **ev)],
@@ -81,7 +81,7 @@ def disruption_data(c: Config, data: ReachingData) -> ReachingData:
     counts, velocity = data.test
     dt = data.dt
     pre = min(int(round(c.disruption_pre_s / dt)), counts.shape[0] // 2)
-    return ReachingData(counts=_disrupt_counts(c, counts, pre), velocity=velocity, dt=dt,
+    return ReachingData(counts=_disrupt_counts(c, kind, counts, pre), velocity=velocity, dt=dt,
                         split=0, source=data.source + " (test part, disrupted)")
 
 
@@ -139,7 +139,7 @@ def disruption_experiment(c: Config, decoder: RSNNDecoder, kalman: KalmanDecoder
     dec = copy.deepcopy(decoder)
     stream = make_stream(c, dec)
     opt = make_optimizer("adam", dec.parameters(), lr=c.lr_adapt)
-    xs, ys = counts.float(), dec.normalise(velocity).float()
+    xs, ys = dec.centre(counts).float(), dec.normalise(velocity).float()
     outs = []
     for lo in range(0, xs.shape[0], c.update_every):
         outs.append(stream.run(xs[lo:lo + c.update_every], ys[lo:lo + c.update_every]))
@@ -167,8 +167,8 @@ def disruption_experiment(c: Config, decoder: RSNNDecoder, kalman: KalmanDecoder
     return out
 
 
-def as_metrics(res: Dict[str, object]) -> Dict[str, float]:
-    return {f"disruption_{k}": float(v) for k, v in res.items()
+def as_metrics(kind: str, res: Dict[str, object]) -> Dict[str, float]:
+    return {f"disruption_{kind}_{k}": float(v) for k, v in res.items()
             if k.endswith(("_pre_r2", "_post_r2", "_recover_s"))}
 
 

@@ -13,21 +13,23 @@ from torch import Tensor
 
 from ...decoders import RandomWindows, RSNNDecoder
 from ...learning import EProp, StreamingEProp
-from ...train import ObjectiveOutput, Trainer, make_optimizer, seed_everything
+from ...train import ObjectiveOutput, Trainer, make_optimizer
 from .config import Config
 
 __all__ = ["build_decoder", "train_bptt", "train_eprop", "StreamChunks", "StreamLearner",
            "make_stream", "cosine"]
 
 
-def build_decoder(c: Config, n_in: int, velocity: Tensor) -> RSNNDecoder:
-    """The spiking decoder of ``c`` for ``n_in`` channels, normalised to the training
-    ``velocity [T, 2]``; initialised from torch's global RNG (seeded by the caller)."""
+def build_decoder(c: Config, counts: Tensor, velocity: Tensor) -> RSNNDecoder:
+    """The spiking decoder of ``c`` for the training ``counts [T, N]`` and ``velocity
+    [T, 2]`` (input and target normalisation); initialised from torch's global RNG (seeded
+    by the caller)."""
+    n_in = counts.shape[1]
     dec = RSNNDecoder(n_in, velocity.shape[1], c.hidden, dt=c.dt_ms * 1e-3,
                       tau_mem=c.tau_mem_ms * 1e-3,
                       tau_syn=c.tau_syn_ms * 1e-3 if c.tau_syn_ms else None,
                       tau_out=c.tau_out_ms * 1e-3, input_gain=c.input_gain)
-    return dec.set_normalisation(velocity)
+    return dec.set_normalisation(velocity, counts)
 
 
 def cosine(total: int, final: float, warmup: int = 0):
@@ -47,7 +49,7 @@ def _bptt_objective(c: Config):
         if c.input_dropout:                                   # torch's global RNG (checkpointed)
             keep = (torch.rand(xs.shape) >= c.input_dropout).to(xs.dtype)
             xs = xs * keep / (1.0 - c.input_dropout)
-        outs, _ = model.forward_all(xs)
+        outs, _ = model.forward_all(model.centre(xs))
         y, zs = outs[-1], outs[1]                             # [W, B, K], [W, B, H]
         mse = (y[burn:] - ys[burn:]).pow(2).mean()
         rate_hz = zs.mean((0, 1)) / dt                        # [H]
@@ -134,11 +136,13 @@ def train_eprop(c: Config, decoder: RSNNDecoder, counts: Tensor, velocity: Tenso
     (``lr_eprop``, cosine over the pass), an update every ``update_every`` bins."""
     chunk = max(c.update_every, int(round(c.chunk_s * 1e3 / c.dt_ms)) // c.update_every
                 * c.update_every)
-    loader = StreamChunks(counts.float(), decoder.normalise(velocity).float(), chunk)
+    loader = StreamChunks(decoder.centre(counts).float(), decoder.normalise(velocity).float(),
+                          chunk)
     stream = make_stream(c, decoder)
     opt = make_optimizer("adam", decoder.parameters(), lr=c.lr_eprop)
     epochs = len(loader)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine(epochs, c.lr_final_frac))
+    warm = int(round(c.eprop_warmup_s / (chunk * c.dt_ms * 1e-3)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine(epochs, c.lr_final_frac, warm))
     trainer = Trainer(decoder, opt, learner=StreamLearner(stream, c.update_every),
                       scheduler=sched, log_path=None if out is None else out / "log.jsonl",
                       checkpoint_dir=out, checkpoint_every=c.checkpoint_every,
@@ -156,6 +160,3 @@ def train_eprop(c: Config, decoder: RSNNDecoder, counts: Tensor, velocity: Tenso
     history = trainer.fit(OnePass(), epochs, resume="latest" if resume else None)
     return history, stream
 
-
-def seeded(c: Config) -> None:
-    seed_everything(c.seed, deterministic=c.deterministic)
