@@ -24,7 +24,7 @@ TINY = dict(duration_s=40.0, n_channels=24, hidden=16, bptt_steps=80, steps_per_
             batch_size=8, window_s=0.5, chunk_s=5.0, latency_steps=300, memory_minutes="",
             disruption_pre_s=20.0, disruption_post_s=20.0, r2_window_s=4.0,
             kalman_window_s=10.0, kalman_refit_s=2.0, ridge_long_history_ms=0.0,
-            progress=False)
+            input_gain=4.0, lr_bptt=1e-2, progress=False)
 
 
 def test_tiny_run_writes_the_report_and_resumes_to_the_same_numbers(tmp_path):
@@ -109,7 +109,7 @@ def test_nlb_file_runs_the_same_comparison_and_drops_bins_without_behaviour(tmp_
     pos = np.repeat(d.position.numpy() * 10.0, 4, axis=0)
     path = write_nwb(tmp_path / "mc_maze_sim.nwb", units=spikes, ts=ts, vel=vel, pos=pos,
                      trials=((0.0, 20.0, "train"), (20.0, 39.0, "val")))
-    c = app.Config(**REAL, data="nlb", path=str(path), disruption="swap")
+    c = app.Config(**dict(REAL, disruption="swap"), data="nlb", path=str(path))
     data = app.load_data(app.validate(c))
     assert "10 bins without behaviour dropped" in data.source
     assert torch.isfinite(data.velocity).all() and abs(data.n_bins - (d.n_bins - 10)) <= 1
@@ -155,7 +155,7 @@ def test_bad_config_values_raise_config_error_naming_the_key(override, key):
 
 
 def test_rotation_needs_the_simulation():
-    with pytest.raises(ConfigError, match="disruption=rotation"):
+    with pytest.raises(ConfigError, match="disruption=dropout,rotation changes the simulated"):
         app.validate(app.Config(data="nlb", path="x.nwb", disruption="dropout,rotation"))
 
 
