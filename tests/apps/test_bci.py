@@ -52,7 +52,8 @@ def test_tiny_run_writes_the_report_and_resumes_to_the_same_numbers(tmp_path):
                     "Disruption (preferred directions rotated by 45°)",
                     "RSNN, online streaming e-prop", "Wiener/ridge, 100 ms history", "## Methods"):
         assert section in report, section
-    for f in ("traces.png", "disruption.png", "training.png", "config.json"):
+    for f in ("traces.png", "disruption.png", "training.png", "config.json",
+              "disruption.json"):
         assert (res.out_dir / f).stat().st_size > 0
     assert {r["training"] for r in res.history} == {"bptt", "eprop"}
     again = app.run(app.Config(**TINY), tmp_path / "run", resume=True).metrics
@@ -132,7 +133,7 @@ def test_memory_probe_streams_eprop_flat_and_bptt_grows():
 
 
 def test_sliding_r2_and_time_to_recover():
-    target = torch.randn(100, 2)
+    target = torch.randn(100, 2, generator=torch.Generator().manual_seed(0))
     pred = target.clone()
     pred[50:70] = 0.0                                       # lost for 20 bins after bin 50
     curve = stream.sliding_r2(pred, target, window=10, stride=5)
@@ -141,6 +142,10 @@ def test_sliding_r2_and_time_to_recover():
     # first window wholly after the event that is good again ends at bin 80: 30 bins later
     assert stream.time_to_recover(curve, 50, 10, 0.9, dt=0.1) == pytest.approx(3.0)
     assert stream.time_to_recover(curve, 50, 10, 1.01, dt=0.1) is None
+    # a relapse: recovered only from the window after the last dip
+    pred[84:90] = 0.0                                       # windows ending 85-95 dip
+    curve = stream.sliding_r2(pred, target, window=10, stride=5)
+    assert stream.time_to_recover(curve, 50, 10, 0.9, dt=0.1) == pytest.approx(5.0)
 
 
 @pytest.mark.parametrize("override, key", [

@@ -170,10 +170,10 @@ def spiking_costs(decoder: RSNNDecoder, counts: Tensor, spikes: Tensor,
 
     Returns ``parameters`` (weights and biases), ``footprint_bytes`` (float32),
     ``synops_per_s`` (accumulate operations: each input count reaches ``hidden`` neurons,
-    each hidden spike ``hidden - 1`` recurrent and ``n_out`` readout synapses; plus the
-    readout's ``n_out`` leak MACs per bin are not counted), ``dense_macs_per_s`` (the same
-    network evaluated densely every bin) and ``activation_sparsity`` (fraction of zero
-    hidden activations over neurons and bins).
+    each hidden spike its recurrent synapses (``hidden - 1`` without autapses) and ``n_out``
+    readout synapses; the neurons' own leak updates are not counted), ``dense_macs_per_s``
+    (the same synapses evaluated densely every bin) and ``activation_sparsity`` (fraction
+    of zero hidden activations over neurons and bins).
     """
     n_params = sum(p.numel() for p in decoder.parameters())
     rec = decoder.layers[1]

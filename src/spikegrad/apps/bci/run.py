@@ -55,12 +55,14 @@ Methods, in the order they run:
    filter refit every ``kalman_refit_s`` on the last ``kalman_window_s`` of the stream. R²
    in sliding ``r2_window_s`` windows every second; pre-event R² over the last 60 s before
    the event, post-event R² over the last 60 s; time to recover: from the event to the end
-   of the first window wholly after it whose R² reaches 90 % of that decoder's pre-event R².
+   of the first window wholly after it from which on every window's R² reaches 90 % of that
+   decoder's pre-event R² (the curves are in ``disruption.json``).
    The decoders are given the true velocity online (a supervised recalibration).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -176,6 +178,11 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
         stream_data = st.disruption_data(c, kind, data)
         dis[kind] = st.disruption_experiment(c, models["bptt"], kalman, stream_data)
         m.update(st.as_metrics(kind, dis[kind]))
+    if dis:
+        (rd.path / "disruption.json").write_text(json.dumps(
+            {kind: {"event_s": r["event_s"], "dt": r["dt"],
+                    "curves": {n: cv.tolist() for n, cv in r["curves"].items()}}
+             for kind, r in dis.items()}) + "\n")
     m["wall_seconds"] = time.perf_counter() - start
     rd.write_metrics(m)
     names = figures(c, data, preds, mem_rows, dis, history, rd)

@@ -96,12 +96,15 @@ def sliding_r2(pred: Tensor, target: Tensor, window: int, stride: int) -> Tensor
 
 def time_to_recover(curve: Tensor, event: int, window: int, level: float, dt: float
                     ) -> Optional[float]:
-    """Seconds from the event to the end of the first window wholly after it whose R²
-    reaches ``level``; None if none does."""
-    for end, r2 in curve.tolist():
-        if end - window >= event and r2 >= level:
-            return (end - event) * dt
-    return None
+    """Seconds from the event to the end of the first window wholly after it from which on
+    every window's R² reaches ``level`` (recovered and stays so); None if none does."""
+    after = [(end, r2) for end, r2 in curve.tolist() if end - window >= event]
+    found = None
+    for end, r2 in reversed(after):
+        if r2 < level:
+            break
+        found = end
+    return None if found is None else (found - event) * dt
 
 
 def _kalman_refit(c: Config, kalman: KalmanDecoder, counts: Tensor, velocity: Tensor,
@@ -130,7 +133,7 @@ def disruption_experiment(c: Config, decoder: RSNNDecoder, kalman: KalmanDecoder
     online by e-prop (``lr_adapt``, every ``update_every`` bins, predicting each bin before
     its update), (c) the Kalman filter refit on a sliding window; sliding-window R², each
     decoder's pre-event R² (the ``r2_window_s`` windows of the last 60 s before the event),
-    post-event R² (the last 60 s) and time to regain 90 % of its pre-event R²."""
+    post-event R² (the last 60 s) and time to regain 90 % of its pre-event R² for good."""
     dt = stream_data.dt
     counts, velocity = stream_data.counts, stream_data.velocity
     event = int(round(c.disruption_pre_s / dt)) if c.data == "simulation" else \
