@@ -72,7 +72,7 @@ class Config:
     gain: float = 0.5
     disruption_pre_s: float = 90.0
     disruption_post_s: float = 120.0
-    r2_window_s: float = 10.0
+    r2_window_s: float = 20.0         # sliding R² window (10 s windows: too noisy to time)
     lr_adapt: float = 1e-4             # e-prop on the frozen decoder's weights
     kalman_window_s: float = 60.0      # Kalman refit on the last window...
     kalman_refit_s: float = 5.0        # ... every this many seconds
