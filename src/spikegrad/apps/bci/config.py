@@ -45,7 +45,7 @@ class Config:
     tau_out_ms: float = 50.0
     input_gain: float = 2.0
     # offline SG-BPTT
-    bptt_steps: int = 400
+    bptt_steps: int = 600
     steps_per_epoch: int = 25
     window_s: float = 2.0
     batch_size: int = 32
