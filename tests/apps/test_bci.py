@@ -176,7 +176,7 @@ def test_default_config_meets_the_issue_floors(tmp_path):
     assert m["disruption_rotation_eprop_recover_s"] <= 60
     assert m["disruption_rotation_frozen_post_r2"] < 0.9 * m["disruption_rotation_frozen_pre_r2"]
     assert math.isfinite(m["wall_seconds"]) and m["wall_seconds"] < 600
-    # the one floor not met: one online pass of e-prop reaches 0.94x (seed 0) of BPTT's R²
+    # not met: one online pass of e-prop reaches 0.90-0.94x of BPTT's R² (seeds 0-2)
     assert m["eprop_over_bptt_r2"] >= 0.88
     if m["eprop_over_bptt_r2"] < 0.95:
         pytest.xfail(f"e-prop / BPTT R² = {m['eprop_over_bptt_r2']:.3f} < 0.95 (issue 20's "
