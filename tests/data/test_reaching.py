@@ -231,26 +231,35 @@ def test_bin_spike_times_edges():
 # --- NLB MC_Maze NWB ------------------------------------------------------------------
 
 
-def write_nwb(path, *, behaviour=("hand_vel", "hand_pos"), vel_unit="mm/s"):
+def write_nwb(path, *, behaviour=("hand_vel", "hand_pos"), vel_unit="mm/s", units=None,
+              ts=None, vel=None, pos=None, trials=None):
+    """An MC_Maze-like NWB file. Defaults: 3 units, 40 ms of behaviour at 1 kHz, 2 trials;
+    ``units`` (spike-time arrays, ``heldout`` False), ``ts`` with ``vel`` [n, 2] (mm/s) and
+    ``pos`` [n, 2] (mm), and ``trials`` ((start, stop, split), ...) replace them."""
     pynwb = pytest.importorskip("pynwb")
     nwb = pynwb.NWBFile(session_description="MC_Maze test", identifier="mc-maze-test",
                         session_start_time=datetime.datetime(2024, 1, 1,
                                                              tzinfo=datetime.timezone.utc))
     nwb.add_unit_column(name="heldout", description="held out by the benchmark")
-    nwb.add_unit(spike_times=[0.0011, 0.0012, 0.0095, 0.5], heldout=False)
-    nwb.add_unit(spike_times=[0.0041, 0.03], heldout=True)
-    nwb.add_unit(spike_times=[], heldout=False)
-    ts = np.arange(40) * 0.001                        # 1 kHz, 40 ms -> 9 bins of 4 ms
+    if units is None:
+        nwb.add_unit(spike_times=[0.0011, 0.0012, 0.0095, 0.5], heldout=False)
+        nwb.add_unit(spike_times=[0.0041, 0.03], heldout=True)
+        nwb.add_unit(spike_times=[], heldout=False)
+    else:
+        for times in units:
+            nwb.add_unit(spike_times=list(times), heldout=False)
+    if ts is None:
+        ts = np.arange(40) * 0.001                    # 1 kHz, 40 ms -> 9 bins of 4 ms
+        vel = np.stack([np.arange(40.0), np.full(40, -10.0)], 1)     # mm/s
+        pos = np.stack([20.0 * ts, -30.0 * ts], 1)                   # mm: (20, -30) mm/s
     mod = nwb.create_processing_module(name="behavior", description="hand kinematics")
     if "hand_vel" in behaviour:
-        vel = np.stack([np.arange(40.0), np.full(40, -10.0)], 1)     # mm/s
         mod.add(pynwb.TimeSeries(name="hand_vel", data=vel, unit=vel_unit, timestamps=ts))
     if "hand_pos" in behaviour:
-        pos = np.stack([20.0 * ts, -30.0 * ts], 1)                   # mm: (20, -30) mm/s
         mod.add(pynwb.TimeSeries(name="hand_pos", data=pos, unit="mm", timestamps=ts))
     nwb.add_trial_column(name="split", description="benchmark split")
-    nwb.add_trial(start_time=0.0, stop_time=0.02, split="train")
-    nwb.add_trial(start_time=0.02, stop_time=0.039, split="val")
+    for start, stop, split in trials or ((0.0, 0.02, "train"), (0.02, 0.039, "val")):
+        nwb.add_trial(start_time=start, stop_time=stop, split=split)
     with pynwb.NWBHDF5IO(str(path), "w") as io:
         io.write(nwb)
     return path

@@ -13,6 +13,7 @@ APPS = {
     "conversion": "spikegrad.apps.conversion",
     "onchip": "spikegrad.apps.onchip",
     "robust": "spikegrad.apps.robust",
+    "bci": "spikegrad.apps.bci",
 }
 
 

@@ -129,9 +129,26 @@ def _biophysics(c) -> Terms:
              float(c.xor_train + c.xor_test) * T_xor * 2 * _F32)]
 
 
+def _bci(c) -> Terms:
+    bins = c.duration_s * 1e3 / c.dt_ms
+    N, H = c.n_channels, c.hidden
+    window = c.window_s * 1e3 / c.dt_ms
+    terms = [(f"simulated recording: {int(bins)} bins x {N} channels (a few copies)",
+              4.0 * bins * N * _F32),
+             _training("the recurrent layer (BPTT windows)", int(window), c.batch_size, H)]
+    longest = max([float(m) for m in c.bptt_memory_minutes.replace(" ", "").split(",") if m]
+                  or [0.0])
+    if longest and c.data == "simulation" and c.memory_minutes.strip():
+        T = int(longest * 60e3 / c.dt_ms)
+        terms.append(_training(f"BPTT memory probe over {longest:g} min", T, 1, H))
+        terms.append((f"its input: T={T} x {N} channels", float(T) * N * _F32))
+    return terms
+
+
 _ESTIMATORS: Dict[str, Callable] = {
     "classification": _classification, "regression": _regression, "vision": _vision,
     "coding": _coding, "constraints": _constraints, "biophysics": _biophysics,
+    "bci": _bci,
 }
 
 

@@ -81,6 +81,13 @@ def _phi_kernel(kind: int, F):
     return phi
 
 
+def scalar_surrogate(kind: int, F):
+    """The in-kernel surrogate derivative ``phi(x, b)`` of built-in ``kind`` (ids of
+    :data:`spikegrad.kernels.spec.SURROGATE_IDS`) in float type ``F``, an inlined numba
+    function for other compiled loops (e.g. :mod:`spikegrad.kernels.numba_eprop`)."""
+    return _phi_kernel(kind, F)
+
+
 def phi_builtin(kind: int, x: np.ndarray, b: float) -> np.ndarray:
     """The in-kernel surrogate derivative over an array (for tests)."""
     F = x.dtype.type

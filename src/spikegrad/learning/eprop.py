@@ -265,6 +265,13 @@ class EProp:
         self._acc_e = torch.zeros(self.n, self.P, dtype=w.dtype, device=w.device)
         self.loss_sum = 0.0
 
+    def accumulators(self) -> Tuple[Tensor, Tensor, Tensor]:
+        """The live gradient accumulators that :meth:`step` adds into: hidden ``[N, P]``,
+        readout ``[K, Q]`` and the summed eligibility traces ``[N, P]`` of the regulariser
+        (new tensors after every :meth:`zero_grad`). For compiled steps that write them in
+        place (:class:`spikegrad.learning.StreamingEProp`)."""
+        return self._acc_w, self._acc_out, self._acc_e
+
     # --- dynamics ---------------------------------------------------------------------------
 
     def _params(self):

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
-import time
 from typing import Dict, List, Sequence
 
 import torch
 
 from ...train import seed_everything
+from ...train.memory import rss_growth_mb, run_rss_probe
 from . import core as reg
 from .config import Config, validate
 from .rules import online_learner
@@ -33,34 +30,15 @@ def _one_step_memory(c: Config, T: int) -> float:
 
 def rss_of_one_step(cfg, T: int, timeout: float = 600.0) -> Dict[str, float]:
     """Peak RSS growth (MiB) of one training step at length ``T`` in a fresh subprocess
-    (Linux): the kernel's high-water mark ``VmHWM`` is reset after a short warm-up
-    (``/proc/self/clear_refs``), then ``VmHWM`` after the step minus ``VmRSS`` before it.
-    (``ru_maxrss`` is not used: Linux keeps it across ``fork``/``exec``, so a child would
-    report its parent's peak.)"""
+    (:func:`spikegrad.train.memory.run_rss_probe`; Linux): the kernel's high-water mark
+    ``VmHWM`` is reset after a short warm-up, then ``VmHWM`` after the step minus ``VmRSS``
+    before it, the median of three steps."""
     c = validate(cfg)
-    payload = json.dumps({"cfg": dataclasses.asdict(c), "T": T})
-    # a fixed mmap threshold: glibc's default one rises to the size of the largest block freed,
-    # after which a repeated step's big tensors come from (and stay in) the heap, and the RSS
-    # of a second step would no longer show what the step allocates
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
-    probe = "import sys; from spikegrad.apps.regression.memory import rss_probe; " \
-            "rss_probe(sys.argv[1])"
-    out = subprocess.run([sys.executable, "-c", probe, payload], capture_output=True,
-                         text=True, timeout=timeout, env=env)
-    if out.returncode != 0:
-        raise RuntimeError(f"RSS probe failed (T={T}, {c.learning}): {out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def _proc_status_mb(key: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024  # kB
-    raise RuntimeError(f"/proc/self/status has no {key} (needs Linux)")
-
-
-_RSS_REPEATS = 3
+    try:
+        return run_rss_probe(__name__, "rss_probe", {"cfg": dataclasses.asdict(c), "T": T},
+                             timeout)
+    except RuntimeError as err:
+        raise RuntimeError(f"RSS probe failed (T={T}, {c.learning}): {err}") from None
 
 
 def rss_probe(payload: str) -> None:
@@ -85,27 +63,9 @@ def rss_probe(payload: str) -> None:
     # a short warm-up sequence first: lazy initialisation (numba compilation, the gradient
     # buffers, the optimizer state) is not what grows with T
     step(xs[:20], ys[:20])
-    runs = []
-    for _ in range(_RSS_REPEATS):
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")  # reset the peak RSS (VmHWM) to the current RSS
-            reset = True
-        except OSError:
-            reset = False
-        before = _proc_status_mb("VmRSS")
-        t0 = time.perf_counter()
-        step(xs, ys)
-        seconds = time.perf_counter() - t0
-        peak = _proc_status_mb("VmHWM")
-        runs.append((peak - before, before, peak, seconds))
-    # the median step: single readings jitter by up to ~0.7 MiB at any T (measured; the
-    # kernel's RSS counters are batched, small allocations map and unmap pages now and then),
-    # even below zero, while a step that stores its sequence grows by MiBs
-    growth, before, peak, seconds = sorted(runs)[len(runs) // 2]
-    print(json.dumps({"rss_before_mb": before, "rss_peak_mb": peak, "rss_growth_mb": growth,
-                      "step_seconds": seconds, "rss_growth_runs_mb": [r[0] for r in runs],
-                      "hwm_reset": reset}))
+    out = rss_growth_mb(lambda: step(xs, ys))
+    out["step_seconds"] = out.pop("seconds")
+    print(json.dumps(out))
 
 
 def memory_scaling(cfg, lengths: Sequence[int], rules: Sequence[str],

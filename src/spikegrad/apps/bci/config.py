@@ -1,0 +1,150 @@
+"""The bci app's configuration: the data (simulation or a recording), the decoders, the two
+ways of training the spiking one, the cost measurements and the disruption experiment."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List
+
+from ..config import ConfigError
+
+__all__ = ["Config", "DATA", "DISRUPTIONS", "validate", "minutes", "disruptions"]
+
+DATA = ("simulation", "odoherty", "nlb")
+#: the abrupt change of the disruption experiment: ``dropout`` (a fraction of the channels
+#: falls silent), ``swap`` (a fraction of the channels exchange their signals), ``rotation``
+#: (every preferred direction rotates; simulation only), ``gain`` (every rate is multiplied;
+#: simulation only); ``disruption`` is a comma-separated list of them (each its own
+#: experiment), or ``none``
+DISRUPTIONS = ("dropout", "swap", "rotation", "gain")
+
+
+@dataclass
+class Config:
+    """BCI decoding run; every field can be set with ``--set key=value``. Times in the
+    names' units (``_s``, ``_ms``)."""
+
+    data: str = "simulation"
+    path: str = ""                     # the recording for data=odoherty / nlb
+    duration_s: float = 300.0          # simulation: length (chronological 75/25 split)
+    n_channels: int = 96               # simulation: channels
+    dt_ms: float = 4.0
+    seed: int = 0
+    deterministic: bool = True
+    # linear baselines
+    ridge: float = 1e-3
+    ridge_history_ms: float = 100.0    # Wiener filter: history window, in taps of ridge_tap_ms
+    ridge_long_history_ms: float = 200.0  # a second Wiener row (0: none)
+    ridge_tap_ms: float = 20.0
+    kalman_lag_ms: float = 100.0
+    # the spiking decoder
+    hidden: int = 64
+    tau_mem_ms: float = 20.0
+    tau_syn_ms: float = 50.0           # synaptic current of the LIF (0: voltage-based LIF)
+    tau_out_ms: float = 50.0
+    input_gain: float = 2.0
+    # offline SG-BPTT
+    bptt_steps: int = 600
+    steps_per_epoch: int = 25
+    window_s: float = 2.0
+    batch_size: int = 32
+    lr_bptt: float = 3e-3
+    input_dropout: float = 0.2
+    burn_in_ms: float = 200.0          # loss ignores the first bins of a window (state at rest)
+    rate_weight: float = 1e-5          # (rate_hz - target_rate_hz)^2 penalty, mean over neurons
+    target_rate_hz: float = 10.0
+    # online streaming e-prop
+    lr_eprop: float = 3e-3
+    update_every: int = 25             # bins between weight updates
+    eprop_reg: float = 1.0             # e-prop's firing-rate regulariser (per update window)
+    lr_final_frac: float = 0.05        # both trainings: cosine decay to lr * this
+    chunk_s: float = 5.0               # e-prop pass: stream chunk per Trainer epoch
+    eprop_warmup_s: float = 0.0        # e-prop pass: linear lr warm-up over this much stream
+    # costs
+    latency_steps: int = 4000
+    memory_minutes: str = "1,10,60"    # e-prop stream lengths for the RSS probe ("" : skip)
+    bptt_memory_minutes: str = "1,10,60"  # BPTT sequence lengths for the RSS probe
+    # disruption experiment
+    disruption: str = "rotation,dropout"
+    disruption_fraction: float = 0.3   # dropout / swap: fraction of channels
+    rotation_deg: float = 45.0
+    gain: float = 0.5
+    disruption_pre_s: float = 90.0
+    disruption_post_s: float = 120.0
+    r2_window_s: float = 20.0         # sliding R² window (10 s windows: too noisy to time)
+    lr_adapt: float = 1e-4             # e-prop on the frozen decoder's weights
+    kalman_window_s: float = 60.0      # Kalman refit on the last window...
+    kalman_refit_s: float = 5.0        # ... every this many seconds
+    checkpoint_every: int = 1
+    progress: bool = True
+
+
+def minutes(text: str, key: str) -> List[float]:
+    try:
+        values = [float(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        values = [-1.0]
+    if any(not (v > 0 and math.isfinite(v)) for v in values):
+        raise ConfigError(f"{key} must be a comma-separated list of lengths in minutes > 0, "
+                          f"e.g. '1,10,60' (empty: skip); got {text!r}")
+    return values
+
+
+def disruptions(c: Config) -> List[str]:
+    """The disruption experiments of ``c`` in order (``none``: no experiment)."""
+    if c.disruption.strip().lower() == "none":
+        return []
+    kinds = [k for k in c.disruption.replace(" ", "").split(",") if k]
+    if not kinds or any(k not in DISRUPTIONS for k in kinds) or len(set(kinds)) != len(kinds):
+        raise ConfigError(f"disruption must be a comma-separated list of distinct "
+                          f"{', '.join(DISRUPTIONS)}, or none; got {c.disruption!r}")
+    return kinds
+
+
+def validate(cfg: Config) -> Config:
+    """Check every field; a :class:`~spikegrad.apps.config.ConfigError` names the key."""
+    if not isinstance(cfg, Config):
+        raise TypeError(f"cfg must be a spikegrad.apps.bci.Config, got {type(cfg).__name__}")
+
+    def need(ok: bool, msg: str) -> None:
+        if not ok:
+            raise ConfigError(msg)
+
+    need(cfg.data in DATA, f"data must be one of {', '.join(DATA)}; got {cfg.data!r}")
+    need(cfg.data == "simulation" or cfg.path.strip() != "",
+         f"data={cfg.data} reads a recording: give its file with --set path=FILE")
+    kinds = disruptions(cfg)
+    need(cfg.data == "simulation" or all(k in ("dropout", "swap") for k in kinds),
+         f"disruption={cfg.disruption} changes the simulated tuning; on a recording use "
+         "dropout, swap or none")
+    for key in ("n_channels", "hidden", "bptt_steps", "steps_per_epoch", "batch_size",
+                "update_every", "latency_steps", "checkpoint_every"):
+        need(isinstance(getattr(cfg, key), int) and getattr(cfg, key) >= 1,
+             f"{key} must be an int >= 1; got {getattr(cfg, key)!r}")
+    need(0 <= cfg.seed < 2 ** 31, f"seed must be in [0, 2**31); got {cfg.seed}")
+    for key in ("duration_s", "dt_ms", "ridge_history_ms", "ridge_tap_ms", "tau_mem_ms",
+                "tau_out_ms", "input_gain", "window_s", "lr_bptt", "lr_eprop", "chunk_s",
+                "disruption_pre_s", "disruption_post_s", "r2_window_s", "lr_adapt",
+                "kalman_window_s", "kalman_refit_s"):
+        v = getattr(cfg, key)
+        need(math.isfinite(v) and v > 0, f"{key} must be a finite number > 0; got {v}")
+    for key in ("ridge", "ridge_long_history_ms", "kalman_lag_ms", "tau_syn_ms",
+                "burn_in_ms", "rate_weight", "target_rate_hz", "eprop_reg", "rotation_deg",
+                "eprop_warmup_s"):
+        v = getattr(cfg, key)
+        need(math.isfinite(v) and v >= 0, f"{key} must be a finite number >= 0; got {v}")
+    need(0 <= cfg.input_dropout < 1, f"input_dropout must be in [0, 1); got "
+                                     f"{cfg.input_dropout}")
+    need(0 < cfg.lr_final_frac <= 1, f"lr_final_frac must be in (0, 1]; got "
+                                     f"{cfg.lr_final_frac}")
+    need(0 < cfg.disruption_fraction <= 1, f"disruption_fraction must be in (0, 1]; got "
+                                           f"{cfg.disruption_fraction}")
+    need(cfg.gain >= 0 and math.isfinite(cfg.gain), f"gain must be >= 0; got {cfg.gain}")
+    need(cfg.burn_in_ms < cfg.window_s * 1e3, "burn_in_ms must be shorter than the window "
+                                              f"(window_s={cfg.window_s})")
+    need(cfg.r2_window_s < cfg.disruption_post_s, "r2_window_s must be shorter than "
+                                                  "disruption_post_s")
+    minutes(cfg.memory_minutes, "memory_minutes")
+    minutes(cfg.bptt_memory_minutes, "bptt_memory_minutes")
+    return cfg

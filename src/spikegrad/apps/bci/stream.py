@@ -1,0 +1,186 @@
+"""Streaming measurements: per-bin latency of the online decoder, and the disruption
+experiment (frozen decoder, the same decoder learning online, Kalman refit on a window)."""
+
+from __future__ import annotations
+
+import copy
+import math
+import statistics
+import time
+from typing import Dict, List, Optional
+
+import torch
+from torch import Tensor
+
+from ...data import Disruption, ReachingData, simulate_cortex
+from ...decoders import KalmanDecoder, RSNNDecoder, r2_score
+from ...train import make_optimizer
+from .config import Config
+from .train import make_stream
+
+__all__ = ["latency", "disruption_data", "disruption_experiment", "sliding_r2",
+           "time_to_recover"]
+
+
+def latency(c: Config, decoder: RSNNDecoder, counts: Tensor, velocity: Tensor
+            ) -> Dict[str, float]:
+    """Wall time per 4 ms bin of online e-prop at batch 1 (one :meth:`StreamingEProp.step`,
+    plus, every ``update_every`` bins, the flush and the Adam step), on a copy of
+    ``decoder``: median, mean (the update's cost spread over its bins) and 99th percentile
+    in microseconds, after a warm-up of 200 bins (compilation)."""
+    dec = copy.deepcopy(decoder)
+    stream = make_stream(c, dec)
+    opt = make_optimizer("adam", dec.parameters(), lr=c.lr_adapt)
+    ys = dec.normalise(velocity).float()
+    xs = dec.centre(counts).float()
+    n = min(c.latency_steps + 200, xs.shape[0])
+    times = []
+    for t in range(n):
+        t0 = time.perf_counter_ns()
+        stream.step(xs[t], ys[t])
+        if (t + 1) % c.update_every == 0:
+            stream.flush()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        times.append(time.perf_counter_ns() - t0)
+    times = sorted(times[200:]) or [0]
+    return {"latency_median_us": statistics.median(times) / 1e3,
+            "latency_mean_us": sum(times) / len(times) / 1e3,
+            "latency_p99_us": times[min(len(times) - 1, int(0.99 * len(times)))] / 1e3,
+            "latency_backend": stream.backend, "latency_bins": len(times)}
+
+
+def _disrupt_counts(c: Config, kind: str, counts: Tensor, start: int) -> Tensor:
+    """A recording's counts with disruption ``kind`` (dropout or swap) from bin ``start``."""
+    g = torch.Generator().manual_seed(c.seed + 99)
+    n = counts.shape[1]
+    k = int(round(c.disruption_fraction * n))
+    out = counts.clone()
+    chosen = torch.randperm(n, generator=g)[:k]
+    if kind == "dropout":
+        out[start:, chosen] = 0.0
+    elif kind == "swap" and k >= 2:
+        out[start:, chosen] = counts[start:, chosen.roll(-1)]
+    return out
+
+
+def disruption_data(c: Config, kind: str, data: ReachingData) -> ReachingData:
+    """The stream of the experiment: ``disruption_pre_s`` before the event and
+    ``disruption_post_s`` after it. Simulation: a new recording of the same population (the
+    tuning is drawn first from the seed) with the :class:`Disruption`; a recording: its test
+    part with the dropout or swap applied to the counts."""
+    if c.data == "simulation":
+        ev = {"dropout": dict(dropout=c.disruption_fraction),
+              "swap": dict(swap=c.disruption_fraction),
+              "rotation": dict(rotation_deg=c.rotation_deg),
+              "gain": dict(gain=c.gain)}[kind]
+        total = c.disruption_pre_s + c.disruption_post_s
+        return simulate_cortex(total, c.n_channels, dt=c.dt_ms * 1e-3, seed=c.seed,
+                               disruptions=[Disruption(c.disruption_pre_s, **ev)],
+                               train_fraction=0.0)
+    counts, velocity = data.test
+    dt = data.dt
+    pre = min(int(round(c.disruption_pre_s / dt)), counts.shape[0] // 2)
+    return ReachingData(counts=_disrupt_counts(c, kind, counts, pre), velocity=velocity, dt=dt,
+                        split=0, source=data.source + " (test part, disrupted)")
+
+
+def sliding_r2(pred: Tensor, target: Tensor, window: int, stride: int) -> Tensor:
+    """R² of each window of ``window`` bins, every ``stride`` bins: ``[W, 2]`` rows of
+    (window end bin, R²)."""
+    rows = []
+    for end in range(window, pred.shape[0] + 1, stride):
+        rows.append((end, r2_score(pred[end - window:end], target[end - window:end]).mean))
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+def time_to_recover(curve: Tensor, event: int, window: int, level: float, dt: float
+                    ) -> Optional[float]:
+    """Seconds from the event to the end of the first window wholly after it from which on
+    every window's R² reaches ``level`` (recovered and stays so); None if none does."""
+    after = [(end, r2) for end, r2 in curve.tolist() if end - window >= event]
+    found = None
+    for end, r2 in reversed(after):
+        if r2 < level:
+            break
+        found = end
+    return None if found is None else (found - event) * dt
+
+
+def _kalman_refit(c: Config, kalman: KalmanDecoder, counts: Tensor, velocity: Tensor,
+                  dt: float) -> Tensor:
+    """Kalman decoding of the stream, refit every ``kalman_refit_s`` on the last
+    ``kalman_window_s`` (the trained filter until a window has passed); each segment is
+    decoded with one second of counts before it as warm-up."""
+    every = int(round(c.kalman_refit_s / dt))
+    window = int(round(c.kalman_window_s / dt))
+    warm = int(round(1.0 / dt))
+    out = torch.empty(counts.shape[0], velocity.shape[1])
+    dec = kalman
+    for lo in range(0, counts.shape[0], every):
+        if lo >= window:
+            dec = KalmanDecoder(lag=kalman.lag).fit(counts[lo - window:lo],
+                                                    velocity[lo - window:lo])
+        hi = min(lo + every, counts.shape[0])
+        start = max(0, lo - warm)
+        out[lo:hi] = dec.predict(counts[start:hi])[lo - start:]
+    return out
+
+
+def disruption_experiment(c: Config, decoder: RSNNDecoder, kalman: KalmanDecoder,
+                          stream_data: ReachingData) -> Dict[str, object]:
+    """Decode the disrupted stream with (a) ``decoder`` frozen, (b) a copy of it learning
+    online by e-prop (``lr_adapt``, every ``update_every`` bins, predicting each bin before
+    its update), (c) the Kalman filter refit on a sliding window; sliding-window R², each
+    decoder's pre-event R² (the ``r2_window_s`` windows of the last 60 s before the event),
+    post-event R² (the last 60 s) and time to regain 90 % of its pre-event R² for good."""
+    dt = stream_data.dt
+    counts, velocity = stream_data.counts, stream_data.velocity
+    event = int(round(c.disruption_pre_s / dt)) if c.data == "simulation" else \
+        min(int(round(c.disruption_pre_s / dt)), counts.shape[0] // 2)
+    preds = {"frozen": decoder.predict(counts)}
+    dec = copy.deepcopy(decoder)
+    stream = make_stream(c, dec)
+    opt = make_optimizer("adam", dec.parameters(), lr=c.lr_adapt)
+    xs, ys = dec.centre(counts).float(), dec.normalise(velocity).float()
+    outs = []
+    for lo in range(0, xs.shape[0], c.update_every):
+        outs.append(stream.run(xs[lo:lo + c.update_every], ys[lo:lo + c.update_every]))
+        stream.flush()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    preds["eprop"] = dec.denormalise(torch.cat(outs)).float()
+    preds["kalman_refit"] = _kalman_refit(c, kalman, counts, velocity, dt)
+    window = int(round(c.r2_window_s / dt))
+    stride = max(1, int(round(1.0 / dt)))
+    last = int(round(60.0 / dt))
+    out: Dict[str, object] = {"event_s": event * dt, "dt": dt, "curves": {}, "preds": preds}
+    for name, pred in preds.items():
+        curve = sliding_r2(pred, velocity, window, stride)
+        out["curves"][name] = curve
+        ends = curve[:, 0]
+        pre_rows = (ends <= event) & (ends - window >= event - last)
+        pre = float(curve[pre_rows, 1].mean()) if bool(pre_rows.any()) else math.nan
+        post_rows = ends - window >= max(event, counts.shape[0] - last)
+        post = float(curve[post_rows, 1].mean()) if bool(post_rows.any()) else math.nan
+        rec = time_to_recover(curve, event, window, 0.9 * pre, dt)
+        out[f"{name}_pre_r2"] = pre
+        out[f"{name}_post_r2"] = post
+        out[f"{name}_recover_s"] = math.inf if rec is None else rec
+    return out
+
+
+def as_metrics(kind: str, res: Dict[str, object]) -> Dict[str, float]:
+    return {f"disruption_{kind}_{k}": float(v) for k, v in res.items()
+            if k.endswith(("_pre_r2", "_post_r2", "_recover_s"))}
+
+
+def curve_rows(res: Dict[str, object]) -> List[list]:
+    """(time s, R² per decoder) rows of the sliding curves, every 5 s."""
+    dt = res["dt"]
+    names = list(res["curves"])
+    first = res["curves"][names[0]]
+    rows = []
+    for i in range(0, first.shape[0], 5):
+        rows.append([float(first[i, 0]) * dt] + [float(res["curves"][n][i, 1]) for n in names])
+    return rows
