@@ -25,59 +25,62 @@ class Config:
     """BCI decoding run; every field can be set with ``--set key=value``. Times in the
     names' units (``_s``, ``_ms``)."""
 
-    data: str = "simulation"
+    data: str = "simulation"           # one of DATA: simulation, odoherty or nlb
     path: str = ""                     # the recording for data=odoherty / nlb
     duration_s: float = 300.0          # simulation: length (chronological 75/25 split)
     n_channels: int = 96               # simulation: channels
-    dt_ms: float = 4.0
+    dt_ms: float = 4.0                 # bin width in ms (one network step per bin)
     seed: int = 0
     deterministic: bool = True
     # linear baselines
-    ridge: float = 1e-3
+    ridge: float = 1e-3                # Wiener filter: ridge penalty
     ridge_history_ms: float = 100.0    # Wiener filter: history window, in taps of ridge_tap_ms
     ridge_long_history_ms: float = 200.0  # a second Wiener row (0: none)
-    ridge_tap_ms: float = 20.0
-    kalman_lag_ms: float = 100.0
+    ridge_tap_ms: float = 20.0         # Wiener filter: width of each history tap in ms
+    kalman_lag_ms: float = 100.0       # Kalman decoder: counts lag the velocity by this
     # the spiking decoder
-    hidden: int = 64
-    tau_mem_ms: float = 20.0
+    hidden: int = 64                   # recurrent LIF neurons of the spiking decoder
+    tau_mem_ms: float = 20.0           # LIF membrane time constant in ms
     tau_syn_ms: float = 50.0           # synaptic current of the LIF (0: voltage-based LIF)
-    tau_out_ms: float = 50.0
-    input_gain: float = 2.0
+    tau_out_ms: float = 50.0           # leaky readout time constant in ms
+    input_gain: float = 2.0            # input weights scaled by this at initialisation
     # offline SG-BPTT
-    bptt_steps: int = 600
-    steps_per_epoch: int = 25
-    window_s: float = 2.0
-    batch_size: int = 32
-    lr_bptt: float = 3e-3
-    input_dropout: float = 0.2
+    bptt_steps: int = 600              # offline SG-BPTT: Adam steps
+    steps_per_epoch: int = 25          # offline SG-BPTT: steps per Trainer epoch (checkpoint)
+    window_s: float = 2.0              # offline SG-BPTT: length of the random windows in s
+    batch_size: int = 32               # offline SG-BPTT: windows per step
+    lr_bptt: float = 3e-3              # offline SG-BPTT: Adam learning rate
+    input_dropout: float = 0.2         # offline SG-BPTT: dropout on the input counts
     burn_in_ms: float = 200.0          # loss ignores the first bins of a window (state at rest)
     rate_weight: float = 1e-5          # (rate_hz - target_rate_hz)^2 penalty, mean over neurons
-    target_rate_hz: float = 10.0
+    target_rate_hz: float = 10.0       # firing rate the regulariser pulls towards, in Hz
     # online streaming e-prop
-    lr_eprop: float = 3e-3
+    lr_eprop: float = 3e-3             # online e-prop: Adam learning rate
     update_every: int = 25             # bins between weight updates
     eprop_reg: float = 1.0             # e-prop's firing-rate regulariser (per update window)
     lr_final_frac: float = 0.05        # both trainings: cosine decay to lr * this
     chunk_s: float = 5.0               # e-prop pass: stream chunk per Trainer epoch
     eprop_warmup_s: float = 0.0        # e-prop pass: linear lr warm-up over this much stream
     # costs
-    latency_steps: int = 4000
+    latency_steps: int = 4000          # bins timed for the per-step online latency
     memory_minutes: str = "1,10,60"    # e-prop stream lengths for the RSS probe ("" : skip)
     bptt_memory_minutes: str = "1,10,60"  # BPTT sequence lengths for the RSS probe
     # disruption experiment
+    #: comma-separated disruption experiments from DISRUPTIONS, or none
     disruption: str = "rotation,dropout"
     disruption_fraction: float = 0.3   # dropout / swap: fraction of channels
-    rotation_deg: float = 45.0
-    gain: float = 0.5
-    disruption_pre_s: float = 90.0
-    disruption_post_s: float = 120.0
+    rotation_deg: float = 45.0         # rotation: angle of the preferred directions in degrees
+    gain: float = 0.5                  # gain: factor on every firing rate
+    disruption_pre_s: float = 90.0     # disruption stream: seconds before the event
+    disruption_post_s: float = 120.0   # disruption stream: seconds after the event
     r2_window_s: float = 20.0         # sliding R² window (10 s windows: too noisy to time)
     lr_adapt: float = 1e-4             # e-prop on the frozen decoder's weights
     kalman_window_s: float = 60.0      # Kalman refit on the last window...
     kalman_refit_s: float = 5.0        # ... every this many seconds
-    checkpoint_every: int = 1
+    checkpoint_every: int = 1          # Trainer epochs between checkpoints
     progress: bool = True
+    #: more formats of the training log beside log*.jsonl: csv, tensorboard (comma-separated)
+    log: str = ""
 
 
 def minutes(text: str, key: str) -> List[float]:

@@ -14,6 +14,7 @@ from torch import Tensor
 from ...decoders import RandomWindows, RSNNDecoder
 from ...learning import EProp, StreamingEProp
 from ...train import ObjectiveOutput, Trainer, make_optimizer
+from ...train.log import loggers_for
 from .config import Config
 
 __all__ = ["build_decoder", "train_bptt", "train_eprop", "StreamChunks", "StreamLearner",
@@ -72,6 +73,7 @@ def train_bptt(c: Config, decoder: RSNNDecoder, counts: Tensor, velocity: Tensor
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine(epochs, c.lr_final_frac, 1))
     trainer = Trainer(decoder, opt, _bptt_objective(c), scheduler=sched,
                       log_path=None if out is None else out / "log.jsonl",
+                      loggers=() if out is None else loggers_for(c.log, out / "log.jsonl"),
                       checkpoint_dir=out, checkpoint_every=c.checkpoint_every,
                       keep_checkpoints=1, progress=progress)
     return trainer.fit(loader, epochs, resume="latest" if resume else None)
@@ -145,6 +147,7 @@ def train_eprop(c: Config, decoder: RSNNDecoder, counts: Tensor, velocity: Tenso
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine(epochs, c.lr_final_frac, warm))
     trainer = Trainer(decoder, opt, learner=StreamLearner(stream, c.update_every),
                       scheduler=sched, log_path=None if out is None else out / "log.jsonl",
+                      loggers=() if out is None else loggers_for(c.log, out / "log.jsonl"),
                       checkpoint_dir=out, checkpoint_every=c.checkpoint_every,
                       keep_checkpoints=1, progress=progress)
 
