@@ -118,6 +118,8 @@ def test_nlb_file_runs_the_same_comparison_and_drops_bins_without_behaviour(tmp_
     assert res.metrics["ridge_r2"] > 0.1 and res.metrics["n_channels"] == 12
 
 
+# about 30 s of fresh subprocesses (each compiles its kernels): in make test-all
+@pytest.mark.slow
 def test_memory_probe_streams_eprop_flat_and_bptt_grows():
     c = app.validate(app.Config(**dict(TINY, n_channels=96, hidden=64)))
     rows = {}

@@ -61,8 +61,10 @@ def test_shd_without_path_says_how_to_get_it(tmp_path, capsys):
 
 
 def test_unknown_app(capsys):
+    from spikegrad.apps import APPS
     assert main(["run", "nope"]) == 2
-    assert "available: biophysics, classification, coding" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown app 'nope'; available: " + ", ".join(sorted(APPS)) in err
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
