@@ -31,7 +31,7 @@ PORTABLE_LOG := .test-portable.log
 test: setup
 	@NUMBA_CPU_NAME=generic NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR=$(CURDIR)/.numba-generic-boundscheck \
 		ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 OMP_NUM_THREADS=1 \
-		$(BIN)/python -m pytest tests/kernels --ignore=tests/kernels/test_triton_leaky.py \
+		$(BIN)/python -m pytest tests/kernels tests/learning/test_eprop_stream.py --ignore=tests/kernels/test_triton_leaky.py \
 		> $(PORTABLE_LOG) 2>&1 & portable=$$!; \
 	echo "make test: leg 1 (the suite) and leg 2 (kernels as on another processor) running"; \
 	$(BIN)/python -m pytest; main=$$?; \
