@@ -67,7 +67,12 @@ def test_masking_report_returns_every_check_with_numbers():
                    report["spsa"]["pgd"], *report["steps"]["accuracy"]):
         assert 0.0 <= number <= 1.0
     assert report["chance"] == pytest.approx(1 / 3)
-    assert report["steps"]["tolerance"] == pytest.approx(1 / 18)
+    assert report["transfer"]["tolerance"] == pytest.approx(1 / 18)
+    for check in ("steps", "restarts"):
+        r = report[check]
+        flips = r["gained"] - r["lost"]   # the accuracies differ by exactly the net flips
+        assert r["accuracy"][1] - r["accuracy"][0] == pytest.approx(flips / 18)
+        assert r["pass"] == (r["p_value"] >= r["alpha"] == 0.01)
     # a smooth membrane readout on separable data: nothing masks the gradient here
     assert report["large_eps"]["pass"] and report["passed"]
     assert report["passed"] == all(report[c]["pass"] is not False for c in
@@ -97,6 +102,22 @@ def test_the_steps_check_continues_the_weaker_pgd_from_the_same_start():
     assert report["restarts"]["accuracy"] == [runs[1], accuracy(model, strongest, y)]
 
 
+@pytest.mark.parametrize("gained, lost, p_value", [(0, 0, 1.0), (2, 0, 0.25), (1, 3, 15 / 16),
+                                                   (7, 0, 1 / 128), (8, 1, 10 / 512)])
+def test_the_sign_test_p_value_is_the_binomial_tail(gained, lost, p_value):
+    from spikegrad.robust.masking import _sign_test
+    n = 40
+    weak = torch.zeros(n, dtype=torch.bool)
+    strong = torch.zeros(n, dtype=torch.bool)
+    strong[:gained] = True                       # newly correct under the stronger attack
+    weak[gained:gained + lost] = True            # newly fooled
+    weak[30:], strong[30:] = True, True          # correct under both: not flips
+    r = _sign_test(weak, strong, alpha=0.01)
+    assert (r["gained"], r["lost"]) == (gained, lost)
+    assert r["p_value"] == pytest.approx(p_value, rel=1e-12)
+    assert r["pass"] == (p_value >= 0.01)        # 7 of 7 flips gained fails; 8 of 9 passes
+
+
 def test_masking_report_skips_the_transfer_check_without_a_source():
     x, y = blobs(6)
     report = masking_report(classifier().eval(), x, y, 0.1, steps=(1, 2), restarts=(1, 2),
@@ -108,6 +129,7 @@ def test_masking_report_skips_the_transfer_check_without_a_source():
                                       (dict(restarts=(2,)), "restarts"),
                                       (dict(spsa_subset=0), "spsa_subset"),
                                       (dict(tolerance=-1), "tolerance"),
+                                      (dict(alpha=1.5), "alpha"),
                                       (dict(random_start=False), "random_start")])
 def test_bad_report_arguments_raise_value_error_naming_the_argument(kw, name):
     x, y = blobs(4)

@@ -8,7 +8,11 @@ asks whether it finds what the white-box PGD missed:
 
 * ``steps`` / ``restarts``: more PGD steps (the weaker PGD continued from the same random
   start with the same step) and more random restarts must not raise accuracy: accuracy that
-  rises along a gradient-ascent path is the mark of a misleading gradient;
+  rises along a gradient-ascent path is the mark of a misleading gradient. PGD returns its
+  last iterate, which near the decision boundary can step back across it, so on a sound
+  model a few samples flip each way; the check is a paired one-sided sign test on the flips
+  (samples the stronger attack no longer fools against samples it newly fools) and fails
+  when the net gain in accuracy is significant at level ``alpha``;
 * ``large_eps``: with eps = 1 the attacker may replace the input entirely, so accuracy must
   fall to chance;
 * ``transfer``: a black-box transfer attack from a twin must not beat white-box PGD;
@@ -19,6 +23,7 @@ Each check is a dict of its numbers and ``"pass"`` (``None`` where it could not 
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import torch
@@ -47,6 +52,20 @@ def _not_above(stronger: float, weaker: float, tolerance: float) -> bool:
     return stronger <= weaker + tolerance + 1e-12  # 1e-12: fractions of whole samples
 
 
+def _sign_test(correct_weak: Tensor, correct_strong: Tensor, alpha: float) -> dict:
+    """One-sided exact sign test (McNemar) that the stronger attack leaves more samples
+    correct than the weaker one: under "no masking" a sample that flips is as likely to flip
+    either way, so ``gained ~ Binomial(gained + lost, 1/2)``."""
+    gained = int((correct_strong & ~correct_weak).sum())
+    lost = int((correct_weak & ~correct_strong).sum())
+    n = gained + lost
+    p_value = sum(math.comb(n, k) for k in range(gained, n + 1)) / 2 ** n
+    n_all = len(correct_weak)  # exact fractions of whole samples, as accuracy() gives
+    return {"accuracy": [int(correct_weak.sum()) / n_all, int(correct_strong.sum()) / n_all],
+            "gained": gained, "lost": lost, "p_value": p_value, "alpha": alpha,
+            "pass": p_value >= alpha}
+
+
 def _rng_state(generator: Optional[torch.Generator]) -> Tensor:
     return torch.get_rng_state() if generator is None else generator.get_state()
 
@@ -58,36 +77,35 @@ def _set_rng_state(generator: Optional[torch.Generator], state: Tensor) -> None:
         generator.set_state(state)
 
 
-def _steps_and_restarts(model, x, y, eps, steps, restarts, tol, pgd_kw
+def _steps_and_restarts(model, x, y, eps, steps, restarts, alpha, pgd_kw
                         ) -> Tuple[dict, dict, Tensor]:
-    """Accuracy under PGD with (steps[0], restarts[0]), (steps[1], restarts[0]) and
-    (steps[1], restarts[1]); also returns the strongest run's adversarial inputs.
+    """The steps and restarts checks: PGD with (steps[0], restarts[0]), (steps[1],
+    restarts[0]) and (steps[1], restarts[1]); also returns the strongest run's adversarial
+    inputs.
 
     All three take the weaker run's step (``2.5 eps / steps[0]`` unless ``step_size`` is
     given), and the first two start from the same random points: the longer run is the
     shorter one continued, so the steps check compares one ascent path at two lengths instead
-    of two paths from different random starts (whose accuracies differ by a few samples on
-    any model). The restarts draw fresh starts."""
+    of two paths from different random starts. The restarts draw fresh starts."""
     kw = dict(pgd_kw)
     step_size = kw.pop("step_size", None)
     step_size = 2.5 * eps / steps[0] if step_size is None else step_size
     generator = kw.pop("generator", None)
 
-    def attack(n_steps: int, n_restarts: int) -> Tuple[float, Tensor]:
+    def attack(n_steps: int, n_restarts: int) -> Tuple[Tensor, Tensor]:
         adv = pgd(model, x, y, eps, steps=n_steps, restarts=n_restarts, random_start=True,
                   step_size=step_size, generator=generator, **kw)
-        return accuracy(model, adv, y), adv
+        return predict(model, adv).argmax(1) == y, adv
 
     start = _rng_state(generator)
-    a_weak, _ = attack(steps[0], restarts[0])
+    c_weak, _ = attack(steps[0], restarts[0])
     _set_rng_state(generator, start)  # the same random starts for the longer run
-    a_strong, _ = attack(steps[1], restarts[0])
-    r_weak, (r_strong, adv) = a_strong, attack(steps[1], restarts[1])
-    step_check = {"steps": list(steps), "step_size": step_size, "accuracy": [a_weak, a_strong],
-                  "tolerance": tol, "pass": _not_above(a_strong, a_weak, tol)}
+    c_strong, _ = attack(steps[1], restarts[0])
+    c_restarts, adv = attack(steps[1], restarts[1])
+    step_check = {"steps": list(steps), "step_size": step_size,
+                  **_sign_test(c_weak, c_strong, alpha)}
     restart_check = {"restarts": list(restarts), "steps": steps[1], "step_size": step_size,
-                     "accuracy": [r_weak, r_strong], "tolerance": tol,
-                     "pass": _not_above(r_strong, r_weak, tol)}
+                     **_sign_test(c_strong, c_restarts, alpha)}
     return step_check, restart_check, adv
 
 
@@ -136,7 +154,7 @@ def masking_report(model: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, eps:
                    steps: Sequence[int] = (10, 50), restarts: Sequence[int] = (1, 5),
                    source_model: Optional[Callable[[Tensor], Tensor]] = None,
                    spsa_subset: int = 32, spsa_kw: Optional[Dict[str, Any]] = None,
-                   tolerance: int = 1, chance_margin: float = 0.1,
+                   tolerance: int = 1, alpha: float = 0.01, chance_margin: float = 0.1,
                    spsa_tolerance: float = 0.05, generator: Optional[torch.Generator] = None,
                    **pgd_kw) -> Dict[str, Any]:
     """Run every gradient-masking check on ``model`` at budget ``eps``.
@@ -154,7 +172,10 @@ def masking_report(model: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, eps:
         spsa_subset: the first ``spsa_subset`` samples are attacked by SPSA.
         spsa_kw: arguments of :func:`spikegrad.robust.spsa` (``steps``, ``samples``, ``lr``,
             ``perturbation``); the report's ``generator`` unless given.
-        tolerance: slack of the steps, restarts and transfer checks, in samples.
+        tolerance: slack of the transfer check, in samples.
+        alpha: significance level of the steps and restarts checks' sign tests (a check
+            fails when the stronger attack's net gain in correct samples has a one-sided
+            p-value below ``alpha``).
         chance_margin: accuracy allowed above chance (``1 / C``) at eps = 1.
         spsa_tolerance: accuracy SPSA may find below PGD (fraction, plus one sample).
         generator: ``torch.Generator`` for the random starts and SPSA directions.
@@ -172,6 +193,9 @@ def masking_report(model: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, eps:
     steps, restarts = _pair(steps, "steps"), _pair(restarts, "restarts")
     spsa_subset = check_count(spsa_subset, "spsa_subset", "samples attacked by SPSA")
     tol = check_count(tolerance, "tolerance", "in samples", minimum=0) / x.shape[0]
+    if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
+        raise ValueError(f"alpha must be a significance level in (0, 1), e.g. 0.01; "
+                         f"got {alpha!r}")
     chance_margin = check_eps(chance_margin, "chance_margin")
     spsa_tolerance = check_eps(spsa_tolerance, "spsa_tolerance")
     pgd_kw = {**_own_pgd_options(pgd_kw), "generator": generator}
@@ -179,7 +203,7 @@ def masking_report(model: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, eps:
     with eval_mode(model):
         chance = 1.0 / predict(model, x[:1]).shape[1]
         step_check, restart_check, adv = _steps_and_restarts(model, x, y, eps, steps,
-                                                             restarts, tol, pgd_kw)
+                                                             restarts, alpha, pgd_kw)
         white_box = restart_check["accuracy"][1]
         report = {"n": x.shape[0], "eps": eps, "clean_accuracy": accuracy(model, x, y),
                   "chance": chance, "steps": step_check, "restarts": restart_check,

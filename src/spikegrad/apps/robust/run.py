@@ -38,8 +38,9 @@ Methods, in the order they run:
    a variational upper bound).
 5. **Gradient-masking checks** (:func:`spikegrad.robust.masking_report`) at ``eval_eps`` on the
    first ``mask_subset`` test samples, each with pass or fail: the ``pgd_steps`` PGD
-   continued to ``mask_steps`` steps (same random start, same step) is not weaker (within one
-   sample), ``mask_restarts`` restarts of it are not weaker than one; at eps = 1 PGD drives
+   continued to ``mask_steps`` steps (same random start, same step) is not weaker and
+   ``mask_restarts`` restarts of it are not weaker than one (paired sign tests on the samples
+   that flip, failing at a one-sided p < 0.01); at eps = 1 PGD drives
    accuracy to chance (at most 0.1 above); white-box PGD is at least as strong as the
    transfer attack from the ANN twin; the gradient-free SPSA attack (``spsa_steps`` Adam
    steps, ``spsa_samples`` directions, half-width ``spsa_perturbation``) on the first
