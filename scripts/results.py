@@ -126,6 +126,10 @@ S_CONSTRAINTS = Sweep("constraints", "constraints", tiny=(
     "rm_epochs=1", "rm_train=100", "rm_samples=100", "betas=1,10", "sparsity_weights=0,0.001"))
 S_ONCHIP = Sweep("onchip", "onchip", tiny=("epochs=1", "max_train=64", "hidden=16",
                                           "drift_repeats=1"))
+S_ROBUST = Sweep("robust", "robust", tiny=(
+    "epochs=1", "max_train=64", "hidden=16", "eps=0.1", "pgd_steps=2", "autoattack_steps=2", "autoattack_subset=8",
+    "mask_subset=16", "mask_steps=3", "mask_restarts=2", "spsa_subset=4", "spsa_steps=2",
+    "spsa_samples=2", "ib_betas=", "examples=1", "progress=false"))
 S_BIOPHYSICS = Sweep("biophysics", "biophysics", tiny=(
     "cue_train=64", "cue_test=32", "cue_epochs=1", "xor_train=64", "xor_test=32",
     "xor_epochs=1"))
@@ -299,6 +303,20 @@ ROWS: Tuple[Row, ...] = (
         "{pcm_drift_1d_comp_accuracy:.3f} / {pcm_drift_1y_comp_accuracy:.3f} with drift "
         "compensation, {pcm_drift_1d_nocomp_accuracy:.3f} / {pcm_drift_1y_nocomp_accuracy:.3f} "
         "without (t0 {pcm_drift_t0_comp_accuracy:.3f})", "{wall}")),
+    Row("robust", "apps", S_ROBUST, (
+        "`robust`: digits as input current over {cfg.n_steps} steps, {cfg.hidden} hidden LIF, "
+        "a Gaussian code read from the readout membranes; five objectives on the same "
+        "network, {cfg.epochs} epochs each, inner PGD-{cfg.train_steps} at eps "
+        "{cfg.train_eps:g}",
+        "clean / PGD-{cfg.pgd_steps} at eps 0.1 / AutoAttack (APGD-CE + APGD-T) at eps 0.1: "
+        + "; ".join(f"{title} {{{k}_clean_accuracy:.3f}} / {{{k}_pgd_eps0p1_accuracy:.3f}} / "
+                    f"{{{k}_autoattack_accuracy:.3f}}" for k, title in (
+                        ("standard", "standard"), ("pgd_at", "PGD-AT"), ("trades", "TRADES"),
+                        ("vib", "VIB (beta 1e-3)"), ("robust_ib", "robust IB")))
+        + "; every gradient-masking check (more steps, more restarts, eps = 1, white-box "
+        "vs transfer, PGD vs SPSA) passes in {standard_masking_passed:n} / "
+        "{pgd_at_masking_passed:n} / {trades_masking_passed:n} / {vib_masking_passed:n} / "
+        "{robust_ib_masking_passed:n} seeds", "{wall}")),
     Row("biophysics", "apps", S_BIOPHYSICS, (
         "`biophysics`: cue accumulation (40 channels, 7 cues every 150 ms, "
         "{cfg.cue_delay_ms:g} ms delay, dt {cfg.cue_dt_ms:g} ms; {cfg.cue_hidden} neurons, "
