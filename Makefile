@@ -25,11 +25,12 @@ demo: setup
 # code for a generic x86-64/ARM target (no AVX2/AVX-512: the vector paths lower to SSE/NEON),
 # torch's and MKL's own kernels capped at AVX2 (no-ops where that is all there is), and bounds
 # checking on; its own numba cache dir, since cached kernels would be loaded unchecked and for
-# this CPU. The two legs run side by side (the second mostly compiles, on one core); its
+# this CPU. Option grids keep every value (not every pair) there: SPIKEGRAD_COVERING=1
+# (tests/cases.py); the first leg runs the pairwise arrays natively. The two legs run side by side (the second mostly compiles, on one core); its
 # output follows the first's, and either failing fails the target.
 PORTABLE_LOG := .test-portable.log
 test: setup
-	@NUMBA_CPU_NAME=generic NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR=$(CURDIR)/.numba-generic-boundscheck \
+	@SPIKEGRAD_COVERING=1 NUMBA_CPU_NAME=generic NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR=$(CURDIR)/.numba-generic-boundscheck \
 		ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 OMP_NUM_THREADS=1 \
 		$(BIN)/python -m pytest tests/kernels tests/learning/test_eprop_stream.py --ignore=tests/kernels/test_triton_leaky.py \
 		> $(PORTABLE_LOG) 2>&1 & portable=$$!; \

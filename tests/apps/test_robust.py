@@ -17,9 +17,11 @@ from spikegrad.apps.robust.network import build_ann, build_model, code_kl, load_
 pytest.importorskip("torchattacks")
 
 OBJECTIVES = ("standard", "pgd_at", "trades", "vib", "robust_ib")
-TINY = dict(epochs=3, max_train=400, lr=5e-3, hidden=48, ib_betas="1e-4,1e-3,1", autoattack_steps=5,
-            mask_subset=40, mask_steps=25, mask_restarts=2, spsa_subset=8, spsa_steps=5,
-            spsa_samples=8, examples=1, train_steps=3, progress=False)
+# the evaluation dominates a tiny run: short attacks on subsets keep it at seconds
+TINY = dict(epochs=3, max_train=400, lr=5e-3, hidden=48, ib_betas="1e-4,1e-3,1",
+            pgd_steps=5, autoattack_steps=3, autoattack_subset=60, mask_subset=40,
+            mask_steps=10, mask_restarts=2, spsa_subset=8, spsa_steps=5, spsa_samples=8,
+            examples=1, train_steps=3, progress=False)
 
 
 def _table(report: str, title: str):
@@ -53,8 +55,8 @@ def test_tiny_run_writes_one_table_and_resumes_exactly(tmp_path):
 
     report = (res.out_dir / "report.md").read_text()
     header, rows = _table(report, "Robustness")
-    assert header == ["objective", "clean", "PGD-20 eps 0.05", "PGD-20 eps 0.1",
-                      "PGD-20 eps 0.2", "AutoAttack eps 0.1", "transfer eps 0.1",
+    assert header == ["objective", "clean", "PGD-5 eps 0.05", "PGD-5 eps 0.1",
+                      "PGD-5 eps 0.2", "AutoAttack eps 0.1", "transfer eps 0.1",
                       "I(X;Z) (nats)", "masking checks"]
     assert [r[0].split(" (")[0] for r in rows] == ["standard", "PGD-AT", "TRADES", "VIB",
                                                    "robust IB"]
@@ -92,7 +94,8 @@ def test_evaluation_matches_the_attacks_it_names(tmp_path):
     """On a trained model: the PGD column is the library's PGD with the run's generators, the
     AutoAttack column is at most the PGD one (APGD-CE + APGD-T is the stronger attack), the
     transfer inputs stay in the eps ball, and the code KL is the closed form."""
-    c = app.validate(app.Config(**dict(TINY, epochs=4)))
+    c = app.validate(app.Config(**dict(TINY, epochs=4, pgd_steps=20, autoattack_steps=5,
+                                       autoattack_subset=0, mask_steps=25)))
     data = load_images(c)
     model, _, _ = app.train(c, data, tmp_path / "pgd_at", False, False, "pgd_at")
     ann, _, _ = app.train(c, data, tmp_path / "ann", False, False)

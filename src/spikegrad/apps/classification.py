@@ -93,7 +93,7 @@ def _figures(c: Config, model, data: Data, encode, history, rd: RunDir) -> None:
     viz.save_curves(rd.path / "curves.png", history,
                     {"loss": ["train_loss"],
                      "accuracy": ["train_accuracy", "val_accuracy", "test_accuracy"],
-                     "activity": ["spikes_per_neuron"]})
+                     "hidden spikes per neuron per held-out sample": ["spikes_per_neuron"]})
     x, y = (t[:1] for t in data.test.tensors)
     with torch.no_grad():
         xs = encode(x, torch.Generator().manual_seed(c.seed + 2))

@@ -179,7 +179,7 @@ def _figures(c: Config, model: nn.Sequential, data, encode, history, rd: RunDir)
     from .. import viz
     viz.save_curves(rd.path / "curves.png", history,
                     {"loss": ["train_loss"], "accuracy": ["train_accuracy", "test_accuracy"],
-                     "activity": ["spikes"]})
+                     "spikes per test inference": ["spikes"]})
     x, y = next(iter(batches(data.test, 1)))
     with torch.no_grad():
         xs = encode(x, torch.Generator().manual_seed(c.seed + 2))
