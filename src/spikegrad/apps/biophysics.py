@@ -458,6 +458,12 @@ def _histograms(path: Path, params: Dict[str, Tensor], title: str) -> None:
     for ax, (name, values) in zip(axes[0], params.items()):
         ax.hist(values.numpy(), bins=20)
         ax.set_title(name, fontsize=8)
+        # the cue task's time constants carry their unit (tau_adapt_s); the XOR network runs
+        # with dt = 1, so its dendritic time constants are in steps; the rest are factors
+        unit = ("s" if name.endswith("_s") else "steps" if name.startswith("tau_dend")
+                else "dimensionless")
+        ax.set_xlabel(f"learned value ({unit})", fontsize=8)
+        ax.set_ylabel("count", fontsize=8)
     fig.suptitle(f"learned parameters: {title}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -253,12 +253,13 @@ def _examples(c: Config, models, data, rd: RunDir, plt) -> str:
         for k in range(len(idx)):
             ax = axes[row]
             ax[0].imshow(xi[k, 0].numpy(), cmap="gray_r", vmin=0, vmax=1)
-            ax[0].set_title(f"{TITLES[n]}: clean, {int(yi[k])}", fontsize=8)
+            ax[0].set_title(f"{TITLES[n]}: clean, label {int(yi[k])}", fontsize=8)
             ax[1].imshow(adv[k, 0].numpy(), cmap="gray_r", vmin=0, vmax=1)
-            ax[1].set_title(f"PGD eps {c.eval_eps:g}: -> {int(pred[k])}", fontsize=8)
+            ax[1].set_title(f"PGD eps {c.eval_eps:g}: predicted {int(pred[k])}", fontsize=8)
             ax[2].imshow((adv[k, 0] - xi[k, 0]).numpy(), cmap="RdBu", vmin=-c.eval_eps,
                          vmax=c.eval_eps)
-            ax[2].set_title("perturbation", fontsize=8)
+            ax[2].set_title(f"perturbation (blue +{c.eval_eps:g}, red -{c.eval_eps:g})",
+                            fontsize=7)
             for a in ax[:3]:
                 a.set_xticks([])
                 a.set_yticks([])
