@@ -258,6 +258,22 @@ def test_spec_keys_round_trip_and_name_a_user_surrogate():
                                  lambda x, b: torch.sigmoid(x), 1.0)
     own_key = ops.spec_key(spec._replace(surrogate=own))
     assert own_key != key and ops.spec_of(own_key).surrogate is own
+    ops._SPECS.clear()
+    assert ops.spec_of(own_key).surrogate == own  # found by the key it got when built
+
+
+def test_compiled_step_with_a_user_surrogate_equals_eager():
+    # the surrogate is named by a key it got when built: tracing reads, never registers
+    torch.compiler.reset()
+    cubic = sg.surrogate.Surrogate("user_cubic_ops", lambda x, b: b / (1 + (b * x) ** 4),
+                                   lambda x, b: torch.sigmoid(b * x), 2.0)
+
+    def make():
+        torch.manual_seed(0)
+        return Chain(sg.nn.Linear(5, 12), sg.nn.LIF(12, surrogate=cubic), sg.nn.Linear(12, 3),
+                     sg.nn.LI(3)).double()
+    eager, model = make(), make()
+    assert_step_equal(eager, torch.compile(model, backend="aot_eager"), batch(0))
 
 
 def test_eager_calls_stay_on_the_autograd_functions(monkeypatch):

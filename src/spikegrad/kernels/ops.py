@@ -61,20 +61,18 @@ def transformed() -> bool:
 
 # --- the Spec as a string -----------------------------------------------------------------
 
-# Surrogates that are not the registered one under their name (built directly, or registered
-# over), by the key they travel under; lives as long as the process, like a compiled graph
-_OWN_SURROGATES: Dict[str, _surrogate.Surrogate] = {}
 _SPECS: Dict[str, Spec] = {}
 
 
 def _surrogate_key(s: Optional[_surrogate.Surrogate]) -> str:
+    """The registered name when ``s`` is the registered surrogate of that name (a key any
+    process understands), else the key it got at construction (this process only). Reads
+    only: a traced call must not depend on a side effect."""
     if s is None:
         return "-"
     if s.name in _surrogate.names() and _surrogate.get(s.name).derivative is s.derivative:
         return s.name
-    key = f"{s.name}#{id(s.derivative):x}"
-    _OWN_SURROGATES[key] = s
-    return key
+    return s.key
 
 
 def spec_key(spec: Spec) -> str:
@@ -97,12 +95,13 @@ def spec_of(key: str) -> Spec:
     kind, reset, detach, scale, syn, sname, beta, backend = key.split("|")
     if sname == "-":
         surr = None
-    elif sname in _OWN_SURROGATES:
-        surr = _OWN_SURROGATES[sname]
     elif "#" in sname:
-        raise ValueError(f"the surrogate {sname.split('#')[0]!r} of this program was not "
-                         "registered in this process; register it under its name with "
-                         "spikegrad.surrogate.register before loading the program")
+        own = _surrogate.from_key(sname)
+        if own is None:
+            raise ValueError(f"the surrogate {sname.split('#')[0]!r} of this program does not "
+                             "exist in this process; register it under its name with "
+                             "spikegrad.surrogate.register before tracing or exporting")
+        surr = own.with_beta(float(beta))
     else:
         surr = _surrogate.get(sname, float(beta))
     spec = Spec(spiking=kind == "lif", reset=reset, detach_reset=detach == "detach",
