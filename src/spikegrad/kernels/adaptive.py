@@ -113,7 +113,7 @@ def adaptive_backward(spec: Spec, k: Constants, need, g_ys, g_v, g_i, g_ad, g_q,
             g_ad0 if need_ad0 else None, g_q0 if need_q0 else None, g_w, g_y0)
 
 
-class AdaptiveSequence(torch.autograd.Function):
+class AdaptiveSequence(ops.FusedFunction):
     """``(spec, k, ref0, xs, v0, i0, ad0, q0, w_rec, y0)`` ->
     ``(ys, v_T, i_T, ad_T, ref_T, q_T, u_all, ad_all, free_all)``; ``ref0`` (the refractory
     counter) is a state without gradient; the constants go in as :class:`Constants`; the

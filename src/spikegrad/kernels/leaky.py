@@ -134,7 +134,7 @@ def leaky_backward(spec: Spec, need, g_ys, g_v_last, g_i_last, ys, u_all, i_all,
     return g_xs, g_v0, g_i0, g_a_mem, g_a_syn, g_theta, g_v_reset, g_w, g_y0
 
 
-class LeakySequence(torch.autograd.Function):
+class LeakySequence(ops.FusedFunction):
     """``(spec, xs, v0, i0, a_mem, a_syn, theta, v_reset, w_rec, y0)`` ->
     ``(ys, v_T, i_T, u_all, i_all)``; the last two (the membrane and synaptic current
     sequences, None where they are not kept) are non-differentiable, for backward only."""

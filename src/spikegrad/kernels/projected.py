@@ -220,7 +220,7 @@ def lif_pair_backward(spec, saved: Saved, weight: Tensor, need, g_zs, g_vT, g_iT
     return gx, gw, gb
 
 
-class ProjectedLIF(torch.autograd.Function):
+class ProjectedLIF(ops.FusedFunction):
     """``(spec, linear_backend, keep, x, weight, bias, v0, i0, a_mem, a_syn, theta, v_reset)``
     -> ``(zs [T, B, N], v_T [B, N], i_T, saved)`` of LIF neurons fed by
     ``x [T, B, in] W^T + b``; ``saved`` (a :class:`Saved`, not a tensor) is for backward."""
@@ -288,7 +288,7 @@ def projected_lif(xs: Tensor, weight: Tensor, bias: Optional[Tensor], v0: Tensor
                               p.decay_syn, p.threshold, p.v_reset)[:3]
 
 
-class ProjectedRecurrentLIF(torch.autograd.Function):
+class ProjectedRecurrentLIF(ops.FusedFunction):
     """``(zs [T, B, N], v_T, i_T)`` of recurrent LIF neurons (``W_rec``) fed by ``x W^T + b``,
     like :class:`ProjectedLIF`: the kept steps in one call of the recurrent kernels of
     :mod:`spikegrad.kernels.numba_leaky` (membrane over the input current; without a synapse
