@@ -246,6 +246,17 @@ def test_export_of_inference_model_equals_eager(name):
         torch.testing.assert_close(program.module()(batch(1)), model(batch(1)), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("name", ["lif", "pair_recurrent"])
+def test_strict_export_has_no_side_effects_and_equals_eager(name, recwarn):
+    # strict export traces with Dynamo: the call path must only read (no table filled while
+    # tracing, which Dynamo defers past the graph)
+    model = Readout(build(name)).eval()
+    program = torch.export.export(model, (batch(0),), strict=True)
+    assert not [w for w in recwarn if "side effects" in str(w.message)]
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(batch(1)), model(batch(1)), rtol=0, atol=0)
+
+
 def test_spec_keys_round_trip_and_name_a_user_surrogate():
     from spikegrad.kernels.spec import Spec
     fast = sg.surrogate.get("fast_sigmoid", 7.5)
@@ -257,8 +268,7 @@ def test_spec_keys_round_trip_and_name_a_user_surrogate():
     own = sg.surrogate.Surrogate("fast_sigmoid", lambda x, b: b * torch.exp(-x * x),
                                  lambda x, b: torch.sigmoid(x), 1.0)
     own_key = ops.spec_key(spec._replace(surrogate=own))
-    assert own_key != key and ops.spec_of(own_key).surrogate is own
-    ops._SPECS.clear()
+    assert own_key != key
     assert ops.spec_of(own_key).surrogate == own  # found by the key it got when built
 
 

@@ -91,13 +91,13 @@ def _surrogate_key(s: Optional[_surrogate.Surrogate]) -> str:
 
 
 def spec_key(spec: Spec) -> str:
-    """``spec`` as the string the operators take (a constant in a traced graph)."""
+    """``spec`` as the string the operators take (a constant in a traced graph). No side
+    effect: Dynamo would defer it past the graph (and export warns of it)."""
     s = spec.surrogate
     key = "|".join((
         "lif" if spec.spiking else "li", spec.reset, "detach" if spec.detach_reset else "-",
         "scale" if spec.scale_input else "-", "syn" if spec.has_syn else "-",
         _surrogate_key(s), repr(float(s.beta)) if s is not None else "-", spec.backend))
-    _SPECS[key] = spec
     return key
 
 
