@@ -147,6 +147,23 @@ def _rule(low: float, high: float, low_open: bool, high_open: bool) -> str:
     return "a finite number " + _interval(low, high, low_open, high_open)
 
 
+def _within(t: Tensor, low: float, high: float, low_open: bool, high_open: bool) -> Tensor:
+    """Whether every element of ``t`` is finite and in the interval: a 0-dim bool tensor."""
+    ok = torch.isfinite(t)
+    if low != -math.inf:
+        ok = ok & ((t > low) if low_open else (t >= low))
+    if high != math.inf:
+        ok = ok & ((t < high) if high_open else (t <= high))
+    return ok.all()
+
+
+def _unwrapped(t: Tensor) -> Tensor:
+    """The plain tensor inside ``torch.func``'s wrappers (batched, gradient-tracking)."""
+    while torch._C._functorch.is_functorch_wrapped_tensor(t):
+        t = torch._C._functorch.get_unwrapped(t)
+    return t
+
+
 def _broadcasts(shape, target) -> bool:
     """Whether ``shape`` broadcasts to exactly ``target`` (torch.broadcast_shapes is slower)."""
     return len(shape) <= len(target) and all(
@@ -211,6 +228,18 @@ class ParamCheck:
         pending = [item for item in self._pending if item[0].numel()]
         if not pending:
             return
+        if torch.compiler.is_compiling():
+            # a traced graph reads no values (that would break it): the check runs inside it,
+            # as an assertion on the device
+            for t, name, hint, rng in pending:
+                fix = f"; {hint}" if hint else ""
+                torch._assert_async(_within(t.detach(), *rng),
+                                    f"{self.owner}{name} must be {_rule(*rng)} everywhere{fix}")
+            return
+        if torch._C._are_functorch_transforms_active():
+            # under torch.func the values are read from the tensors the transforms wrap (a
+            # vmapped constant: every model's values at once)
+            pending = [(_unwrapped(t), *rest) for t, *rest in pending]
         if all(t.device.type == "cpu" for t, *_ in pending):
             ends = []
             for t, *_ in pending:

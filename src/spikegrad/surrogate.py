@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, replace
 from typing import Callable, Dict, Union
 
@@ -68,6 +69,10 @@ class Surrogate:
         if not callable(self.derivative) or not callable(self.primitive):
             raise TypeError("Surrogate: derivative and primitive must be callables f(x, beta)")
         object.__setattr__(self, "beta", _check_beta(self.beta, self.name))
+        # a name for this derivative that a compiled graph or exported program can carry
+        # (spikegrad.kernels.ops): known from construction on, so that tracing reads it only
+        object.__setattr__(self, "key", f"{self.name}#{id(self.derivative):x}")
+        _BY_KEY[self.key] = self
 
     def grad(self, x: Tensor) -> Tensor:
         """``phi(x)`` at this surrogate's ``beta``."""
@@ -82,6 +87,14 @@ class Surrogate:
 
 
 SurrogateLike = Union[str, Surrogate]
+
+# every Surrogate alive, by its key (not a field: equality and hashing ignore it)
+_BY_KEY: "weakref.WeakValueDictionary[str, Surrogate]" = weakref.WeakValueDictionary()
+
+
+def from_key(key: str) -> Surrogate | None:
+    """The surrogate (alive in this process) whose ``key`` is ``key``, or None."""
+    return _BY_KEY.get(key)
 
 
 class _Spike(torch.autograd.Function):

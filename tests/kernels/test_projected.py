@@ -163,7 +163,7 @@ def test_recompute_sets_how_many_chunks_keep_their_membrane(calls, recompute, ke
     T, B, N = 23, 3, 11                                   # 5 chunks of 5 steps (the last 3)
     net = sg.nn.Sequential(sg.nn.Linear(17, N), sg.nn.LIF(N), recompute=recompute)
     z, _ = net((torch.rand(T, B, 17) < 0.3).float())
-    ctx = z.grad_fn
+    ctx = z.grad_fn.saved                                 # what forward left for backward
     assert ctx.n_kept == kept and ctx.u_kept.shape == (min(T, 5 * kept), B * N)
     assert sum(s is not None for s in ctx.starts) == 5 - kept  # start states of the others
 
@@ -231,7 +231,7 @@ def test_keeps_no_sequence_for_backward(calls):
         z, _ = net(x)
     assert calls
     assert [t.shape for t in saved] == [net[0].weight.shape]      # the weight, nothing else
-    ctx = z.grad_fn
+    ctx = z.grad_fn.saved
     assert len(ctx.starts) == -(-T // projected.chunk_steps(T, B))  # one state per chunk
     assert all(v.size == B * N for v, _ in ctx.starts)
     assert ctx.u_kept.size == 0
@@ -241,7 +241,7 @@ def test_without_recompute_the_membrane_is_the_one_sequence_kept(calls):
     T, B, n_in, N = 40, 3, 8, 6
     net = sg.nn.Sequential(sg.nn.Linear(n_in, N), sg.nn.LIF(N))
     z, _ = net((torch.rand(T, B, n_in) < 0.5).float())
-    ctx = z.grad_fn
+    ctx = z.grad_fn.saved
     assert calls and ctx.u_kept.shape == (T, B * N) and not any(ctx.starts)
 
 
@@ -310,7 +310,7 @@ def test_recurrent_retained_graph_backpropagates_twice(monkeypatch, lif_kw):
         lin.weight.mul_(3.0)
     net = sg.nn.Sequential(lin, sg.nn.Recurrent(sg.nn.LIF(11, **lif_kw), init_gain=2.0))
     z, _ = net((torch.rand(23, 3, 17) < 0.3).float())
-    assert z.grad_fn.n_kept == 5 and 0 < z.mean() < 1
+    assert z.grad_fn.saved.n_kept == 5 and 0 < z.mean() < 1
     loss = (z * torch.randn_like(z)).sum()
     first = torch.autograd.grad(loss, list(net.parameters()), retain_graph=True)
     for a, b in zip(first, torch.autograd.grad(loss, list(net.parameters()))):

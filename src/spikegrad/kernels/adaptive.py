@@ -25,12 +25,12 @@ sums over time of state products.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from . import guards
+from . import guards, ops
 from .leaky import recurrent_weight_grad
 from .spec import Spec
 
@@ -66,53 +66,89 @@ def _scan(spec: Spec, k: Constants, xs, v0, i0, ad0, ref0, q0, w_rec, y0, store_
                                 y0, store_u=store_u, adapt=adapt)
 
 
-class AdaptiveSequence(torch.autograd.Function):
-    """``(xs, v0, i0, ad0, q0, w_rec, y0)`` -> ``(ys, v_T, i_T, ad_T, ref_T, q_T)``; ``ref0``
-    (the refractory counter) is a state without gradient; the constants go in as
-    :class:`Constants`."""
+# the inputs an ALIF sequence's gradient can reach, in the order adaptive_backward returns them
+GRAD_INPUTS = ("xs", "v0", "i0", "ad0", "q0", "w_rec", "y0")
+
+
+def adaptive_forward(spec: Spec, k: Constants, xs, v0, i0, ad0, ref0, q0, w_rec, y0,
+                     store: bool = True):
+    """``(ys, u_all, v_T, i_T, ad_all, free_all, ad_T, ref_T, q_T)`` of the numba loop
+    without autograd; the sequences backward reads (``u_all``, ``ad_all``, ``free_all``)
+    None unless ``store`` (``free_all`` also without an absolute refractory period)."""
+    ys, u_all, _, v_T, i_T, ad_all, free_all, ad_T, ref_T, q_T = _scan(
+        spec, k, xs, v0, i0, ad0, ref0, q0, w_rec, y0, store_u=store)
+    return ys, u_all, v_T, i_T, ad_all, free_all, ad_T, ref_T, q_T
+
+
+def adaptive_backward(spec: Spec, k: Constants, need, g_ys, g_v, g_i, g_ad, g_q, u_all,
+                      ad_all, free_all, ys, w_rec, y0, has_q: bool):
+    """The gradients named by :data:`GRAD_INPUTS` (None where ``need`` is False) from the
+    output gradients (None for none) and the saved sequences (``ys`` with recurrence)."""
+    from .numba_leaky import AdaptBack, backward_scan, backward_scan_rec
+    need_xs, need_v0, need_i0, need_ad0, need_q0, need_w, need_y0 = need
+
+    def zeros_if_none(g: Optional[Tensor]) -> Tensor:
+        return torch.zeros_like(u_all[0]) if g is None else g
+    g_ys = torch.zeros_like(u_all) if g_ys is None else g_ys
+    gi_T = g_i if spec.has_syn else None
+    adapt = AdaptBack(ad_all, k.rho, k.beta, zeros_if_none(g_ad), free_all, k.d_ref,
+                      k.w_ref, zeros_if_none(g_q) if has_q else None)
+    with torch.no_grad():
+        if w_rec is None:
+            gu_all, gi_all, g_ad0, g_v0, g_q0 = backward_scan(
+                spec, g_ys, u_all, k.theta, k.v_reset, k.a_mem, k.a_syn, zeros_if_none(g_v),
+                gi_T, adapt=adapt)
+            g_y0 = None
+        else:
+            gu_all, gi_all, g_in0, g_ad0, g_v0, g_q0 = backward_scan_rec(
+                spec, g_ys, u_all, k.theta, k.v_reset, k.a_mem, k.a_syn, zeros_if_none(g_v),
+                gi_T, w_rec, adapt=adapt)
+            g_y0 = g_in0 @ w_rec if need_y0 else None
+        # gradient w.r.t. the total input current of each step: x_t (+ W y_{t-1})
+        g_in = gi_all if spec.has_syn else (gu_all * (1.0 - k.a_mem) if spec.scale_input
+                                             else gu_all)
+        g_w = recurrent_weight_grad(g_in, ys, y0) if w_rec is not None and need_w else None
+        g_i0 = k.a_syn * gi_all[0] if spec.has_syn and need_i0 else None
+    return (g_in if need_xs else None, g_v0 if need_v0 else None, g_i0,
+            g_ad0 if need_ad0 else None, g_q0 if need_q0 else None, g_w, g_y0)
+
+
+class AdaptiveSequence(ops.FusedFunction):
+    """``(spec, k, ref0, xs, v0, i0, ad0, q0, w_rec, y0)`` ->
+    ``(ys, v_T, i_T, ad_T, ref_T, q_T, u_all, ad_all, free_all)``; ``ref0`` (the refractory
+    counter) is a state without gradient; the constants go in as :class:`Constants`; the
+    last three outputs (None where absent) are for backward only."""
 
     @staticmethod
-    def forward(ctx, spec: Spec, k: Constants, ref0, xs, v0, i0, ad0, q0, w_rec, y0):
-        ys, u_all, _, v_T, i_T, ad_all, free_all, ad_T, ref_T, q_T = _scan(
-            spec, k, xs, v0, i0, ad0, ref0, q0, w_rec, y0, store_u=True)
+    def forward(spec: Spec, k: Constants, ref0, xs, v0, i0, ad0, q0, w_rec, y0):
+        ys, u_all, v_T, i_T, ad_all, free_all, ad_T, ref_T, q_T = adaptive_forward(
+            spec, k, xs, v0, i0, ad0, ref0, q0, w_rec, y0)
+        return ys, v_T, i_T, ad_T, ref_T, q_T, u_all, ad_all, free_all
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        spec, k, ref0, xs, v0, i0, ad0, q0, w_rec, y0 = inputs
+        ys, _, _, _, ref_T, _, u_all, ad_all, free_all = output
+        for t in (ref_T, u_all, ad_all, free_all):
+            if t is not None:
+                ctx.mark_non_differentiable(t)
         ctx.spec, ctx.k, ctx.has_q = spec, k, q0 is not None
         ctx.save_for_backward(u_all, ad_all, free_all, ys if w_rec is not None else None,
                               w_rec, y0)
-        if ref_T is not None:
-            ctx.mark_non_differentiable(ref_T)
-        return ys, v_T, i_T, ad_T, ref_T, q_T
 
     @staticmethod
-    def backward(ctx, g_ys, g_v, g_i, g_ad, g_ref, g_q):
-        from .numba_leaky import AdaptBack, backward_scan, backward_scan_rec
-        spec, k = ctx.spec, ctx.k
+    def backward(ctx, g_ys, g_v, g_i, g_ad, _g_ref, g_q, _g_u, _g_ad_all, _g_free):
         u_all, ad_all, free_all, ys, w_rec, y0 = ctx.saved_tensors
-        need_xs, need_v0, need_i0, need_ad0, need_q0, need_w, need_y0 = ctx.needs_input_grad[3:]
+        # under torch.func (vmap) the gradients may be batched: the operator loops over them
+        backward = _backward_via_operator if ops.transformed() else adaptive_backward
+        grads = backward(ctx.spec, ctx.k, ctx.needs_input_grad[3:], g_ys, g_v,
+                         g_i if ctx.spec.has_syn else None, g_ad, g_q if ctx.has_q else None,
+                         u_all, ad_all, free_all, ys, w_rec, y0, ctx.has_q)
+        return (None, None, None) + grads
 
-        def zeros_if_none(g: Optional[Tensor]) -> Tensor:
-            return torch.zeros_like(u_all[0]) if g is None else g
-        g_ys = torch.zeros_like(u_all) if g_ys is None else g_ys
-        gi_T = g_i if spec.has_syn else None
-        adapt = AdaptBack(ad_all, k.rho, k.beta, zeros_if_none(g_ad), free_all, k.d_ref,
-                          k.w_ref, zeros_if_none(g_q) if ctx.has_q else None)
-        with torch.no_grad():
-            if w_rec is None:
-                gu_all, gi_all, g_ad0, g_v0, g_q0 = backward_scan(
-                    spec, g_ys, u_all, k.theta, k.v_reset, k.a_mem, k.a_syn, zeros_if_none(g_v),
-                    gi_T, adapt=adapt)
-                g_y0 = None
-            else:
-                gu_all, gi_all, g_in0, g_ad0, g_v0, g_q0 = backward_scan_rec(
-                    spec, g_ys, u_all, k.theta, k.v_reset, k.a_mem, k.a_syn, zeros_if_none(g_v),
-                    gi_T, w_rec, adapt=adapt)
-                g_y0 = g_in0 @ w_rec if need_y0 else None
-            # gradient w.r.t. the total input current of each step: x_t (+ W y_{t-1})
-            g_in = gi_all if spec.has_syn else (gu_all * (1.0 - k.a_mem) if spec.scale_input
-                                                 else gu_all)
-            g_w = recurrent_weight_grad(g_in, ys, y0) if w_rec is not None and need_w else None
-            g_i0 = k.a_syn * gi_all[0] if spec.has_syn and need_i0 else None
-        return (None, None, None, g_in if need_xs else None, g_v0 if need_v0 else None, g_i0,
-                g_ad0 if need_ad0 else None, g_q0 if need_q0 else None, g_w, g_y0)
+    @staticmethod
+    def vmap(info, in_dims, *args):
+        return ops.vmap_by_loop(AdaptiveSequence.apply, info, in_dims, args)
 
 
 def adaptive_sequence(spec: Spec, k: Constants, xs: Tensor, v0: Tensor, i0: Optional[Tensor],
@@ -131,9 +167,120 @@ def adaptive_sequence(spec: Spec, k: Constants, xs: Tensor, v0: Tensor, i0: Opti
                           ("refractory decay", k.d_ref), ("refractory strength", k.w_ref)),
                          w_rec, y0)
     tensors = (xs, v0, i0, ad0, q0, w_rec, y0)
-    if torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad
-                                       for t in tensors):
-        return AdaptiveSequence.apply(spec, k, ref0, *tensors)
-    ys, _, _, v_T, i_T, _, _, ad_T, ref_T, q_T = _scan(spec, k, xs, v0, i0, ad0, ref0, q0,
-                                                       w_rec, y0, store_u=False)
+    grad = torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad
+                                           for t in tensors)
+    if ops.compiling(xs):  # torch.compile, torch.export: one opaque operator
+        return adaptive_operator(spec, k, ref0, *tensors, store=grad)
+    if grad or ops.transformed():
+        return AdaptiveSequence.apply(spec, k, ref0, *tensors)[:6]
+    ys, _, v_T, i_T, _, _, ad_T, ref_T, q_T = adaptive_forward(spec, k, xs, v0, i0, ad0, ref0,
+                                                               q0, w_rec, y0, store=False)
     return ys, v_T, i_T, ad_T, ref_T, q_T
+
+
+# --- the sequence as a registered operator (torch.compile, torch.export: kernels.ops) ---------
+
+_ADAPT_CONSTANTS = ("a_mem", "a_syn", "theta", "v_reset", "rho", "beta", "d_ref", "w_ref")
+
+
+def _adapt_constants(consts, numbers, n_ref: int):
+    a_mem, a_syn, theta, v_reset, rho, beta, d_ref, w_ref = ops.join_constants(consts, numbers)
+    return Constants(a_mem, a_syn, theta, v_reset, rho, beta, n_ref, d_ref, w_ref)
+
+
+@torch.library.custom_op("spikegrad::alif_seq", mutates_args=())
+def alif_seq(xs: Tensor, v0: Tensor, i0: Optional[Tensor], ad0: Tensor, ref0: Optional[Tensor],
+             q0: Optional[Tensor], w_rec: Optional[Tensor], y0: Optional[Tensor],
+             consts: List[Optional[Tensor]], numbers: List[float], n_ref: int, spec: str,
+             store: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
+                                   Tensor, Tensor]:
+    """``(ys, v_T, i_T, ad_T, ref_T, q_T, u_all, ad_all, free_all)`` of
+    :func:`adaptive_forward` (``[0]`` where absent); constants
+    ``a_mem, a_syn, theta, v_reset, rho, beta, d_ref, w_ref`` (no gradient: trained ALIF
+    constants run the reference loop)."""
+    k = _adapt_constants(consts, numbers, n_ref)
+    ys, u_all, v_T, i_T, ad_all, free_all, ad_T, ref_T, q_T = adaptive_forward(
+        ops.spec_of(spec), k, xs, v0, i0, ad0, ref0, q0, w_rec, y0, store=store)
+    some = ops.empty_for_none
+    return (ys, v_T.clone(), some(i_T, xs), ad_T.clone(), some(ref_T, xs), some(q_T, xs),
+            some(u_all, xs), some(ad_all, xs), some(free_all, xs))
+
+
+@alif_seq.register_fake
+def _(xs, v0, i0, ad0, ref0, q0, w_rec, y0, consts, numbers, n_ref, spec, store):
+    sp = ops.spec_of(spec)
+    step = lambda on: xs.new_empty(xs.shape[1:] if on else (0,))  # noqa: E731
+    seq = lambda on: xs.new_empty(xs.shape if on else (0,))  # noqa: E731
+    return (seq(True), step(True), step(sp.has_syn), step(True), step(n_ref > 0),
+            step(q0 is not None), seq(store), seq(store), seq(store and n_ref > 0))
+
+
+@torch.library.custom_op("spikegrad::alif_seq_backward", mutates_args=())
+def alif_seq_backward(g_ys: Optional[Tensor], g_v: Optional[Tensor], g_i: Optional[Tensor],
+                      g_ad: Optional[Tensor], g_q: Optional[Tensor], u_all: Tensor,
+                      ad_all: Tensor, free_all: Optional[Tensor], ys: Optional[Tensor],
+                      w_rec: Optional[Tensor], y0: Optional[Tensor],
+                      consts: List[Optional[Tensor]], numbers: List[float], n_ref: int,
+                      spec: str, need: List[bool], has_q: bool) -> List[Tensor]:
+    """The gradients of :data:`GRAD_INPUTS` (``[0]`` where not
+    needed) by :func:`adaptive_backward`."""
+    k = _adapt_constants(consts, numbers, n_ref)
+    grads = adaptive_backward(ops.spec_of(spec), k, need, g_ys, g_v, g_i, g_ad, g_q, u_all, ad_all,
+                              free_all, ys, w_rec, y0, has_q)
+    return [ops.empty_for_none(g, u_all) for g in grads]
+
+
+@alif_seq_backward.register_fake
+def _(g_ys, g_v, g_i, g_ad, g_q, u_all, ad_all, free_all, ys, w_rec, y0, consts, numbers,
+      n_ref, spec, need, has_q):
+    step = u_all[0]
+    likes = (u_all, step, step, step, step, w_rec, step)
+    return [torch.empty_like(t) if n else u_all.new_empty(0) for n, t in zip(need, likes)]
+
+
+def _alif_setup(ctx, inputs, output):
+    xs, v0, i0, ad0, ref0, q0, w_rec, y0, consts, numbers, n_ref, spec, store = inputs
+    ys, _, _, _, _, _, u_all, ad_all, free_all = output
+    ctx.need = ops.needs(xs, v0, i0, ad0, q0, w_rec, y0)
+    ctx.consts_grad = ops.no_grads(consts)
+    ctx.numbers, ctx.n_ref, ctx.spec, ctx.has_q = numbers, n_ref, spec, q0 is not None
+    ctx.save_for_backward(u_all, ad_all, ops.none_for_empty(free_all),
+                          ys if w_rec is not None else None,
+                          w_rec, y0, *consts)
+
+
+def _alif_backward(ctx, g_ys, g_v, g_i, g_ad, _g_ref, g_q, _g_u, _g_ad_all, _g_free):
+    u_all, ad_all, free_all, ys, w_rec, y0, *consts = ctx.saved_tensors
+    sp = ops.spec_of(ctx.spec)
+    g = alif_seq_backward(g_ys, g_v, g_i if sp.has_syn else None, g_ad,
+                          g_q if ctx.has_q else None, u_all, ad_all, free_all, ys, w_rec, y0,
+                          consts, ctx.numbers, ctx.n_ref, ctx.spec, ctx.need, ctx.has_q)
+    g_xs, g_v0, g_i0, g_ad0, g_q0, g_w, g_y0 = [t if n else None for t, n in zip(g, ctx.need)]
+    return (g_xs, g_v0, g_i0, g_ad0, None, g_q0, g_w, g_y0, ctx.consts_grad, None, None, None,
+            None)
+
+
+alif_seq.register_autograd(_alif_backward, setup_context=_alif_setup)
+torch.library.register_vmap(alif_seq, ops.loop_vmap(alif_seq))
+torch.library.register_vmap(alif_seq_backward, ops.loop_vmap(alif_seq_backward))
+
+
+def adaptive_operator(spec: Spec, k, ref0, xs, v0, i0, ad0, q0, w_rec, y0, store: bool):
+    """:func:`adaptive_sequence`'s fused call as the operator:
+    ``(ys, v_T, i_T, ad_T, ref_T, q_T)`` (None where absent)."""
+    tensors, numbers = ops.split_constants(tuple(getattr(k, n) for n in _ADAPT_CONSTANTS))
+    ys, v_T, i_T, ad_T, ref_T, q_T, _, _, _ = alif_seq(
+        xs, v0, i0, ad0, ref0, q0, w_rec, y0, tensors, numbers, k.n_ref, ops.spec_key(spec), store)
+    return (ys, v_T, i_T if spec.has_syn else None, ad_T, ref_T if k.n_ref > 0 else None,
+            q_T if q0 is not None else None)
+
+
+def _backward_via_operator(spec: Spec, k, need, g_ys, g_v, g_i, g_ad, g_q, u_all, ad_all,
+                           free_all, ys, w_rec, y0, has_q: bool):
+    """:func:`adaptive_backward` through the operator (as in :mod:`.leaky`)."""
+    tensors, numbers = ops.split_constants(tuple(getattr(k, n) for n in _ADAPT_CONSTANTS))
+    with torch.no_grad():  # as in leaky's
+        g = alif_seq_backward(g_ys, g_v, g_i, g_ad, g_q, u_all, ad_all, free_all, ys, w_rec,
+                              y0, tensors, numbers, k.n_ref, ops.spec_key(spec), list(need),
+                              has_q)
+    return tuple(t if n else None for t, n in zip(g, need))

@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import guards
+from . import guards, ops
 
 BACKENDS = ("auto", "event", "dense")
 
@@ -334,8 +334,9 @@ def plan_with_events(x2: Tensor, weight: Tensor, backend: str
         return Plan("dense", math.nan, "auto: crossover measured on CPU, float32/64 only"), None
     if guards.autocast_on(x2):
         return Plan("dense", math.nan, "auto: autocast is on (the dense GEMM autocasts)"), None
-    if torch.compiler.is_compiling():
-        return Plan("dense", math.nan, "auto: no data-dependent dispatch under torch.compile"), None
+    if ops.compiling(x2) or ops.transformed():
+        return Plan("dense", math.nan, "auto: no data-dependent dispatch under torch.compile, "
+                    "torch.export or torch.func"), None
     training = torch.is_grad_enabled() and weight.requires_grad
     if n_rows * n_in * weight.shape[0] < (_MIN_WORK_TRAINING if training else _MIN_WORK_INFERENCE):
         return Plan("dense", math.nan, "auto: too little work for the event path to pay"), None

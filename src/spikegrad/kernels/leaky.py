@@ -30,12 +30,12 @@ that spiked instead of a dense product), ``backend="triton"`` as GPU kernels
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from . import guards, registry
+from . import guards, ops, registry
 from .registry import Call
 from .spec import Spec
 from .torch_leaky import input_current, post_reset, spikes
@@ -51,91 +51,132 @@ def _reduce_to(grad: Tensor, like: Tensor) -> Tensor:
     return grad
 
 
-class LeakySequence(torch.autograd.Function):
+# the inputs a sequence's gradient can reach, in the order leaky_backward returns them
+GRAD_INPUTS = ("xs", "v0", "i0", "a_mem", "a_syn", "theta", "v_reset", "w_rec", "y0")
+
+
+def leaky_forward(spec: Spec, xs, v0, i0, a_mem, a_syn, theta, v_reset, w_rec, y0,
+                  store_u: bool = True):
+    """``(ys, u_all, i_all, v_T, i_T)`` of the chosen backend's forward recursion, without
+    autograd (``u_all`` None unless ``store_u``)."""
+    with torch.no_grad():
+        return registry.get(spec.backend).leaky_forward(spec, xs, v0, i0, a_mem, a_syn, theta,
+                                                        v_reset, w_rec, y0, store_u=store_u)
+
+
+def leaky_saved(spec: Spec, need, recurrent: bool, ys, u_all, i_all, xs):
+    """What backward keeps of a forward: ``(ys, u_all, i_all, xs)``, None where the gradients
+    asked for (``need``, by :data:`GRAD_INPUTS`) do not read it."""
+    need_a_mem, need_a_syn = need[3], need[4]
+    keep_i = spec.has_syn and (need_a_syn or (spec.scale_input and need_a_mem))
+    keep_x = (not spec.has_syn) and spec.scale_input and need_a_mem
+    # with recurrence, dW_rec needs y_{t-1}: keep the spikes (an output, alive anyway) rather
+    # than recomputing them from u
+    keep_ys = recurrent and spec.spiking
+    return (ys if keep_ys else None, u_all, i_all if keep_i else None, xs if keep_x else None)
+
+
+def leaky_backward(spec: Spec, need, g_ys, g_v_last, g_i_last, ys, u_all, i_all, xs, v0, i0,
+                   a_mem, a_syn, theta, v_reset, w_rec, y0):
+    """The gradients named by :data:`GRAD_INPUTS` (None where ``need`` is False) from the
+    output gradients (None for none) and what :func:`leaky_saved` kept."""
+    need = dict(zip(GRAD_INPUTS, need))
+    T = u_all.shape[0]
+    if g_ys is None:
+        g_ys = torch.zeros_like(u_all)
+    gv_T = g_v_last if g_v_last is not None else torch.zeros_like(u_all[0])
+    gi_T = g_i_last if (spec.has_syn and g_i_last is not None) else None
+
+    with torch.no_grad():
+        # -- the adjoint recursion ------------------------------------------------------
+        gu_all, gi_all, g_y0 = registry.get(spec.backend).leaky_backward(
+            spec, g_ys, u_all, theta, v_reset, a_mem, a_syn, gv_T, gi_T, w_rec)
+
+        # -- gradients that are sums over time ------------------------------------------
+        # gradient w.r.t. the total input current of each step: x_t (+ W y_{t-1})
+        g_in = gi_all if spec.has_syn else (gu_all * (1.0 - a_mem) if spec.scale_input
+                                             else gu_all)
+        g_xs = g_in if need["xs"] else None
+        g_v0 = a_mem * gu_all[0] if need["v0"] else None
+        g_i0 = a_syn * gi_all[0] if spec.has_syn and need["i0"] else None
+
+        g_a_mem = g_a_syn = g_theta = g_v_reset = g_w = None
+        if need["a_mem"] or need["theta"] or need["v_reset"]:
+            z_all = spikes(u_all, theta) if spec.spiking else None
+            # v_{t-1}: the post-reset membrane of the previous step (v0 at t = 0)
+            v_prev = torch.cat([v0.unsqueeze(0), post_reset(
+                spec, u_all[:-1], z_all[:-1] if spec.spiking else None, theta, v_reset)])
+            # gv_t = a_mem * gu_{t+1}, and gv_T from the final state
+            gv_all = torch.cat([a_mem * gu_all[1:], gv_T.unsqueeze(0)])
+        if need["a_mem"]:
+            da = gu_all * v_prev
+            if spec.scale_input:
+                current = i_all if spec.has_syn else input_current(xs, w_rec, y0, u_all,
+                                                                    theta, spec)
+                da = da - gu_all * current
+            g_a_mem = _reduce_to(da, a_mem)
+        if spec.has_syn and need["a_syn"]:
+            i_prev = torch.cat([i0.unsqueeze(0), i_all[:-1]])
+            g_a_syn = _reduce_to(gi_all * i_prev, a_syn)
+        if spec.spiking and need["theta"]:
+            # gu_t = dv/du gv_t + gz_t phi_t  ->  gz_t phi_t = gu_t - dv/du gv_t
+            dvdu_gv = gv_all * (1.0 - z_all) if spec.reset == "to_value" else gv_all
+            dth = -(gu_all - dvdu_gv)
+            if spec.reset == "subtract":
+                dth = dth - z_all * gv_all
+            g_theta = _reduce_to(dth, theta)
+        if spec.spiking and spec.reset == "to_value" and need["v_reset"]:
+            g_v_reset = _reduce_to(z_all * gv_all, v_reset)
+        if w_rec is not None and need["w_rec"]:
+            g_w = recurrent_weight_grad(g_in, ys if spec.spiking else u_all, y0)
+    if not need["y0"]:
+        g_y0 = None
+    return g_xs, g_v0, g_i0, g_a_mem, g_a_syn, g_theta, g_v_reset, g_w, g_y0
+
+
+class LeakySequence(ops.FusedFunction):
+    """``(spec, xs, v0, i0, a_mem, a_syn, theta, v_reset, w_rec, y0)`` ->
+    ``(ys, v_T, i_T, u_all, i_all)``; the last two (the membrane and synaptic current
+    sequences, None where they are not kept) are non-differentiable, for backward only."""
+
     @staticmethod
-    def forward(ctx, spec: Spec, xs, v0, i0, a_mem, a_syn, theta, v_reset, w_rec, y0):
-        with torch.no_grad():
-            ys, u_all, i_all, v_last, i_last = registry.get(spec.backend).leaky_forward(
-                spec, xs, v0, i0, a_mem, a_syn, theta, v_reset, w_rec, y0)
-        need_a_mem, need_a_syn = ctx.needs_input_grad[4], ctx.needs_input_grad[5]
-        keep_i = spec.has_syn and (need_a_syn or (spec.scale_input and need_a_mem))
-        keep_x = (not spec.has_syn) and spec.scale_input and need_a_mem
+    def forward(spec: Spec, xs, v0, i0, a_mem, a_syn, theta, v_reset, w_rec, y0):
+        ys, u_all, i_all, v_last, i_last = leaky_forward(spec, xs, v0, i0, a_mem, a_syn, theta,
+                                                         v_reset, w_rec, y0)
+        # LI's output is its membrane: returned once (an output returned twice would be
+        # marked non-differentiable with its twin)
+        return ys, v_last, i_last, (u_all if spec.spiking else None), i_all
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        spec, xs, v0, i0, a_mem, a_syn, theta, v_reset, w_rec, y0 = inputs
+        ys, _, _, u_all, i_all = output
+        for t in (u_all, i_all):
+            if t is not None:
+                ctx.mark_non_differentiable(t)
         ctx.spec = spec
-        # with recurrence, dW_rec needs y_{t-1}: keep the spikes (an output, alive anyway)
-        # rather than recomputing them from u
-        ctx.keep_ys = w_rec is not None and spec.spiking
-        ctx.save_for_backward(ys if ctx.keep_ys else None, u_all, i_all if keep_i else None,
-                              xs if keep_x else None,
-                              v0, i0, a_mem if isinstance(a_mem, Tensor) else None,
-                              a_syn if isinstance(a_syn, Tensor) else None,
-                              theta if isinstance(theta, Tensor) else None,
-                              v_reset if isinstance(v_reset, Tensor) else None, w_rec, y0)
+        ys_k, u_k, i_k, xs_k = leaky_saved(spec, ctx.needs_input_grad[1:], w_rec is not None,
+                                           ys, ys if u_all is None else u_all, i_all, xs)
+        tensors = [c if isinstance(c, Tensor) else None for c in (a_mem, a_syn, theta, v_reset)]
+        ctx.save_for_backward(ys_k, u_k, i_k, xs_k, v0, i0, *tensors, w_rec, y0)
         ctx.scalars = tuple(None if isinstance(s, Tensor) else s
                             for s in (a_mem, a_syn, theta, v_reset))
-        return ys, v_last, i_last
 
     @staticmethod
-    def backward(ctx, g_ys, g_v_last, g_i_last):
-        spec = ctx.spec
+    def backward(ctx, g_ys, g_v_last, g_i_last, _g_u, _g_i):
         (ys, u_all, i_all, xs, v0, i0, a_mem_t, a_syn_t, theta_t, v_reset_t, w_rec,
          y0) = ctx.saved_tensors
-        a_mem = a_mem_t if a_mem_t is not None else ctx.scalars[0]
-        a_syn = a_syn_t if a_syn_t is not None else ctx.scalars[1]
-        theta = theta_t if theta_t is not None else ctx.scalars[2]
-        v_reset = v_reset_t if v_reset_t is not None else ctx.scalars[3]
-        need = dict(zip(("xs", "v0", "i0", "a_mem", "a_syn", "theta", "v_reset", "w_rec", "y0"),
-                        ctx.needs_input_grad[1:]))
-        T = u_all.shape[0]
-        if g_ys is None:
-            g_ys = torch.zeros_like(u_all)
-        gv_T = g_v_last if g_v_last is not None else torch.zeros_like(u_all[0])
-        gi_T = g_i_last if (spec.has_syn and g_i_last is not None) else None
+        consts = tuple(t if t is not None else s for t, s in
+                       zip((a_mem_t, a_syn_t, theta_t, v_reset_t), ctx.scalars))
+        # under torch.func (vmap) the gradients may be batched: the operator loops over them
+        backward = _backward_via_operator if ops.transformed() else leaky_backward
+        return (None,) + backward(ctx.spec, ctx.needs_input_grad[1:], g_ys, g_v_last,
+                                  g_i_last if ctx.spec.has_syn else None, ys, u_all, i_all, xs,
+                                  v0, i0, *consts, w_rec, y0)
 
-        with torch.no_grad():
-            # -- the adjoint recursion ------------------------------------------------------
-            gu_all, gi_all, g_y0 = registry.get(spec.backend).leaky_backward(
-                spec, g_ys, u_all, theta, v_reset, a_mem, a_syn, gv_T, gi_T, w_rec)
-
-            # -- gradients that are sums over time ------------------------------------------
-            # gradient w.r.t. the total input current of each step: x_t (+ W y_{t-1})
-            g_in = gi_all if spec.has_syn else (gu_all * (1.0 - a_mem) if spec.scale_input
-                                                 else gu_all)
-            g_xs = g_in if need["xs"] else None
-            g_v0 = a_mem * gu_all[0] if need["v0"] else None
-            g_i0 = a_syn * gi_all[0] if spec.has_syn and need["i0"] else None
-
-            g_a_mem = g_a_syn = g_theta = g_v_reset = g_w = None
-            if need["a_mem"] or need["theta"] or need["v_reset"]:
-                z_all = spikes(u_all, theta) if spec.spiking else None
-                # v_{t-1}: the post-reset membrane of the previous step (v0 at t = 0)
-                v_prev = torch.cat([v0.unsqueeze(0), post_reset(
-                    spec, u_all[:-1], z_all[:-1] if spec.spiking else None, theta, v_reset)])
-                # gv_t = a_mem * gu_{t+1}, and gv_T from the final state
-                gv_all = torch.cat([a_mem * gu_all[1:], gv_T.unsqueeze(0)])
-            if need["a_mem"]:
-                da = gu_all * v_prev
-                if spec.scale_input:
-                    current = i_all if spec.has_syn else input_current(xs, w_rec, y0, u_all,
-                                                                        theta, spec)
-                    da = da - gu_all * current
-                g_a_mem = _reduce_to(da, a_mem)
-            if spec.has_syn and need["a_syn"]:
-                i_prev = torch.cat([i0.unsqueeze(0), i_all[:-1]])
-                g_a_syn = _reduce_to(gi_all * i_prev, a_syn)
-            if spec.spiking and need["theta"]:
-                # gu_t = dv/du gv_t + gz_t phi_t  ->  gz_t phi_t = gu_t - dv/du gv_t
-                dvdu_gv = gv_all * (1.0 - z_all) if spec.reset == "to_value" else gv_all
-                dth = -(gu_all - dvdu_gv)
-                if spec.reset == "subtract":
-                    dth = dth - z_all * gv_all
-                g_theta = _reduce_to(dth, theta)
-            if spec.spiking and spec.reset == "to_value" and need["v_reset"]:
-                g_v_reset = _reduce_to(z_all * gv_all, v_reset)
-            if w_rec is not None and need["w_rec"]:
-                g_w = recurrent_weight_grad(g_in, ys if spec.spiking else u_all, y0)
-        if not need["y0"]:
-            g_y0 = None
-        return (None, g_xs, g_v0, g_i0, g_a_mem, g_a_syn, g_theta, g_v_reset, g_w, g_y0)
+    @staticmethod
+    def vmap(info, in_dims, *args):
+        return ops.vmap_by_loop(LeakySequence.apply, info, in_dims, args)
 
 
 def recurrent_weight_grad(g_in: Tensor, outs: Tensor, y0: Tensor) -> Tensor:
@@ -173,11 +214,120 @@ def leaky_sequence(xs: Tensor, v0: Tensor, i0: Optional[Tensor], p, *, spiking: 
     theta = p.threshold if spiking else 0.0
     v_reset = p.v_reset if spiking else 0.0
     args = (xs, v0, i0, p.decay_mem, p.decay_syn, theta, v_reset, w_rec, y0)
-    if torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in args):
-        return LeakySequence.apply(spec, *args)
+    grad = torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad
+                                           for t in args)
+    if ops.compiling(xs):  # torch.compile, torch.export: one opaque operator
+        return leaky_operator(spec, *args, store=grad)
+    if grad or ops.transformed():
+        ys, v_last, i_last, _, _ = LeakySequence.apply(spec, *args)
+        return ys, v_last, i_last
     # no gradient wanted (inference, or nothing trainable reaches here): the same loop, without
     # writing the membrane sequence that only backward would read
     with torch.no_grad():
         out = registry.get(spec.backend).leaky_forward(spec, *args, store_u=False)
     ys, _, _, v_last, i_last = out
     return ys, v_last, i_last
+
+
+# --- the sequence as a registered operator (torch.compile, torch.export: kernels.ops) ---------
+
+@torch.library.custom_op("spikegrad::leaky_seq", mutates_args=())
+def leaky_seq(xs: Tensor, v0: Tensor, i0: Optional[Tensor], w_rec: Optional[Tensor],
+              y0: Optional[Tensor], a_mem: Optional[Tensor], a_syn: Optional[Tensor],
+              theta: Optional[Tensor], v_reset: Optional[Tensor], numbers: List[float],
+              spec: str, store: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """``(ys, v_T, i_T, u_all, i_all)`` of :func:`leaky_forward`;
+    each constant a tensor, or None and its value in ``numbers`` (the constants one by one,
+    not a list: a list holding a None would get no gradient); ``u_all`` (LIF) and ``i_all``
+    (with a synapse) only with ``store`` (for backward), else ``[0]``."""
+    sp = ops.spec_of(spec)
+    consts = ops.join_constants((a_mem, a_syn, theta, v_reset), numbers)
+    ys, u_all, i_all, v_T, i_T = leaky_forward(sp, xs, v0, i0, *consts, w_rec, y0,
+                                               store_u=store)
+    if not sp.spiking or not store:
+        u_all = None
+    if not store:
+        i_all = None
+    # outputs must not alias inputs or each other (a kernel may hand back its state buffer)
+    some = ops.empty_for_none
+    return ys, v_T.clone(), some(i_T, xs), some(u_all, xs), some(i_all, xs)
+
+
+@leaky_seq.register_fake
+def _(xs, v0, i0, w_rec, y0, a_mem, a_syn, theta, v_reset, numbers, spec, store):
+    sp = ops.spec_of(spec)
+    none = xs.new_empty(0)
+    return (torch.empty_like(xs), xs.new_empty(xs.shape[1:]),
+            xs.new_empty(xs.shape[1:]) if sp.has_syn else none,
+            torch.empty_like(xs) if sp.spiking and store else xs.new_empty(0),
+            torch.empty_like(xs) if sp.has_syn and store else xs.new_empty(0))
+
+
+@torch.library.custom_op("spikegrad::leaky_seq_backward", mutates_args=())
+def leaky_seq_backward(g_ys: Optional[Tensor], g_v: Optional[Tensor], g_i: Optional[Tensor],
+                       ys: Optional[Tensor], u_all: Tensor, i_all: Optional[Tensor],
+                       xs: Optional[Tensor], v0: Tensor, i0: Optional[Tensor],
+                       w_rec: Optional[Tensor], y0: Optional[Tensor],
+                       consts: List[Optional[Tensor]], numbers: List[float], spec: str,
+                       need: List[bool]) -> List[Tensor]:
+    """The gradients of :data:`GRAD_INPUTS` (``[0]`` where not
+    needed) by :func:`leaky_backward`."""
+    grads = leaky_backward(ops.spec_of(spec), need, g_ys, g_v, g_i, ys, u_all, i_all, xs, v0, i0,
+                           *ops.join_constants(consts, numbers), w_rec, y0)
+    return [ops.empty_for_none(g, u_all) for g in grads]
+
+
+@leaky_seq_backward.register_fake
+def _(g_ys, g_v, g_i, ys, u_all, i_all, xs, v0, i0, w_rec, y0, consts, numbers, spec, need):
+    likes = (u_all, v0, i0, *consts, w_rec, y0)
+    return [torch.empty_like(t) if n and t is not None else u_all.new_empty(0)
+            for n, t in zip(need, likes)]
+
+
+def _leaky_setup(ctx, inputs, output):
+    xs, v0, i0, w_rec, y0, *consts, numbers, spec, store = inputs
+    ys, _, _, u_all, i_all = output
+    sp = ops.spec_of(spec)
+    need = ops.needs(xs, v0, i0, *consts, w_rec, y0)
+    ys_k, u_k, i_k, xs_k = leaky_saved(sp, need, w_rec is not None, ys,
+                                       u_all if sp.spiking else ys, ops.none_for_empty(i_all), xs)
+    ctx.spec, ctx.numbers, ctx.need = spec, numbers, need
+    ctx.save_for_backward(ys_k, u_k, i_k, xs_k, v0, i0, w_rec, y0, *consts)
+
+
+def _leaky_backward(ctx, g_ys, g_v, g_i, _g_u, _g_i_all):
+    ys, u_all, i_all, xs, v0, i0, w_rec, y0, *consts = ctx.saved_tensors
+    has_syn = ops.spec_of(ctx.spec).has_syn
+    g = leaky_seq_backward(g_ys, g_v, g_i if has_syn else None, ys, u_all, i_all, xs, v0, i0,
+                           w_rec, y0, consts, ctx.numbers, ctx.spec, ctx.need)
+    g = [t if n else None for t, n in zip(g, ctx.need)]
+    g_xs, g_v0, g_i0, g_a_mem, g_a_syn, g_theta, g_v_reset, g_w, g_y0 = g
+    return (g_xs, g_v0, g_i0, g_w, g_y0, g_a_mem, g_a_syn, g_theta, g_v_reset, None, None,
+            None)
+
+
+leaky_seq.register_autograd(_leaky_backward, setup_context=_leaky_setup)
+torch.library.register_vmap(leaky_seq, ops.loop_vmap(leaky_seq))
+torch.library.register_vmap(leaky_seq_backward, ops.loop_vmap(leaky_seq_backward))
+
+
+def leaky_operator(spec: Spec, xs, v0, i0, a_mem, a_syn, theta, v_reset, w_rec, y0, store: bool):
+    """:func:`leaky_sequence`'s fused call as the operator:
+    ``(ys, v_T, i_T)`` (``i_T`` None without a synapse)."""
+    tensors, numbers = ops.split_constants((a_mem, a_syn, theta, v_reset))
+    ys, v_T, i_T, _, _ = leaky_seq(xs, v0, i0, w_rec, y0, *tensors, numbers, ops.spec_key(spec),
+                                   store)
+    return ys, v_T, (i_T if spec.has_syn else None)
+
+
+def _backward_via_operator(spec: Spec, need, g_ys, g_v, g_i, ys, u_all, i_all, xs, v0, i0,
+                           a_mem, a_syn, theta, v_reset, w_rec, y0):
+    """:func:`leaky_backward` through the operator (which vmap loops over): the gradients,
+    None where not needed."""
+    tensors, numbers = ops.split_constants((a_mem, a_syn, theta, v_reset))
+    # without grad: the backward operator has no derivative of its own (no double backward),
+    # and under grad an operator's generated autograd Function would refuse functorch
+    with torch.no_grad():
+        g = leaky_seq_backward(g_ys, g_v, g_i, ys, u_all, i_all, xs, v0, i0, w_rec, y0, tensors,
+                               numbers, ops.spec_key(spec), list(need))
+    return tuple(t if n else None for t, n in zip(g, need))

@@ -47,13 +47,13 @@ computes); anything else runs unfused.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from . import guards, numba_event
+from . import guards, numba_event, ops
 from .event_linear import plan_with_events
 from .leaky import recurrent_weight_grad
 from .numba_leaky import ChunkedLoop, grad_rows
@@ -69,7 +69,7 @@ def chunk_steps(T: int, B: int) -> int:
     return max(1, min(T, CHUNK_ROWS // max(1, B)))
 
 
-class _Projection:
+class Projection:
     """``x W^T + b`` for a range of rows of ``x2 [T*B, in]``: from the active inputs (compiled
     event kernels) or by a GEMM, as :func:`spikegrad.kernels.event_linear.event_linear` with
     the same backend would choose."""
@@ -118,17 +118,23 @@ class _Projection:
         return acc
 
 
-class ProjectedLIF(torch.autograd.Function):
-    """``(zs [T, B, N], v_T [B, N], i_T)`` of LIF neurons fed by ``x [T, B, in] W^T + b``."""
+class Saved:
+    """What a fused pair's forward leaves for its backward besides tensors: the projection,
+    the neuron loop, the chunk plan, the chunks' start states and the kept membrane."""
 
-    @staticmethod
-    def forward(ctx, spec, linear_backend: str, keep: float, x: Tensor, weight: Tensor,
-                bias: Optional[Tensor], v0: Tensor, i0: Optional[Tensor], a_mem, a_syn, theta,
-                v_reset):
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+
+def lif_pair_forward(spec, linear_backend: str, keep: float, x: Tensor, weight: Tensor,
+                     bias: Optional[Tensor], v0: Tensor, i0: Optional[Tensor], a_mem, a_syn,
+                     theta, v_reset):
+    """``(zs, v_T, i_T, saved)`` of :class:`ProjectedLIF` (``saved``: a :class:`Saved`)."""
+    with torch.no_grad():
         T, B, n_in = x.shape
         N = weight.shape[0]
         M = B * N
-        proj = _Projection(x.detach().reshape(T * B, n_in), weight, bias, linear_backend)
+        proj = Projection(x.detach().reshape(T * B, n_in), weight, bias, linear_backend)
         loop = ChunkedLoop(spec, (B, N), x.dtype, a_mem, a_syn, theta, v_reset)
         Tc, chunks, n_kept, T_kept = chunk_plan(T, B, keep)
         v = loop.state(v0, v0)
@@ -152,67 +158,92 @@ class ProjectedLIF(torch.autograd.Function):
             proj(t0 * B, t1 * B, buf[:t1 - t0])
             loop.forward(buf[:t1 - t0], v, i, zs_np[t0:t1], False,
                          i_scratch[:t1 - t0] if spec.has_syn else None)
-        ctx.spec, ctx.proj, ctx.loop, ctx.Tc, ctx.shape = spec, proj, loop, Tc, (T, B, n_in, N)
-        ctx.starts, ctx.chunks, ctx.n_kept, ctx.u_kept = starts, chunks, n_kept, u_kept
-        ctx.save_for_backward(weight)
+        saved = Saved(proj=proj, loop=loop, Tc=Tc, shape=(T, B, n_in, N), starts=starts,
+                      chunks=chunks, n_kept=n_kept, u_kept=u_kept)
         v_T = torch.from_numpy(v).view(B, N)
         i_T = torch.from_numpy(i).view(B, N) if spec.has_syn else None
-        return zs, v_T, i_T
+    return zs, v_T, i_T, saved
+
+
+def lif_pair_backward(spec, saved: Saved, weight: Tensor, need, g_zs, g_vT, g_iT,
+                      inplace: bool):
+    """``(gx, gw, gb)`` (None where ``need`` is False) of :class:`ProjectedLIF`; with
+    ``inplace`` the kept steps' gradient is written over their saved membrane."""
+    proj, loop, Tc = saved.proj, saved.loop, saved.Tc
+    T, B, n_in, N = saved.shape
+    M = B * N
+    dtype = weight.dtype
+    if g_zs is None:
+        g_zs = torch.zeros((), dtype=dtype)
+    gys = g_zs.to(dtype).expand(T, B, N).reshape(T, M)  # a view where it can be
+    const = gys.stride(0) == 0 and T > 1                 # the same for every step
+    gys_np = grad_rows(gys)
+    gv = loop.state(g_vT, weight) if g_vT is not None else np.zeros(M, loop.F)
+    gi = loop.state(g_iT, weight) if g_iT is not None else np.zeros(M, loop.F)
+    need_x, need_w, need_b = need
+    gx = torch.empty(T * B, n_in, dtype=dtype) if need_x else None
+    acc = proj.weight_grad_accumulator() if need_w else None
+    gb = torch.zeros(N, dtype=dtype) if need_b else None
+    chunks, n_kept = saved.chunks, saved.n_kept
+    segments = backward_segments(chunks, n_kept, saved.starts, inplace)
+    if not inplace or n_kept < len(chunks):
+        g_buf = np.empty((Tc, M), loop.F)
+        gi_buf = np.empty((Tc, M), loop.F) if spec.has_syn else None
+    u_buf = np.empty((Tc, M), loop.F) if n_kept < len(chunks) else None
+    for t0, t1, start in reversed(segments):
+        n = t1 - t0
+        gy = gys_np if const else gys_np[t0:t1]
+        if start is None and inplace:
+            g_in = loop.backward(gy, saved.u_kept[t0:t1], gv, gi, None, None)
+        else:
+            if start is None:
+                u = saved.u_kept[t0:t1]
+            else:
+                # the chunk's membrane again, from its start state: same kernels, values
+                u = u_buf[:n]
+                v, i = start
+                proj(t0 * B, t1 * B, u)
+                loop.forward(u, v.copy(), i.copy(), g_buf[:n], True,
+                             gi_buf[:n] if spec.has_syn else None)
+            g_in = loop.backward(gy, u, gv, gi, g_buf[:n],
+                                 gi_buf[:n] if spec.has_syn else None)
+        g2 = g_in.reshape(n * B, N)
+        if need_w:
+            proj.add_weight_grad(g2, t0 * B, t1 * B, acc)
+        if need_b:
+            gb += torch.from_numpy(g2).sum(0)
+        if need_x:
+            torch.mm(torch.from_numpy(g2), weight.detach(), out=gx[t0 * B:t1 * B])
+    gw = proj.finish_weight_grad(acc) if need_w else None
+    if need_x:
+        gx = gx.view(T, B, n_in)
+    return gx, gw, gb
+
+
+class ProjectedLIF(ops.FusedFunction):
+    """``(spec, linear_backend, keep, x, weight, bias, v0, i0, a_mem, a_syn, theta, v_reset)``
+    -> ``(zs [T, B, N], v_T [B, N], i_T, saved)`` of LIF neurons fed by
+    ``x [T, B, in] W^T + b``; ``saved`` (a :class:`Saved`, not a tensor) is for backward."""
 
     @staticmethod
-    def backward(ctx, g_zs, g_vT, g_iT):
-        spec, proj, loop, Tc = ctx.spec, ctx.proj, ctx.loop, ctx.Tc
-        T, B, n_in, N = ctx.shape
-        M = B * N
+    def forward(spec, linear_backend: str, keep: float, x: Tensor, weight: Tensor,
+                bias: Optional[Tensor], v0: Tensor, i0: Optional[Tensor], a_mem, a_syn, theta,
+                v_reset):
+        return lif_pair_forward(spec, linear_backend, keep, x, weight, bias, v0, i0, a_mem,
+                                a_syn, theta, v_reset)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.spec, ctx.saved = inputs[0], output[3]
+        ctx.save_for_backward(inputs[4])
+
+    @staticmethod
+    def backward(ctx, g_zs, g_vT, g_iT, _g_saved):
         weight, = ctx.saved_tensors
-        dtype = weight.dtype
-        if g_zs is None:
-            g_zs = torch.zeros((), dtype=dtype)
-        gys = g_zs.to(dtype).expand(T, B, N).reshape(T, M)  # a view where it can be
-        const = gys.stride(0) == 0 and T > 1                 # the same for every step
-        gys_np = grad_rows(gys)
-        gv = loop.state(g_vT, weight) if g_vT is not None else np.zeros(M, loop.F)
-        gi = loop.state(g_iT, weight) if g_iT is not None else np.zeros(M, loop.F)
-        need_x, need_w, need_b = ctx.needs_input_grad[3:6]
-        gx = torch.empty(T * B, n_in, dtype=dtype) if need_x else None
-        acc = proj.weight_grad_accumulator() if need_w else None
-        gb = torch.zeros(N, dtype=dtype) if need_b else None
-        chunks, n_kept = ctx.chunks, ctx.n_kept
         # the kept steps' input-current gradient goes over their membrane, in one call, unless
         # the graph is kept for another backward (which needs the membrane again)
-        inplace = not _graph_retained()
-        segments = backward_segments(chunks, n_kept, ctx.starts, inplace)
-        if not inplace or n_kept < len(chunks):
-            g_buf = np.empty((Tc, M), loop.F)
-            gi_buf = np.empty((Tc, M), loop.F) if spec.has_syn else None
-        u_buf = np.empty((Tc, M), loop.F) if n_kept < len(chunks) else None
-        for t0, t1, start in reversed(segments):
-            n = t1 - t0
-            gy = gys_np if const else gys_np[t0:t1]
-            if start is None and inplace:
-                g_in = loop.backward(gy, ctx.u_kept[t0:t1], gv, gi, None, None)
-            else:
-                if start is None:
-                    u = ctx.u_kept[t0:t1]
-                else:
-                    # the chunk's membrane again, from its start state: same kernels, values
-                    u = u_buf[:n]
-                    v, i = start
-                    proj(t0 * B, t1 * B, u)
-                    loop.forward(u, v.copy(), i.copy(), g_buf[:n], True,
-                                 gi_buf[:n] if spec.has_syn else None)
-                g_in = loop.backward(gy, u, gv, gi, g_buf[:n],
-                                     gi_buf[:n] if spec.has_syn else None)
-            g2 = g_in.reshape(n * B, N)
-            if need_w:
-                proj.add_weight_grad(g2, t0 * B, t1 * B, acc)
-            if need_b:
-                gb += torch.from_numpy(g2).sum(0)
-            if need_x:
-                torch.mm(torch.from_numpy(g2), weight.detach(), out=gx[t0 * B:t1 * B])
-        gw = proj.finish_weight_grad(acc) if need_w else None
-        if need_x:
-            gx = gx.view(T, B, n_in)
+        gx, gw, gb = lif_pair_backward(ctx.spec, ctx.saved, weight, ctx.needs_input_grad[3:6],
+                                       g_zs, g_vT, g_iT, inplace=not _graph_retained())
         return None, None, None, gx, gw, gb, None, None, None, None, None, None
 
 
@@ -250,11 +281,14 @@ def projected_lif(xs: Tensor, weight: Tensor, bias: Optional[Tensor], v0: Tensor
                 surrogate=p.surrogate, backend="numba")
     # the states must be [B, N] already: broadcasting one would hide a batch mismatch
     guards.projected_call(xs, weight, bias, v0, i0, spec.has_syn, _consts(p))
+    if ops.compiling(xs):  # torch.compile, torch.export: one opaque operator
+        return pair_operator(spec, linear_backend, keep, xs, weight, bias, v0, i0,
+                             p.decay_mem, p.decay_syn, p.threshold, p.v_reset)
     return ProjectedLIF.apply(spec, linear_backend, keep, xs, weight, bias, v0, i0, p.decay_mem,
-                              p.decay_syn, p.threshold, p.v_reset)
+                              p.decay_syn, p.threshold, p.v_reset)[:3]
 
 
-class ProjectedRecurrentLIF(torch.autograd.Function):
+class ProjectedRecurrentLIF(ops.FusedFunction):
     """``(zs [T, B, N], v_T, i_T)`` of recurrent LIF neurons (``W_rec``) fed by ``x W^T + b``,
     like :class:`ProjectedLIF`: the kept steps in one call of the recurrent kernels of
     :mod:`spikegrad.kernels.numba_leaky` (membrane over the input current; without a synapse
@@ -263,110 +297,133 @@ class ProjectedRecurrentLIF(torch.autograd.Function):
     gradient that reaches the previous segment's last spikes through the recurrence."""
 
     @staticmethod
-    def forward(ctx, spec, linear_backend: str, keep: float, x: Tensor, weight: Tensor,
+    def forward(spec, linear_backend: str, keep: float, x: Tensor, weight: Tensor,
                 bias: Optional[Tensor], w_rec: Tensor, y0: Tensor, v0: Tensor,
                 i0: Optional[Tensor], a_mem, a_syn, theta, v_reset):
-        from .numba_leaky import forward_scan_rec
-        T, B, n_in = x.shape
-        N = weight.shape[0]
-        proj = _Projection(x.detach().reshape(T * B, n_in), weight, bias, linear_backend)
-        Tc, chunks, n_kept, T_kept = chunk_plan(T, B, keep)
-        u_kept = torch.empty(T_kept, B, N, dtype=x.dtype)
-        zs = torch.empty(T, B, N, dtype=x.dtype)
-        v = v0.detach().to(x.dtype).clone()
-        i = i0.detach().to(x.dtype).clone() if spec.has_syn else None
-        y_prev = y0.detach().to(x.dtype)
-        with torch.no_grad():
-            if T_kept:
-                proj(0, T_kept * B, u_kept.view(T_kept, B * N).numpy())
-                _, _, _, v, i = forward_scan_rec(spec, u_kept, v, i, a_mem, a_syn, theta,
-                                                 v_reset, w_rec, y_prev, store_u=True,
-                                                 inplace=True, ys_out=zs[:T_kept])
-                y_prev = zs[T_kept - 1]
-            starts = [None] * n_kept
-            buf = np.empty((Tc, B * N), u_kept.numpy().dtype) if n_kept < len(chunks) else None
-            for t0, t1 in chunks[n_kept:]:
-                starts.append((v, i, y_prev))
-                proj(t0 * B, t1 * B, buf[:t1 - t0])
-                xc = torch.from_numpy(buf[:t1 - t0]).view(t1 - t0, B, N)
-                _, _, _, v, i = forward_scan_rec(spec, xc, v, i, a_mem, a_syn, theta, v_reset,
-                                                 w_rec, y_prev, store_u=False,
-                                                 ys_out=zs[t0:t1])
-                y_prev = zs[t1 - 1]
-        ctx.spec, ctx.proj, ctx.Tc, ctx.starts = spec, proj, Tc, starts
-        ctx.chunks, ctx.n_kept, ctx.u_kept = chunks, n_kept, u_kept
-        ctx.consts = (a_mem, a_syn, theta, v_reset)
-        ctx.shape = (T, B, n_in, N)
-        ctx.save_for_backward(weight, w_rec, zs, y0)
-        return zs, v, i
+        return recurrent_pair_forward(spec, linear_backend, keep, x, weight, bias, w_rec, y0,
+                                      v0, i0, a_mem, a_syn, theta, v_reset)
 
     @staticmethod
-    def backward(ctx, g_zs, g_vT, g_iT):
-        from .numba_leaky import backward_scan_rec, forward_scan_rec
-        spec, proj, Tc = ctx.spec, ctx.proj, ctx.Tc
-        a_mem, a_syn, theta, v_reset = ctx.consts
-        T, B, n_in, N = ctx.shape
+    def setup_context(ctx, inputs, output):
+        spec, weight, w_rec, y0 = inputs[0], inputs[4], inputs[6], inputs[7]
+        ctx.spec, ctx.saved = spec, output[3]
+        ctx.save_for_backward(weight, w_rec, output[0], y0)
+
+    @staticmethod
+    def backward(ctx, g_zs, g_vT, g_iT, _g_saved):
         weight, w_rec, zs, y0 = ctx.saved_tensors
-        dtype = weight.dtype
-        if g_zs is None:
-            g_zs = torch.zeros((), dtype=dtype)
-        g_zs = g_zs.to(dtype).expand(T, B, N)
-        gv = (g_vT.to(dtype) if g_vT is not None else torch.zeros(B, N, dtype=dtype))
-        gi = (g_iT.to(dtype) if g_iT is not None else torch.zeros(B, N, dtype=dtype)
-              if spec.has_syn else None)
-        need_x, need_w, need_b, need_wrec, need_y0 = ctx.needs_input_grad[3:8]
-        gx = torch.empty(T * B, n_in, dtype=dtype) if need_x else None
-        acc = proj.weight_grad_accumulator() if need_w else None
-        gb = torch.zeros(N, dtype=dtype) if need_b else None
-        g_wrec = torch.zeros_like(w_rec) if need_wrec else None
-        chunks, n_kept = ctx.chunks, ctx.n_kept
         # the kept steps' gradient over their membrane in one call (without a synapse: the
         # synaptic gradient's first step would be lost) unless the graph is retained
-        inplace = not spec.has_syn and not _graph_retained()
-        y_before = lambda t0: y0.to(dtype) if t0 == 0 else zs[t0 - 1]  # noqa: E731
-        segments = backward_segments(chunks, n_kept, ctx.starts, inplace)
-        buf = (np.empty((Tc, B * N), torch.empty(0, dtype=dtype).numpy().dtype)
-               if n_kept < len(chunks) else None)
-        g_back = None  # gradient reaching the segment's last spikes from the next one
-        with torch.no_grad():
-            for t0, t1, start in reversed(segments):
-                n = t1 - t0
-                if start is None:
-                    u, y_prev = ctx.u_kept[t0:t1], y_before(t0)
-                else:
-                    v, i, y_prev = start
-                    proj(t0 * B, t1 * B, buf[:n])
-                    xc = torch.from_numpy(buf[:n]).view(n, B, N)
-                    _, u, _, _, _ = forward_scan_rec(spec, xc, v, i, a_mem, a_syn, theta,
-                                                     v_reset, w_rec, y_prev, store_u=True)
-                gys = g_zs[t0:t1]
-                if g_back is not None:
-                    gys = gys.clone()
-                    gys[-1] += g_back
-                gu, gi_all, g_in0 = backward_scan_rec(spec, gys, u, theta, v_reset, a_mem,
-                                                      a_syn, gv, gi, w_rec,
-                                                      inplace=start is None and inplace)
-                gv = a_mem * gu[0]
-                if spec.has_syn:
-                    g_in = gi_all
-                    gi = a_syn * gi_all[0]
-                else:
-                    g_in = gu.mul_(1.0 - a_mem) if spec.scale_input else gu
-                g_back = g_in0 @ w_rec
-                g2 = g_in.reshape(n * B, N)
-                if need_w:
-                    proj.add_weight_grad(g2.contiguous().numpy(), t0 * B, t1 * B, acc)
-                if need_b:
-                    gb += g2.sum(0)
-                if need_x:
-                    torch.mm(g2, weight.detach(), out=gx[t0 * B:t1 * B])
-                if need_wrec:
-                    g_wrec += recurrent_weight_grad(g_in, zs[t0:t1], y_prev)
-        gw = proj.finish_weight_grad(acc) if need_w else None
-        if need_x:
-            gx = gx.view(T, B, n_in)
-        return (None, None, None, gx, gw, gb, g_wrec, g_back if need_y0 else None,
+        inplace = not ctx.spec.has_syn and not _graph_retained()
+        gx, gw, gb, g_wrec, g_y0 = recurrent_pair_backward(
+            ctx.spec, ctx.saved, weight, w_rec, zs, y0, ctx.needs_input_grad[3:8], g_zs, g_vT,
+            g_iT, inplace)
+        return (None, None, None, gx, gw, gb, g_wrec, g_y0,
                 None, None, None, None, None, None)
+
+
+def recurrent_pair_forward(spec, linear_backend: str, keep: float, x: Tensor, weight: Tensor,
+                           bias: Optional[Tensor], w_rec: Tensor, y0: Tensor, v0: Tensor,
+                           i0: Optional[Tensor], a_mem, a_syn, theta, v_reset):
+    """``(zs, v_T, i_T, saved)`` of :class:`ProjectedRecurrentLIF` (``saved``: a
+    :class:`Saved`)."""
+    from .numba_leaky import forward_scan_rec
+    T, B, n_in = x.shape
+    N = weight.shape[0]
+    proj = Projection(x.detach().reshape(T * B, n_in), weight, bias, linear_backend)
+    Tc, chunks, n_kept, T_kept = chunk_plan(T, B, keep)
+    u_kept = torch.empty(T_kept, B, N, dtype=x.dtype)
+    zs = torch.empty(T, B, N, dtype=x.dtype)
+    v = v0.detach().to(x.dtype).clone()
+    i = i0.detach().to(x.dtype).clone() if spec.has_syn else None
+    y_prev = y0.detach().to(x.dtype)
+    with torch.no_grad():
+        if T_kept:
+            proj(0, T_kept * B, u_kept.view(T_kept, B * N).numpy())
+            _, _, _, v, i = forward_scan_rec(spec, u_kept, v, i, a_mem, a_syn, theta,
+                                             v_reset, w_rec, y_prev, store_u=True,
+                                             inplace=True, ys_out=zs[:T_kept])
+            y_prev = zs[T_kept - 1]
+        starts = [None] * n_kept
+        buf = np.empty((Tc, B * N), u_kept.numpy().dtype) if n_kept < len(chunks) else None
+        for t0, t1 in chunks[n_kept:]:
+            starts.append((v, i, y_prev))
+            proj(t0 * B, t1 * B, buf[:t1 - t0])
+            xc = torch.from_numpy(buf[:t1 - t0]).view(t1 - t0, B, N)
+            _, _, _, v, i = forward_scan_rec(spec, xc, v, i, a_mem, a_syn, theta, v_reset,
+                                             w_rec, y_prev, store_u=False,
+                                             ys_out=zs[t0:t1])
+            y_prev = zs[t1 - 1]
+    saved = Saved(proj=proj, Tc=Tc, starts=starts, chunks=chunks, n_kept=n_kept,
+                  u_kept=u_kept, consts=(a_mem, a_syn, theta, v_reset), shape=(T, B, n_in, N))
+    return zs, v, i, saved
+
+
+def recurrent_pair_backward(spec, saved: Saved, weight: Tensor, w_rec: Tensor, zs: Tensor,
+                            y0: Tensor, need, g_zs, g_vT, g_iT, inplace: bool):
+    """``(gx, gw, gb, g_wrec, g_y0)`` (None where ``need`` is False) of
+    :class:`ProjectedRecurrentLIF`; with ``inplace`` the kept steps' gradient is written over
+    their saved membrane."""
+    from .numba_leaky import backward_scan_rec, forward_scan_rec
+    proj, Tc = saved.proj, saved.Tc
+    a_mem, a_syn, theta, v_reset = saved.consts
+    T, B, n_in, N = saved.shape
+    dtype = weight.dtype
+    if g_zs is None:
+        g_zs = torch.zeros((), dtype=dtype)
+    g_zs = g_zs.to(dtype).expand(T, B, N)
+    gv = (g_vT.to(dtype) if g_vT is not None else torch.zeros(B, N, dtype=dtype))
+    gi = (g_iT.to(dtype) if g_iT is not None else torch.zeros(B, N, dtype=dtype)
+          if spec.has_syn else None)
+    need_x, need_w, need_b, need_wrec, need_y0 = need
+    gx = torch.empty(T * B, n_in, dtype=dtype) if need_x else None
+    acc = proj.weight_grad_accumulator() if need_w else None
+    gb = torch.zeros(N, dtype=dtype) if need_b else None
+    g_wrec = torch.zeros_like(w_rec) if need_wrec else None
+    chunks, n_kept = saved.chunks, saved.n_kept
+    y_before = lambda t0: y0.to(dtype) if t0 == 0 else zs[t0 - 1]  # noqa: E731
+    segments = backward_segments(chunks, n_kept, saved.starts, inplace)
+    buf = (np.empty((Tc, B * N), torch.empty(0, dtype=dtype).numpy().dtype)
+           if n_kept < len(chunks) else None)
+    g_back = None  # gradient reaching the segment's last spikes from the next one
+    with torch.no_grad():
+        for t0, t1, start in reversed(segments):
+            n = t1 - t0
+            if start is None:
+                u, y_prev = saved.u_kept[t0:t1], y_before(t0)
+            else:
+                v, i, y_prev = start
+                proj(t0 * B, t1 * B, buf[:n])
+                xc = torch.from_numpy(buf[:n]).view(n, B, N)
+                _, u, _, _, _ = forward_scan_rec(spec, xc, v, i, a_mem, a_syn, theta,
+                                                 v_reset, w_rec, y_prev, store_u=True)
+            gys = g_zs[t0:t1]
+            if g_back is not None:
+                gys = gys.clone()
+                gys[-1] += g_back
+            gu, gi_all, g_in0 = backward_scan_rec(spec, gys, u, theta, v_reset, a_mem,
+                                                  a_syn, gv, gi, w_rec,
+                                                  inplace=start is None and inplace)
+            gv = a_mem * gu[0]
+            if spec.has_syn:
+                g_in = gi_all
+                gi = a_syn * gi_all[0]
+            else:
+                g_in = gu.mul_(1.0 - a_mem) if spec.scale_input else gu
+            g_back = g_in0 @ w_rec
+            g2 = g_in.reshape(n * B, N)
+            if need_w:
+                proj.add_weight_grad(g2.contiguous().numpy(), t0 * B, t1 * B, acc)
+            if need_b:
+                gb += g2.sum(0)
+            if need_x:
+                torch.mm(g2, weight.detach(), out=gx[t0 * B:t1 * B])
+            if need_wrec:
+                g_wrec += recurrent_weight_grad(g_in, zs[t0:t1], y_prev)
+    gw = proj.finish_weight_grad(acc) if need_w else None
+    if need_x:
+        gx = gx.view(T, B, n_in)
+    return gx, gw, gb, g_wrec, g_back if need_y0 else None
 
 
 def projected_recurrent_lif(xs: Tensor, weight: Tensor, bias: Optional[Tensor],
@@ -379,11 +436,220 @@ def projected_recurrent_lif(xs: Tensor, weight: Tensor, bias: Optional[Tensor],
                 scale_input=bool(p.scale_input), has_syn=p.decay_syn is not None,
                 surrogate=p.surrogate, backend="numba")
     guards.projected_call(xs, weight, bias, v0, i0, spec.has_syn, _consts(p), w_rec, y0)
+    if ops.compiling(xs):  # torch.compile, torch.export: one opaque operator
+        return pair_operator(spec, linear_backend, keep, xs, weight, bias, v0, i0,
+                             p.decay_mem, p.decay_syn, p.threshold, p.v_reset, w_rec, y0)
     return ProjectedRecurrentLIF.apply(spec, linear_backend, keep, xs, weight, bias, w_rec,
                                        y0, v0, i0, p.decay_mem, p.decay_syn,
-                                       p.threshold, p.v_reset)
+                                       p.threshold, p.v_reset)[:3]
 
 
 def _consts(p):
     return (("decay_mem", p.decay_mem), ("decay_syn", p.decay_syn),
             ("threshold", p.threshold), ("v_reset", p.v_reset))
+
+
+# --- the pairs as registered operators (torch.compile, torch.export: kernels.ops) -----------
+#
+# A pair's forward leaves Python objects for its backward (the projection's active inputs, the
+# chunk plan); as operators it hands over tensors instead: the kept membrane ``[T_kept, B*N]``
+# and the start states of the recomputed chunks ``[chunks, B*N]``. The backward operator
+# plans the projection again from ``x`` (the same decision: it depends on ``x`` alone) and
+# never writes over the saved membrane (an operator does not mutate its inputs).
+
+def _pair_plan(x: Tensor, keep: float) -> Tuple[int, int]:
+    """``(T_kept, recomputed chunks)`` of a pair over ``x [T, B, in]``."""
+    _, chunks, n_kept, T_kept = chunk_plan(x.shape[0], x.shape[1], keep)
+    return T_kept, len(chunks) - n_kept
+
+
+def _training_weight(weight: Tensor) -> Tensor:
+    # the projection plans its path as a training step would (weight requiring grad); below
+    # autograd, inside an operator, the weight never does
+    return weight.detach().requires_grad_(True)
+
+
+@torch.library.custom_op("spikegrad::lif_pair", mutates_args=())
+def lif_pair_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], v0: Tensor, i0: Optional[Tensor],
+             a_mem: Optional[Tensor], a_syn: Optional[Tensor], theta: Optional[Tensor],
+             v_reset: Optional[Tensor], numbers: List[float], spec: str, linear_backend: str,
+             keep: float) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """``(zs, v_T, i_T, u_kept, starts_v, starts_i)`` of
+    :func:`lif_pair_forward`."""
+    sp = ops.spec_of(spec)
+    consts = ops.join_constants((a_mem, a_syn, theta, v_reset), numbers)
+    zs, v_T, i_T, saved = lif_pair_forward(sp, linear_backend, keep, x, _training_weight(weight),
+                                           bias, v0, i0, *consts)
+    M = v_T.numel()
+    starts = saved.starts[saved.n_kept:]
+    sv = np.stack([v for v, _ in starts]) if starts else np.empty((0, M), saved.loop.F)
+    si = np.stack([i for _, i in starts]) if starts else np.empty((0, M), saved.loop.F)
+    return (zs, v_T.clone(), i_T.clone() if sp.has_syn else x.new_empty(0),
+            torch.from_numpy(saved.u_kept), torch.from_numpy(sv),
+            torch.from_numpy(si) if sp.has_syn else x.new_empty(0))
+
+
+@lif_pair_op.register_fake
+def _(x, weight, bias, v0, i0, a_mem, a_syn, theta, v_reset, numbers, spec, linear_backend,
+      keep):
+    sp = ops.spec_of(spec)
+    T, B, _ = x.shape
+    N = weight.shape[0]
+    T_kept, n_rec = _pair_plan(x, keep)
+    return (x.new_empty(T, B, N), x.new_empty(B, N),
+            x.new_empty(B, N) if sp.has_syn else x.new_empty(0), x.new_empty(T_kept, B * N),
+            x.new_empty(n_rec, B * N), x.new_empty(n_rec, B * N) if sp.has_syn else x.new_empty(0))
+
+
+@torch.library.custom_op("spikegrad::lif_pair_backward", mutates_args=())
+def lif_pair_backward_op(g_zs: Optional[Tensor], g_vT: Optional[Tensor], g_iT: Optional[Tensor],
+                      x: Tensor, weight: Tensor, bias: Optional[Tensor], u_kept: Tensor,
+                      starts_v: Tensor, starts_i: Tensor, consts: List[Optional[Tensor]],
+                      numbers: List[float], spec: str, linear_backend: str, keep: float,
+                      need: List[bool]) -> List[Tensor]:
+    """``[gx, gw, gb]`` (``[0]`` where not needed) by
+    :func:`lif_pair_backward`."""
+    sp = ops.spec_of(spec)
+    T, B, n_in = x.shape
+    N = weight.shape[0]
+    a_mem, a_syn, theta, v_reset = ops.join_constants(consts, numbers)
+    loop = ChunkedLoop(sp, (B, N), x.dtype, a_mem, a_syn, theta, v_reset)
+    Tc, chunks, n_kept, _ = chunk_plan(T, B, keep)
+    no_i = np.zeros(1, loop.F)
+    starts = [None] * n_kept + [
+        (starts_v[k].numpy(), starts_i[k].numpy() if sp.has_syn else no_i)
+        for k in range(starts_v.shape[0])]
+    proj = Projection(x.reshape(T * B, n_in), _training_weight(weight), bias, linear_backend)
+    saved = Saved(proj=proj, loop=loop, Tc=Tc, shape=(T, B, n_in, N), starts=starts,
+                  chunks=chunks, n_kept=n_kept, u_kept=u_kept.numpy())
+    grads = lif_pair_backward(sp, saved, weight, need, g_zs, g_vT, g_iT, inplace=False)
+    return [ops.empty_for_none(g, x) for g in grads]
+
+
+@lif_pair_backward_op.register_fake
+def _(g_zs, g_vT, g_iT, x, weight, bias, u_kept, starts_v, starts_i, consts, numbers, spec,
+      linear_backend, keep, need):
+    likes = (x, weight, bias)
+    return [torch.empty_like(t) if n else x.new_empty(0) for n, t in zip(need, likes)]
+
+
+def _lif_pair_setup(ctx, inputs, output):
+    x, weight, bias, v0, i0, *consts, numbers, spec, linear_backend, keep = inputs
+    _, _, _, u_kept, sv, si = output
+    ctx.need = ops.needs(x, weight, bias)
+    ctx.args = (numbers, spec, linear_backend, keep)
+    ctx.save_for_backward(x, weight, bias, u_kept, sv, si, *consts)
+
+
+def _lif_pair_backward(ctx, g_zs, g_vT, g_iT, *_):
+    x, weight, bias, u_kept, sv, si, *consts = ctx.saved_tensors
+    has_syn = ops.spec_of(ctx.args[1]).has_syn
+    g = lif_pair_backward_op(g_zs, g_vT, g_iT if has_syn else None, x, weight, bias, u_kept, sv, si,
+                          consts, *ctx.args, ctx.need)
+    gx, gw, gb = [t if n else None for t, n in zip(g, ctx.need)]
+    return (gx, gw, gb) + (None,) * 10
+
+
+lif_pair_op.register_autograd(_lif_pair_backward, setup_context=_lif_pair_setup)
+
+
+@torch.library.custom_op("spikegrad::recurrent_pair", mutates_args=())
+def recurrent_pair_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], w_rec: Tensor, y0: Tensor,
+                   v0: Tensor, i0: Optional[Tensor], a_mem: Optional[Tensor],
+                   a_syn: Optional[Tensor], theta: Optional[Tensor], v_reset: Optional[Tensor],
+                   numbers: List[float], spec: str, linear_backend: str, keep: float
+                   ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """``(zs, v_T, i_T, u_kept, starts_v, starts_i)`` of
+    :func:`recurrent_pair_forward` (states ``[B, N]``)."""
+    sp = ops.spec_of(spec)
+    consts = ops.join_constants((a_mem, a_syn, theta, v_reset), numbers)
+    zs, v_T, i_T, saved = recurrent_pair_forward(sp, linear_backend, keep, x,
+                                                 _training_weight(weight), bias, w_rec, y0, v0,
+                                                 i0, *consts)
+    B, N = v_T.shape
+    starts = saved.starts[saved.n_kept:]
+    sv = torch.stack([v for v, _, _ in starts]) if starts else x.new_empty(0, B, N)
+    si = (torch.stack([i for _, i, _ in starts]) if starts else x.new_empty(0, B, N))
+    return (zs, v_T.clone(), i_T.clone() if sp.has_syn else x.new_empty(0),
+            saved.u_kept, sv, si if sp.has_syn else x.new_empty(0))
+
+
+@recurrent_pair_op.register_fake
+def _(x, weight, bias, w_rec, y0, v0, i0, a_mem, a_syn, theta, v_reset, numbers, spec,
+      linear_backend, keep):
+    sp = ops.spec_of(spec)
+    T, B, _ = x.shape
+    N = weight.shape[0]
+    T_kept, n_rec = _pair_plan(x, keep)
+    return (x.new_empty(T, B, N), x.new_empty(B, N),
+            x.new_empty(B, N) if sp.has_syn else x.new_empty(0), x.new_empty(T_kept, B, N),
+            x.new_empty(n_rec, B, N), x.new_empty(n_rec, B, N) if sp.has_syn else x.new_empty(0))
+
+
+@torch.library.custom_op("spikegrad::recurrent_pair_backward", mutates_args=())
+def recurrent_pair_backward_op(g_zs: Optional[Tensor], g_vT: Optional[Tensor],
+                            g_iT: Optional[Tensor], x: Tensor, weight: Tensor,
+                            bias: Optional[Tensor], w_rec: Tensor, y0: Tensor, zs: Tensor,
+                            u_kept: Tensor, starts_v: Tensor, starts_i: Tensor,
+                            consts: List[Optional[Tensor]], numbers: List[float], spec: str,
+                            linear_backend: str, keep: float, need: List[bool]
+                            ) -> List[Tensor]:
+    """``[gx, gw, gb, g_wrec, g_y0]`` (``[0]`` where not needed) by
+    :func:`recurrent_pair_backward`."""
+    sp = ops.spec_of(spec)
+    T, B, n_in = x.shape
+    N = weight.shape[0]
+    Tc, chunks, n_kept, _ = chunk_plan(T, B, keep)
+    starts = [None] * n_kept + [
+        (starts_v[k], starts_i[k] if sp.has_syn else None, y0 if t0 == 0 else zs[t0 - 1])
+        for k, (t0, _) in enumerate(chunks[n_kept:])]
+    proj = Projection(x.reshape(T * B, n_in), _training_weight(weight), bias, linear_backend)
+    saved = Saved(proj=proj, Tc=Tc, starts=starts, chunks=chunks, n_kept=n_kept,
+                  u_kept=u_kept, consts=tuple(ops.join_constants(consts, numbers)),
+                  shape=(T, B, n_in, N))
+    grads = recurrent_pair_backward(sp, saved, weight, w_rec, zs, y0, need, g_zs, g_vT, g_iT,
+                                    inplace=False)
+    return [ops.empty_for_none(g, x) for g in grads]
+
+
+@recurrent_pair_backward_op.register_fake
+def _(g_zs, g_vT, g_iT, x, weight, bias, w_rec, y0, zs, u_kept, starts_v, starts_i, consts,
+      numbers, spec, linear_backend, keep, need):
+    likes = (x, weight, bias, w_rec, y0)
+    return [torch.empty_like(t) if n else x.new_empty(0) for n, t in zip(need, likes)]
+
+
+def _recurrent_pair_setup(ctx, inputs, output):
+    (x, weight, bias, w_rec, y0, v0, i0, *consts, numbers, spec, linear_backend,
+     keep) = inputs
+    zs, _, _, u_kept, sv, si = output
+    ctx.need = ops.needs(x, weight, bias, w_rec, y0)
+    ctx.args = (numbers, spec, linear_backend, keep)
+    ctx.save_for_backward(x, weight, bias, w_rec, y0, zs, u_kept, sv, si, *consts)
+
+
+def _recurrent_pair_backward(ctx, g_zs, g_vT, g_iT, *_):
+    x, weight, bias, w_rec, y0, zs, u_kept, sv, si, *consts = ctx.saved_tensors
+    has_syn = ops.spec_of(ctx.args[1]).has_syn
+    g = recurrent_pair_backward_op(g_zs, g_vT, g_iT if has_syn else None, x, weight, bias, w_rec,
+                                y0, zs, u_kept, sv, si, consts, *ctx.args, ctx.need)
+    gx, gw, gb, g_wrec, g_y0 = [t if n else None for t, n in zip(g, ctx.need)]
+    return (gx, gw, gb, g_wrec, g_y0) + (None,) * 10
+
+
+recurrent_pair_op.register_autograd(_recurrent_pair_backward, setup_context=_recurrent_pair_setup)
+
+
+def pair_operator(spec: Spec, linear_backend: str, keep: float, xs, weight, bias, v0, i0,
+                  a_mem, a_syn, theta, v_reset, w_rec=None, y0=None):
+    """A fused pair (:func:`projected_lif`, or with ``w_rec`` :func:`projected_recurrent_lif`)
+    as its operator: ``(zs, v_T, i_T)``."""
+    tensors, numbers = ops.split_constants((a_mem, a_syn, theta, v_reset))
+    key = ops.spec_key(spec)
+    if w_rec is None:
+        out = lif_pair_op(xs, weight, bias, v0, i0, *tensors, numbers, key, linear_backend,
+                       float(keep))
+    else:
+        out = recurrent_pair_op(xs, weight, bias, w_rec, y0, v0, i0, *tensors, numbers, key,
+                             linear_backend, float(keep))
+    return out[0], out[1], (out[2] if spec.has_syn else None)

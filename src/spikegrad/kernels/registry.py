@@ -22,7 +22,7 @@ from typing import Dict, NamedTuple, Optional, Tuple
 import torch
 from torch import Tensor
 
-from . import guards
+from . import guards, ops
 
 BACKENDS = ("auto", "reference", "torch", "numba", "triton")
 # auto's preference per device type; the reference loop comes after all of them
@@ -140,8 +140,8 @@ class NumbaBackend(Backend):
             w = call.weight
             if xs.dim() != 3 or w is None or w.dtype != xs.dtype:
                 return Unsupported("the pair runs on [T, B, in] inputs of the weight's dtype")
-            if torch.compiler.is_compiling():
-                return Unsupported("the pair's kernel is not traced by torch.compile")
+            if ops.transformed():  # its autograd Function has no vmap rule
+                return Unsupported("under torch.func the two layers run one by one")
             if guards.autocast_on(xs):  # the unfused pair, whose Linear autocasts
                 return Unsupported("under autocast the Linear layer casts its own output")
         return _trained(call)
