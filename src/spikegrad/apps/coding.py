@@ -102,6 +102,7 @@ def _figure(path: Path, profiles: Dict[str, List[float]], aligned: Dict[str, Lis
         axes[1].plot(range(-k, k + 1), [v / peak for v in a], marker=".", label=name)
     axes[1].axvline(0, ls="--", c="gray", lw=0.8)
     axes[1].set_xlabel("steps after the neuron's first spike")
+    axes[1].set_ylabel("|dL/du_t| (normalised)")
     axes[1].set_title("aligned to each output neuron's first spike")
     for ax in axes:
         ax.legend()
