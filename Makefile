@@ -26,13 +26,16 @@ demo: setup
 # torch's and MKL's own kernels capped at AVX2 (no-ops where that is all there is), and bounds
 # checking on; its own numba cache dir, since cached kernels would be loaded unchecked and for
 # this CPU. Option grids keep every value (not every pair) there: SPIKEGRAD_COVERING=1
-# (tests/cases.py); the first leg runs the pairwise arrays natively. The two legs run side by side (the second mostly compiles, on one core); its
-# output follows the first's, and either failing fails the target.
+# (tests/cases.py); the first leg runs the pairwise arrays natively. The torch.compile/export
+# tests (test_ops) trace the same kernels the parity tests run, so they run in the first leg
+# only. The two legs run side by side (the second mostly compiles, on one core); its output
+# follows the first's, and either failing fails the target.
 PORTABLE_LOG := .test-portable.log
 test: setup
 	@SPIKEGRAD_COVERING=1 NUMBA_CPU_NAME=generic NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR=$(CURDIR)/.numba-generic-boundscheck \
 		ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 OMP_NUM_THREADS=1 \
 		$(BIN)/python -m pytest tests/kernels tests/learning/test_eprop_stream.py --ignore=tests/kernels/test_triton_leaky.py \
+		--ignore=tests/kernels/test_ops.py \
 		> $(PORTABLE_LOG) 2>&1 & portable=$$!; \
 	echo "make test: leg 1 (the suite) and leg 2 (kernels as on another processor) running"; \
 	$(BIN)/python -m pytest; main=$$?; \
