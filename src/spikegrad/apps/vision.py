@@ -219,7 +219,9 @@ def _save_feature_maps(path: Path, maps, title: str) -> None:
                        interpolation="nearest")
         ax.set_title(f"{name} {tuple(counts.shape)}", fontsize=8)
         ax.set_ylabel("channel" if counts.dim() == 2 else "")
-        fig.colorbar(im, ax=ax)
+        ax.set_xlabel("position along the (downsampled) signal" if counts.dim() == 2
+                      else "channel maps, 8 per row")
+        fig.colorbar(im, ax=ax).set_label("spikes", fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -248,7 +250,7 @@ def _save_kernels(path: Path, w: Tensor, title: str) -> None:
         im = ax.imshow(w, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
         ax.set_xlabel("kernel offset")
         ax.set_ylabel("output channel")
-        fig.colorbar(im, ax=ax)
+        fig.colorbar(im, ax=ax).set_label("weight", fontsize=8)
     else:
         cols = min(8, w.shape[0])
         rows = -(-w.shape[0] // cols)
