@@ -32,13 +32,14 @@ def save_trace_figures(c: Config, model: RegressionRSNN, title: str, rd: RunDir)
         ax.plot(t, ys[:, 0, k], c=f"C{k}", lw=2, alpha=0.5, label=f"target {k}")
         ax.plot(t, outs[-1][:, 0, k], c=f"C{k}", lw=1, label=f"output {k}")
     ax.set_xlabel("time (ms)")
-    ax.set_title(title)
+    ax.set_ylabel("signal (target units)")
+    ax.set_title(f"{title}, test sequence 0")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(rd.path / "output.png", dpi=110)
     plt.close(fig)
-    viz.save_rasters(rd.path / "rasters.png", [("input", xs[:, 0].numpy()),
-                                                (f"recurrent {c.neuron.upper()}",
+    viz.save_rasters(rd.path / "rasters.png", [("input, test sequence 0", xs[:, 0].numpy()),
+                                                (f"recurrent {c.neuron.upper()}, same sequence",
                                                  outs[1][:, 0].numpy())],
                      dt_ms=c.dt_ms)
     return ["output.png", "rasters.png"]
