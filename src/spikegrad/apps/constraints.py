@@ -437,6 +437,7 @@ def _figures(path: Path, results: dict) -> List[str]:
                          label=f"{name} (after)")
         axes[0].axvline(1.0, ls="--", c="gray", lw=0.8)
         axes[0].set_xlabel("threshold")
+        axes[0].set_ylabel("hidden neurons")
         axes[0].set_title("hidden thresholds after training (init: 1 or silent)")
         axes[0].legend(fontsize=7)
         r = th["silent_trainable"]["per_seed"][0]
@@ -444,6 +445,7 @@ def _figures(path: Path, results: dict) -> List[str]:
                      label="before (all silent)" if max(r["rates_before"]) == 0 else "before")
         axes[1].hist(r["rates_after"], bins=30, alpha=0.6, label="after")
         axes[1].set_xlabel("spikes per step (per hidden neuron)")
+        axes[1].set_ylabel("hidden neurons")
         axes[1].set_title("silent init, trainable thresholds: rates")
         axes[1].legend(fontsize=7)
         fig.tight_layout()
