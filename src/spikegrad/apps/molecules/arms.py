@@ -21,15 +21,26 @@ __all__ = ["Oracle", "fit_gin", "fit_mlp", "fit_token_proxy", "pretrain", "evalu
 
 
 class Oracle:
-    """The true SA score with a call counter: every SMILES scored is one call, parsable or
-    not (an unparsable one is charged ``invalid_sa``)."""
+    """The true SA score with a call counter. A call is one distinct valid molecule scored:
+    a SMILES that does not parse never reaches the scorer (it is charged ``invalid_sa``), and
+    a molecule scored before is looked up (by canonical SMILES), not scored again."""
 
     def __init__(self, invalid_sa: float = 10.0):
         self.invalid_sa, self.calls = invalid_sa, 0
+        self.cache: Dict[str, float] = {}
 
     def __call__(self, smiles: Sequence[str]) -> Tensor:
-        self.calls += len(smiles)
-        return self.score(smiles)
+        out = []
+        for s in smiles:
+            can = chem.canonical(s)
+            if can is None:
+                out.append(self.invalid_sa)
+                continue
+            if can not in self.cache:
+                self.cache[can] = chem.sa_score(can)
+                self.calls += 1
+            out.append(self.cache[can])
+        return torch.tensor(out, dtype=torch.float32)
 
     def score(self, smiles: Sequence[str]) -> Tensor:
         """Scores without counting (evaluation, never seen by a learner)."""
@@ -69,10 +80,13 @@ def fit_token_proxy(seqs: Tensor, sa: Tensor, vocab_size: int, c, seed: int):
 
 def pretrain(ids: Tensor, vocab_size: int, c, seed: int,
              tick: Optional[Callable[[dict], None]] = None) -> SmilesGRU:
-    """Maximum likelihood on ``ids [N, L]`` (Adam, batches of 128, clipped at norm 1)."""
+    """Maximum likelihood on ``ids [N, L]`` (Adam with a cosine decay to 0 over all steps,
+    batches of 128, gradients clipped at norm 1)."""
     torch.manual_seed(seed)
     model = SmilesGRU(vocab_size, c.gen_hidden, c.gen_layers)
     opt = torch.optim.Adam(model.parameters(), c.gen_lr)
+    steps = c.gen_epochs * math.ceil(len(ids) / 128)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     g = torch.Generator().manual_seed(seed)
     for epoch in range(c.gen_epochs):
         total, count = 0.0, 0
@@ -84,6 +98,7 @@ def pretrain(ids: Tensor, vocab_size: int, c, seed: int,
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
+            sched.step()
             total, count = total + loss.item() * len(idx), count + len(idx)
         if tick is not None:
             tick({"epoch": epoch + 1, "train_nll": total / count})
@@ -157,7 +172,8 @@ def arm_a(prior: SmilesGRU, token_proxy: TokenProxy, c, seed: int,
     for step in range(c.a_steps):
         if step % c.eval_every == 0:
             on_eval(step, agent)
-        seqs, _, hot = agent.sample(c.a_batch, c.max_len, g, straight_through_tau=c.a_tau)
+        seqs, _, hot = agent.sample(c.a_batch, c.max_len, g, straight_through_tau=c.a_tau,
+                                    feed_gradient=c.a_through_recurrence)
         loss = token_proxy(hot).mean() + c.a_kl * _kl_to_prior(agent, prior, seqs).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -172,16 +188,27 @@ def arm_b(prior: SmilesGRU, vocab, oracle: Oracle, c, seed: int,
     """REINVENT: minimise ``(log P_prior(x) + b_sigma * s(x) - log P_agent(x))^2`` over
     samples ``x`` of the agent, with the score ``s = (invalid_sa - SA) / (invalid_sa - 1)``
     in [0, 1] (reward -SA mapped affinely to REINVENT's score range; 0 for a SMILES that does
-    not parse) from the counted oracle."""
+    not parse) from the counted oracle; a molecule sampled more than ``b_memory`` times
+    (> 0) scores 0 from then on."""
     agent = copy.deepcopy(prior).train()
     opt = torch.optim.Adam(agent.parameters(), c.b_lr)
+    seen: Dict[str, int] = {}
     g = torch.Generator().manual_seed(seed)
     for step in range(c.b_steps):
         if step % c.eval_every == 0:
             on_eval(step, agent)
         seqs, logps, _ = agent.sample(c.b_batch, c.max_len, g)
-        sa = oracle(decode(seqs, vocab))
+        smiles = decode(seqs, vocab)
+        sa = oracle(smiles)
         score = (c.invalid_sa - sa) / (c.invalid_sa - 1.0)
+        if c.b_memory:
+            # REINVENT's identical-molecule filter: a molecule rewarded b_memory times earns 0
+            # after, so the agent cannot collapse onto the few easiest molecules it has found
+            for i, can in enumerate(map(chem.canonical, smiles)):
+                if can is not None:
+                    seen[can] = seen.get(can, 0) + 1
+                    if seen[can] > c.b_memory:
+                        score[i] = 0.0
         with torch.no_grad():
             prior_logps = prior.log_probs(seqs)
         loss = proxy.reinvent_loss(logps, prior_logps, score, c.b_sigma)

@@ -37,28 +37,37 @@ class Config:
     mlp_epochs: int = 40                 # fingerprint MLP training epochs (AdamW)
     mlp_lr: float = 1e-3                 # fingerprint MLP learning rate
     mlp_weight_decay: float = 1e-2       # fingerprint MLP decoupled weight decay
-    # generator: a SMILES GRU pretrained by maximum likelihood (Adam, batches of 128)
+    # generator: a SMILES GRU pretrained by maximum likelihood (Adam, batches of 128, cosine)
     gen_hidden: int = 256                # GRU units per layer
-    gen_layers: int = 2                  # GRU layers
-    gen_epochs: int = 4                  # pretraining epochs over pretrain_smiles
-    gen_lr: float = 2e-3                 # pretraining learning rate
+    gen_layers: int = 1                  # GRU layers
+    gen_epochs: int = 12                 # pretraining epochs over pretrain_smiles
+    gen_lr: float = 3e-3                 # pretraining peak learning rate (cosine decay to 0)
     # arm A's differentiable proxy: a token CNN on one-hot SMILES, fitted to the oracle's
     # scores of MOSES molecules after those the prior saw (each label is one oracle call)
-    token_train: int = 5000              # oracle-labelled MOSES SMILES for the token proxy
-    token_hidden: int = 128              # token CNN width
-    token_epochs: int = 30               # token CNN training epochs (AdamW)
+    token_train: int = 3000              # oracle-labelled MOSES SMILES for the token proxy
+    #: prior samples added to the token proxy's data, labelled by the oracle (a SMILES that
+    #: does not parse: invalid_sa), so that the proxy has seen the strings arm A proposes
+    token_samples: int = 1000
+    token_hidden: int = 64               # token CNN width
+    token_epochs: int = 20               # token CNN training epochs (AdamW)
     token_lr: float = 1e-3               # token CNN learning rate
     # arm A: proxy gradient through straight-through Gumbel-softmax samples
     a_steps: int = 150                   # agent updates
     a_batch: int = 64                    # samples per update
-    a_lr: float = 5e-4                   # agent learning rate (Adam)
+    a_lr: float = 2e-4                   # agent learning rate (Adam)
     a_tau: float = 1.0                   # Gumbel-softmax temperature of the backward pass
-    a_kl: float = 0.05                   # weight of the per-token KL(agent || prior) anchor
+    a_kl: float = 0.2                    # weight of the per-token KL(agent || prior) anchor
+    #: the sampled one-hot fed back into the GRU keeps its gradient (backprop through the
+    #: recurrence of samples); False: each token's gradient reaches only its own distribution
+    a_through_recurrence: bool = False
     # arm B: REINVENT (augmented likelihood) with reward -SA from the true oracle
     b_steps: int = 150                   # agent updates
     b_batch: int = 64                    # samples (= oracle calls) per update
     b_lr: float = 5e-4                   # agent learning rate (Adam)
-    b_sigma: float = 10.0                # nats of log-likelihood per unit of SA (REINVENT's sigma)
+    b_sigma: float = 60.0                # nats per unit of the [0, 1] score (REINVENT's sigma)
+    #: a molecule earns its reward the first b_memory times it is sampled and 0 after
+    #: (REINVENT's identical-molecule filter against collapse); 0: no filter
+    b_memory: int = 3
     invalid_sa: float = 10.0             # SA charged to a SMILES that does not parse (the worst)
     # evaluation (samples are never counted as oracle calls of the arms)
     eval_samples: int = 1000             # samples drawn from prior and agents for the metrics
@@ -91,7 +100,7 @@ def validate(cfg: Config) -> Config:
                               f"{c.token_train}")
     need(c.eval_samples >= c.top_k, f"eval_samples must be >= top_k={c.top_k}; got "
                                     f"{c.eval_samples}")
-    for key in ("proxy_limit", "grid"):
+    for key in ("proxy_limit", "grid", "token_samples", "b_memory"):
         need(getattr(c, key) >= 0, f"{key} must be >= 0; got {getattr(c, key)}")
     for key in ("gin_lr", "mlp_lr", "gen_lr", "token_lr", "a_lr", "a_tau", "b_lr", "b_sigma"):
         need(getattr(c, key) > 0, f"{key} must be > 0; got {getattr(c, key)}")

@@ -175,7 +175,7 @@ class SmilesGRU(nn.Module):
         return -steps.sum() / (seqs[:, 1:] != self.pad).sum()
 
     def sample(self, n: int, max_len: int, generator: Optional[torch.Generator] = None,
-               straight_through_tau: Optional[float] = None):
+               straight_through_tau: Optional[float] = None, feed_gradient: bool = False):
         """Draw ``n`` sequences of at most ``max_len`` tokens (plus ``<eos>``).
 
         Returns ``(seqs [n, max_len + 2], log_probs [max_len + 1, n], onehot)``: ``seqs``
@@ -183,9 +183,12 @@ class SmilesGRU(nn.Module):
         ``max_len`` without ``<eos>`` is cut, and will usually not parse); ``log_probs`` are
         the per-step log-probabilities of the drawn tokens with their graph (zero after
         ``<eos>``). With ``straight_through_tau``, tokens are drawn by straight-through
-        Gumbel-softmax at that temperature and fed back as one-hots that carry its gradient,
-        and ``onehot [n, max_len + 1, V]`` is their sequence (``<pad>`` rows after ``<eos>``,
-        built without gradient); otherwise ``onehot`` is None.
+        Gumbel-softmax at that temperature and ``onehot [n, max_len + 1, V]`` is their
+        sequence with its gradient (``<pad>`` rows after ``<eos>``, built without gradient);
+        otherwise ``onehot`` is None. ``feed_gradient``: the one-hot fed back as the next
+        step's input keeps its gradient too (backpropagation through the whole recurrence of
+        sampled tokens); otherwise it is detached and each token's gradient reaches only the
+        distribution it was drawn from.
         """
         from ...proxy import gumbel_softmax_st
         device = self.embed.device
@@ -209,7 +212,7 @@ class SmilesGRU(nn.Module):
             ids.append(torch.where(alive, tok, torch.full_like(tok, self.pad)))
             logps.append(logp.gather(1, tok.unsqueeze(1)).squeeze(1).masked_fill(~alive, 0.0))
             alive = alive & (tok != self.eos)
-            prev = hot
+            prev = hot if feed_gradient else hot.detach()
             if not bool(alive.any()):
                 break
         seqs = torch.full((n, max_len + 2), self.pad, dtype=torch.long, device=device)

@@ -20,8 +20,10 @@ Methods, in the order they run:
    ``prior.pt``: a later run in the same folder with the same data and generator keys loads it.
 3. **Arm A's proxy**: the GIN takes a parsed graph, which a generator cannot differentiate,
    so arm A uses a **SMILES-token proxy**: a 1-D CNN on one-hot tokens, fitted to the true
-   SA of the ``token_train`` MOSES SMILES after those of the prior. Its labels are arm A's
-   oracle calls; it calls the oracle no more while it trains.
+   SA of the ``token_train`` MOSES SMILES after those of the prior and of ``token_samples``
+   samples of the prior (those that do not parse labelled ``invalid_sa``, so the proxy has
+   seen the strings arm A proposes, invalid ones included). Its labels are arm A's oracle
+   calls; it calls the oracle no more while it trains.
 4. **Arm A, proxy gradient**: an agent starts as a copy of the prior and draws ``a_batch``
    sequences per update by straight-through Gumbel-softmax
    (:func:`spikegrad.proxy.gumbel_softmax_st`: the one-hot token forward, fed back into the
@@ -31,8 +33,10 @@ Methods, in the order they run:
    choice and flows back through the recurrence.
 5. **Arm B, policy gradient**: REINVENT (Olivecrona et al. 2017,
    :func:`spikegrad.proxy.reinvent_loss`): an agent from the same prior draws ``b_batch``
-   sequences per update, the true oracle scores each (one call per sample; a SMILES that
-   does not parse is charged ``invalid_sa``), and the agent's log-likelihood is pulled
+   sequences per update, the true oracle scores each (a call is a distinct valid molecule;
+   repeats are looked up, a SMILES that does not parse is charged ``invalid_sa`` without a
+   call; a molecule sampled more than ``b_memory`` times scores 0 from then on, REINVENT's
+   identical-molecule filter against collapse), and the agent's log-likelihood is pulled
    towards ``log P_prior(x) + b_sigma * s(x)`` with ``s = (invalid_sa - SA) / (invalid_sa -
    1)``, the reward -SA mapped onto REINVENT's score range [0, 1] (``b_steps`` updates).
 6. **Evaluation**: the prior, and each agent every ``eval_every`` updates, draw
@@ -145,8 +149,14 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
 
     # 3. arm A's token proxy: its labels are arm A's oracle calls
     t0 = time.perf_counter()
-    token_fit = arms.fit_token_proxy(vocab.encode(token_set, c.max_len), oracle(token_set),
-                                     len(vocab), c, c.seed)
+    token_ids, token_sa = vocab.encode(token_set, c.max_len), oracle(token_set)
+    if c.token_samples:
+        with torch.no_grad():
+            drawn, _, _ = prior.sample(c.token_samples, c.max_len,
+                                       torch.Generator().manual_seed(c.seed + 5))
+        token_ids = torch.cat([token_ids, drawn])
+        token_sa = torch.cat([token_sa, oracle(arms.decode(drawn, vocab))])
+    token_fit = arms.fit_token_proxy(token_ids, token_sa, len(vocab), c, c.seed)
     token_proxy = token_fit.model.eval()
     calls_a = oracle.calls
     metrics.update(token_val_r2=token_fit.val_r2, token_calibration_slope=
