@@ -14,7 +14,8 @@ from torch import Tensor
 
 from ... import proxy
 from ...data import molecules as chem
-from .models import FingerprintMLP, GINProxy, IndexedGraphs, SmilesGRU, TokenProxy
+from .models import (FingerprintMLP, GINProxy, IndexedGraphs, SmilesGRU, SmilesModel,
+                     SpikingSmilesModel, TokenProxy)
 
 __all__ = ["Oracle", "fit_gin", "fit_mlp", "fit_token_proxy", "pretrain", "evaluate",
            "arm_a", "arm_b", "onehot"]
@@ -79,16 +80,22 @@ def fit_token_proxy(seqs: Tensor, sa: Tensor, vocab_size: int, c, seed: int):
 
 
 def pretrain(ids: Tensor, vocab_size: int, c, seed: int,
-             tick: Optional[Callable[[dict], None]] = None) -> SmilesGRU:
+             tick: Optional[Callable[[dict], None]] = None, spiking: bool = False
+             ) -> SmilesModel:
     """Maximum likelihood on ``ids [N, L]`` (Adam with a cosine decay to 0 over all steps,
-    batches of 128, gradients clipped at norm 1)."""
+    batches of 128, gradients clipped at norm 1): the GRU prior, or (``spiking``) the
+    recurrent LIF model for ``spiking_epochs``."""
     torch.manual_seed(seed)
-    model = SmilesGRU(vocab_size, c.gen_hidden, c.gen_layers)
+    if spiking:
+        model = SpikingSmilesModel(vocab_size, c.spiking_hidden, backend=c.spiking_backend)
+        epochs = c.spiking_epochs
+    else:
+        model, epochs = SmilesGRU(vocab_size, c.gen_hidden, c.gen_layers), c.gen_epochs
     opt = torch.optim.Adam(model.parameters(), c.gen_lr)
-    steps = c.gen_epochs * math.ceil(len(ids) / 128)
+    steps = epochs * math.ceil(len(ids) / 128)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     g = torch.Generator().manual_seed(seed)
-    for epoch in range(c.gen_epochs):
+    for epoch in range(epochs):
         total, count = 0.0, 0
         for idx in torch.randperm(len(ids), generator=g).split(128):
             batch = ids[idx]

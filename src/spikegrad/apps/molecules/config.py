@@ -42,6 +42,13 @@ class Config:
     gen_layers: int = 1                  # GRU layers
     gen_epochs: int = 12                 # pretraining epochs over pretrain_smiles
     gen_lr: float = 3e-3                 # pretraining peak learning rate (cosine decay to 0)
+    # optional spiking generator: a recurrent LIF network (one step per token) pretrained
+    # like the GRU through surrogate gradients, reported next to it (not fine-tuned)
+    spiking_epochs: int = 0              # its pretraining epochs (0: no spiking generator)
+    spiking_hidden: int = 512            # its recurrent LIF neurons
+    #: its LIF kernel backend (spikegrad.functional.lif_seq): auto (compiled where it pays,
+    #: a one-off compile of tens of seconds), torch, numba or reference (the Python loop)
+    spiking_backend: str = "auto"
     # arm A's differentiable proxy: a token CNN on one-hot SMILES, fitted to the oracle's
     # scores of MOSES molecules after those the prior saw (each label is one oracle call)
     token_train: int = 3000              # oracle-labelled MOSES SMILES for the token proxy
@@ -88,10 +95,12 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(msg)
     need(c.proxy_set in PROXY_SETS, f"proxy_set must be one of {', '.join(PROXY_SETS)}; got "
                                     f"{c.proxy_set!r}")
+    need(c.spiking_backend in ("auto", "reference", "torch", "numba"),
+         f"spiking_backend must be auto, reference, torch or numba; got {c.spiking_backend!r}")
     need(c.proxy_set != "moses" or c.proxy_limit > 0,
          "proxy_set=moses needs proxy_limit > 0 (the MOSES training set has 1.58 M molecules); "
          "e.g. --set proxy_limit=5000")
-    for key in ("pretrain_smiles", "max_len", "gin_hidden", "gin_layers", "gin_epochs",
+    for key in ("pretrain_smiles", "max_len", "spiking_hidden", "gin_hidden", "gin_layers", "gin_epochs",
                 "mlp_hidden", "mlp_epochs", "gen_hidden", "gen_layers", "gen_epochs",
                 "token_hidden", "token_epochs", "a_steps", "a_batch", "b_steps", "b_batch",
                 "eval_every", "top_k"):
@@ -100,7 +109,7 @@ def validate(cfg: Config) -> Config:
                               f"{c.token_train}")
     need(c.eval_samples >= c.top_k, f"eval_samples must be >= top_k={c.top_k}; got "
                                     f"{c.eval_samples}")
-    for key in ("proxy_limit", "grid", "token_samples", "b_memory"):
+    for key in ("proxy_limit", "grid", "token_samples", "b_memory", "spiking_epochs"):
         need(getattr(c, key) >= 0, f"{key} must be >= 0; got {getattr(c, key)}")
     for key in ("gin_lr", "mlp_lr", "gen_lr", "token_lr", "a_lr", "a_tau", "b_lr", "b_sigma"):
         need(getattr(c, key) > 0, f"{key} must be > 0; got {getattr(c, key)}")

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from ...data.molecules import ATOM_FEATURES, BOND_FEATURES, MolGraph
 
 __all__ = ["require_pyg", "GINProxy", "IndexedGraphs", "FingerprintMLP", "TokenProxy",
-           "SmilesGRU"]
+           "SmilesModel", "SmilesGRU", "SpikingSmilesModel"]
 
 
 def require_pyg():
@@ -129,36 +129,38 @@ class TokenProxy(nn.Module):
         return self.head(torch.cat([total / 10, mean], 1)).squeeze(1)
 
 
-class SmilesGRU(nn.Module):
-    """A character-level SMILES language model: ``p(x_t | x_<t)`` by a GRU.
+class SmilesModel(nn.Module):
+    """A character-level SMILES language model ``p(x_t | x_<t)``; subclasses give the
+    recurrent core ``core(xs [T, B, E], state) -> (logits [T, B, V], state)``.
 
     Tokens enter as one-hot rows times the embedding matrix, which equals an embedding
     look-up for ids and lets straight-through one-hot samples carry a gradient (arm A).
     Sequences start with ``<bos>``; sampling stops a sequence at its ``<eos>``.
     """
 
-    def __init__(self, vocab_size: int, hidden: int = 256, layers: int = 2, embed: int = 64,
-                 bos: int = 1, eos: int = 2, pad: int = 0):
+    def __init__(self, vocab_size: int, embed: int = 64, bos: int = 1, eos: int = 2,
+                 pad: int = 0):
         super().__init__()
         self.vocab_size, self.bos, self.eos, self.pad = vocab_size, bos, eos, pad
         self.embed = nn.Parameter(torch.randn(vocab_size, embed) * 0.1)
-        self.rnn = nn.GRU(embed, hidden, layers)
-        self.out = nn.Linear(hidden, vocab_size)
         # <pad> and <bos> are never a next token: masked out of every distribution, so a
         # sample cannot emit them and sampled and teacher-forced log-probs agree
         never = torch.zeros(vocab_size)
         never[[pad, bos]] = -math.inf
         self.register_buffer("never", never, persistent=False)
 
+    def core(self, xs: Tensor, state=None):
+        raise NotImplementedError
+
     def step(self, onehot: Tensor, state: Optional[Tensor] = None):
         """One step: ``onehot [B, V]`` (the previous token) -> ``(logits [B, V], state)``."""
-        y, state = self.rnn((onehot @ self.embed).unsqueeze(0), state)
-        return self.out(y[0]) + self.never, state
+        logits, state = self.core((onehot @ self.embed).unsqueeze(0), state)
+        return logits[0] + self.never, state
 
     def forward(self, ids: Tensor) -> Tensor:
         """Teacher forcing: ``ids [T, B]`` -> next-token ``logits [T, B, V]`` (time-major)."""
-        y, _ = self.rnn(self.embed[ids])
-        return self.out(y) + self.never
+        logits, _ = self.core(self.embed[ids])
+        return logits + self.never
 
     def log_probs(self, seqs: Tensor) -> Tensor:
         """``seqs [B, L]`` (``<bos>`` first, ``<pad>`` after ``<eos>``) -> per-step log-probs
@@ -225,3 +227,41 @@ class SmilesGRU(nn.Module):
             rest = pad_row.expand(n, max_len + 1 - len(hots), -1)
             onehot = torch.cat([torch.stack(hots, 1), rest], 1)
         return seqs, log_probs, onehot
+
+
+class SmilesGRU(SmilesModel):
+    """:class:`SmilesModel` with a ``layers`` x ``hidden`` GRU core and a linear readout."""
+
+    def __init__(self, vocab_size: int, hidden: int = 256, layers: int = 2, embed: int = 64,
+                 bos: int = 1, eos: int = 2, pad: int = 0):
+        super().__init__(vocab_size, embed, bos, eos, pad)
+        self.rnn = nn.GRU(embed, hidden, layers)
+        self.out = nn.Linear(hidden, vocab_size)
+
+    def core(self, xs: Tensor, state=None):
+        y, state = self.rnn(xs, state)                          # [T, B, H]
+        return self.out(y), state
+
+
+class SpikingSmilesModel(SmilesModel):
+    """:class:`SmilesModel` with a recurrent LIF core trained through surrogate gradients:
+    ``Linear -> Recurrent(LIF) -> Linear`` readout of the spikes, one simulation step per
+    token (the same machinery as every SNN of the library, on a language-modelling task)."""
+
+    def __init__(self, vocab_size: int, hidden: int = 512, embed: int = 64,
+                 tau_mem: float = 5e-3, dt: float = 1e-3, bos: int = 1, eos: int = 2,
+                 pad: int = 0, backend: str = "auto"):
+        super().__init__(vocab_size, embed, bos, eos, pad)
+        from ... import nn as snn
+        self.inp = snn.Linear(embed, hidden)
+        self.rec = snn.Recurrent(snn.LIF(hidden, tau_mem=tau_mem, dt=dt, backend=backend),
+                                 autapses=False)
+        self.out = snn.Linear(hidden, vocab_size)
+        with torch.no_grad():
+            # token embeddings of order 1, so that input currents reach the threshold of 1
+            # and the network spikes from the start (at 0.1 it is silent: no gradient)
+            self.embed.mul_(10.0)
+
+    def core(self, xs: Tensor, state=None):
+        zs, state = self.rec(self.inp(xs), state)               # spikes [T, B, H]
+        return self.out(zs), state

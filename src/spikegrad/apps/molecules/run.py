@@ -16,8 +16,14 @@ Methods, in the order they run:
    (``val_fraction`` held out); held-out R² and calibration slope.
 2. **Prior**: a SMILES character GRU (``gen_layers`` x ``gen_hidden``) trained by maximum
    likelihood on the first ``pretrain_smiles`` MOSES training SMILES of at most ``max_len``
-   tokens (``gen_epochs`` epochs, Adam ``gen_lr``). Cached in the run folder as
-   ``prior.pt``: a later run in the same folder with the same data and generator keys loads it.
+   tokens (``gen_epochs`` epochs, Adam ``gen_lr`` with a cosine decay, batches of 128).
+   Cached in the run folder as ``prior.pt``: a later run in the same folder with the same
+   data and generator keys loads it. Its per-token NLL on the token proxy's MOSES SMILES
+   (never trained on) is ``prior_heldout_nll``. With ``spiking_epochs > 0`` a **spiking
+   generator** is pretrained the same way on the same SMILES: ``Linear -> recurrent LIF
+   (spiking_hidden neurons, no autapses, one step per token) -> Linear`` on the spikes,
+   trained through the surrogate gradient, and evaluated like the prior
+   (``spiking_prior_*``); the arms fine-tune the GRU.
 3. **Arm A's proxy**: the GIN takes a parsed graph, which a generator cannot differentiate,
    so arm A uses a **SMILES-token proxy**: a 1-D CNN on one-hot tokens, fitted to the true
    SA of the ``token_train`` MOSES SMILES after those of the prior and of ``token_samples``
@@ -67,7 +73,7 @@ from ..config import to_json
 from ..report import Result, RunDir
 from . import arms
 from .config import Config, validate
-from .models import SmilesGRU, require_pyg
+from .models import SmilesGRU, SmilesModel, require_pyg
 from .report import figures, tables
 
 __all__ = ["run", "PRIOR_KEYS", "ARM_KEYS"]
@@ -122,7 +128,8 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
     # units of roughly comparable time: a proxy fit, a pretraining epoch, an evaluation
     # (with the agent updates before it)
     evals = 1 + len(range(0, c.a_steps, c.eval_every)) + len(range(0, c.b_steps, c.eval_every)) + 2
-    progress = Progress(3 + c.gen_epochs + evals, "molecules", enabled=c.progress)
+    progress = Progress(3 + c.gen_epochs + c.spiking_epochs + evals, "molecules",
+                        enabled=c.progress)
     metrics: Dict[str, float] = {}
     history: List[dict] = []
     oracle = arms.Oracle(c.invalid_sa)
@@ -148,6 +155,19 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
     prior = _prior(c, rd, vocab.encode(prior_set, c.max_len), vocab, progress)
     metrics["pretrain_seconds"] = time.perf_counter() - t0
     reference = set(prior_set)   # MOSES SMILES are canonical already
+    held_out = vocab.encode(token_set, c.max_len)   # SMILES no prior trained on
+    with torch.no_grad():
+        metrics["prior_heldout_nll"] = prior.nll(held_out).item()
+    spiking = None
+    if c.spiking_epochs:
+        t0 = time.perf_counter()
+        spiking = arms.pretrain(vocab.encode(prior_set, c.max_len), len(vocab), c, c.seed,
+                                lambda r: progress.update(1, f"spiking pretrain nll "
+                                                             f"{r['train_nll']:.3f}"),
+                                spiking=True).eval()
+        metrics["spiking_pretrain_seconds"] = time.perf_counter() - t0
+        with torch.no_grad():
+            metrics["spiking_prior_heldout_nll"] = spiking.nll(held_out).item()
 
     # 3. arm A's token proxy: its labels are arm A's oracle calls
     t0 = time.perf_counter()
@@ -176,10 +196,14 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
         return arms.evaluate(model, vocab, c, oracle, token_proxy, reference, c.seed + 7)
 
     results = {"prior": evaluate(prior)}
+    if spiking is not None:
+        for key, value in evaluate(spiking).items():
+            if key in ARM_KEYS:
+                metrics[f"spiking_prior_{key}"] = value
     progress.update(1, f"prior top-{c.top_k} SA {results['prior']['topk_sa']:.3f}")
 
     def recorder(arm: str, calls):
-        def on_eval(step: int, agent: SmilesGRU) -> None:
+        def on_eval(step: int, agent: SmilesModel) -> None:
             agent.eval()
             r = evaluate(agent)
             agent.train()
