@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q triton==3.9.0  # pinned: the tests compile its kernels with its API
-	$(BIN)/pip install -q -e '.[apps,dev,fast,gpu,nir,bci,log,tonic,docs]'
+	$(BIN)/pip install -q -e '.[apps,dev,fast,gpu,nir,bci,log,tonic,docs,molecules]'
 	$(BIN)/pip install -q --no-deps torchattacks==3.5.1  # its metadata would pull torchvision
+	$(BIN)/pip install -q --no-deps molsets==0.3.1  # the MOSES SMILES; its metadata pins pomegranate
 	touch $(STAMP)
 
 demo: setup

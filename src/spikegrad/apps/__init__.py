@@ -14,6 +14,7 @@ APPS = {
     "onchip": "spikegrad.apps.onchip",
     "robust": "spikegrad.apps.robust",
     "bci": "spikegrad.apps.bci",
+    "molecules": "spikegrad.apps.molecules",
 }
 
 

@@ -1,0 +1,227 @@
+"""The molecules app's steps: proxy fits, generator pretraining, the two fine-tuning arms and
+the evaluation of a generator's samples."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ... import proxy
+from ...data import molecules as chem
+from .models import (FingerprintMLP, GINProxy, IndexedGraphs, SmilesGRU, SmilesModel,
+                     SpikingSmilesModel, TokenProxy)
+
+__all__ = ["Oracle", "fit_gin", "fit_mlp", "fit_token_proxy", "pretrain", "evaluate",
+           "arm_a", "arm_b", "onehot"]
+
+
+class Oracle:
+    """The true SA score with a call counter. A call is one distinct valid molecule scored:
+    a SMILES that does not parse never reaches the scorer (it is charged ``invalid_sa``), and
+    a molecule scored before is looked up (by canonical SMILES), not scored again."""
+
+    def __init__(self, invalid_sa: float = 10.0):
+        self.invalid_sa, self.calls = invalid_sa, 0
+        self.cache: Dict[str, float] = {}
+
+    def __call__(self, smiles: Sequence[str]) -> Tensor:
+        out = []
+        for s in smiles:
+            can = chem.canonical(s)
+            if can is None:
+                out.append(self.invalid_sa)
+                continue
+            if can not in self.cache:
+                self.cache[can] = chem.sa_score(can)
+                self.calls += 1
+            out.append(self.cache[can])
+        return torch.tensor(out, dtype=torch.float32)
+
+    def score(self, smiles: Sequence[str]) -> Tensor:
+        """Scores without counting (evaluation, never seen by a learner)."""
+        return torch.tensor([self.invalid_sa if s is None else s
+                             for s in chem.sa_scores(smiles)], dtype=torch.float32)
+
+
+def fit_gin(smiles: Sequence[str], sa: Tensor, c, seed: int):
+    """The GIN proxy fitted to ``sa`` with a held-out ``val_fraction`` (split from ``seed``)."""
+    torch.manual_seed(seed)
+    model = IndexedGraphs(GINProxy(c.gin_hidden, c.gin_layers), [chem.mol_graph(s) for s in smiles])
+    return proxy.fit_proxy(model, torch.arange(len(smiles)), sa, val_fraction=c.val_fraction,
+                           epochs=c.gin_epochs, lr=c.gin_lr, batch_size=64, seed=seed,
+                           weight_decay=1e-4)
+
+
+def fit_mlp(smiles: Sequence[str], sa: Tensor, c, seed: int):
+    """The fingerprint MLP baseline on the same split as :func:`fit_gin` (same ``seed``)."""
+    torch.manual_seed(seed)
+    return proxy.fit_proxy(FingerprintMLP(2048, c.mlp_hidden), chem.morgan_counts(smiles), sa,
+                           val_fraction=c.val_fraction, epochs=c.mlp_epochs, lr=c.mlp_lr,
+                           batch_size=64, seed=seed, weight_decay=c.mlp_weight_decay)
+
+
+def onehot(seqs: Tensor, vocab_size: int) -> Tensor:
+    """``seqs [B, L]`` with ``<bos>`` first -> the token proxy's input ``[B, L - 1, V]``."""
+    return F.one_hot(seqs[:, 1:], vocab_size).float()
+
+
+def fit_token_proxy(seqs: Tensor, sa: Tensor, vocab_size: int, c, seed: int):
+    """Arm A's differentiable proxy, fitted to the oracle's ``sa`` of ``seqs``."""
+    torch.manual_seed(seed)
+    return proxy.fit_proxy(TokenProxy(vocab_size, c.token_hidden), onehot(seqs, vocab_size), sa,
+                           val_fraction=c.val_fraction, epochs=c.token_epochs, lr=c.token_lr,
+                           batch_size=64, seed=seed, weight_decay=1e-4)
+
+
+def pretrain(ids: Tensor, vocab_size: int, c, seed: int,
+             tick: Optional[Callable[[dict], None]] = None, spiking: bool = False
+             ) -> SmilesModel:
+    """Maximum likelihood on ``ids [N, L]`` (Adam with a cosine decay to 0 over all steps,
+    batches of 128, gradients clipped at norm 1): the GRU prior, or (``spiking``) the
+    recurrent LIF model for ``spiking_epochs``."""
+    torch.manual_seed(seed)
+    if spiking:
+        model = SpikingSmilesModel(vocab_size, c.spiking_hidden, backend=c.spiking_backend)
+        epochs = c.spiking_epochs
+    else:
+        model, epochs = SmilesGRU(vocab_size, c.gen_hidden, c.gen_layers), c.gen_epochs
+    opt = torch.optim.Adam(model.parameters(), c.gen_lr)
+    steps = epochs * math.ceil(len(ids) / 128)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    g = torch.Generator().manual_seed(seed)
+    for epoch in range(epochs):
+        total, count = 0.0, 0
+        for idx in torch.randperm(len(ids), generator=g).split(128):
+            batch = ids[idx]
+            batch = batch[:, :int((batch != chem.SmilesVocab.PAD).sum(1).max())]   # trim padding
+            loss = model.nll(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            total, count = total + loss.item() * len(idx), count + len(idx)
+        if tick is not None:
+            tick({"epoch": epoch + 1, "train_nll": total / count})
+    return model.eval()
+
+
+
+def decode(seqs: Tensor, vocab: chem.SmilesVocab) -> List[str]:
+    """``seqs [B, L]`` (``<bos>`` first) -> SMILES strings (not checked)."""
+    return [vocab.decode(s[1:]) for s in seqs]
+
+
+@torch.no_grad()
+def evaluate(model: SmilesGRU, vocab, c, oracle: Oracle, token_proxy, reference: set,
+             seed: int) -> Dict[str, object]:
+    """Metrics of ``eval_samples`` samples (seeded): validity, uniqueness, novelty against
+    ``reference`` (canonical SMILES), internal diversity, true SA of all valid samples and of
+    the ``top_k`` best valid unique ones, and the token proxy's SA of the valid samples
+    (the proxy-vs-true gap). Oracle scores here are not counted as calls."""
+    seqs, _, _ = model.sample(c.eval_samples, c.max_len, torch.Generator().manual_seed(seed))
+    smiles = decode(seqs, vocab)
+    canon = [chem.canonical(s) for s in smiles]
+    valid = [i for i, s in enumerate(canon) if s is not None]
+    out = {"validity": len(valid) / len(smiles)}
+    if not valid:
+        return dict(out, uniqueness=math.nan, novelty=math.nan, diversity=math.nan,
+                    sa_mean=math.nan, topk_sa=math.nan, proxy_sa_mean=math.nan, gap=math.nan,
+                    valid_sa=[], valid_proxy=[], top=[])
+    true = oracle.score([canon[i] for i in valid])
+    pred = token_proxy(onehot(seqs[valid], len(vocab))) if token_proxy is not None else true
+    best: Dict[str, float] = {}
+    for i, sa in zip(valid, true.tolist()):
+        best[canon[i]] = sa
+    top = sorted(best.items(), key=lambda kv: kv[1])[:c.top_k]
+    out.update(
+        uniqueness=len(best) / len(valid),
+        novelty=len(set(best) - reference) / len(best),
+        diversity=chem.internal_diversity(list(best)),
+        sa_mean=true.mean().item(),
+        topk_sa=sum(v for _, v in top) / len(top) if len(top) >= c.top_k else math.nan,
+        proxy_sa_mean=pred.mean().item(),
+        gap=(pred - true).mean().item(),
+        valid_sa=true.tolist(), valid_proxy=pred.tolist(), top=top)
+    return out
+
+
+def _kl_to_prior(agent: SmilesGRU, prior: SmilesGRU, seqs: Tensor) -> Tensor:
+    """Per-sequence ``sum_t KL(agent(.|x_<t) || prior(.|x_<t))`` along ``seqs [B, L]``."""
+    ids = seqs.T                                          # [L, B]
+    mask = (ids[1:] != agent.pad).float()                 # [L-1, B]
+    logq = agent(ids[:-1]).log_softmax(-1)                # [L-1, B, V]
+    with torch.no_grad():
+        logp = prior(ids[:-1]).log_softmax(-1)
+    # masked tokens (<pad>, <bos>) have q = p = 0: their terms are 0, not inf - inf
+    kl = (logq.exp() * (logq - logp).masked_fill(torch.isinf(logq), 0.0)).sum(-1)  # [L-1, B]
+    return (kl * mask).sum(0)
+
+
+def arm_a(prior: SmilesGRU, token_proxy: TokenProxy, c, seed: int,
+          on_eval: Callable[[int, SmilesGRU], None]) -> SmilesGRU:
+    """Proxy gradient: minimise ``E[proxy_SA(x)] + a_kl * KL(agent || prior)`` over samples
+    ``x`` drawn by straight-through Gumbel-softmax (one-hot forward, relaxed backward at
+    ``a_tau``), the proxy's gradient flowing into every token choice and through the
+    recurrence. ``on_eval(step, agent)`` runs before the first and every ``eval_every``-th
+    update and after the last."""
+    agent = copy.deepcopy(prior).train()
+    for p in token_proxy.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.Adam(agent.parameters(), c.a_lr)
+    g = torch.Generator().manual_seed(seed)
+    for step in range(c.a_steps):
+        if step % c.eval_every == 0:
+            on_eval(step, agent)
+        seqs, _, hot = agent.sample(c.a_batch, c.max_len, g, straight_through_tau=c.a_tau,
+                                    feed_gradient=c.a_through_recurrence)
+        loss = token_proxy(hot).mean() + c.a_kl * _kl_to_prior(agent, prior, seqs).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(agent.parameters(), 1.0)
+        opt.step()
+    on_eval(c.a_steps, agent)
+    return agent.eval()
+
+
+def arm_b(prior: SmilesGRU, vocab, oracle: Oracle, c, seed: int,
+          on_eval: Callable[[int, SmilesGRU], None]) -> SmilesGRU:
+    """REINVENT: minimise ``(log P_prior(x) + b_sigma * s(x) - log P_agent(x))^2`` over
+    samples ``x`` of the agent, with the score ``s = (invalid_sa - SA) / (invalid_sa - 1)``
+    in [0, 1] (reward -SA mapped affinely to REINVENT's score range; 0 for a SMILES that does
+    not parse) from the counted oracle; a molecule sampled more than ``b_memory`` times
+    (> 0) scores 0 from then on."""
+    agent = copy.deepcopy(prior).train()
+    opt = torch.optim.Adam(agent.parameters(), c.b_lr)
+    seen: Dict[str, int] = {}
+    g = torch.Generator().manual_seed(seed)
+    for step in range(c.b_steps):
+        if step % c.eval_every == 0:
+            on_eval(step, agent)
+        seqs, logps, _ = agent.sample(c.b_batch, c.max_len, g)
+        smiles = decode(seqs, vocab)
+        sa = oracle(smiles)
+        score = (c.invalid_sa - sa) / (c.invalid_sa - 1.0)
+        if c.b_memory:
+            # REINVENT's identical-molecule filter: a molecule rewarded b_memory times earns 0
+            # after, so the agent cannot collapse onto the few easiest molecules it has found
+            for i, can in enumerate(map(chem.canonical, smiles)):
+                if can is not None:
+                    seen[can] = seen.get(can, 0) + 1
+                    if seen[can] > c.b_memory:
+                        score[i] = 0.0
+        with torch.no_grad():
+            prior_logps = prior.log_probs(seqs)
+        loss = proxy.reinvent_loss(logps, prior_logps, score, c.b_sigma)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(agent.parameters(), 1.0)
+        opt.step()
+    on_eval(c.b_steps, agent)
+    return agent.eval()
