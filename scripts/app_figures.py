@@ -49,6 +49,9 @@ FIGURES: Dict[str, Tuple[str, str]] = {
                                 "float weights and on crossbar devices."),
     "robust": ("accuracy_vs_eps.png", "Accuracy under PGD-20 against the L-inf budget, per "
                                       "training objective."),
+    "molecules": ("sa_vs_oracle_calls.png", "True SA of the top-100 and of all valid samples "
+                                            "against oracle calls and agent updates: arm A "
+                                            "(proxy gradient) and arm B (REINVENT)."),
     "bci": ("disruption.png", "Decoding R² in a sliding window before and after 30 % of the "
                               "channels drop out."),
 }
