@@ -58,7 +58,7 @@ def test_fused_pair_in_place_kernels_are_vectorised():
     net = sg.nn.Sequential(sg.nn.Linear(30, 40), sg.nn.LIF(40, surrogate="fast_sigmoid"))
     ys, _ = net((torch.rand(20, 3, 30) < 0.3).float())
     ys.sum().backward()
-    assert ys.grad_fn.n_kept == 1
+    assert ys.grad_fn.saved.n_kept == 1
     kind = SURROGATE_IDS[net[1].surrogate.derivative]
     fwd = nl._fwd_kernel(True, 1, False, False, True, False, False, False, np.float32,
                          inplace=True)
