@@ -29,8 +29,10 @@ demo: setup
 # this CPU. Option grids keep every value (not every pair) there: SPIKEGRAD_COVERING=1
 # (tests/cases.py); the first leg runs the pairwise arrays natively. The torch.compile/export
 # tests (test_ops) trace the same kernels the parity tests run, so they run in the first leg
-# only. The two legs run side by side (the second mostly compiles, on one core); its output
-# follows the first's, and either failing fails the target.
+# only. The two legs run side by side, one thread each (two OpenMP teams on two cores, each
+# wanting both, spin against each other: a 5 s test took 168 s; the thread-splitting tests set
+# their own thread counts); the second's output follows the first's, and either failing fails
+# the target.
 PORTABLE_LOG := .test-portable.log
 test: setup
 	@SPIKEGRAD_COVERING=1 NUMBA_CPU_NAME=generic NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR=$(CURDIR)/.numba-generic-boundscheck \
@@ -39,7 +41,7 @@ test: setup
 		--ignore=tests/kernels/test_ops.py \
 		> $(PORTABLE_LOG) 2>&1 & portable=$$!; \
 	echo "make test: leg 1 (the suite) and leg 2 (kernels as on another processor) running"; \
-	$(BIN)/python -m pytest; main=$$?; \
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest; main=$$?; \
 	wait $$portable; second=$$?; \
 	echo "--- leg 2: kernel tests, generic numba target, torch/MKL capped at AVX2, bounds checks"; \
 	cat $(PORTABLE_LOG); \
