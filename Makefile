@@ -29,10 +29,11 @@ demo: setup
 # this CPU. Option grids keep every value (not every pair) there: SPIKEGRAD_COVERING=1
 # (tests/cases.py); the first leg runs the pairwise arrays natively. The torch.compile/export
 # tests (test_ops) trace the same kernels the parity tests run, so they run in the first leg
-# only. The two legs run side by side, one thread each (two OpenMP teams on two cores, each
-# wanting both, spin against each other: a 5 s test took 168 s; the thread-splitting tests set
-# their own thread counts); the second's output follows the first's, and either failing fails
-# the target.
+# only. The legs run side by side, the first on two pytest-xdist workers (a file per worker, so
+# a file's kernels compile once; numba's disk cache shares them), every process one thread:
+# OpenMP teams that each want both cores spin against each other (a 5 s test took 168 s), and
+# the thread-splitting tests set their own counts. The second leg's output follows the
+# first's, and either failing fails the target.
 PORTABLE_LOG := .test-portable.log
 test: setup
 	@SPIKEGRAD_COVERING=1 NUMBA_CPU_NAME=generic NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR=$(CURDIR)/.numba-generic-boundscheck \
@@ -41,7 +42,7 @@ test: setup
 		--ignore=tests/kernels/test_ops.py \
 		> $(PORTABLE_LOG) 2>&1 & portable=$$!; \
 	echo "make test: leg 1 (the suite) and leg 2 (kernels as on another processor) running"; \
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest; main=$$?; \
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile; main=$$?; \
 	wait $$portable; second=$$?; \
 	echo "--- leg 2: kernel tests, generic numba target, torch/MKL capped at AVX2, bounds checks"; \
 	cat $(PORTABLE_LOG); \
