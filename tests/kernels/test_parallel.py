@@ -4,6 +4,7 @@ import math
 import multiprocessing as mp
 import sys
 import threading
+import time
 
 import pytest
 import torch
@@ -16,6 +17,93 @@ from numerics import (assert_close_to_reference, assert_decisions_clear,
                       assert_same_up_to_order, chain, membrane_chain, spike_margins)
 
 needs_numba = pytest.mark.skipif(not numba_available(), reason="numba not installed")
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_splits_stop_after_two_regions_slower_than_one_thread_and_retry_later():
+    clock = _Clock()
+    payoff = parallel._Payoff(clock)
+    # 2 threads, 10 ms wall: efficiency cpu / 20 ms; one thread would have taken `cpu`
+    payoff.record(0.012, 2, 0.010)          # 0.6: the split saved time
+    payoff.record(0.009, 2, 0.010)          # 0.45: one thread would have been faster
+    assert payoff.pays()                    # a single slow region is not enough
+    payoff.record(0.019, 2, 0.010)
+    payoff.record(0.008, 2, 0.010)
+    assert payoff.pays()                    # two in a row are needed
+    payoff.record(0.007, 2, 0.010)
+    assert not payoff.pays()
+    clock.now += parallel.RETRY_S - 1e-3
+    assert not payoff.pays()
+    clock.now += 2e-3
+    assert payoff.pays()                    # time to try again...
+    payoff.record(0.005, 2, 0.010)
+    assert not payoff.pays()                # ...and a retry that does not pay stops at once
+    clock.now += parallel.RETRY_S
+    payoff.record(0.018, 2, 0.010)
+    payoff.record(0.009, 2, 0.010)
+    assert payoff.pays()                    # the machine is free again
+
+
+def test_three_threads_pay_above_a_third():
+    payoff = parallel._Payoff(_Clock())
+    for _ in range(3):
+        payoff.record(0.011, 3, 0.010)      # 0.37 > 1/3: faster than one thread
+    assert payoff.pays()
+    for _ in range(2):
+        payoff.record(0.009, 3, 0.010)
+    assert not payoff.pays()
+
+
+def test_a_region_that_ran_on_one_thread_says_nothing():
+    payoff = parallel._Payoff(_Clock())
+    for _ in range(3):
+        payoff.record(0.001, 1, 0.010)      # a team of one (nested region): no split measured
+        payoff.record(0.0, 2, 0.0)
+    assert payoff.pays()
+
+
+def test_split_regions_report_their_threads_cpu_and_wall(monkeypatch, where):
+    seen = []
+    monkeypatch.setattr(parallel, "_payoff", type("P", (), {
+        "record": lambda self, cpu, threads, wall: seen.append((cpu, threads, wall))})())
+    barrier = threading.Barrier(2, timeout=10)
+
+    def busy(lo, hi):
+        barrier.wait()
+        end = time.thread_time() + 0.02
+        while time.thread_time() < end:  # 20 ms of CPU on each thread
+            pass
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        parallel.run_split(busy, 10, 10 * parallel.MIN_WORK_PER_THREAD)
+        parallel.run_split(lambda lo, hi: None, 1, 1)  # one slice: not measured
+    finally:
+        torch.set_num_threads(old)
+    (cpu, threads, wall), = seen
+    assert threads == 2
+    assert 0.04 <= cpu <= 0.04 + 0.01 * 2   # each slice spun >= 20 ms, little more (GIL turns)
+    assert wall >= cpu / threads
+
+
+def test_an_unpaying_split_gets_one_slice_unless_threads_are_given(monkeypatch):
+    old = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        work = 4 * parallel.MIN_WORK_PER_THREAD
+        assert len(parallel.split(32, work)) == 4
+        monkeypatch.setattr(parallel, "splitting_pays", lambda: False)
+        assert parallel.split(32, work) == [(0, 32)]
+        assert len(parallel.split(32, work, threads=4)) == 4  # the caller's explicit choice
+    finally:
+        torch.set_num_threads(old)
 
 
 @pytest.mark.parametrize("n, work, align, threads, min_work", [

@@ -15,6 +15,14 @@ ms (in-process medians, alternating runs). Without an OpenMP runtime that export
 ``GOMP_parallel`` (GNU's, or LLVM's and Intel's, which export it too), and in a forked child
 (OpenMP teams do not survive ``fork``), a small thread pool of ours runs them instead.
 
+Under a competing load a split can cost more than it saves: the team waits for its slowest
+thread, and a thread that another process holds off its core stalls the region. So every split
+region measures itself: the CPU time its threads spent in the slices over ``threads x wall``
+(its efficiency). Below 1/threads the same work on one uninterrupted thread would have finished
+sooner; after two such regions in a row, kernels run unsplit for :data:`RETRY_S` seconds, then
+try a split again. Unsplit runs give the same results (see above), and this judges what the
+process actually gets, whatever takes the cores (other processes, a nice level, a container).
+
 Why not numba's ``parallel=True``: its threading layers either refuse calls from several
 Python threads at once (workqueue) or bring a second OpenMP runtime next to torch's.
 """
@@ -25,6 +33,7 @@ import ctypes
 import os
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, List, Optional, Tuple
 
@@ -35,6 +44,10 @@ import torch
 # team (the callbacks take turns at the GIL) and ~90 us on our pool (median on the 2-vCPU VM),
 # against 2 us unsplit.
 MIN_WORK_PER_THREAD = 1 << 18
+
+# How long kernels stay unsplit after splits stopped paying, before they try again (s): long
+# next to a region (~0.1-10 ms), short next to a change in the machine's load.
+RETRY_S = 1.0
 
 _lock = threading.Lock()
 _pool: Optional[ThreadPoolExecutor] = None
@@ -131,13 +144,50 @@ def _get_pool(n: int) -> ThreadPoolExecutor:
         return _pool
 
 
+class _Payoff:
+    """Whether splitting pays, from the efficiency of recent split regions (see the module
+    docstring). ``record`` is called once per split region with the CPU seconds its threads
+    spent in the slices, how many threads ran them, and its wall seconds."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self.unsplit_until = 0.0
+        self.low = 0
+
+    def pays(self) -> bool:
+        return self.clock() >= self.unsplit_until
+
+    def record(self, cpu_s: float, threads: int, wall_s: float) -> None:
+        if threads < 2 or wall_s <= 0:
+            return
+        if cpu_s / (threads * wall_s) < 1.0 / threads:
+            self.low += 1
+        else:
+            self.low = 0
+        if self.low >= 2:
+            self.unsplit_until = self.clock() + RETRY_S
+            self.low = 1  # a retry that does not pay either goes straight back to one slice
+
+
+_payoff = _Payoff()
+
+
+def splitting_pays() -> bool:
+    """False while recent split regions ran slower than one thread would have (a competing
+    load); then kernels run on one slice. See the module docstring."""
+    return _payoff.pays()
+
+
 def split(n: int, work: int, align: int = 1, threads: Optional[int] = None,
           min_work: Optional[int] = None) -> List[Tuple[int, int]]:
     """Disjoint ``[lo, hi)`` slices covering ``range(n)``, one per thread that gets at least
     ``min_work`` (default :data:`MIN_WORK_PER_THREAD`) of ``work`` (the total cost, in
     element-steps). Slice bounds are multiples of ``align`` (e.g. 16 floats = one cache line,
     so threads never write to the same line)."""
-    threads = torch.get_num_threads() if threads is None else threads
+    if threads is None:
+        threads = torch.get_num_threads()
+        if threads > 1 and not splitting_pays():
+            threads = 1
     min_work = MIN_WORK_PER_THREAD if min_work is None else min_work
     k = max(1, min(threads, work // max(1, min_work), -(-n // max(1, align))))
     if k == 1:
@@ -160,14 +210,23 @@ def run_slices(call: Callable[[int, int], None], slices: List[Tuple[int, int]]) 
     if len(slices) == 1:
         call(*slices[0])
         return
+    cpu: dict = {}  # thread ident -> CPU seconds in slices (each thread writes its own key)
+
+    def timed(lo: int, hi: int) -> None:
+        c0 = time.thread_time()
+        call(lo, hi)
+        key = threading.get_ident()
+        cpu[key] = cpu.get(key, 0.0) + time.thread_time() - c0
+    t0 = time.perf_counter()
     omp = _openmp()
     if omp is not None:
-        omp.run(call, slices)
-        return
-    pool = _get_pool(len(slices) - 1)
-    futures = [pool.submit(call, lo, hi) for lo, hi in slices[1:]]
-    try:
-        call(*slices[0])
-    finally:
-        for f in futures:
-            f.result()
+        omp.run(timed, slices)
+    else:
+        pool = _get_pool(len(slices) - 1)
+        futures = [pool.submit(timed, lo, hi) for lo, hi in slices[1:]]
+        try:
+            timed(*slices[0])
+        finally:
+            for f in futures:
+                f.result()
+    _payoff.record(sum(cpu.values()), len(cpu), time.perf_counter() - t0)

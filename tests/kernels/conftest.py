@@ -1,0 +1,11 @@
+import pytest
+
+from spikegrad.kernels import parallel
+
+
+@pytest.fixture(autouse=True)
+def splitting_always_pays(monkeypatch):
+    """A test that sets several threads tests the split kernels: whether they split must not
+    depend on what else the machine runs (the suite runs beside other processes, and under a
+    load the kernels stop splitting). Tests of that judgement patch it themselves."""
+    monkeypatch.setattr(parallel, "splitting_pays", lambda: True)
