@@ -215,6 +215,31 @@ def _paths(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def contention(doc: dict) -> str:
+    """The training-under-load section (``benchmarks/contention.py``), or ""."""
+    c = doc.get("contention") or {}
+    if not c:
+        return ""
+    if "error" in c:
+        return f"## Training under a competing load\n\nNot measured: {c['error']}.\n"
+    lines = ["## Training under a competing load", "",
+             "One training step of a workload, quiet and with competing processes on the same "
+             f"{c['cpus']} cores: `spin` = pure-Python busy loops, `torch` = processes "
+             f"multiplying matrices on {c['threads']} torch threads (other training jobs). "
+             "`auto` = spikegrad's default (the fused kernels measure each split over threads "
+             "and run unsplit while splitting is slower than one thread); `auto-split` = the "
+             "fused kernels always split; `torch` = spikegrad's plain torch loop of the same "
+             "model. Variants interleaved block by block in one process; medians. Slowdown = "
+             "loaded / quiet.", "",
+             "| workload | competitors | variant | quiet ms | loaded ms | slowdown |",
+             "|---|---|---|---:|---:|---:|"]
+    for r in c["rows"]:
+        lines.append(f"| {r['workload']} (T={r['T']}) | {r['competitors']} x {r['kind']} | "
+                     f"{r['variant']} | {r['quiet_ms']:.2f} | {r['loaded_ms']:.2f} | "
+                     f"{r['slowdown']:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
 def render(doc: dict) -> str:
     m = doc["meta"]
     mach = m["machine"]
@@ -254,6 +279,7 @@ means spikegrad is faster / smaller.
 
 {tables(doc)}
 
+{contention(doc)}
 ## How each library runs
 
 {_paths(doc)}

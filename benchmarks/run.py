@@ -296,6 +296,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 7)")
     ap.add_argument("--warmup", type=int, default=None, help="warm-up steps per process (default 2)")
     ap.add_argument("--no-curve", action="store_true", help="skip the memory-vs-T curve on C")
+    ap.add_argument("--no-contention", action="store_true",
+                    help="skip the training-under-load rows (benchmarks/contention.py)")
     ap.add_argument("--note", default="", help="a sentence for RESULTS.md (e.g. machine state)")
     ap.add_argument("--results-md", type=Path, default=None,
                     help="where to write the report (default: benchmarks/RESULTS.md for a full "
@@ -344,6 +346,15 @@ def main(argv=None) -> int:
         say(f"[bench] memory curve on C, T in {Ts}")
         curve = memory_curve(entries, Ts, args.quick)
 
+    contention = {}
+    if not args.no_contention and not args.quick and "spikegrad" in libs:
+        say("[bench] training under a competing load (benchmarks/contention.py)")
+        path = OUT / "contention.json"
+        done = subprocess.run([spikegrad_python(), str(HERE / "contention.py"), "--json",
+                               str(path)], env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        contention = (json.loads(path.read_text()) if done.returncode == 0
+                      else {"error": f"contention.py exited with {done.returncode}"})
+
     doc = {
         "meta": {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                  "machine": machine(), "threads": common.THREADS, "repeats": repeats,
@@ -356,7 +367,7 @@ def main(argv=None) -> int:
                  "note": args.note},
         "setup": setup, "workloads": specs,
         "entries": [{k: e[k] for k in ("name", "lib", "variant")} for e in entries],
-        "results": results, "memory_curve": curve,
+        "results": results, "memory_curve": curve, "contention": contention,
     }
     (OUT / "results.json").write_text(json.dumps(doc, indent=1))
     text = report.render(doc)
