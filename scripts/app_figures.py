@@ -52,8 +52,9 @@ FIGURES: Dict[str, Tuple[str, str]] = {
     "molecules": ("sa_vs_oracle_calls.png", "True SA of the top-100 and of all valid samples "
                                             "against oracle calls and agent updates: arm A "
                                             "(proxy gradient) and arm B (REINVENT)."),
-    "bci": ("disruption.png", "Decoding R² in a sliding window before and after 30 % of the "
-                              "channels drop out."),
+    "bci": ("disruption.png", "Decoding R² in a sliding window before and after a disruption "
+                              "mid-stream: preferred directions rotate by 45° (left) or 30 % of "
+                              "the channels fall silent (right)."),
 }
 
 BEGIN, END = "<!-- figure:begin -->", "<!-- figure:end -->"

@@ -96,6 +96,10 @@ def figures(c: Config, data, preds, mem_rows, dis: Dict[str, dict], history,
     return names
 
 
+_TRACE_LABELS = {"ridge": "Wiener (ridge)", "kalman": "Kalman", "bptt": "RSNN, SG-BPTT",
+                 "eprop": "RSNN, online e-prop"}
+
+
 def _traces(data, preds, rd: RunDir, plt) -> str:
     _, vte = data.test
     n = min(vte.shape[0], int(round(10.0 / data.dt)))
@@ -105,7 +109,7 @@ def _traces(data, preds, rd: RunDir, plt) -> str:
         ax.plot(t, vte[:n, d].numpy(), "k", lw=1.6, label="true")
         for name in ("ridge", "kalman", "bptt", "eprop"):
             if name in preds:
-                ax.plot(t, preds[name][:n, d].numpy(), lw=0.9, label=name)
+                ax.plot(t, preds[name][:n, d].numpy(), lw=0.9, label=_TRACE_LABELS[name])
         ax.set_ylabel(f"v{'xy'[d]} ({data.velocity_unit})")
     axes[0].legend(fontsize=7, ncol=5)
     axes[-1].set_xlabel("time into the test part (s)")
@@ -121,7 +125,7 @@ def _memory(rows, rd: RunDir, plt) -> str:
     for kind, style in (("eprop", "o-"), ("bptt", "s--")):
         pts = sorted((r["minutes"], r["rss_growth_mb"]) for r in rows if r["kind"] == kind)
         if pts:
-            ax.plot([p[0] for p in pts], [max(p[1], 1e-2) for p in pts], style, label=kind)
+            ax.plot([p[0] for p in pts], [max(p[1], 1e-2) for p in pts], style, label={"eprop": "online e-prop (stream)", "bptt": "BPTT (sequence)"}[kind])
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("stream / sequence length (min)")
@@ -134,19 +138,25 @@ def _memory(rows, rd: RunDir, plt) -> str:
     return "memory.png"
 
 
+_DISRUPTION_LABELS = {"frozen": "BPTT decoder, frozen",
+                      "eprop": "same decoder + online e-prop",
+                      "kalman_refit": "Kalman, refit on a sliding window"}
+
+
 def _disruption(c: Config, dis: Dict[str, dict], rd: RunDir, plt) -> str:
     fig, axes = plt.subplots(1, len(dis), figsize=(6.5 * len(dis), 3.8), squeeze=False)
     for ax, (kind, res) in zip(axes[0], dis.items()):
         dt = res["dt"]
         for name, cv in res["curves"].items():
-            ax.plot((cv[:, 0] * dt).numpy(), cv[:, 1].numpy(), label=name)
+            ax.plot((cv[:, 0] * dt).numpy(), cv[:, 1].numpy(),
+                    label=_DISRUPTION_LABELS.get(name, name))
         ax.axvline(res["event_s"], color="k", ls=":", lw=1, label="disruption")
         low = min(float(cv[:, 1].min()) for cv in res["curves"].values())
         ax.set_ylim(max(-0.5, low - 0.05), 1.0)
-        ax.set_xlabel("time (s)")
+        ax.set_xlabel("stream time (s)")
+        ax.set_ylabel(f"R² ({c.r2_window_s:g} s window, end time)")
         ax.set_title(_describe(c, kind), fontsize=9)
         ax.legend(fontsize=7)
-    axes[0][0].set_ylabel(f"R² ({c.r2_window_s:g} s window, end time)")
     fig.tight_layout()
     fig.savefig(rd.path / "disruption.png", dpi=110)
     plt.close(fig)
