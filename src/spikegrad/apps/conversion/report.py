@@ -81,8 +81,10 @@ def figures(c: Config, curves: Dict[str, Dict[int, dict]], rates: Optional[dict]
         fig, ax = plt.subplots(figsize=(6, 3))
         ax.bar(range(len(rows)), [r[2] for r in rows])
         ax.set_xticks(range(len(rows)), [r[0] for r in rows], rotation=20, fontsize=7)
+        ax.set_xlabel("spiking layer of the converted net")
         ax.set_ylabel("spikes per neuron per step")
-        ax.set_title("converted ReLU net: firing rate per layer")
+        ax.set_title(f"converted ReLU net: firing rate per layer (test set, "
+                     f"T = {max(T for by_t in curves.values() for T in by_t)})", fontsize=9)
         fig.tight_layout()
         fig.savefig(rd.path / "rates.png", dpi=110)
         plt.close(fig)
