@@ -88,6 +88,7 @@ class NorseBench(common.TorchBench):
 
 
 def build(wl, data, variant):
+    common.no_cnn(wl, "norse")
     return NorseBench(wl, data)
 
 

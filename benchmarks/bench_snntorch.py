@@ -82,7 +82,67 @@ class SnntorchBench(common.TorchBench):
         return torch.stack(mems).sum(), z
 
 
+class SnntorchCNN(common.TorchBench):
+    """The conv workload: every conv, batch norm (``nn.BatchNorm2d`` on ``[T*B, ...]``: the
+    statistics over T*B, as tdBN), pooling and the readout's ``nn.Linear`` time-folded; the
+    ``snn.Leaky`` neurons stepped over ``unbind(0)``, as above."""
+
+    def __init__(self, wl, data):
+        torch = common.torch_init()
+        import snntorch as snn
+        from snntorch import surrogate
+        nn = torch.nn
+        self.torch = torch
+        sg = surrogate.fast_sigmoid(slope=common.SURROGATE_SLOPE)
+        kw = dict(beta=common.DECAY, threshold=common.THRESHOLD, spike_grad=sg,
+                  reset_mechanism="subtract", reset_delay=False)
+        self.convs, self.bns, self.lifs = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        for key, c_in, c_out in (("w_c1", wl["c_in"], wl["c1"]), ("w_c2", wl["c1"], wl["c2"])):
+            conv, bn = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out)
+            with torch.no_grad():
+                conv.weight.copy_(torch.from_numpy(data[key]))
+                bn.weight.fill_(float(data["bn_gamma"]))
+            self.convs.append(conv)
+            self.bns.append(bn)
+            self.lifs.append(snn.Leaky(**kw))
+        self.pool = nn.AvgPool2d(2, 2)
+        self.fc = nn.Linear(common.cnn_flat(wl), wl["n_out"], bias=False)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.from_numpy(data["w_out"]))
+        self.readout = snn.Leaky(beta=common.DECAY, reset_mechanism="none", spike_grad=sg)
+        self.params = [p for m in (self.convs, self.bns, self.fc) for p in m.parameters()]
+        self.x = torch.from_numpy(data["x"])
+        self.info = {"versions": common.versions("torch", "snntorch"),
+                     "path": "time-folded nn.Conv2d + nn.BatchNorm2d + nn.AvgPool2d, "
+                             "snn.Leaky stepped over unbind(0)",
+                     "model": "beta=a, subtract, reset_delay=False, fast_sigmoid(slope=10)"}
+
+    def run(self):
+        torch = self.torch
+        x, first = self.x, None
+        T, B = x.shape[:2]
+        for conv, bn, lif in zip(self.convs, self.bns, self.lifs):
+            cur = bn(conv(x.flatten(0, 1))).unflatten(0, (T, B))
+            mem = torch.zeros_like(cur[0])
+            spikes = []
+            for c in cur.unbind(0):
+                spk, mem = lif(c, mem)
+                spikes.append(spk)
+            z = torch.stack(spikes)
+            first = z if first is None else first
+            x = self.pool(z.flatten(0, 1)).unflatten(0, (T, B))
+        cur2 = self.fc(x.flatten(2))
+        mem2 = torch.zeros_like(cur2[0])
+        mems = []
+        for c in cur2.unbind(0):
+            _, mem2 = self.readout(c, mem2)
+            mems.append(mem2)
+        return torch.stack(mems).sum(), first
+
+
 def build(wl, data, variant):
+    if wl["kind"] == "cnn":
+        return SnntorchCNN(wl, data)
     return SnntorchBench(wl, data)
 
 

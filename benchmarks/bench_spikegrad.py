@@ -40,9 +40,31 @@ class SpikegradBench(common.TorchBench):
         backend, _, option = variant.partition("+")
         import spikegrad as sg
         self.torch, self.wl = torch, wl
-        n_in, n = wl["n_in"], wl["n"]
         neuron = dict(tau_mem=common.TAU_MEM, dt=common.DT, threshold=common.THRESHOLD,
                       reset="subtract", surrogate="fast_sigmoid", beta=common.SURROGATE_SLOPE)
+        if wl["kind"] == "cnn":
+            layers = self._cnn(sg, wl, data, neuron, backend)
+        else:
+            layers = self._dense_layers(sg, wl, data, neuron, backend)
+        self.net = sg.nn.Sequential(*layers, recompute=option == "recompute")
+        self.unfused = option == "unfused"
+        # the first spiking layer's output gives the firing rate
+        self.rate_index = next(i for i, m in enumerate(layers)
+                               if isinstance(m, (sg.nn.LIF, sg.nn.Recurrent)))
+        self.x = torch.from_numpy(data["x"])
+        self.sg_stateful = sg.nn.base.StatefulModule
+        self.params = [p for p in self.net.parameters() if p.requires_grad]
+        self.info = {"versions": {**common.versions("torch", "spikegrad")},
+                     "path": (f"spikegrad.nn.Sequential(recompute={option == 'recompute'}), "
+                              if not self.unfused else "the layers called one by one, ")
+                             + f"LIF(backend={backend!r})",
+                     "model": "u = a v + x; z = H(u - 1); v = u - z (detached reset); "
+                              "fast_sigmoid beta 10"}
+
+    @staticmethod
+    def _dense_layers(sg, wl, data, neuron, backend):
+        torch = common.torch_init()
+        n_in, n = wl["n_in"], wl["n"]
         lif = sg.nn.LIF(n, **neuron, **_backend_kw(sg.nn.LIF, backend))
         layers = [sg.nn.Linear(n_in, n, bias=False)]
         if wl["kind"] == "ff":
@@ -54,23 +76,39 @@ class SpikegradBench(common.TorchBench):
         else:
             layers.append(sg.nn.Recurrent(lif, autapses=True,
                                           **_backend_kw(sg.nn.Recurrent, backend)))
-        self.net = sg.nn.Sequential(*layers, recompute=option == "recompute")
-        self.unfused = option == "unfused"
         with torch.no_grad():
-            self.net[0].weight.copy_(torch.from_numpy(data["w_in"]))
+            layers[0].weight.copy_(torch.from_numpy(data["w_in"]))
             if wl["kind"] == "clf":
-                self.net[2].weight.copy_(torch.from_numpy(data["w_out"]))
+                layers[2].weight.copy_(torch.from_numpy(data["w_out"]))
             if wl["kind"] == "rec":
-                self.net[1].weight.copy_(torch.from_numpy(data["w_rec"]))
-        self.x = torch.from_numpy(data["x"])
-        self.sg_stateful = sg.nn.base.StatefulModule
-        self.params = [p for p in self.net.parameters() if p.requires_grad]
-        self.info = {"versions": {**common.versions("torch", "spikegrad")},
-                     "path": (f"spikegrad.nn.Sequential(recompute={option == 'recompute'}), "
-                              if not self.unfused else "the layers called one by one, ")
-                             + f"LIF(backend={backend!r})",
-                     "model": "u = a v + x; z = H(u - 1); v = u - z (detached reset); "
-                              "fast_sigmoid beta 10"}
+                layers[1].weight.copy_(torch.from_numpy(data["w_rec"]))
+        return layers
+
+    @staticmethod
+    def _cnn(sg, wl, data, neuron, backend):
+        """``sg.nn.spiking_conv`` blocks (time-folded conv, tdBN, LIF, average pool), then
+        ``Flatten -> Linear -> LI``."""
+        torch = common.torch_init()
+
+        def lif(shape):
+            return sg.nn.LIF(shape, **neuron, **_backend_kw(sg.nn.LIF, backend))
+        b1 = sg.nn.spiking_conv((wl["c_in"], wl["hw"], wl["hw"]), wl["c1"], 3, padding=1,
+                                norm="threshold", pool="avg", neuron=lif)
+        b2 = sg.nn.spiking_conv(b1.out_shape, wl["c2"], 3, padding=1, norm="threshold",
+                                pool="avg", neuron=lif)
+        layers = [*b1.layers, *b2.layers, sg.nn.Flatten(),
+                  sg.nn.Linear(common.cnn_flat(wl), wl["n_out"], bias=False),
+                  sg.nn.LI(wl["n_out"], tau_mem=common.TAU_MEM, dt=common.DT,
+                           **_backend_kw(sg.nn.LI, backend))]
+        convs = [m for m in layers if isinstance(m, torch.nn.Conv2d)]
+        norms = [m for m in layers if isinstance(m, sg.nn.ThresholdBatchNorm)]
+        with torch.no_grad():
+            for m, key in zip(convs, ("w_c1", "w_c2")):
+                m.weight.copy_(torch.from_numpy(data[key]))
+            for m in norms:  # tdBN's scale is weight x alpha x threshold = weight here
+                m.weight.fill_(float(data["bn_gamma"]))
+            layers[-2].weight.copy_(torch.from_numpy(data["w_out"]))
+        return layers
 
     def run(self):
         # the network's output only (as a training loop holds it): forward_all would keep every
@@ -86,7 +124,7 @@ class SpikegradBench(common.TorchBench):
     def rate(self) -> float:
         with self.torch.no_grad():
             outs, _ = self.net.forward_all(self.x)
-        return float(outs[1].float().mean())
+        return float(outs[self.rate_index].float().mean())
 
 
 class DenseBench:
@@ -133,6 +171,9 @@ class DenseBench:
 
 
 def build(wl, data, variant):
+    if variant == "dense" and wl["kind"] == "cnn":
+        raise NotImplementedError("the dense-GEMM baseline covers the fully connected "
+                                  "workloads only")
     if variant == "dense":
         return DenseBench(wl, data)
     return SpikegradBench(wl, data, variant)

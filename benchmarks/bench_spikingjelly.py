@@ -86,7 +86,62 @@ class SpikingJellyBench(common.TorchBench):
         return torch.stack(vs).sum(), zs
 
 
+class SpikingJellyCNN(common.TorchBench):
+    """The conv workload, multi-step throughout: ``layer.Conv2d`` -> ``layer.BatchNorm2d``
+    (statistics over T*B, as tdBN) -> ``neuron.LIFNode`` -> ``layer.AvgPool2d``, twice, then
+    ``layer.Flatten`` -> ``layer.Linear`` -> ``NonSpikingLIFNode``; the mapping as above."""
+
+    def __init__(self, wl, data):
+        torch = common.torch_init()
+        from spikingjelly.activation_based import functional, layer, neuron, surrogate
+        self.torch, self.functional = torch, functional
+        tau = 1.0 / (1.0 - common.DECAY)
+        mods = []
+        for key, c_in, c_out in (("w_c1", wl["c_in"], wl["c1"]), ("w_c2", wl["c1"], wl["c2"])):
+            conv = layer.Conv2d(c_in, c_out, 3, padding=1, bias=False, step_mode="m")
+            bn = layer.BatchNorm2d(c_out, step_mode="m")
+            with torch.no_grad():
+                conv.weight.copy_(torch.from_numpy(data[key]))
+                bn.weight.fill_(float(data["bn_gamma"]))
+            mods += [conv, bn,
+                     neuron.LIFNode(tau=tau, decay_input=False, v_threshold=common.THRESHOLD,
+                                    v_reset=None, detach_reset=True, step_mode="m",
+                                    surrogate_function=surrogate.SoftSign(
+                                        alpha=common.SURROGATE_SLOPE)),
+                     layer.AvgPool2d(2, 2, step_mode="m")]
+        fc = layer.Linear(common.cnn_flat(wl), wl["n_out"], bias=False, step_mode="m")
+        with torch.no_grad():
+            fc.weight.copy_(torch.from_numpy(data["w_out"]) * tau)
+        self.net = torch.nn.Sequential(*mods, layer.Flatten(step_mode="m"), fc)
+        self.readout = neuron.NonSpikingLIFNode(tau=tau)  # over [T, ...]: a list of steps
+        self.first = self.net[:3]
+        self.params = [p for p in self.net.parameters() if p.requires_grad]
+        self.x = torch.from_numpy(data["x"])
+        self.info = {"versions": common.versions("torch", "spikingjelly"),
+                     "path": "layer.Conv2d + layer.BatchNorm2d + neuron.LIFNode + "
+                             "layer.AvgPool2d, step_mode='m'",
+                     "model": "tau=1/(1-a), decay_input=False, v_reset=None, detach_reset, "
+                              "SoftSign(10)"}
+
+    def _loss(self):
+        for m in (self.net, self.readout):
+            self.functional.reset_net(m)
+        return self.torch.stack(list(self.readout(self.net(self.x)))).sum()
+
+    def run(self):
+        loss = self._loss()
+        self.functional.reset_net(self.first)
+        return loss, self.first(self.x)
+
+    def train_step(self):
+        for p in self.params:
+            p.grad = None
+        self._loss().backward()
+
+
 def build(wl, data, variant):
+    if wl["kind"] == "cnn":
+        return SpikingJellyCNN(wl, data)
     return SpikingJellyBench(wl, data)
 
 

@@ -83,6 +83,7 @@ class SpyxBench:
 
 
 def build(wl, data, variant):
+    common.no_cnn(wl, "spyx")
     return SpyxBench(wl, data)
 
 

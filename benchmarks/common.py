@@ -45,14 +45,18 @@ THREADS = 2
 # kind: "ff"  = Linear(n_in -> n, no bias) + LIF;              loss = sum of output spikes
 #       "clf" = Linear(n_in -> n) + LIF + Linear(n -> n_out) + LI; loss = sum of readout membrane
 #       "rec" = Linear(n_in -> n) + recurrent LIF (W_rec n x n); loss = sum of output spikes
+#       "cnn" = two spiking conv blocks (3x3 conv, no bias -> batch norm over T*B (tdBN) -> LIF
+#               -> 2x2 average pool) -> Linear(c2 * (hw/4)^2 -> n_out) + LI;
+#               loss = sum of readout membrane (an N-MNIST-sized input: 2 polarities x 32 x 32)
 
 WORKLOADS = {
     "A512": dict(kind="ff", n_in=512, n=512, B=16, T=500, p=0.1),
     "A2048": dict(kind="ff", n_in=2048, n=2048, B=16, T=500, p=0.1),
     "B": dict(kind="clf", n_in=700, n=256, n_out=20, B=64, T=100, p=0.02),
     "C": dict(kind="rec", n_in=256, n=256, B=32, T=1000, p=0.1),
+    "D": dict(kind="cnn", c_in=2, hw=32, c1=16, c2=32, n_out=10, B=32, T=20, p=0.1),
 }
-QUICK_T = {"A512": 50, "A2048": 25, "B": 20, "C": 100}
+QUICK_T = {"A512": 50, "A2048": 25, "B": 20, "C": 100, "D": 4}
 MEMORY_CURVE_T = (125, 250, 500, 1000)
 
 # Weight scales: W ~ N(0, GAIN / sqrt(n_in p)) gives every neuron an input of standard
@@ -60,6 +64,9 @@ MEMORY_CURVE_T = (125, 250, 500, 1000)
 # (the measured rates are reported per library).
 GAIN_IN = 0.5
 GAIN_REC = 0.5          # W_rec ~ N(0, GAIN_REC / sqrt(n)), zero diagonal (no autapses)
+# The conv workload's batch norms (weight gamma, bias 0) set every channel's currents to mean 0
+# and standard deviation gamma per step: the conv weights' scale drops out.
+BN_GAMMA = 0.6
 
 
 def workload(name: str, T: int | None = None) -> dict:
@@ -74,6 +81,8 @@ def make_data(wl: dict) -> dict:
 
     Weights use the torch ``nn.Linear`` layout ``[out, in]``: ``y = x @ W.T``.
     """
+    if wl["kind"] == "cnn":
+        return _make_cnn_data(wl)
     rng = np.random.default_rng([SEED, 1])        # weights: independent of T
     T, B, n_in, n = wl["T"], wl["B"], wl["n_in"], wl["n"]
     w_in = rng.standard_normal((n, n_in), dtype=np.float32) * np.float32(
@@ -90,6 +99,35 @@ def make_data(wl: dict) -> dict:
     xr = np.random.default_rng([SEED, 2])
     d["x"] = (xr.random((T, B, n_in), dtype=np.float32) < wl["p"]).astype(np.float32)
     return d
+
+
+def cnn_flat(wl: dict) -> int:
+    """Features entering the conv workload's readout: c2 channels of (hw / 4)^2 positions."""
+    return wl["c2"] * (wl["hw"] // 4) ** 2
+
+
+def _make_cnn_data(wl: dict) -> dict:
+    """Conv weights ``[out, in, 3, 3]`` (torch's layout), the readout ``[n_out, features]``,
+    the batch norms' weight, and input spikes ``[T, B, c_in, hw, hw]``."""
+    rng = np.random.default_rng([SEED, 1])
+    c_in, c1, c2 = wl["c_in"], wl["c1"], wl["c2"]
+
+    def normal(shape, fan_in):
+        return rng.standard_normal(shape, dtype=np.float32) * np.float32(1 / math.sqrt(fan_in))
+    d = {"w_c1": normal((c1, c_in, 3, 3), c_in * 9), "w_c2": normal((c2, c1, 3, 3), c1 * 9),
+         "w_out": normal((wl["n_out"], cnn_flat(wl)), cnn_flat(wl) * 0.1),
+         "bn_gamma": np.float32(BN_GAMMA)}
+    xr = np.random.default_rng([SEED, 2])
+    shape = (wl["T"], wl["B"], c_in, wl["hw"], wl["hw"])
+    d["x"] = (xr.random(shape, dtype=np.float32) < wl["p"]).astype(np.float32)
+    return d
+
+
+def no_cnn(wl: dict, lib: str) -> None:
+    """For libraries without a benchmark of the conv workload: say so (the table shows it)."""
+    if wl["kind"] == "cnn":
+        raise NotImplementedError(f"{lib}: the spiking-CNN workload is not implemented for "
+                                  "this library in the benchmark")
 
 
 # --- memory: peak RSS of one step, reset with /proc/self/clear_refs ---------------------------

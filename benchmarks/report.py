@@ -21,6 +21,9 @@ DESCRIBE = {
     "ff": "Linear({n_in}->{n}, no bias) + LIF; B={B}, T={T}, input p={p}; loss = sum of spikes",
     "clf": "{n_in} -> {n} LIF -> {n_out} LI readout; B={B}, T={T}, input p={p}; "
            "loss = sum of readout membrane",
+    "cnn": "{c_in}x{hw}x{hw} spikes -> conv3x3({c1}) + tdBN + LIF + avgpool2 -> conv3x3({c2}) + "
+           "tdBN + LIF + avgpool2 -> {n_out} LI readout; B={B}, T={T}, input p={p}; "
+           "loss = sum of readout membrane",
     "rec": "Linear({n_in}->{n}) + recurrent LIF ({n}x{n} W_rec); B={B}, T={T}, input p={p}; "
            "loss = sum of spikes",
 }
