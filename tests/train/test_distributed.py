@@ -10,9 +10,11 @@ thread each) train a small spiking network in float64 and are checked against on
 """
 
 import io
+import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 
 import pytest
@@ -234,3 +236,94 @@ def test_b_a_killed_two_rank_run_resumes_exactly(tmp_path):
     with pytest.raises(ValueError, match="2 process"):
         trainer.fit(loader(dataset(24), B, shuffle=True), 3,
                     resume=tmp_path / "full" / "ckpt_epoch00002.pt")
+
+
+# ---------------------------------------------------------------- the CLI under torchrun
+
+
+@pytest.mark.slow  # two torchrun jobs of the classification app: about a minute
+def test_spikegrad_run_under_torchrun_writes_one_run_folder_and_resumes(tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(scratch)}
+    run = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "spikegrad.cli", "run", "classification", "--set", "epochs=2", "--set",
+           "hidden=32", "--out", str(tmp_path / "run")]
+    for again in ([], ["--resume"]):
+        done = subprocess.run(run + again, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.count("classification: results in") == 1  # rank 0 alone prints
+        log = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+        assert [json.loads(line)["epoch"] for line in log] == [1, 2]
+        assert not list(scratch.glob("spikegrad-rank*"))  # rank 1's scratch folder is gone
+    assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+# ---------------------------------------------------------------- in one process
+
+
+def test_a_single_process_is_left_alone(monkeypatch):
+    from spikegrad.train.distributed import Ranks, init_from_env
+
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    ranks = init_from_env()
+    assert ranks == Ranks() and not ranks.active and ranks.main
+    data = loader(dataset(8), 4, shuffle=True)
+    assert ranks.shard(data) is data and ranks.wrap(network()) is None
+    assert ranks.on_main(lambda: 3) == 3 and ranks.all_true(False) is False
+
+
+def test_without_torchrun_variables_the_error_says_to_use_torchrun(monkeypatch):
+    from spikegrad.train.distributed import init_from_env
+
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    with pytest.raises(ValueError, match="torchrun"):
+        init_from_env()
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(ValueError, match="WORLD_SIZE='two'"):
+        init_from_env()
+
+
+def test_loaders_that_cannot_be_sharded_say_how_to_fix_them():
+    from torch.utils.data import SubsetRandomSampler
+
+    from spikegrad.train.distributed import Ranks
+
+    ranks = Ranks(rank=0, world_size=2)  # the checks come before any collective
+    ds = dataset(8)
+    with pytest.raises(ValueError, match="custom sampler"):
+        ranks.shard(DataLoader(ds, batch_size=2, sampler=SubsetRandomSampler(range(4))))
+    with pytest.raises(ValueError, match="replacement"):
+        ranks.shard(DataLoader(ds, batch_size=2,
+                               sampler=torch.utils.data.RandomSampler(ds, replacement=True)))
+    batches = [ds[:4]]
+    with pytest.warns(UserWarning, match="not sharded"):
+        assert ranks.shard(batches) is batches
+
+
+def test_a_checkpoint_resumes_only_on_as_many_processes_as_wrote_it(tmp_path):
+    from spikegrad.train.distributed import Ranks
+
+    two = {"rng": 0, "partial": None, "ranks": [{"rng": 1, "partial": None},
+                                                {"rng": 2, "partial": None}]}
+    assert Ranks(rank=1, world_size=2).own_part(two, tmp_path)["rng"] == 2
+    with pytest.raises(ValueError, match="2 process.*has 3"):
+        Ranks(rank=1, world_size=3).own_part(two, tmp_path)
+    with pytest.raises(ValueError, match="1 process.*has 2"):
+        Ranks(rank=0, world_size=2).own_part({"rng": 0, "partial": None}, tmp_path)
+
+
+def test_epoch_sums_of_the_ranks_add_up():
+    from spikegrad.train.epoch import EpochSums
+
+    a, b = EpochSums(lr=0.1), EpochSums(lr=0.1)
+    a.add(loss=2.0, weight=3.0, metrics={"acc": 1.0}, grad_norm=0.5)
+    b.add(loss=1.0, weight=1.0, metrics={"acc": 0.0, "extra": 4.0}, grad_norm=0.5)
+    both = EpochSums.merged([a, b])
+    assert both.loss / both.weight == pytest.approx(7.0 / 4.0)
+    assert both.metrics["acc"] / both.metric_weights["acc"] == pytest.approx(0.75)
+    assert both.metrics["extra"] / both.metric_weights["extra"] == 4.0
+    assert (both.batches, both.norm_sum) == (1, 0.5)  # steps are shared, not summed

@@ -58,6 +58,9 @@ def _env_int(name: str, default: int) -> int:
 
 def _destroy() -> None:
     if dist.is_available() and dist.is_initialized():
+        # every rank done communicating first: a rank that tears down while another still
+        # talks to it can leave gloo's threads working on freed state at exit
+        dist.barrier()
         dist.destroy_process_group()
 
 
@@ -153,7 +156,7 @@ class Ranks:
         """``DistributedDataParallel`` around ``model``'s objective (``None`` in a single
         process). Call the result as ``ddp(objective, inputs, targets, state)``; DDP then sees
         the forward pass whatever methods of the model the objective calls, and averages the
-        gradients over the ranks during ``backward``. Builds it broadcasts rank 0's parameters
+        gradients over the ranks during ``backward``. Building it broadcasts rank 0's parameters
         and buffers, so every rank starts from the same weights."""
         if not self.active:
             return None

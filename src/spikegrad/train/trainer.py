@@ -13,6 +13,12 @@ atomic checkpoints and exact resume (weights, optimizer, scheduler, history and 
 also from the middle of an epoch: SIGINT/SIGTERM finish the current batch, save a checkpoint
 and raise :class:`~spikegrad.train.interrupt.TrainingInterrupted`.
 
+Under ``torchrun`` (or in a process group the user initialised) the same loop trains
+data-parallel: DDP around the objective's forward, a ``DistributedSampler`` for a
+``DataLoader``, epoch metrics summed over the ranks, checkpoints, logs, progress and
+``evaluate`` on rank 0, exact resume of every rank (see :mod:`spikegrad.train.distributed`
+and docs/tutorials/distributed.md). In one process nothing of this runs.
+
 Epoch metrics are averages of the per-batch numbers. A batch's weight is the value of its
 ``"n"`` metric when the objective reports one (e.g. the batch size, making the average
 per-sample) and 1 otherwise (a plain mean over batches). ``train_loss`` and every objective
@@ -219,7 +225,9 @@ class Trainer:
                 (a ``DataLoader``, or a list). Inputs are time-major ``[T, B, ...]``; a
                 ``DataLoader`` over per-sample sequences yields ``[B, T, ...]``, so give it a
                 ``collate_fn`` that transposes (the objective may transpose instead, but
-                TBPTT splits dim 0 of the batch as the loader yields it).
+                TBPTT splits dim 0 of the batch as the loader yields it). Under torchrun a
+                ``DataLoader`` is sharded over the ranks with a ``DistributedSampler`` (the
+                same ``batch_size`` per rank); any other iterable must be the rank's share.
             epochs: total number of epochs, counting those already done (restored by
                 ``resume`` or by an earlier ``fit``); e.g. ``fit(loader, 10, resume="latest")``
                 after a crash at epoch 7 trains epochs 8..10. Must be >= 1.
@@ -227,7 +235,8 @@ class Trainer:
                 start for a new trainer), ``"latest"`` (newest valid checkpoint in
                 ``checkpoint_dir``; start fresh if there is none), or a checkpoint path.
                 Restores model, optimizer, scheduler, epoch, step, history and the torch,
-                CUDA, NumPy, Python and loader-generator RNG states.
+                CUDA, NumPy, Python and loader-generator RNG states (each rank's own, under
+                torchrun; the checkpoint is read by rank 0 and sent to the others).
 
         Returns:
             A copy of :attr:`history`: one record per epoch (see the class docstring).
@@ -521,7 +530,8 @@ class Trainer:
     def _save(self, train_loader: Iterable, partial: Optional[dict] = None) -> Path:
         """Checkpoint after ``self.epoch`` epochs, plus ``partial`` batches into the next.
         Rank 0 writes it, with every rank's RNG states and running sums."""
-        per_rank = self._ranks.gather({"rng": rng_state(train_loader), "partial": partial})
+        per_rank = (self._ranks.gather({"rng": rng_state(train_loader), "partial": partial})
+                    if self._ranks.active else None)
 
         def write() -> Path:
             payload = trainer_payload(self, train_loader, partial)
