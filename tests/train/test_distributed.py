@@ -1,12 +1,14 @@
 """The Trainer under torch.distributed: two gloo ranks (torch.multiprocessing.spawn, one
 thread each) train a small spiking network in float64 and are checked against one process.
 
-- a 2-rank step (plain and with TBPTT + clipping) gives the gradients and weights of one
-  process stepping on the concatenated batch (1e-10: only the summation order differs);
+- a 2-rank step (plain, with TBPTT + clipping, and by a learner) gives the gradients and
+  weights of one process stepping on the concatenated batch (1e-10: only the summation order
+  differs);
 - the epoch's loss and accuracy are summed over the ranks: rank 0 reports the full data set's;
 - only rank 0 writes checkpoints and logs and prints progress;
 - a 2-rank run stopped by SIGTERM on one rank mid-epoch, and one restarted from an epoch's
-  checkpoint, resume exactly (every rank's RNG stream restored) and match an uninterrupted run.
+  checkpoint, resume exactly (every rank's RNG stream restored) and match an uninterrupted run;
+- (slow) ``torchrun -m spikegrad.cli run`` writes one run folder and resumes in it.
 """
 
 import io
@@ -87,6 +89,23 @@ def one_step(world_batch, **kwargs):
     return grads_and_weights(trainer)
 
 
+def autograd_learner(model, xs, y, update):
+    """A learner that writes its gradients itself (here by autograd, so one process can check
+    it) and applies them through the trainer's update()."""
+    out = objective(model, xs, y, None)
+    out.loss.backward()
+    update()
+    return ObjectiveOutput(out.loss.detach(), None, out.metrics)
+
+
+def learner_step(world_batch):
+    model = network()
+    trainer = Trainer(model, make_optimizer("sgd", model, lr=0.5), learner=autograd_learner,
+                      progress=False)
+    trainer.fit(loader(dataset(world_batch), B), 1)
+    return [p.detach().clone() for p in model.parameters()]
+
+
 def strip_seconds(history):
     return [{k: v for k, v in r.items() if k != "seconds"} for r in history]
 
@@ -100,7 +119,8 @@ def _join(rank, port):
 def _steps_metrics_files(rank, port, out):
     _join(rank, port)  # the Trainer joins the group from torchrun's variables
     result = {"plain": one_step(WORLD * B),
-              "tbptt": one_step(WORLD * B, tbptt=5, grad_clip=0.05)}
+              "tbptt": one_step(WORLD * B, tbptt=5, grad_clip=0.05),
+              "learner": learner_step(WORLD * B)}
     # metrics over the full data set with frozen weights (lr=0), and the files written
     model = network()
     folder = out / f"rank{rank}"
@@ -148,6 +168,17 @@ def test_a_two_rank_step_equals_one_process_on_the_concatenated_batch(two_ranks,
         for got, want in zip(grads + weights, want_grads + want_weights, strict=True):
             torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
     assert not torch.equal(want_weights[0], network()[0].weight)  # a step was taken
+
+
+def test_a_learner_step_averages_its_gradients_over_the_ranks(two_ranks):
+    _, results = two_ranks
+    model = network()
+    trainer = Trainer(model, make_optimizer("sgd", model, lr=0.5), learner=autograd_learner,
+                      progress=False)
+    trainer.fit(loader(dataset(WORLD * B), WORLD * B), 1)
+    for rank in range(WORLD):
+        for got, want in zip(results[rank]["learner"], model.parameters(), strict=True):
+            torch.testing.assert_close(got, want.detach(), rtol=1e-10, atol=1e-10)
 
 
 def test_the_epoch_metrics_are_those_of_the_full_data_set(two_ranks):
