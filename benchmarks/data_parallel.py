@@ -40,7 +40,7 @@ def main() -> None:
     p.add_argument("--hidden", type=int, default=512)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    ranks = init_from_env()
+    ranks = init_from_env("cpu")
     seed_everything(args.seed)
     g = torch.Generator().manual_seed(args.seed)
     x = (torch.rand(args.samples, args.steps, 64, generator=g) < 0.1).float()

@@ -226,7 +226,7 @@ def _run_or_sweep(args) -> int:
 
 def _join_job(args) -> Ranks:
     """This process's place in a torchrun job (one process: ``Ranks()``)."""
-    ranks = init_from_env()
+    ranks = init_from_env("cpu")  # the apps train on the CPU: gloo, also on a GPU machine
     if ranks.active and args.command == "sweep":
         raise ConfigError("spikegrad sweep does not run under torchrun (its seeds are "
                           "independent runs: use --jobs J); run one seed data-parallel with "

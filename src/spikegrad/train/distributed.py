@@ -143,9 +143,9 @@ class Ranks:
     # ------------------------------------------------------------------ devices, model
 
     def device(self, device: Optional[torch.device]) -> Optional[torch.device]:
-        """The device this rank trains on: with nccl, its own GPU (``cuda:LOCAL_RANK``) in
-        place of ``None`` or an unnumbered ``cuda``."""
-        if self.nccl and (device is None or (device.type == "cuda" and device.index is None)):
+        """The device this rank trains on: in a job, its own GPU (``cuda:LOCAL_RANK``) in place
+        of an unnumbered ``cuda``; anything else as given."""
+        if self.active and device is not None and device.type == "cuda" and device.index is None:
             return torch.device("cuda", self.local_rank)
         return device
 

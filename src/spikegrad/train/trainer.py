@@ -167,7 +167,9 @@ class Trainer:
         grad_clip = check_trainer_args(model, optimizer, objective, learner, scheduler,
                                        grad_clip, tbptt, evaluate, checkpoint_every,
                                        keep_checkpoints, checkpoint_every_steps, nonfinite)
-        self._ranks = init_from_env(device)
+        # a job's backend follows where training happens: gloo on CPU, nccl on CUDA
+        self._ranks = init_from_env(device if device is not None else
+                                    next(model.parameters(), torch.empty(0)).device)
         self._ranks.check_same({
             "objective or learner": "learner" if learner is not None else "objective",
             "scheduler": scheduler is not None, "grad_clip": grad_clip, "tbptt": tbptt,
