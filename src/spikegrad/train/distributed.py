@@ -160,9 +160,9 @@ class Ranks:
         and buffers, so every rank starts from the same weights."""
         if not self.active:
             return None
-        on_gpu = next(model.parameters()).device.type == "cuda"
+        where = next(model.parameters()).device
         return nn.parallel.DistributedDataParallel(
-            _ObjectiveModule(model), device_ids=[self.local_rank] if on_gpu else None)
+            _ObjectiveModule(model), device_ids=[where] if where.type == "cuda" else None)
 
     def broadcast_module(self, model: nn.Module) -> None:
         """Rank 0's parameters and buffers on every rank (what DDP does when it wraps a model;
