@@ -8,13 +8,20 @@ names the key or option, no traceback), also a run too large for this machine's 
 3 training stopped at a NaN/Inf loss or gradient (the message says where, and how to
 continue from the last good checkpoint); 128 + signal number when SIGINT/SIGTERM stopped
 the run after saving a checkpoint (the message gives the resume command).
+
+Under ``torchrun --nproc_per_node=N -m spikegrad.cli run APP ...`` every process runs the app
+and the Trainer trains data-parallel (see :mod:`spikegrad.train.distributed`): rank 0 picks
+the run folder and writes it (config, log, checkpoints, figures, report, metrics) and prints;
+the other ranks run quietly in a temporary folder that they delete at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 import textwrap
 import time
 import warnings
@@ -24,6 +31,7 @@ from typing import List, Optional
 from .apps import APPS, budget, get_app
 from .apps.config import ConfigError, apply_overrides, resolve_config
 from .apps.report import check_out_dir, make_out_dir, resume_point
+from .train.distributed import Ranks, init_from_env
 from .train.interrupt import TrainingInterrupted
 
 EXIT_USAGE = 2
@@ -152,9 +160,13 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def _run_or_sweep(args) -> int:
     out: Optional[Path] = None
+    scratch: Optional[Path] = None
+    ranks = Ranks()
     try:
+        ranks = _join_job(args)
         app = get_app(args.app)
-        overrides = list(args.overrides) + (["progress=false"] if args.quiet else [])
+        quiet = args.quiet or not ranks.main
+        overrides = list(args.overrides) + (["progress=false"] if quiet else [])
         cfg = apply_overrides(app.Config(), overrides)
         resolved = resolve_config(app, cfg)  # every key checked before anything runs
         if not args.no_memory_check:
@@ -165,7 +177,8 @@ def _run_or_sweep(args) -> int:
             seeds = sweep.parse_seeds(args.seeds)
             if args.jobs < 1:
                 raise ConfigError(f"--jobs must be >= 1 (parallel processes); got {args.jobs}")
-        out, resume = _out_dir(args)
+        # rank 0 decides (a default folder is named by its clock) and tells the others
+        out, resume = ranks.on_main(lambda: _out_dir(args))
         if args.command == "sweep":
             summary = sweep.run_sweep(args.app, args.overrides, seeds, out, resume=resume,
                                       jobs=args.jobs, quiet=args.quiet)
@@ -173,15 +186,21 @@ def _run_or_sweep(args) -> int:
                   f"{summary.out_dir / 'summary.md'}")
             print(summary.table())
             return 0
-        result = app.run(cfg, out, resume=resume)
+        if not ranks.main:
+            scratch = Path(tempfile.mkdtemp(prefix=f"spikegrad-rank{ranks.rank}-"))
+        result = app.run(cfg, out if scratch is None else scratch, resume=resume)
+        if scratch is not None:
+            return 0
     except TrainingInterrupted as e:
-        hint = (f"; continue with: {_again(args, out)}" if e.checkpoint is not None else "")
-        print(f"spikegrad: {e}{hint}", file=sys.stderr)
+        hint = (f"; continue with: {_again(args, out, ranks)}" if e.checkpoint is not None
+                else "")
+        if ranks.main:  # every rank stopped after the same batch; one message is enough
+            print(f"spikegrad: {e}{hint}", file=sys.stderr)
         return e.exit_code
     except FloatingPointError as e:
         where = resume_point(out) if out is not None else None
         hint = (f" The last good checkpoint is in {out}; continue from it (e.g. with a lower lr "
-                f"or grad_clip) with: {_again(args, out)}" if where is not None else "")
+                f"or grad_clip) with: {_again(args, out, ranks)}" if where is not None else "")
         print(f"spikegrad: error: training stopped: {e}{hint}", file=sys.stderr)
         return EXIT_NONFINITE
     except (ConfigError, ValueError, TypeError, FileNotFoundError, KeyError) as e:
@@ -195,11 +214,24 @@ def _run_or_sweep(args) -> int:
         where = f" ({e.filename})" if getattr(e, "filename", None) else ""
         print(f"spikegrad: error: {e.strerror or e}{where}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     print(f"\n{args.app}: results in {result.out_dir}")
     width = max(len(k) for k in result.metrics)
     for k, v in sorted(result.metrics.items()):
         print(f"  {k:<{width}}  {v:.4f}" if isinstance(v, float) else f"  {k:<{width}}  {v}")
     return 0
+
+
+def _join_job(args) -> Ranks:
+    """This process's place in a torchrun job (one process: ``Ranks()``)."""
+    ranks = init_from_env("cpu")  # the apps train on the CPU: gloo, also on a GPU machine
+    if ranks.active and args.command == "sweep":
+        raise ConfigError("spikegrad sweep does not run under torchrun (its seeds are "
+                          "independent runs: use --jobs J); run one seed data-parallel with "
+                          "`torchrun --nproc_per_node=N -m spikegrad.cli run APP`")
+    return ranks
 
 
 def _one_line(e: BaseException) -> str:
@@ -209,11 +241,14 @@ def _one_line(e: BaseException) -> str:
     return " ".join(text.split())
 
 
-def _again(args, out) -> str:
+def _again(args, out, ranks: Ranks) -> str:
     """The command that continues this run (or sweep)."""
     seeds = f" --seeds {args.seeds}" if args.command == "sweep" else ""
     sets = "".join(f" --set {o}" for o in args.overrides)
-    return f"spikegrad {args.command} {args.app}{seeds} --out {out} --resume{sets}"
+    # a data-parallel run resumes exactly only on as many processes as wrote its checkpoint
+    launch = (f"torchrun <the same options: {ranks.world_size} processes> -m spikegrad.cli"
+              if ranks.active else "spikegrad")
+    return f"{launch} {args.command} {args.app}{seeds} --out {out} --resume{sets}"
 
 
 def _out_dir(args) -> tuple:

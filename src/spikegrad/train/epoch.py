@@ -48,6 +48,24 @@ class EpochSums:
     def from_dict(cls, d: dict) -> "EpochSums":
         return cls(**d)
 
+    @classmethod
+    def merged(cls, parts: List["EpochSums"]) -> "EpochSums":
+        """The sums of one epoch whose batches were split over data-parallel ranks: losses,
+        metrics and their weights add up over ``parts``; the steps (lr, gradient norms of the
+        averaged gradients, batch and skip counts) are the same on every rank, so the first
+        part's are kept."""
+        first = parts[0]
+        out = cls(lr=first.lr, seconds=first.seconds, norm_sum=first.norm_sum,
+                  norm_max=first.norm_max, batches=first.batches, skipped=first.skipped)
+        for part in parts:
+            out.loss += part.loss
+            out.weight += part.weight
+            for name, value in part.metrics.items():
+                out.metrics[name] = out.metrics.get(name, 0.0) + value
+                out.metric_weights[name] = (out.metric_weights.get(name, 0.0)
+                                            + part.metric_weights[name])
+        return out
+
 
 def epoch_record(epoch: int, step: int, sums: EpochSums, seconds: float,
                  eval_metrics: Mapping[str, float], count_skipped: bool) -> dict:

@@ -49,18 +49,23 @@ class Updates:
     ``grad_clip`` if given), steps the optimizer and clears the gradients. A non-finite norm
     raises ``FloatingPointError`` (``nonfinite="raise"``) or drops that update with a warning
     (``"skip"``). ``norms`` holds the pre-clip norms of the applied updates; ``calls`` counts
-    all calls.
+    all calls. ``sync``, if given, is called with the parameters first (a data-parallel job
+    averages the gradients over its processes there).
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, model: nn.Module,
-                 grad_clip: Optional[float], nonfinite: str, where: str):
+                 grad_clip: Optional[float], nonfinite: str, where: str,
+                 sync: Optional[Callable[[List[torch.Tensor]], None]] = None):
         self.optimizer, self.model, self.grad_clip = optimizer, model, grad_clip
         self.nonfinite, self.where = nonfinite, where
+        self.sync = sync
         self.norms: List[float] = []
         self.calls = 0
 
     def __call__(self) -> None:
         self.calls += 1
+        if self.sync is not None:
+            self.sync([p for g in self.optimizer.param_groups for p in g["params"]])
         norm = global_grad_norm(self.optimizer, self.grad_clip)
         if norm != norm or norm in (float("inf"), float("-inf")):
             bad = nonfinite_gradients(self.model)

@@ -13,6 +13,12 @@ atomic checkpoints and exact resume (weights, optimizer, scheduler, history and 
 also from the middle of an epoch: SIGINT/SIGTERM finish the current batch, save a checkpoint
 and raise :class:`~spikegrad.train.interrupt.TrainingInterrupted`.
 
+Under ``torchrun`` (or in a process group the user initialised) the same loop trains
+data-parallel: DDP around the objective's forward, a ``DistributedSampler`` for a
+``DataLoader``, epoch metrics summed over the ranks, checkpoints, logs, progress and
+``evaluate`` on rank 0, exact resume of every rank (see :mod:`spikegrad.train.distributed`
+and docs/tutorials/distributed.md). In one process nothing of this runs.
+
 Epoch metrics are averages of the per-batch numbers. A batch's weight is the value of its
 ``"n"`` metric when the objective reports one (e.g. the batch size, making the average
 per-sample) and 1 otherwise (a plain mean over batches). ``train_loss`` and every objective
@@ -33,6 +39,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -62,6 +69,7 @@ from .interrupt import StopSignals, TrainingInterrupted
 from .progress import Progress, batch_bar, epoch_line
 from .log import JsonLinesLogger, Logger
 from .rng import rng_state, set_rng_state
+from .distributed import init_from_env
 from .snapshot import restore_trainer, trainer_payload
 
 __all__ = ["ObjectiveOutput", "Objective", "Learner", "Trainer", "NotLearningWarning"]
@@ -159,10 +167,24 @@ class Trainer:
         grad_clip = check_trainer_args(model, optimizer, objective, learner, scheduler,
                                        grad_clip, tbptt, evaluate, checkpoint_every,
                                        keep_checkpoints, checkpoint_every_steps, nonfinite)
-        self.device = None if device is None else torch.device(device)
+        # a job's backend follows where training happens: gloo on CPU, nccl on CUDA
+        self._ranks = init_from_env(device if device is not None else
+                                    next(model.parameters(), torch.empty(0)).device)
+        self._ranks.check_same({
+            "objective or learner": "learner" if learner is not None else "objective",
+            "scheduler": scheduler is not None, "grad_clip": grad_clip, "tbptt": tbptt,
+            "evaluate": evaluate is not None, "checkpoint_dir": checkpoint_dir is not None,
+            "checkpoint_every": checkpoint_every, "checkpoint_every_steps": checkpoint_every_steps,
+            "nonfinite": nonfinite})
+        self.device = self._ranks.device(None if device is None else torch.device(device))
         if self.device is not None:
             model.to(self.device)
         self.model = model
+        # DDP around the objective's forward (None in one process or for a learner, whose
+        # gradients do not come from backward and are averaged in its update() instead)
+        self._ddp = None if learner is not None else self._ranks.wrap(model)
+        if learner is not None:
+            self._ranks.broadcast_module(model)
         self.optimizer = optimizer
         self.objective = objective
         self.learner = learner
@@ -183,7 +205,8 @@ class Trainer:
         self.checkpoint_every_steps = checkpoint_every_steps
         self.nonfinite = nonfinite
         self._shared_progress = progress if isinstance(progress, Progress) else None
-        self.progress = bool(progress.enabled if isinstance(progress, Progress) else progress)
+        self.progress = (bool(progress.enabled if isinstance(progress, Progress) else progress)
+                         and self._ranks.main)
         self.history: list[dict] = []
         self.epoch = 0
         self.step = 0
@@ -204,7 +227,9 @@ class Trainer:
                 (a ``DataLoader``, or a list). Inputs are time-major ``[T, B, ...]``; a
                 ``DataLoader`` over per-sample sequences yields ``[B, T, ...]``, so give it a
                 ``collate_fn`` that transposes (the objective may transpose instead, but
-                TBPTT splits dim 0 of the batch as the loader yields it).
+                TBPTT splits dim 0 of the batch as the loader yields it). Under torchrun a
+                ``DataLoader`` is sharded over the ranks with a ``DistributedSampler`` (the
+                same ``batch_size`` per rank); any other iterable must be the rank's share.
             epochs: total number of epochs, counting those already done (restored by
                 ``resume`` or by an earlier ``fit``); e.g. ``fit(loader, 10, resume="latest")``
                 after a crash at epoch 7 trains epochs 8..10. Must be >= 1.
@@ -212,7 +237,8 @@ class Trainer:
                 start for a new trainer), ``"latest"`` (newest valid checkpoint in
                 ``checkpoint_dir``; start fresh if there is none), or a checkpoint path.
                 Restores model, optimizer, scheduler, epoch, step, history and the torch,
-                CUDA, NumPy, Python and loader-generator RNG states.
+                CUDA, NumPy, Python and loader-generator RNG states (each rank's own, under
+                torchrun; the checkpoint is read by rank 0 and sent to the others).
 
         Returns:
             A copy of :attr:`history`: one record per epoch (see the class docstring).
@@ -230,19 +256,23 @@ class Trainer:
         """
         check_int(epochs, "epochs", hint="e.g. epochs=10")
         before = self.epoch
+        train_loader = self._ranks.shard(train_loader)
+        self._ranks.check_same_length(train_loader)
         if resume is not None:
             self._resume(resume, train_loader)
-        for lg in self.loggers:
+        loggers = self.loggers if self._ranks.main else []
+        for lg in loggers:
             lg.rewrite(self.history)
         try:
-            return self._fit(train_loader, epochs, before)
+            return self._fit(train_loader, epochs, before, loggers)
         finally:
-            for lg in self.loggers:
+            for lg in loggers:
                 lg.close()
 
-    def _fit(self, train_loader: Iterable, epochs: int, before: int) -> list[dict]:
+    def _fit(self, train_loader: Iterable, epochs: int, before: int,
+             loggers: Sequence[Logger]) -> list[dict]:
         end = epochs
-        progress = self._shared_progress
+        progress = self._shared_progress if self._ranks.main else None
         if progress is None and self.progress and self.epoch < end:
             progress = Progress(end, "epoch")
             progress.skip(self.epoch)
@@ -252,12 +282,13 @@ class Trainer:
             while self.epoch < end:
                 record = self._run_epoch(train_loader)
                 self.history.append(record)
-                for lg in self.loggers:
+                for lg in loggers:
                     lg.append(record)
                 if progress is not None:
                     shared = progress is self._shared_progress
                     progress.update(1, epoch_line(record, end if shared else None))
-                check_learning(self.history)
+                if self._ranks.main:
+                    check_learning(self.history)
                 if self.checkpoint_dir is not None and (
                     self.epoch % self.checkpoint_every == 0 or self.epoch == end
                 ):
@@ -269,6 +300,7 @@ class Trainer:
     def _run_epoch(self, train_loader: Iterable) -> dict:
         epoch = self.epoch + 1
         self.model.train()
+        self._ranks.set_epoch(train_loader, self.epoch)
         epoch_rng, sums, resume_rng = self._epoch_start(train_loader)
         skip = sums.batches
         start = time.perf_counter() - sums.seconds
@@ -291,13 +323,15 @@ class Trainer:
             raise ValueError(
                 "train_loader yielded no batches; check the dataset size and batch_size/drop_last"
             )
+        if self._ranks.active:  # every rank's share of the epoch, summed
+            sums = EpochSums.merged(self._ranks.all_gather(sums))
         if sums.weight == 0:
             raise FloatingPointError(
                 f"every batch of epoch {epoch} had a non-finite loss or gradient and was "
                 "skipped; lower the learning rate or check the data"
             )
         train_loss = sums.loss / sums.weight
-        eval_metrics = self._evaluate()
+        eval_metrics = self._ranks.on_main(self._evaluate)
         self._step_scheduler(train_loss)
         record = epoch_record(epoch, self.step, sums, time.perf_counter() - start, eval_metrics,
                               count_skipped=self.nonfinite == "skip")
@@ -366,19 +400,22 @@ class Trainer:
             # Kept so a failing chunk can be replayed with the same random numbers to find
             # the layer that produced the first NaN/Inf.
             rng = torch.get_rng_state()
-            out = self._call_objective(x, y, state)
-            loss_value = float(out.loss.detach())
-            if not math.isfinite(loss_value):
-                where = f"epoch {epoch}, batch index {batch_index}" + (
-                    "" if self.tbptt is None else f", TBPTT chunk {chunk_index}"
-                )
-                culprit = first_nonfinite(self.model, self.objective, x, y, state, rng)
-                return self._nonfinite(
-                    f"loss is {loss_value} at {where}{culprit}; the optimizer was not stepped "
-                    "for this batch. Lower the learning rate, clip gradients (grad_clip=...) or "
-                    "check the inputs and the loss for log(0) or division by zero."
-                )
-            out.loss.backward()
+            with self._gradient_sync(last=chunk_index + 1 == n_chunks):
+                out = self._call_objective(x, y, state)
+                loss_value = float(out.loss.detach())
+                if not self._ranks.all_true(math.isfinite(loss_value)):
+                    where = f"epoch {epoch}, batch index {batch_index}" + (
+                        "" if self.tbptt is None else f", TBPTT chunk {chunk_index}"
+                    )
+                    culprit = first_nonfinite(self.model, self.objective, x, y, state, rng)
+                    what = (f"loss is {loss_value}" if not math.isfinite(loss_value)
+                            else "another rank's loss is not finite")
+                    return self._nonfinite(
+                        f"{what} at {where}{culprit}; the optimizer was not stepped "
+                        "for this batch. Lower the learning rate, clip gradients (grad_clip=...) "
+                        "or check the inputs and the loss for log(0) or division by zero."
+                    )
+                out.loss.backward()
             if self.tbptt is not None and out.state is None and chunk_index + 1 < n_chunks:
                 raise ValueError(
                     f"tbptt={self.tbptt}: the objective returned state=None after TBPTT chunk "
@@ -410,7 +447,8 @@ class Trainer:
 
     def _learner_batch(self, inputs: Any, targets: Any, where: str
                        ) -> Optional[tuple[float, dict, float]]:
-        update = Updates(self.optimizer, self.model, self.grad_clip, self.nonfinite, where)
+        update = Updates(self.optimizer, self.model, self.grad_clip, self.nonfinite, where,
+                         sync=self._ranks.average_gradients if self._ranks.active else None)
         try:
             out = checked_output(self.learner(self.model, inputs, targets, update),
                                  needs_grad=False)
@@ -436,7 +474,16 @@ class Trainer:
         return None
 
     def _call_objective(self, inputs: Any, targets: Any, state: Any) -> ObjectiveOutput:
+        if self._ddp is not None:
+            return checked_output(self._ddp(self.objective, inputs, targets, state))
         return checked_output(self.objective(self.model, inputs, targets, state))
+
+    def _gradient_sync(self, last: bool) -> Any:
+        """DDP averages the gradients in the backward of a batch's last TBPTT chunk only: the
+        earlier chunks' gradients accumulate locally and are averaged with it, once."""
+        if self._ddp is None or last:
+            return contextlib.nullcontext()
+        return self._ddp.no_sync()
 
     def _clip_gradients(self) -> float:
         return global_grad_norm(self.optimizer, self.grad_clip)
@@ -467,6 +514,8 @@ class Trainer:
         self, train_loader: Iterable, epoch_rng: dict, sums: "EpochSums", start: float
     ) -> None:
         signum = None if self._signals is None else self._signals.signum
+        # a signal reaches the ranks at different batches; all stop after the same one
+        signum = self._ranks.max_int(signum or 0) or None
         every = self.checkpoint_every_steps
         due = every is not None and self.step > 0 and self.step % every == 0
         if signum is None and not due:
@@ -481,13 +530,23 @@ class Trainer:
             raise TrainingInterrupted(signum, path)
 
     def _save(self, train_loader: Iterable, partial: Optional[dict] = None) -> Path:
-        """Checkpoint after ``self.epoch`` epochs, plus ``partial`` batches into the next."""
-        payload = trainer_payload(self, train_loader, partial)
-        batch = 0 if partial is None else partial["sums"]["batches"]
-        path = save_checkpoint(checkpoint_path(self.checkpoint_dir, self.epoch, batch), payload)
-        if self.keep_checkpoints is not None:
-            prune_checkpoints(self.checkpoint_dir, self.keep_checkpoints, upto=self.epoch)
-        return path
+        """Checkpoint after ``self.epoch`` epochs, plus ``partial`` batches into the next.
+        Rank 0 writes it, with every rank's RNG states and running sums."""
+        per_rank = (self._ranks.gather({"rng": rng_state(train_loader), "partial": partial})
+                    if self._ranks.active else None)
+
+        def write() -> Path:
+            payload = trainer_payload(self, train_loader, partial)
+            if self._ranks.active:
+                payload["ranks"] = per_rank
+            batch = 0 if partial is None else partial["sums"]["batches"]
+            path = save_checkpoint(checkpoint_path(self.checkpoint_dir, self.epoch, batch),
+                                   payload)
+            if self.keep_checkpoints is not None:
+                prune_checkpoints(self.checkpoint_dir, self.keep_checkpoints, upto=self.epoch)
+            return path
+
+        return self._ranks.on_main(write)
 
     def _resume(self, resume: PathLike, train_loader: Iterable) -> None:
         if isinstance(resume, str) and resume == "latest":
@@ -496,12 +555,14 @@ class Trainer:
                     'resume="latest" needs checkpoint_dir=... in Trainer(...), or pass a '
                     "checkpoint path"
                 )
-            found = latest_valid(self.checkpoint_dir)
+            # rank 0's folder is the run's: the other ranks may not even see it
+            found = self._ranks.on_main(lambda: latest_valid(self.checkpoint_dir))
             if found is None:
                 # Nothing saved yet: start fresh, so a preemptible job can always pass "latest".
                 return
             path, payload = found
         else:
             path = Path(resume)
-            payload = load_checkpoint(path)
+            payload = self._ranks.on_main(lambda: load_checkpoint(path))
+        payload = self._ranks.own_part(payload, path)
         self._pending = restore_trainer(self, payload, path, train_loader)
