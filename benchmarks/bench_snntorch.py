@@ -18,6 +18,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 
+def _readout_membranes(torch, readout, cur):
+    """The non-resetting ``snn.Leaky`` readout stepped over ``cur [T, B, n]``: its membranes."""
+    mem = torch.zeros_like(cur[0])
+    mems = []
+    for c in cur.unbind(0):
+        _, mem = readout(c, mem)
+        mems.append(mem)
+    return torch.stack(mems)
+
+
 class SnntorchBench(common.TorchBench):
     def __init__(self, wl, data):
         torch = common.torch_init()
@@ -73,13 +83,7 @@ class SnntorchBench(common.TorchBench):
         z = torch.stack(spikes)
         if self.wl["kind"] != "clf":
             return z.sum(), z
-        cur2 = self.fc2(z)
-        mem2 = torch.zeros_like(cur2[0])
-        mems = []
-        for c in cur2.unbind(0):
-            _, mem2 = self.readout(c, mem2)
-            mems.append(mem2)
-        return torch.stack(mems).sum(), z
+        return _readout_membranes(torch, self.readout, self.fc2(z)).sum(), z
 
 
 class SnntorchCNN(common.TorchBench):
@@ -131,13 +135,7 @@ class SnntorchCNN(common.TorchBench):
             z = torch.stack(spikes)
             first = z if first is None else first
             x = self.pool(z.flatten(0, 1)).unflatten(0, (T, B))
-        cur2 = self.fc(x.flatten(2))
-        mem2 = torch.zeros_like(cur2[0])
-        mems = []
-        for c in cur2.unbind(0):
-            _, mem2 = self.readout(c, mem2)
-            mems.append(mem2)
-        return torch.stack(mems).sum(), first
+        return _readout_membranes(torch, self.readout, self.fc(x.flatten(2))).sum(), first
 
 
 def build(wl, data, variant):
