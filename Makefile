@@ -30,12 +30,12 @@ demo: setup
 # (tests/cases.py); the first leg runs the pairwise arrays natively. The torch.compile/export
 # tests (test_ops) trace the same kernels the parity tests run, so they run in the first leg
 # only. The legs run side by side, the first split in two processes (the apps, scripts,
-# functional and top-level tests; the rest), every process one thread: OpenMP teams that each want both cores
+# functional, interop and top-level tests; the rest), every process one thread: OpenMP teams that each want both cores
 # spin against each other (a 5 s test took 168 s), and the thread-splitting tests set their own
 # counts. The other processes' output follows the first's, and any failing fails the target.
 PORTABLE_LOG := .test-portable.log
 LEG1B_LOG := .test-leg1b.log
-LEG1B := tests/apps tests/scripts tests/functional $(wildcard tests/test_*.py)
+LEG1B := tests/apps tests/scripts tests/functional tests/interop $(wildcard tests/test_*.py)
 test: setup
 	@SPIKEGRAD_COVERING=1 NUMBA_CPU_NAME=generic NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR=$(CURDIR)/.numba-generic-boundscheck \
 		ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 OMP_NUM_THREADS=1 \
