@@ -184,7 +184,7 @@ def recurrent_weight_grad(g_in: Tensor, outs: Tensor, y0: Tensor) -> Tensor:
     two GEMMs on views, no ``[T, B, N]`` copy."""
     g_w = g_in[0].T @ y0
     if g_in.shape[0] > 1:
-        g_w = g_w + g_in[1:].flatten(0, -2).T @ outs[:-1].flatten(0, -2)
+        g_w = torch.addmm(g_w, g_in[1:].flatten(0, -2).T, outs[:-1].flatten(0, -2))
     return g_w
 
 

@@ -640,7 +640,7 @@ def _rank3(t: Tensor, name: str, where: str) -> None:
 
 
 def _grad_fits(g: Tensor, shape, where: str) -> None:
-    if not guards.fits(tuple(g.shape), tuple(shape)):
+    if g.shape != shape and not guards.fits(tuple(g.shape), tuple(shape)):
         raise ValueError(f"{where}: the output gradient has shape {list(g.shape)}, which does "
                          f"not broadcast to the outputs {list(shape)}")
 
