@@ -154,7 +154,8 @@ def main() -> None:
     for k in ks:
         chunks = -(-cfg.n_steps // k) if k else 1
         w, c = med[k]
-        line = f"{k or 'full':>6} {chunks:>6} {w:8.2f} {w / full_wall:7.2f} {c:8.2f} {c / full_cpu:7.2f}"
+        line = (f"{k or 'full':>6} {chunks:>6} {w:8.2f} {w / full_wall:7.2f} {c:8.2f} "
+                f"{c / full_cpu:7.2f}")
         if floor and k:
             line += f" {floor[k]:9.3f} {1 + (chunks - 1) * floor[k] / full_cpu:6.2f}"
         print(line)
