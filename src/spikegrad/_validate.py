@@ -23,10 +23,16 @@ def check_sequence(xs, name: str, features: Sequence[int] | None = None,
                    owner: str = "") -> Tensor:
     """A time-major sequence ``[T, B, *features]`` with ``T >= 1``."""
     check_tensor(xs, name)
+    shape = xs.shape
+    # the messages are built only on failure: this runs on every sequence call
+    if features is not None:
+        if len(shape) == 2 + len(features) and shape[2:] == tuple(features) and shape[0] >= 1:
+            return xs
+    elif len(shape) >= 2 and shape[0] >= 1:
+        return xs
     where = f"{owner}: " if owner else ""
-    n_feat = len(features) if features is not None else 0
     want = "[T, B" + "".join(f", {f}" for f in (features or ())) + "]"
-    bad_rank = xs.dim() != 2 + n_feat if features is not None else xs.dim() < 2
+    bad_rank = xs.dim() != 2 + len(features) if features is not None else xs.dim() < 2
     if bad_rank:
         raise ValueError(
             f"{where}{name} must be time-major with shape {want}, got shape {list(xs.shape)}. "
@@ -36,9 +42,7 @@ def check_sequence(xs, name: str, features: Sequence[int] | None = None,
         raise ValueError(f"{where}{name} must have shape {want}, got {list(xs.shape)}: "
                          f"the feature dimensions {list(xs.shape[2:])} do not match "
                          f"{list(features)}")
-    if xs.shape[0] < 1:
-        raise ValueError(f"{where}{name} has no time steps (T = 0); pass at least one step")
-    return xs
+    raise ValueError(f"{where}{name} has no time steps (T = 0); pass at least one step")
 
 
 def check_int(value, name: str, *, minimum: int = 1, hint: str = "") -> int:

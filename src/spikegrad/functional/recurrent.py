@@ -7,7 +7,7 @@ from typing import Any, NamedTuple, Tuple
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._validate import check_sequence, check_state_like, check_state_type, check_tensor
+from .._validate import check_like, check_sequence, check_state_type, check_tensor
 from ..kernels import registry
 from ..kernels.leaky import leaky_sequence
 from ..kernels.registry import Call
@@ -69,7 +69,7 @@ def check_recurrent(xs: Tensor, state, p: RecurrentParams, tensor_values: bool =
                          f"features), got shape {list(w.shape)}")
     check_state_type(state, RecurrentState, build="RecurrentState(inner=<the neuron's state>, "
                      "y=torch.zeros(B, N))")
-    check_state_like(state.y, xs.new_empty(xs.shape[1], w.shape[1]), "state.y")
+    check_like(state.y, "state.y", (xs.shape[1], w.shape[1]), xs)
     return RecurrentState(prepare_inner(xs[0], state.inner, p.inner, tensor_values), state.y)
 
 

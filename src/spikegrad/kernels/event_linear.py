@@ -329,17 +329,19 @@ def plan_with_events(x2: Tensor, weight: Tensor, backend: str
                 "'auto', which falls back to the dense GEMM for such inputs)")
         return Plan("event", events.nnz / max(1, x2.numel()), "backend='event'"), events
     # auto
+    if ops.compiling(x2) or ops.transformed():
+        return Plan("dense", math.nan, "auto: no data-dependent dispatch under torch.compile, "
+                    "torch.export or torch.func"), None
+    # the size next: one comparison settles most small layers (TBPTT chunks, readouts), and
+    # the reasons below pick the same dense F.linear
     n_rows, n_in = x2.shape
+    training = torch.is_grad_enabled() and weight.requires_grad
+    if n_rows * n_in * weight.shape[0] < (_MIN_WORK_TRAINING if training else _MIN_WORK_INFERENCE):
+        return Plan("dense", math.nan, "auto: too little work for the event path to pay"), None
     if x2.device.type != "cpu" or x2.dtype not in (torch.float32, torch.float64):
         return Plan("dense", math.nan, "auto: crossover measured on CPU, float32/64 only"), None
     if guards.autocast_on(x2):
         return Plan("dense", math.nan, "auto: autocast is on (the dense GEMM autocasts)"), None
-    if ops.compiling(x2) or ops.transformed():
-        return Plan("dense", math.nan, "auto: no data-dependent dispatch under torch.compile, "
-                    "torch.export or torch.func"), None
-    training = torch.is_grad_enabled() and weight.requires_grad
-    if n_rows * n_in * weight.shape[0] < (_MIN_WORK_TRAINING if training else _MIN_WORK_INFERENCE):
-        return Plan("dense", math.nan, "auto: too little work for the event path to pay"), None
     threshold = crossover_density(weight.shape[0], training,
                                   "numba" if _use_numba(x2) else "embedding_bag")
     estimate = _estimate_density(x2)

@@ -81,7 +81,6 @@ def leaky_backward(spec: Spec, need, g_ys, g_v_last, g_i_last, ys, u_all, i_all,
     """The gradients named by :data:`GRAD_INPUTS` (None where ``need`` is False) from the
     output gradients (None for none) and what :func:`leaky_saved` kept."""
     need = dict(zip(GRAD_INPUTS, need))
-    T = u_all.shape[0]
     if g_ys is None:
         g_ys = torch.zeros_like(u_all)
     gv_T = g_v_last if g_v_last is not None else torch.zeros_like(u_all[0])
@@ -90,7 +89,8 @@ def leaky_backward(spec: Spec, need, g_ys, g_v_last, g_i_last, ys, u_all, i_all,
     with torch.no_grad():
         # -- the adjoint recursion ------------------------------------------------------
         gu_all, gi_all, g_y0 = registry.get(spec.backend).leaky_backward(
-            spec, g_ys, u_all, theta, v_reset, a_mem, a_syn, gv_T, gi_T, w_rec)
+            spec, g_ys, u_all, theta, v_reset, a_mem, a_syn, gv_T, gi_T, w_rec,
+            need_y0=need["y0"])
 
         # -- gradients that are sums over time ------------------------------------------
         # gradient w.r.t. the total input current of each step: x_t (+ W y_{t-1})
@@ -188,7 +188,7 @@ def recurrent_weight_grad(g_in: Tensor, outs: Tensor, y0: Tensor) -> Tensor:
     two GEMMs on views, no ``[T, B, N]`` copy."""
     g_w = g_in[0].T @ y0
     if g_in.shape[0] > 1:
-        g_w = g_w + g_in[1:].flatten(0, -2).T @ outs[:-1].flatten(0, -2)
+        g_w = torch.addmm(g_w, g_in[1:].flatten(0, -2).T, outs[:-1].flatten(0, -2))
     return g_w
 
 

@@ -492,17 +492,29 @@ def _single_threaded_blas(macs: int):
 _NP_DTYPE = {torch.float32: np.float32, torch.float64: np.float64}
 
 
+@functools.lru_cache(maxsize=256)
+def _number_row(value: float, n: int, dtype) -> np.ndarray:
+    """``n`` copies of ``value`` in numpy ``dtype``: one array shared by every call with that
+    constant (the kernels only read their constant rows; making it was ~2 us, and a 0-dim
+    tensor's cast through torch ~15 us, per constant and call)."""
+    return np.full(n, value, dtype=dtype)
+
+
 def _row(t, shape, dtype) -> np.ndarray:
     """A parameter (float, 0-dim or per-neuron tensor) broadcast to ``shape`` and flattened:
     one value per neuron of a row ``[M]``."""
     # Fast paths first: this runs ~10 times per sequence call, and torch's small-op overhead
     # was a measurable part of short sequences (TBPTT chunks). Values are the same: numpy
     # rounds a Python float (a double) to float32 exactly as torch's cast does.
-    if not isinstance(t, Tensor) and dtype in _NP_DTYPE:
-        return np.full(math.prod(shape), t, dtype=_NP_DTYPE[dtype])
-    if (isinstance(t, Tensor) and t.dtype == dtype and tuple(t.shape) == tuple(shape)
-            and t.is_contiguous()):
-        return t.detach().reshape(-1).numpy()
+    np_dtype = _NP_DTYPE.get(dtype)
+    if np_dtype is not None:
+        if not isinstance(t, Tensor):
+            return _number_row(t, math.prod(shape), np_dtype)
+        if t.dim() == 0 and t.dtype in _NP_DTYPE:  # e.g. a module's fixed constant
+            value = (t.detach() if t.requires_grad else t).item()
+            return _number_row(value, math.prod(shape), np_dtype)
+        if t.dtype == dtype and tuple(t.shape) == tuple(shape) and t.is_contiguous():
+            return t.detach().reshape(-1).numpy()
     if not isinstance(t, Tensor):
         t = torch.tensor(t, dtype=torch.float64)
     t = t.detach().to(dtype).expand(shape)  # cast first: the reference does
@@ -628,7 +640,7 @@ def _rank3(t: Tensor, name: str, where: str) -> None:
 
 
 def _grad_fits(g: Tensor, shape, where: str) -> None:
-    if not guards.fits(tuple(g.shape), tuple(shape)):
+    if g.shape != shape and not guards.fits(tuple(g.shape), tuple(shape)):
         raise ValueError(f"{where}: the output gradient has shape {list(g.shape)}, which does "
                          f"not broadcast to the outputs {list(shape)}")
 
@@ -638,6 +650,41 @@ def _user_phi(spec, u: Tensor, thr) -> Tensor:
     phi = spec.surrogate.grad(u - thr)
     guards.surrogate_output(phi, u.shape, spec.surrogate.name)
     return phi
+
+
+def _state_copy(t: Optional[Tensor], dt: torch.dtype, zeros_shape=None) -> Tensor:
+    """A contiguous copy of a state in ``dt`` that a kernel may update in place (one op), or
+    zeros of ``zeros_shape`` for None (an adjoint that nothing reached)."""
+    if t is None:
+        return torch.zeros(zeros_shape, dtype=dt)
+    t = t.detach()
+    if t.dtype == dt:
+        return t.clone(memory_format=torch.contiguous_format)
+    return t.to(dt, copy=True, memory_format=torch.contiguous_format)
+
+
+def _array(t: Tensor, dt: torch.dtype) -> np.ndarray:
+    """``t``'s values in ``dt`` as a C-contiguous array for a kernel to read: ``t``'s own
+    memory when it already is one. Layout is changed on the numpy side: a torch ``view`` or
+    ``reshape`` costs ~2 us, numpy's a tenth of that (a short sequence's call makes ~20)."""
+    t = t.detach()
+    if t.dtype != dt:
+        t = t.to(dt)
+    return np.ascontiguousarray(t.numpy())
+
+
+def _flat(t: Tensor, rows: int) -> np.ndarray:
+    """A contiguous tensor's memory as ``[rows, -1]`` (the feed-forward loops' layout)."""
+    return t.numpy().reshape(rows, -1)
+
+
+def _leak_rows(spec, shape, dtype, a_mem, a_syn, theta, v_reset) -> tuple:
+    """The constant rows every leaky kernel takes, ``(a_mem, g, a_syn, theta, v_reset)``, with
+    ``g = 1 - a_mem`` under ``scale_input`` (else 1) and zeros for what the model lacks."""
+    par = functools.partial(_row, shape=shape, dtype=dtype)
+    return (par(a_mem), par((1.0 - a_mem) if spec.scale_input else 1.0),
+            par(a_syn if spec.has_syn else 0.0), par(theta if spec.spiking else 0.0),
+            par(v_reset if spec.spiking else 0.0))
 
 
 def forward_scan(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset,
@@ -655,35 +702,33 @@ def forward_scan(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset,
                                         ("ref", adapt.ref if adapt.n_ref > 0 else None),
                                         ("q", adapt.q))))
     T, shape = xs.shape[0], xs.shape
-    x2 = xs.detach().contiguous().reshape(T, -1)
-    row = x2[0].reshape(shape[1:])
+    dt = xs.dtype
+    x3 = xs.detach().contiguous()
+    x2 = _flat(x3, T)
+    M = x2.shape[1]
     store_u = store_u or not spec.spiking
-    u_all = torch.empty_like(x2) if store_u else None
-    ys = torch.empty_like(x2) if spec.spiking else u_all
-    i_all = torch.empty_like(x2) if spec.has_syn else None
-    v = _state(v0, row)
-    i = _state(i0, row) if spec.has_syn else np.zeros(1, dtype=v.dtype)
-    g = (1.0 - a_mem) if spec.scale_input else 1.0
-    par = functools.partial(_row, shape=row.shape, dtype=row.dtype)
+    u_all = torch.empty_like(x3) if store_u else None
+    ys = torch.empty_like(x3) if spec.spiking else u_all
+    i_all = torch.empty_like(x3) if spec.has_syn else None
+    v_T = _state_copy(v0, dt)
+    i_T = _state_copy(i0, dt) if spec.has_syn else None
+    v = v_T.numpy().reshape(-1)  # the kernel updates the states in place
+    i = i_T.numpy().reshape(-1) if spec.has_syn else _dummy(dt, 1)
+    rows = _leak_rows(spec, shape[1:], dt, a_mem, a_syn, theta, v_reset)
+    par = functools.partial(_row, shape=shape[1:], dtype=dt)
     fwd = _fwd_kernel(spec.spiking, _RESET[spec.reset], spec.has_syn, spec.scale_input,
                       store_u, adapt is not None, adapt is not None and adapt.n_ref > 0,
                       adapt is not None and adapt.q is not None, v.dtype.type)
     extra, (ad_all, ad, free_all, ref, q) = _adapt_forward_args(
-        adapt, lambda t: _state(t, row), lambda: torch.empty_like(x2), par, xs.dtype, store_u,
-        rank=1)
-    args = (x2.numpy(), v, i, par(a_mem), par(g),
-            par(a_syn if spec.has_syn else 0.0), par(theta if spec.spiking else 0.0),
-            par(v_reset if spec.spiking else 0.0),
-            ys.numpy() if spec.spiking else _dummy(xs.dtype),
-            u_all.numpy() if store_u else _dummy(xs.dtype),
-            i_all.numpy() if spec.has_syn else _dummy(xs.dtype), *extra)
-    M = x2.shape[1]
+        adapt, lambda t: _state_copy(t, dt).numpy().reshape(-1),
+        lambda: torch.empty((T, M), dtype=dt), par, dt, store_u, rank=1)
+    d2 = _dummy(dt)
+    args = (x2, v, i, *rows, _flat(ys, T) if spec.spiking else d2,
+            _flat(u_all, T) if store_u else d2, _flat(i_all, T) if spec.has_syn else d2,
+            *extra)
     # neurons are independent: threads take disjoint runs of 16 (one cache line of float32)
-    run_split(lambda lo, hi: fwd(*args, lo, hi), M, x2.numel(), align=16)
-    v_T = torch.from_numpy(v).reshape(shape[1:])
-    i_T = torch.from_numpy(i).reshape(shape[1:]) if spec.has_syn else None
-    out = (ys.reshape(shape), u_all.reshape(shape) if store_u else None,
-           i_all.reshape(shape) if spec.has_syn else None, v_T, i_T)
+    run_split(lambda lo, hi: fwd(*args, lo, hi), M, x2.size, align=16)
+    out = (ys, u_all, i_all, v_T, i_T)
     if adapt is None:
         return out
     state = lambda a: None if a is None else torch.from_numpy(a).reshape(shape[1:])  # noqa: E731
@@ -705,42 +750,43 @@ def backward_scan(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, a_sy
     if adapt is not None:
         _states(where, u_all.shape, ("ad_all", adapt.ad_all), ("free_all", adapt.free_all))
     T, shape = u_all.shape[0], u_all.shape
-    u2 = u_all.reshape(T, -1)
-    row = u2[0].reshape(shape[1:])
-    gys = grad_rows(g_ys.to(u_all.dtype).expand(shape).reshape(T, -1))
-    kind, phi_ext = 0, _dummy(u_all.dtype)
+    dt = u_all.dtype
+    u2 = _array(u_all, dt).reshape(T, -1)
+    M = u2.shape[1]
+    g = g_ys if g_ys.dtype == dt and g_ys.shape == shape else g_ys.to(dt).expand(shape)
+    g = time_rows(g)
+    gys = _flat(g, g.shape[0])
+    kind, phi_ext = 0, _dummy(dt)
     if spec.spiking:
         kind = _SURROGATE_IDS.get(spec.surrogate.derivative, 0)
         if kind == 0:  # a user's surrogate: evaluate its torch function over all steps
             thr = _threshold_all(theta, adapt)
-            phi_ext = (_user_phi(spec, u_all, thr).to(u_all.dtype).reshape(T, -1)
-                       .contiguous().numpy())
-    gu_all = torch.empty_like(u2)
-    gi_all = torch.empty_like(u2) if spec.has_syn else None
-    gv = _state(gv_T, row)
-    gi = _state(gi_T, row) if gi_T is not None else np.zeros(u2.shape[1], dtype=gv.dtype)
-    g = (1.0 - a_mem) if spec.scale_input else 1.0
-    par = functools.partial(_row, shape=row.shape, dtype=row.dtype)
+            phi_ext = _array(_user_phi(spec, u_all, thr), dt).reshape(T, -1)
+    gu_all = torch.empty(shape, dtype=dt)
+    gi_all = torch.empty(shape, dtype=dt) if spec.has_syn else None
+    gv_0 = _state_copy(gv_T, dt, shape[1:])  # the kernel runs it back to step 0 in place
+    gv = gv_0.numpy().reshape(-1)
+    gi = (_state_copy(gi_T, dt).numpy().reshape(-1) if gi_T is not None
+          else np.zeros(M, dtype=gv.dtype))
+    a_row, g_row, a_s_row, th_row, vr_row = _leak_rows(spec, shape[1:], dt, a_mem, a_syn,
+                                                       theta, v_reset)
+    par = functools.partial(_row, shape=shape[1:], dtype=dt)
     F = gv.dtype.type
     bwd = _bwd_kernel(spec.spiking, _RESET[spec.reset], spec.detach_reset, spec.has_syn, kind,
                       F, adapt is not None, adapt is not None and adapt.free_all is not None,
                       adapt is not None and adapt.g_q is not None)
     extra, (ga, gq) = _adapt_backward_args(
-        adapt, lambda t: _state(t, row),
-        lambda t: t.detach().to(u_all.dtype).contiguous().reshape(T, -1).numpy(), par,
-        u_all.dtype, rank=1)
-    args = (gys, u2.numpy(), par(theta if spec.spiking else 0.0),
-            par(v_reset if spec.spiking else 0.0), par(a_mem), par(g),
-            par(a_syn if spec.has_syn else 0.0), gv, gi,
-            F(spec.surrogate.beta if spec.spiking else 0.0), phi_ext, gu_all.numpy(),
-            gi_all.numpy() if spec.has_syn else _dummy(u_all.dtype), *extra)
-    M = u2.shape[1]
-    run_split(lambda lo, hi: bwd(*args, lo, hi), M, u2.numel(), align=16)
-    out = gu_all.reshape(shape), (gi_all.reshape(shape) if spec.has_syn else None)
+        adapt, lambda t: _state_copy(t, dt).numpy().reshape(-1),
+        lambda t: _array(t, dt).reshape(T, -1), par, dt, rank=1)
+    args = (gys, u2, th_row, vr_row, a_row, g_row, a_s_row, gv, gi,
+            F(spec.surrogate.beta if spec.spiking else 0.0), phi_ext, _flat(gu_all, T),
+            _flat(gi_all, T) if spec.has_syn else _dummy(dt), *extra)
+    run_split(lambda lo, hi: bwd(*args, lo, hi), M, u2.size, align=16)
+    out = gu_all, gi_all
     if adapt is None:
         return out
     state = lambda a: None if a is None else torch.from_numpy(a).reshape(shape[1:])  # noqa: E731
-    return out + (state(ga), state(gv), state(gq))
+    return out + (state(ga), gv_0, state(gq))
 
 
 class ChunkedLoop:
@@ -862,6 +908,7 @@ def forward_scan_rec(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset, w_r
         if ys_out.dtype != xs.dtype or not ys_out.is_contiguous():
             raise ValueError(f"{where}: ys_out must be contiguous {xs.dtype}")
     dt = xs.dtype
+    F = _NP_DTYPE[dt]
     x3 = xs.detach().contiguous()
     store_u = store_u or not spec.spiking
     inplace = inplace and store_u and spec.spiking and adapt is None
@@ -869,27 +916,22 @@ def forward_scan_rec(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset, w_r
     ys = ((ys_out if ys_out is not None else torch.empty_like(x3)) if spec.spiking
           else u_all)
     i_all = torch.empty_like(x3) if spec.has_syn else None
-    v = v0.detach().to(dt).clone().contiguous()
-    i = (i0.detach().to(dt).clone().contiguous() if spec.has_syn
-         else torch.zeros(1, 1, dtype=dt))
-    g = (1.0 - a_mem) if spec.scale_input else 1.0
-    par = functools.partial(_row, shape=(N,), dtype=dt)
+    v = _state_copy(v0, dt)
+    i = _state_copy(i0, dt) if spec.has_syn else None
+    a, g, a_s, th, vr = _leak_rows(spec, (N,), dt, a_mem, a_syn, theta, v_reset)
     fwd = _fwd_rec_kernel(spec.spiking, _RESET[spec.reset], spec.has_syn, spec.scale_input,
                           store_u, adapt is not None, adapt is not None and adapt.n_ref > 0,
-                          adapt is not None and adapt.q is not None, v.numpy().dtype.type,
-                          inplace)
+                          adapt is not None and adapt.q is not None, F, inplace)
+    par = functools.partial(_row, shape=(N,), dtype=dt)
     extra, (ad_all, ad, free_all, ref, q) = _adapt_forward_args(
-        adapt, lambda t: t.detach().to(dt).clone().contiguous(), lambda: torch.empty_like(x3),
-        par, dt, store_u, rank=2)
-    args = (x3.numpy(), y0.detach().to(dt).contiguous().numpy(),
-            w_rec.detach().to(dt).t().contiguous().numpy(), v.numpy(), i.numpy(),
-            par(a_mem), par(g),
-            par(a_syn if spec.has_syn else 0.0),
-            par(theta if spec.spiking else 0.0),
-            par(v_reset if spec.spiking else 0.0),
-            ys.numpy() if spec.spiking else _dummy(dt, 3),
-            u_all.numpy() if store_u and not inplace else _dummy(dt, 3),
-            i_all.numpy() if spec.has_syn else _dummy(dt, 3), *extra)
+        adapt, lambda t: _state_copy(t, dt), lambda: torch.empty_like(x3), par, dt, store_u,
+        rank=2)
+    d3 = _dummy(dt, 3)
+    args = (x3.numpy(), _array(y0, dt), np.ascontiguousarray(_array(w_rec, dt).T), v.numpy(),
+            i.numpy() if spec.has_syn else _dummy(dt, 2), a, g, a_s, th, vr,
+            ys.numpy() if spec.spiking else d3,
+            u_all.numpy() if store_u and not inplace else d3,
+            i_all.numpy() if spec.has_syn else d3, *extra)
     # the batch rows are independent: one slice of rows per thread
     run_split(lambda lo, hi: fwd(*args, lo, hi), B, T * B * N * _REC_COST)
     out = ys, u_all, i_all, v, (i if spec.has_syn else None)
@@ -914,39 +956,35 @@ def backward_scan_rec(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, 
         _states(where, u_all.shape, ("ad_all", adapt.ad_all), ("free_all", adapt.free_all))
     guards.shape_is(w_rec, (N, N), "w_rec", where)
     dt = u_all.dtype
-    npdt = u_all.numpy().dtype
-    gys = grad_rows(g_ys.to(dt).expand(u_all.shape))
+    F = _NP_DTYPE[dt]
+    gys = grad_rows(g_ys if g_ys.dtype == dt and g_ys.shape == u_all.shape
+                    else g_ys.to(dt).expand(u_all.shape))  # [T or 1, B, N]
     kind, phi_ext = 0, _dummy(dt, 3)
     if spec.spiking:
         kind = _SURROGATE_IDS.get(spec.surrogate.derivative, 0)
         if kind == 0:
             thr = _threshold_all(theta, adapt)
-            phi_ext = _user_phi(spec, u_all, thr).to(dt).contiguous().numpy()
+            phi_ext = _array(_user_phi(spec, u_all, thr), dt)
     inplace = inplace and not spec.has_syn and adapt is None and u_all.is_contiguous()
     gu_all = u_all if inplace else torch.empty_like(u_all)
     gi_all = torch.empty_like(u_all) if spec.has_syn else None
-    gv = gv_T.detach().to(dt).clone().contiguous()
-    gi = (gi_T.detach().to(dt).clone().contiguous() if gi_T is not None
-          else torch.zeros(B, N, dtype=dt))
+    gv = _state_copy(gv_T, dt, (B, N))
+    gi = _state_copy(gi_T, dt, (B, N)) if spec.has_syn else None
     g_in = torch.zeros(B, N, dtype=dt)
-    g = (1.0 - a_mem) if spec.scale_input else 1.0
-    par = functools.partial(_row, shape=(N,), dtype=dt)
-    F = npdt.type
+    a, g, a_s, th, vr = _leak_rows(spec, (N,), dt, a_mem, a_syn, theta, v_reset)
     bwd = _bwd_rec_kernel(spec.spiking, _RESET[spec.reset], spec.detach_reset, spec.has_syn,
                           kind, F, adapt is not None,
                           adapt is not None and adapt.free_all is not None,
                           adapt is not None and adapt.g_q is not None, inplace)
+    par = functools.partial(_row, shape=(N,), dtype=dt)
     extra, (ga, gq) = _adapt_backward_args(
-        adapt, lambda t: t.detach().to(dt).clone().contiguous(),
+        adapt, lambda t: _state_copy(t, dt),
         lambda t: t.detach().to(dt).contiguous().numpy(), par, dt, rank=2)
-    args = (gys, u_all.contiguous().numpy(),
-            w_rec.detach().to(dt).contiguous().numpy(),
-            par(theta if spec.spiking else 0.0),
-            par(v_reset if spec.spiking else 0.0), par(a_mem),
-            par(g), par(a_syn if spec.has_syn else 0.0),
-            gv.numpy(), gi.numpy(), F(spec.surrogate.beta if spec.spiking else 0.0), phi_ext,
-            _dummy(dt, 3) if inplace else gu_all.numpy(),
-            gi_all.numpy() if spec.has_syn else _dummy(dt, 3),
+    d3 = _dummy(dt, 3)
+    args = (gys, _array(u_all, dt), _array(w_rec, dt), th, vr, a, g, a_s,
+            gv.numpy(), gi.numpy() if spec.has_syn else _dummy(dt, 2),
+            F(spec.surrogate.beta if spec.spiking else 0.0), phi_ext,
+            d3 if inplace else gu_all.numpy(), gi_all.numpy() if spec.has_syn else d3,
             g_in.numpy(), *extra)
     with _single_threaded_blas(B * N * N):
         run_split(lambda lo, hi: bwd(*args, lo, hi), B, T * B * N * _REC_COST)

@@ -103,9 +103,9 @@ class Backend:
         raise NotImplementedError
 
     def leaky_backward(self, spec, g_ys, u_all, theta, v_reset, a_mem, a_syn, gv_T, gi_T,
-                       w_rec):
+                       w_rec, need_y0: bool = True):
         """``(gu_all, gi_all, g_y0)`` of the adjoint recursion (``g_y0`` None without
-        recurrence)."""
+        recurrence; a backend may leave it None when not ``need_y0``)."""
         raise NotImplementedError
 
 
@@ -119,7 +119,7 @@ class TorchBackend(Backend):
                             store_u=store_u)
 
     def leaky_backward(self, spec, g_ys, u_all, theta, v_reset, a_mem, a_syn, gv_T, gi_T,
-                       w_rec):
+                       w_rec, need_y0=True):
         from .torch_leaky import backward_scan
         return backward_scan(spec, g_ys, u_all, theta, v_reset, a_mem, a_syn, gv_T, gi_T, w_rec)
 
@@ -156,7 +156,7 @@ class NumbaBackend(Backend):
                                             w_rec, y0, store_u=store_u)
 
     def leaky_backward(self, spec, g_ys, u_all, theta, v_reset, a_mem, a_syn, gv_T, gi_T,
-                       w_rec):
+                       w_rec, need_y0=True):
         from . import numba_leaky
         if w_rec is None:
             gu, gi = numba_leaky.backward_scan(spec, g_ys, u_all, theta, v_reset, a_mem, a_syn,
@@ -164,7 +164,7 @@ class NumbaBackend(Backend):
             return gu, gi, None
         gu, gi, g_in0 = numba_leaky.backward_scan_rec(spec, g_ys, u_all, theta, v_reset,
                                                       a_mem, a_syn, gv_T, gi_T, w_rec)
-        return gu, gi, g_in0 @ w_rec
+        return gu, gi, (g_in0 @ w_rec if need_y0 else None)
 
 
 class TritonBackend(Backend):
@@ -186,7 +186,7 @@ class TritonBackend(Backend):
         return forward_scan(spec, xs, v0, i0, a_mem, a_syn, theta, v_reset, store_u=store_u)
 
     def leaky_backward(self, spec, g_ys, u_all, theta, v_reset, a_mem, a_syn, gv_T, gi_T,
-                       w_rec):
+                       w_rec, need_y0=True):
         from .triton_leaky import backward_scan
         gu, gi = backward_scan(spec, g_ys, u_all, theta, v_reset, a_mem, a_syn, gv_T, gi_T)
         return gu, gi, None
