@@ -79,7 +79,7 @@ from .report import figures, tables
 __all__ = ["run", "PRIOR_KEYS", "ARM_KEYS"]
 
 #: the configuration keys the cached prior depends on
-PRIOR_KEYS = ("seed", "pretrain_smiles", "max_len", "gen_hidden", "gen_layers", "gen_epochs",
+PRIOR_KEYS = ("seed", "tokens", "pretrain_smiles", "max_len", "gen_hidden", "gen_layers", "gen_epochs",
               "gen_lr")
 #: the per-arm metrics of metrics.json (``arm_a_<key>``, ``arm_b_<key>``, ``prior_<key>``)
 ARM_KEYS = ("validity", "uniqueness", "novelty", "diversity", "sa_mean", "topk_sa",
@@ -89,13 +89,14 @@ ARM_KEYS = ("validity", "uniqueness", "novelty", "diversity", "sa_mean", "topk_s
 def _load_smiles(c: Config):
     """The prior's SMILES (<= max_len tokens), the token proxy's, and the vocabulary."""
     want = c.pretrain_smiles + c.token_train
+    kind = chem.SelfiesVocab if c.tokens == "selfies" else chem.SmilesVocab
     pool = [s for s in chem.load_moses_smiles(limit=int(want * 1.05) + 100)
-            if len(chem.tokenize(s)) <= c.max_len]
+            if len(kind.tokens(s)) <= c.max_len]
     if len(pool) < want:
         raise ValueError(f"only {len(pool)} MOSES SMILES have <= max_len={c.max_len} tokens; "
                          f"lower pretrain_smiles + token_train ({want}) or raise max_len")
     prior_set, token_set = pool[:c.pretrain_smiles], pool[c.pretrain_smiles:want]
-    return prior_set, token_set, chem.SmilesVocab.build(prior_set + token_set)
+    return prior_set, token_set, kind.build(prior_set + token_set)
 
 
 def _prior(c: Config, rd: RunDir, ids: torch.Tensor, vocab, progress) -> SmilesGRU:
@@ -169,18 +170,20 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
         with torch.no_grad():
             metrics["spiking_prior_heldout_nll"] = spiking.nll(held_out).item()
 
-    # 3. arm A's token proxy: its labels are arm A's oracle calls
+    # 3. arm A's token proxy: its labels are arm A's oracle calls (an oracle of its own, so
+    # that neither arm looks up a molecule the other paid for)
     t0 = time.perf_counter()
-    token_ids, token_sa = vocab.encode(token_set, c.max_len), oracle(token_set)
+    oracle_a = arms.Oracle(c.invalid_sa)
+    token_ids, token_sa = vocab.encode(token_set, c.max_len), oracle_a(token_set)
     if c.token_samples:
         with torch.no_grad():
             drawn, _, _ = prior.sample(c.token_samples, c.max_len,
                                        torch.Generator().manual_seed(c.seed + 5))
         token_ids = torch.cat([token_ids, drawn])
-        token_sa = torch.cat([token_sa, oracle(arms.decode(drawn, vocab))])
+        token_sa = torch.cat([token_sa, oracle_a(arms.decode(drawn, vocab))])
     token_fit = arms.fit_token_proxy(token_ids, token_sa, len(vocab), c, c.seed)
     token_proxy = token_fit.model.eval()
-    calls_a = oracle.calls
+    metrics["token_oracle_calls"] = oracle_a.calls
     # R² over every held-out string is dominated by the invalid ones (all at invalid_sa);
     # the R² on the valid ones says how well it ranks molecules
     valid = token_fit.val_target != c.invalid_sa
@@ -215,15 +218,23 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
         return on_eval
 
     t0 = time.perf_counter()
-    arms.arm_a(prior, token_proxy, c, c.seed + 1, recorder("arm_a", lambda: calls_a))
+    active = arms.ActiveTokenProxy(token_proxy, token_ids, token_sa, vocab, oracle_a, c)
+    arms.arm_a(prior, active if c.a_relabel_every else token_proxy, c, c.seed + 1,
+               recorder("arm_a", lambda: oracle_a.calls))
     metrics["arm_a_seconds"] = time.perf_counter() - t0
-    metrics["arm_a_oracle_calls"] = calls_a
+    metrics["arm_a_oracle_calls"] = oracle_a.calls
+    if active.log:
+        # how well the proxy ranked the agent's fresh samples just before it was refitted
+        # on them: its quality where the agent actually is (the last refit, and the mean)
+        r2s = [r["fresh_r2_valid"] for r in active.log if not math.isnan(r["fresh_r2_valid"])]
+        if r2s:
+            metrics.update(arm_a_fresh_r2_last=r2s[-1], arm_a_fresh_r2_mean=sum(r2s) / len(r2s))
     t0 = time.perf_counter()
-    before_b = oracle.calls
-    arms.arm_b(prior, vocab, oracle, c, c.seed + 2,
-               recorder("arm_b", lambda: oracle.calls - before_b))
+    oracle_b = arms.Oracle(c.invalid_sa)
+    arms.arm_b(prior, vocab, oracle_b, c, c.seed + 2,
+               recorder("arm_b", lambda: oracle_b.calls))
     metrics["arm_b_seconds"] = time.perf_counter() - t0
-    metrics["arm_b_oracle_calls"] = oracle.calls - before_b
+    metrics["arm_b_oracle_calls"] = oracle_b.calls
 
     for name, r in results.items():
         for key in ARM_KEYS:
