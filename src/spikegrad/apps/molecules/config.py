@@ -53,7 +53,7 @@ class Config:
     #: its LIF kernel backend (spikegrad.functional.lif_seq): auto (compiled where it pays,
     #: a one-off compile of tens of seconds), torch, numba or reference (the Python loop)
     spiking_backend: str = "auto"
-    # arm A's differentiable proxy: a token CNN on one-hot SMILES, fitted to the oracle's
+    # arm A's differentiable proxy: a token network on one-hot tokens, fitted to the oracle's
     # scores of MOSES molecules after those the prior saw (each label is one oracle call)
     token_train: int = 3000              # oracle-labelled MOSES SMILES for the token proxy
     #: prior samples added to the token proxy's data, labelled by the oracle (a SMILES that
@@ -61,34 +61,34 @@ class Config:
     token_samples: int = 1000
     #: the token proxy: cnn (two convolutions, a 9-token window) or gru (a bidirectional GRU
     #: over the whole string, which can see an unclosed ring or branch)
-    token_arch: str = "cnn"
-    token_hidden: int = 64               # token CNN width
-    token_epochs: int = 20               # token CNN training epochs (AdamW)
-    token_lr: float = 1e-3               # token CNN learning rate
+    token_arch: str = "gru"
+    token_hidden: int = 64               # token proxy width
+    token_epochs: int = 20               # token proxy training epochs (AdamW)
+    token_lr: float = 1e-3               # token proxy learning rate
     # arm A: proxy gradient through straight-through Gumbel-softmax samples
-    a_steps: int = 150                   # agent updates
+    a_steps: int = 50                    # agent updates
     a_batch: int = 64                    # samples per update
-    a_lr: float = 2e-4                   # agent learning rate (Adam)
+    a_lr: float = 5e-4                   # agent learning rate (Adam)
     a_tau: float = 1.0                   # Gumbel-softmax temperature of the backward pass
-    a_kl: float = 0.2                    # weight of the per-token KL(agent || prior) anchor
+    a_kl: float = 0.1                    # weight of the per-token KL(agent || prior) anchor
     #: the sampled one-hot fed back into the GRU keeps its gradient (backprop through the
     #: recurrence of samples); False: each token's gradient reaches only its own distribution
     a_through_recurrence: bool = False
     #: active learning: every a_relabel_every updates (0: never) the oracle labels a_relabel
     #: fresh samples of the agent (arm A's oracle calls) and the token proxy trains
     #: a_relabel_epochs more epochs on all its labels, so it follows the agent's drift
-    a_relabel_every: int = 0
+    a_relabel_every: int = 25
     a_relabel: int = 256
     a_relabel_epochs: int = 2
     # arm B: REINVENT (augmented likelihood) with reward -SA from the true oracle
-    b_steps: int = 150                   # agent updates
+    b_steps: int = 300                   # agent updates
     b_batch: int = 64                    # samples (= oracle calls) per update
     b_lr: float = 5e-4                   # agent learning rate (Adam)
     b_sigma: float = 60.0                # nats per unit of the [0, 1] score (REINVENT's sigma)
     #: the SA at which the score (1 at SA 1) reaches 0; 10 spans the whole SA scale, on
     #: which the prior's molecules (SA 1.5-4.5) use only a third of the score's range
-    b_sa_zero: float = 10.0
-    b_replay: int = 0                    # remembered molecules replayed per update (0: none)
+    b_sa_zero: float = 4.0
+    b_replay: int = 16                   # remembered molecules replayed per update (0: none)
     b_replay_memory: int = 100           # best distinct molecules kept for replay
     #: a molecule earns its reward the first b_memory times it is sampled and 0 after
     #: (REINVENT's identical-molecule filter against collapse); 0: no filter

@@ -17,6 +17,9 @@ Methods, in the order they run:
 2. **Prior**: a SMILES character GRU (``gen_layers`` x ``gen_hidden``) trained by maximum
    likelihood on the first ``pretrain_smiles`` MOSES training SMILES of at most ``max_len``
    tokens (``gen_epochs`` epochs, Adam ``gen_lr`` with a cosine decay, batches of 128).
+   With ``tokens=selfies`` it (and arm A's token proxy) writes SELFIES tokens instead of
+   SMILES characters: every token sequence decodes to a molecule, so validity is no longer
+   something to learn (the metrics are those of the decoded SMILES).
    Cached in the run folder as ``prior.pt``: a later run in the same folder with the same
    data and generator keys loads it. Its per-token NLL on the token proxy's MOSES SMILES
    (never trained on) is ``prior_heldout_nll``. With ``spiking_epochs > 0`` a **spiking
@@ -25,26 +28,35 @@ Methods, in the order they run:
    trained through the surrogate gradient, and evaluated like the prior
    (``spiking_prior_*``); the arms fine-tune the GRU.
 3. **Arm A's proxy**: the GIN takes a parsed graph, which a generator cannot differentiate,
-   so arm A uses a **SMILES-token proxy**: a 1-D CNN on one-hot tokens, fitted to the true
-   SA of the ``token_train`` MOSES SMILES after those of the prior and of ``token_samples``
-   samples of the prior (those that do not parse labelled ``invalid_sa``, so the proxy has
-   seen the strings arm A proposes, invalid ones included). Its labels are arm A's oracle
-   calls; it calls the oracle no more while it trains.
+   so arm A uses a **token proxy** on one-hot tokens (``token_arch``: a bidirectional GRU
+   over the whole string, or a 1-D CNN with a 9-token window), fitted to the true SA of the
+   ``token_train`` MOSES SMILES after those of the prior and of ``token_samples`` samples of
+   the prior (those that do not parse labelled ``invalid_sa``, so the proxy has seen the
+   strings arm A proposes, invalid ones included). Its labels are arm A's oracle calls, on
+   an oracle of its own (neither arm looks up a molecule the other paid for).
 4. **Arm A, proxy gradient**: an agent starts as a copy of the prior and draws ``a_batch``
    sequences per update by straight-through Gumbel-softmax
    (:func:`spikegrad.proxy.gumbel_softmax_st`: the one-hot token forward, fed back into the
    GRU; the softmax at temperature ``a_tau`` backward), minimising the token proxy's SA of
    the one-hot sequences plus ``a_kl`` times the per-token KL(agent || prior) along them
    (Adam ``a_lr``, ``a_steps`` updates). The gradient of the proxy reaches every token
-   choice and flows back through the recurrence.
+   choice (and with ``a_through_recurrence`` flows back through the fed-back tokens).
+   **Active learning**: every ``a_relabel_every`` updates the oracle labels ``a_relabel``
+   fresh samples of the agent (more calls of arm A) and the proxy trains
+   ``a_relabel_epochs`` more epochs on all its labels, so that it follows the agent off the
+   prior's distribution; its R² on those samples before it saw them is
+   ``arm_a_fresh_r2_*``.
 5. **Arm B, policy gradient**: REINVENT (Olivecrona et al. 2017,
    :func:`spikegrad.proxy.reinvent_loss`): an agent from the same prior draws ``b_batch``
    sequences per update, the true oracle scores each (a call is a distinct valid molecule;
    repeats are looked up, a SMILES that does not parse is charged ``invalid_sa`` without a
    call; a molecule sampled more than ``b_memory`` times scores 0 from then on, REINVENT's
    identical-molecule filter against collapse), and the agent's log-likelihood is pulled
-   towards ``log P_prior(x) + b_sigma * s(x)`` with ``s = (invalid_sa - SA) / (invalid_sa -
-   1)``, the reward -SA mapped onto REINVENT's score range [0, 1] (``b_steps`` updates).
+   towards ``log P_prior(x) + b_sigma * s(x)`` with ``s = clip((b_sa_zero - SA) /
+   (b_sa_zero - 1), 0, 1)``, the reward -SA mapped onto REINVENT's score range [0, 1] (0
+   for a SMILES that does not parse; ``b_steps`` updates). **Experience replay**: each
+   update adds ``b_replay`` molecules drawn from the ``b_replay_memory`` best distinct ones
+   scored so far, with their scores (no new calls).
 6. **Evaluation**: the prior, and each agent every ``eval_every`` updates, draw
    ``eval_samples`` SMILES (the same seed each time). Validity (RDKit parses), uniqueness
    (distinct canonical among the valid), novelty (distinct valid not in the prior's
