@@ -10,7 +10,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from ... import proxy
 from ...data import molecules as chem
@@ -172,13 +172,13 @@ class ActiveTokenProxy:
     valid new molecule is one call of ``oracle``, arm A's own).
 
     Args:
-        model: the fitted :class:`TokenProxy`.
+        model: the fitted token proxy (:class:`TokenProxy` or :class:`TokenGRUProxy`).
         seqs: ``[N, max_len + 2]`` the token ids it was fitted to (``<bos>`` first).
         sa: ``[N]`` their oracle SA (``invalid_sa`` for a SMILES that does not parse).
         vocab, oracle, c: the vocabulary, arm A's :class:`Oracle`, the app config.
     """
 
-    def __init__(self, model: TokenProxy, seqs: Tensor, sa: Tensor, vocab, oracle: Oracle, c):
+    def __init__(self, model: nn.Module, seqs: Tensor, sa: Tensor, vocab, oracle: Oracle, c):
         self.model, self.seqs, self.sa = model, seqs, sa
         self.vocab, self.oracle, self.c = vocab, oracle, c
         #: per refit: the proxy's R² on the agent's fresh valid samples before it saw them
