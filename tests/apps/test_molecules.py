@@ -108,7 +108,9 @@ def test_oracle_counts_distinct_valid_molecules_and_charges_invalid_smiles():
 @pytest.mark.parametrize("key, value, words", [
     ("proxy_set", "zinc", "proxy_set"), ("a_tau", 0.0, "a_tau"), ("top_k", 0, "top_k"),
     ("invalid_sa", 11.0, "invalid_sa"), ("eval_samples", 10, "eval_samples"),
-    ("val_fraction", 1.0, "val_fraction")])
+    ("val_fraction", 1.0, "val_fraction"), ("tokens", "inchi", "tokens"),
+    ("b_sa_zero", 1.0, "b_sa_zero"), ("b_replay", -1, "b_replay"),
+    ("a_relabel_every", -1, "a_relabel_every")])
 def test_bad_config_names_the_key(key, value, words):
     with pytest.raises(ConfigError, match=words):
         app.validate(app.Config(**{key: value}))
@@ -154,3 +156,62 @@ def test_spiking_generator_learns_and_samples_like_the_gru(tmp_path):
 def _moses():
     import importlib.util
     return importlib.util.find_spec("moses") is not None
+
+
+def test_sa_maps_to_reinvents_score_range():
+    sa = torch.tensor([1.0, 2.5, 4.0, 7.0, 10.0])
+    assert arms.sa_score_to_reward(sa, 4.0).tolist() == [1.0, 0.5, 0.0, 0.0, 0.0]
+    # b_sa_zero = 10 is the affine map of the whole SA scale
+    assert torch.allclose(arms.sa_score_to_reward(sa, 10.0), (10.0 - sa) / 9.0)
+
+
+def test_replay_memory_keeps_the_best_distinct_molecules():
+    memory = arms.ReplayMemory(2)
+    for key, score in (("a", 0.5), ("b", 0.9), ("a", 1.0), ("c", 0.7), ("d", 0.1)):
+        memory.add(key, score, torch.full((4,), int(score * 10)))
+    assert sorted(memory.items) == ["b", "c"]          # "a" kept its first score, 0.5
+    seqs, scores = memory.sample(5, torch.Generator().manual_seed(0))
+    assert seqs.shape == (2, 4) and sorted(scores.tolist()) == pytest.approx([0.7, 0.9])
+    assert torch.equal(seqs[:, 0], (scores * 10).long())   # each sequence with its score
+    with pytest.raises(ValueError, match="empty"):
+        arms.ReplayMemory(3).sample(1, torch.Generator())
+
+
+def test_the_active_token_proxy_learns_the_agents_samples_with_counted_oracle_calls():
+    smiles = ["CCO", "c1ccccc1N", "CC(=O)Nc1ccc(Cl)cc1", "O=C1CCCN1", "CCN(CC)CC", "OCCO"]
+    vocab = chem.SmilesVocab.build(smiles)
+    c = app.validate(app.Config(max_len=24, token_hidden=16, a_relabel=64,
+                                a_relabel_epochs=30, token_lr=3e-3))
+    torch.manual_seed(0)
+    gen = SmilesGRU(len(vocab), hidden=32, layers=1)
+    ids = vocab.encode(smiles, c.max_len)
+    oracle = arms.Oracle()
+    sa = oracle(smiles)
+    model = TokenProxy(len(vocab), 16).eval()
+    active = arms.ActiveTokenProxy(model, ids, sa, vocab, oracle, c)
+    seqs = active._draw(gen, torch.Generator().manual_seed(1))   # what refit will label
+    labels = arms.Oracle().score(arms.decode(seqs, vocab))
+    with torch.no_grad():
+        before = (model(arms.onehot(seqs, len(vocab))) - labels).pow(2).mean().item()
+    active.refit(gen, step=10, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        after = (model(arms.onehot(seqs, len(vocab))) - labels).pow(2).mean().item()
+    assert after < 0.5 * before     # from ~ SA 10 (the untrained generator's strings) to fitted
+    assert len(active.seqs) == len(active.sa) == len(smiles) + 64
+    distinct_valid = {chem.canonical(s) for s in arms.decode(seqs, vocab)} - {None}
+    assert oracle.calls == len(smiles) + len(distinct_valid - set(map(chem.canonical, smiles)))
+    assert active.log[0]["step"] == 10 and active.log[0]["oracle_calls"] == oracle.calls
+    assert not any(p.requires_grad for p in model.parameters())   # frozen again for arm A
+
+
+def test_tiny_run_with_selfies_replay_and_active_learning(tmp_path):
+    pytest.importorskip("selfies", reason="needs the molecules extra")
+    c = app.Config(**dict(TINY, spiking_epochs=0, tokens="selfies", b_replay=4,
+                          b_sa_zero=4.0, a_relabel_every=1, a_relabel=8))
+    m = app.run(c, tmp_path / "run").metrics
+    # arm A: the token proxy's labels plus at most 8 per refit (at steps 1 only: a_steps=2)
+    assert 50 <= m["arm_a_oracle_calls"] <= 50 + 20 + 8
+    assert m["arm_a_oracle_calls"] >= m["token_oracle_calls"]
+    assert 0 <= m["arm_b_oracle_calls"] <= 3 * 8        # replay calls no oracle
+    for arm in ("prior", "arm_a", "arm_b"):
+        assert 0 <= m[f"{arm}_validity"] <= 1

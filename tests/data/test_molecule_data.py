@@ -95,3 +95,29 @@ def test_missing_rdkit_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "rdkit", None)
     with pytest.raises(ImportError, match=r"spikegrad\[molecules\]"):
         M.require_rdkit()
+
+
+def test_selfies_vocab_round_trips_and_every_token_sequence_is_a_molecule():
+    pytest.importorskip("selfies", reason="needs the molecules extra")
+    smiles = ["CCO", "c1ccccc1N", "CC(=O)Nc1ccc(Cl)cc1", "O=C1CCCN1"]
+    vocab = M.SelfiesVocab.build(smiles)
+    assert all(t.startswith("[") and t.endswith("]") for t in vocab.itos[3:])
+    ids = vocab.encode(smiles, 40)
+    assert [M.canonical(vocab.decode(row[1:])) for row in ids] == [M.canonical(s) for s in smiles]
+    # any sequence of its tokens that holds an atom decodes to a molecule RDKit parses
+    # (SELFIES's guarantee); ring and branch tokens alone decode to the empty SMILES
+    g = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        row = torch.randint(3, len(vocab), (int(torch.randint(1, 30, (1,), generator=g)),),
+                            generator=g)
+        row = torch.cat([torch.tensor([vocab.stoi["[C]"]]), row])
+        assert M.canonical(vocab.decode(row)) is not None
+    assert vocab.decode([M.SelfiesVocab.EOS]) == "" and M.canonical("") is None
+    with pytest.raises(ValueError, match="max_len"):
+        vocab.encode(["CC(=O)Nc1ccc(Cl)cc1"], 3)
+
+
+def test_missing_selfies_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "selfies", None)
+    with pytest.raises(ImportError, match=r"spikegrad\[molecules\]"):
+        M.SelfiesVocab.tokens("CCO")

@@ -31,7 +31,8 @@ from torch import Tensor
 __all__ = ["require_rdkit", "sascorer", "sa_score", "sa_scores", "canonical",
            "load_nci_smiles", "load_moses_smiles", "load_sa_reference", "MolGraph",
            "mol_graph", "ATOM_FEATURES", "BOND_FEATURES", "morgan_counts", "tokenize",
-           "SmilesVocab", "validity", "uniqueness", "novelty", "internal_diversity"]
+           "SmilesVocab", "SelfiesVocab", "require_selfies", "validity", "uniqueness",
+           "novelty", "internal_diversity"]
 
 EXTRA = "pip install 'spikegrad[molecules]'"
 MOLSETS = "pip install --no-deps molsets==0.3.1"
@@ -267,10 +268,15 @@ class SmilesVocab:
         if len(self.stoi) != len(self.itos):
             raise ValueError("SmilesVocab: tokens must be distinct and not a special")
 
+    @staticmethod
+    def tokens(smiles: str) -> List[str]:
+        """The tokens one SMILES is written in (here: :func:`tokenize`)."""
+        return tokenize(smiles)
+
     @classmethod
     def build(cls, smiles: Iterable[str]) -> "SmilesVocab":
         """The tokens of a corpus, sorted (so the same corpus gives the same ids)."""
-        return cls(sorted({t for s in smiles for t in tokenize(s)}))
+        return cls(sorted({t for s in smiles for t in cls.tokens(s)}))
 
     def __len__(self) -> int:
         return len(self.itos)
@@ -280,7 +286,7 @@ class SmilesVocab:
         token outside the vocabulary or a SMILES longer than ``max_len`` tokens."""
         out = torch.full((len(smiles), max_len + 2), self.PAD, dtype=torch.long)
         for n, smi in enumerate(smiles):
-            toks = tokenize(smi)
+            toks = self.tokens(smi)
             if len(toks) > max_len:
                 raise ValueError(f"SmilesVocab.encode: SMILES {n} has {len(toks)} tokens > "
                                  f"max_len={max_len}; raise max_len or filter it out")
@@ -294,13 +300,50 @@ class SmilesVocab:
 
     def decode(self, ids) -> str:
         """Ids (without ``<bos>``) -> SMILES, stopping at the first ``<eos>`` or ``<pad>``."""
+        return "".join(self._strings(ids))
+
+    def _strings(self, ids) -> List[str]:
         out = []
         for i in (ids.tolist() if isinstance(ids, Tensor) else ids):
             if i in (self.EOS, self.PAD):
                 break
             if i != self.BOS:
                 out.append(self.itos[i])
-        return "".join(out)
+        return out
+
+
+def require_selfies():
+    """The ``selfies`` module, or an ImportError that names the extra to install."""
+    try:
+        import selfies
+    except ImportError as e:
+        raise ImportError(f"SELFIES tokens need the selfies package: {EXTRA} ({e})") from None
+    return selfies
+
+
+class SelfiesVocab(SmilesVocab):
+    """:class:`SmilesVocab` on SELFIES tokens (Krenn et al. 2020, ``[C]``, ``[Ring1]``,
+    ``[=Branch1]``...): ``encode`` takes SMILES and writes them as SELFIES, ``decode`` returns
+    the SMILES a token sequence decodes to. Every sequence of SELFIES tokens decodes to a
+    molecule, so a generator on them cannot write an unparsable string; only the empty
+    sequence (``<eos>`` first) decodes to the empty SMILES, which counts as invalid."""
+
+    @staticmethod
+    def tokens(smiles: str) -> List[str]:
+        """The SELFIES tokens of one SMILES; ValueError if SELFIES cannot encode it."""
+        sf = require_selfies()
+        if not isinstance(smiles, str):
+            raise TypeError(f"SelfiesVocab: expected a SMILES string, got "
+                            f"{type(smiles).__name__}")
+        try:
+            return list(sf.split_selfies(sf.encoder(smiles)))
+        except sf.EncoderError as e:
+            raise ValueError(f"SelfiesVocab: SELFIES cannot encode {smiles!r} ({e})") from None
+
+    def decode(self, ids) -> str:
+        """Ids (without ``<bos>``) -> the SMILES their SELFIES tokens decode to."""
+        sf = require_selfies()
+        return sf.decoder("".join(self._strings(ids))) or ""
 
 
 # ----------------------------------------------------------------------------- metrics

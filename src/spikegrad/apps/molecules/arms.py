@@ -6,19 +6,20 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from ... import proxy
 from ...data import molecules as chem
 from .models import (FingerprintMLP, GINProxy, IndexedGraphs, SmilesGRU, SmilesModel,
-                     SpikingSmilesModel, TokenProxy)
+                     SpikingSmilesModel, TokenGRUProxy, TokenProxy)
 
 __all__ = ["Oracle", "fit_gin", "fit_mlp", "fit_token_proxy", "pretrain", "evaluate",
-           "arm_a", "arm_b", "onehot"]
+           "arm_a", "arm_b", "onehot", "sa_score_to_reward",
+           "ActiveTokenProxy", "ReplayMemory"]
 
 
 class Oracle:
@@ -74,7 +75,8 @@ def onehot(seqs: Tensor, vocab_size: int) -> Tensor:
 def fit_token_proxy(seqs: Tensor, sa: Tensor, vocab_size: int, c, seed: int):
     """Arm A's differentiable proxy, fitted to the oracle's ``sa`` of ``seqs``."""
     torch.manual_seed(seed)
-    return proxy.fit_proxy(TokenProxy(vocab_size, c.token_hidden), onehot(seqs, vocab_size), sa,
+    model = (TokenGRUProxy if c.token_arch == "gru" else TokenProxy)(vocab_size, c.token_hidden)
+    return proxy.fit_proxy(model, onehot(seqs, vocab_size), sa,
                            val_fraction=c.val_fraction, epochs=c.token_epochs, lr=c.token_lr,
                            batch_size=64, seed=seed, weight_decay=1e-4)
 
@@ -164,24 +166,82 @@ def _kl_to_prior(agent: SmilesGRU, prior: SmilesGRU, seqs: Tensor) -> Tensor:
     return (kl * mask).sum(0)
 
 
-def arm_a(prior: SmilesGRU, token_proxy: TokenProxy, c, seed: int,
+class ActiveTokenProxy:
+    """Arm A's token proxy with the oracle-labelled sequences it was fitted to, refitted on
+    the agent's own samples as the agent drifts (active learning: each label of a distinct
+    valid new molecule is one call of ``oracle``, arm A's own).
+
+    Args:
+        model: the fitted token proxy (:class:`TokenProxy` or :class:`TokenGRUProxy`).
+        seqs: ``[N, max_len + 2]`` the token ids it was fitted to (``<bos>`` first).
+        sa: ``[N]`` their oracle SA (``invalid_sa`` for a SMILES that does not parse).
+        vocab, oracle, c: the vocabulary, arm A's :class:`Oracle`, the app config.
+    """
+
+    def __init__(self, model: nn.Module, seqs: Tensor, sa: Tensor, vocab, oracle: Oracle, c):
+        self.model, self.seqs, self.sa = model, seqs, sa
+        self.vocab, self.oracle, self.c = vocab, oracle, c
+        #: per refit: the proxy's R² on the agent's fresh valid samples before it saw them
+        #: (how well it ranks where the agent now is), and the samples' validity
+        self.log: List[dict] = []
+
+    @torch.no_grad()
+    def _draw(self, agent: SmilesModel, generator: torch.Generator) -> Tensor:
+        agent.eval()
+        seqs, _, _ = agent.sample(self.c.a_relabel, self.c.max_len, generator)
+        agent.train()
+        return seqs
+
+    def refit(self, agent: SmilesModel, step: int, generator: torch.Generator) -> None:
+        """Label ``a_relabel`` fresh samples of ``agent`` with the oracle, then train the
+        proxy ``a_relabel_epochs`` more epochs on all its labelled sequences."""
+        c = self.c
+        seqs = self._draw(agent, generator)
+        sa = self.oracle(decode(seqs, self.vocab))
+        valid = sa != c.invalid_sa
+        with torch.no_grad():
+            pred = self.model(onehot(seqs, len(self.vocab)))
+        r2 = (proxy.r2_score(pred[valid], sa[valid])
+              if int(valid.sum()) >= 2 and float(sa[valid].var()) > 0 else math.nan)
+        self.seqs, self.sa = torch.cat([self.seqs, seqs]), torch.cat([self.sa, sa])
+        for p in self.model.parameters():
+            p.requires_grad_(True)
+        proxy.fit_proxy(self.model.train(), onehot(self.seqs, len(self.vocab)), self.sa,
+                        val_fraction=c.val_fraction, epochs=c.a_relabel_epochs, lr=c.token_lr,
+                        batch_size=64, seed=c.seed + step, weight_decay=1e-4)
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.model.eval()
+        self.log.append({"step": step, "fresh_r2_valid": r2,
+                         "fresh_validity": float(valid.float().mean()),
+                         "oracle_calls": self.oracle.calls})
+
+
+def arm_a(prior: SmilesGRU, token_proxy, c, seed: int,
           on_eval: Callable[[int, SmilesGRU], None]) -> SmilesGRU:
     """Proxy gradient: minimise ``E[proxy_SA(x)] + a_kl * KL(agent || prior)`` over samples
     ``x`` drawn by straight-through Gumbel-softmax (one-hot forward, relaxed backward at
-    ``a_tau``), the proxy's gradient flowing into every token choice and through the
-    recurrence. ``on_eval(step, agent)`` runs before the first and every ``eval_every``-th
-    update and after the last."""
+    ``a_tau``), the proxy's gradient flowing into every token choice (and, with
+    ``a_through_recurrence``, through the recurrence). ``token_proxy``: a
+    :class:`TokenProxy`, or an :class:`ActiveTokenProxy` that is refitted on the agent's
+    samples every ``a_relabel_every`` updates (> 0). ``on_eval(step, agent)`` runs before the
+    first and every ``eval_every``-th update and after the last."""
+    active = token_proxy if isinstance(token_proxy, ActiveTokenProxy) else None
+    model = active.model if active is not None else token_proxy
     agent = copy.deepcopy(prior).train()
-    for p in token_proxy.parameters():
+    for p in model.parameters():
         p.requires_grad_(False)
     opt = torch.optim.Adam(agent.parameters(), c.a_lr)
     g = torch.Generator().manual_seed(seed)
     for step in range(c.a_steps):
         if step % c.eval_every == 0:
             on_eval(step, agent)
+        if active is not None and c.a_relabel_every and step % c.a_relabel_every == 0 \
+                and step > 0:
+            active.refit(agent, step, g)
         seqs, _, hot = agent.sample(c.a_batch, c.max_len, g, straight_through_tau=c.a_tau,
                                     feed_gradient=c.a_through_recurrence)
-        loss = token_proxy(hot).mean() + c.a_kl * _kl_to_prior(agent, prior, seqs).mean()
+        loss = model(hot).mean() + c.a_kl * _kl_to_prior(agent, prior, seqs).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(agent.parameters(), 1.0)
@@ -193,31 +253,48 @@ def arm_a(prior: SmilesGRU, token_proxy: TokenProxy, c, seed: int,
 def arm_b(prior: SmilesGRU, vocab, oracle: Oracle, c, seed: int,
           on_eval: Callable[[int, SmilesGRU], None]) -> SmilesGRU:
     """REINVENT: minimise ``(log P_prior(x) + b_sigma * s(x) - log P_agent(x))^2`` over
-    samples ``x`` of the agent, with the score ``s = (invalid_sa - SA) / (invalid_sa - 1)``
-    in [0, 1] (reward -SA mapped affinely to REINVENT's score range; 0 for a SMILES that does
-    not parse) from the counted oracle; a molecule sampled more than ``b_memory`` times
-    (> 0) scores 0 from then on."""
+    samples ``x`` of the agent, with the score ``s = clip((b_sa_zero - SA) / (b_sa_zero - 1),
+    0, 1)`` (reward -SA mapped onto REINVENT's score range [0, 1]: 1 at SA 1, 0 from
+    ``b_sa_zero`` on, and for a SMILES that does not parse) from the counted oracle; a
+    molecule sampled more than ``b_memory`` times (> 0) scores 0 from then on. With
+    ``b_replay > 0``, each update adds that many molecules drawn from the ``b_replay_memory``
+    best distinct ones scored so far (REINVENT's experience replay; no new oracle calls)."""
     agent = copy.deepcopy(prior).train()
     opt = torch.optim.Adam(agent.parameters(), c.b_lr)
     seen: Dict[str, int] = {}
+    memory = ReplayMemory(c.b_replay_memory)
     g = torch.Generator().manual_seed(seed)
     for step in range(c.b_steps):
         if step % c.eval_every == 0:
             on_eval(step, agent)
         seqs, logps, _ = agent.sample(c.b_batch, c.max_len, g)
         smiles = decode(seqs, vocab)
-        sa = oracle(smiles)
-        score = (c.invalid_sa - sa) / (c.invalid_sa - 1.0)
-        if c.b_memory:
-            # REINVENT's identical-molecule filter: a molecule rewarded b_memory times earns 0
-            # after, so the agent cannot collapse onto the few easiest molecules it has found
-            for i, can in enumerate(map(chem.canonical, smiles)):
-                if can is not None:
-                    seen[can] = seen.get(can, 0) + 1
-                    if seen[can] > c.b_memory:
-                        score[i] = 0.0
+        canon = [chem.canonical(s) for s in smiles]
+        score = sa_score_to_reward(oracle(smiles), c.b_sa_zero)
+        for i, can in enumerate(canon):
+            if can is None:
+                score[i] = 0.0
+                continue
+            if c.b_memory:
+                # REINVENT's identical-molecule filter: a molecule rewarded b_memory times
+                # earns 0 after, so the agent cannot collapse onto the few easiest molecules
+                seen[can] = seen.get(can, 0) + 1
+                if seen[can] > c.b_memory:
+                    score[i] = 0.0
+        seqs_all = seqs
+        if c.b_replay and len(memory):
+            # replayed before this batch enters the memory, so a molecule is not learned
+            # twice in the update that found it
+            replayed, replay_score = memory.sample(c.b_replay, g)
+            seqs_all = torch.cat([seqs, replayed])
+            logps = torch.cat([logps, agent.log_probs(replayed)], 1)
+            score = torch.cat([score, replay_score])
+        if c.b_replay:
+            for i, can in enumerate(canon):
+                if can is not None and score[i] > 0:
+                    memory.add(can, float(score[i]), seqs[i])
         with torch.no_grad():
-            prior_logps = prior.log_probs(seqs)
+            prior_logps = prior.log_probs(seqs_all)
         loss = proxy.reinvent_loss(logps, prior_logps, score, c.b_sigma)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -225,3 +302,47 @@ def arm_b(prior: SmilesGRU, vocab, oracle: Oracle, c, seed: int,
         opt.step()
     on_eval(c.b_steps, agent)
     return agent.eval()
+
+
+class ReplayMemory:
+    """The ``size`` best-scored distinct molecules seen so far, with the token sequences that
+    wrote them (REINVENT's experience replay: a good molecule found once is learned again
+    without another oracle call)."""
+
+    def __init__(self, size: int):
+        if size < 1:
+            raise ValueError(f"ReplayMemory: size must be >= 1, got {size}")
+        self.size = size
+        self.items: Dict[str, Tuple[float, Tensor]] = {}   # canonical -> (score, seq [L])
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, key: str, score: float, seq: Tensor) -> None:
+        """Remember ``seq`` (``[L]`` ids) under ``key`` (a canonical SMILES) with ``score``;
+        a key already held keeps its first entry, and the worst entry beyond ``size`` goes
+        (ties: the oldest)."""
+        if key in self.items:
+            return
+        self.items[key] = (score, seq)
+        if len(self.items) > self.size:
+            worst = min(self.items, key=lambda k: self.items[k][0])
+            del self.items[worst]
+
+    def sample(self, n: int, generator: torch.Generator) -> Tuple[Tensor, Tensor]:
+        """``min(n, len)`` distinct entries uniformly at random: ``(seqs [n, L], scores
+        [n])``."""
+        if not self.items:
+            raise ValueError("ReplayMemory.sample: the memory is empty")
+        entries = list(self.items.values())
+        pick = torch.randperm(len(entries), generator=generator)[:n].tolist()
+        return (torch.stack([entries[i][1] for i in pick]),
+                torch.tensor([entries[i][0] for i in pick], dtype=torch.float32))
+
+
+def sa_score_to_reward(sa: Tensor, sa_zero: float) -> Tensor:
+    """SA ``[B]`` (1 easy .. 10 hard) -> REINVENT's score in [0, 1]: 1 at SA 1, falling
+    linearly to 0 at ``sa_zero`` and 0 beyond. A band that ends near the worst SA the prior
+    writes, rather than at 10, spends the whole [0, 1] range (and so all of ``b_sigma``) on
+    the molecules the agent can actually reach."""
+    return ((sa_zero - sa) / (sa_zero - 1.0)).clamp(0.0, 1.0)

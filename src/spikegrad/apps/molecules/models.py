@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from ...data.molecules import ATOM_FEATURES, BOND_FEATURES, MolGraph
 
 __all__ = ["require_pyg", "GINProxy", "IndexedGraphs", "FingerprintMLP", "TokenProxy",
+           "TokenGRUProxy",
            "SmilesModel", "SmilesGRU", "SpikingSmilesModel"]
 
 
@@ -126,6 +127,34 @@ class TokenProxy(nn.Module):
         h = h * live.unsqueeze(1)
         total = h.sum(2)
         mean = total / live.sum(1, keepdim=True).clamp_min(1.0)
+        return self.head(torch.cat([total / 10, mean], 1)).squeeze(1)
+
+
+class TokenGRUProxy(nn.Module):
+    """A differentiable SA proxy on tokens that reads the whole string: ``onehot [B, L, V] ->
+    [B]``, a bidirectional GRU over the (one-hot, relaxed or straight-through) tokens, then
+    the masked sum and mean of its states and an MLP. Unlike :class:`TokenProxy`'s 9-token
+    window it can see what makes a SMILES unparsable (a ring bond or a branch opened and
+    never closed, tens of tokens apart), which decides the proxy score ``invalid_sa``."""
+
+    def __init__(self, vocab_size: int, hidden: int = 64, pad: int = 0):
+        super().__init__()
+        self.pad = pad
+        self.embed = nn.Linear(vocab_size, hidden, bias=False)
+        self.rnn = nn.GRU(hidden, hidden, batch_first=True, bidirectional=True)
+        self.head = nn.Sequential(nn.Linear(4 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+    def forward(self, onehot: Tensor) -> Tensor:
+        if onehot.dim() != 3:
+            raise ValueError(f"TokenGRUProxy: expected a one-hot [B, L, V], got shape "
+                             f"{list(onehot.shape)}")
+        live = (1.0 - onehot[..., self.pad]).unsqueeze(2)       # [B, L, 1]: not padding
+        # padding tokens are zeroed, not packed: packing would cut the gradient path of the
+        # relaxed <eos>/<pad> choice, and the backward direction then starts from zeros
+        h, _ = self.rnn(self.embed(onehot) * live)              # [B, L, 2H]
+        h = h * live
+        total = h.sum(1)
+        mean = total / live.sum(1).clamp_min(1.0)
         return self.head(torch.cat([total / 10, mean], 1)).squeeze(1)
 
 

@@ -26,6 +26,7 @@ def first_reaching(history: List[dict], arm: str, target: float) -> Optional[dic
 
 def tables(c: Config, metrics: Dict[str, float], history: List[dict]) -> List[Table]:
     m = metrics.get
+    tok = f"token {c.token_arch.upper()}"
     proxies = Table(
         "SA proxies on held-out molecules", ["proxy", "input", "held-out R²", "train R²",
                                               "calibration slope", "seconds"],
@@ -33,13 +34,18 @@ def tables(c: Config, metrics: Dict[str, float], history: List[dict]) -> List[Ta
           m("gin_calibration_slope"), m("gin_seconds")],
          ["MLP", "log(1 + Morgan counts)", m("mlp_val_r2"), m("mlp_train_r2"),
           m("mlp_calibration_slope"), m("mlp_seconds")],
-         ["token CNN (arm A)", "one-hot SMILES tokens", m("token_val_r2"), None,
+         [f"{tok} (arm A)", f"one-hot {c.tokens.upper()} tokens", m("token_val_r2"), None,
           m("token_calibration_slope"), m("token_seconds")],
-         ["token CNN, valid held-out only", "", m("token_val_r2_valid"), None, None, None]],
+         [f"{tok}, valid held-out only", "", m("token_val_r2_valid"), None, None, None],
+         [f"{tok} on arm A's fresh samples", "valid ones, mean over the refits",
+          m("arm_a_fresh_r2_mean"), None, None, None]],
         f"GIN and MLP: the same split of {int(m('proxy_molecules', 0))} `{c.proxy_set}` "
-        f"molecules, {c.val_fraction:.0%} held out. The token CNN: {c.token_train} MOSES "
+        f"molecules, {c.val_fraction:.0%} held out. The {tok}: {c.token_train} MOSES "
         f"SMILES and {c.token_samples} prior samples (invalid ones at SA {c.invalid_sa:g}; "
-        "its own split); only it can take a generator's relaxed tokens.")
+        "its own split); only it can take a generator's relaxed tokens. Fresh samples: "
+        f"every {c.a_relabel_every} updates of arm A (0: never), {c.a_relabel} samples of the "
+        "agent scored by the proxy before it is refitted on them: its quality where the "
+        "agent is.")
     rows = []
     for key, name in ARMS:
         rows.append([name] + [m(f"{key}_{k}") for k in
@@ -57,10 +63,11 @@ def tables(c: Config, metrics: Dict[str, float], history: List[dict]) -> List[Ta
                                       "oracle calls" if r else "never"))
     note = (f"{c.eval_samples} samples per row (same seed). SA: true score of the valid "
             f"samples; top-{c.top_k}: mean of the {c.top_k} best valid unique; drop: prior "
-            f"minus arm. Proxy SA: the token CNN's score of the valid samples; gap: proxy "
+            f"minus arm. Proxy SA: the {tok}'s score of the valid samples; gap: proxy "
             f"minus true SA of the same samples (negative: the proxy thinks them easier than "
-            f"they are). Oracle calls: distinct valid molecules scored; arm A's are the token "
-            f"proxy's labels, all before its training. " + "; ".join(words) + ".")
+            f"they are). Oracle calls: distinct valid molecules scored, each arm with its own "
+            f"oracle; arm A's are the token proxy's labels (before training, and of the "
+            f"agent's samples at each refit). " + "; ".join(words) + ".")
     arms = Table("Arms against the prior", ["generator", "validity", "uniqueness", "novelty",
                                             "int. diversity", "SA (valid)",
                                             f"top-{c.top_k} SA", "drop", "proxy SA", "gap",
@@ -102,7 +109,7 @@ def _calls(c: Config, results, history, rd: RunDir, plt) -> str:
         ax.axhline(results["prior"]["sa_mean"], color="0.5", lw=1, ls=":",
                    label="prior, all valid")
         ax.set_ylabel("true SA (lower is easier)")
-    axes[0].set_xlabel("oracle calls (A: the proxy's labels, all before training)")
+    axes[0].set_xlabel("oracle calls (A: the proxy's labels)")
     axes[1].set_xlabel("agent updates")
     axes[0].set_title("true SA against oracle calls")
     axes[1].set_title("true SA against updates")

@@ -17,6 +17,9 @@ Methods, in the order they run:
 2. **Prior**: a SMILES character GRU (``gen_layers`` x ``gen_hidden``) trained by maximum
    likelihood on the first ``pretrain_smiles`` MOSES training SMILES of at most ``max_len``
    tokens (``gen_epochs`` epochs, Adam ``gen_lr`` with a cosine decay, batches of 128).
+   With ``tokens=selfies`` it (and arm A's token proxy) writes SELFIES tokens instead of
+   SMILES characters: every token sequence decodes to a molecule, so validity is no longer
+   something to learn (the metrics are those of the decoded SMILES).
    Cached in the run folder as ``prior.pt``: a later run in the same folder with the same
    data and generator keys loads it. Its per-token NLL on the token proxy's MOSES SMILES
    (never trained on) is ``prior_heldout_nll``. With ``spiking_epochs > 0`` a **spiking
@@ -25,26 +28,35 @@ Methods, in the order they run:
    trained through the surrogate gradient, and evaluated like the prior
    (``spiking_prior_*``); the arms fine-tune the GRU.
 3. **Arm A's proxy**: the GIN takes a parsed graph, which a generator cannot differentiate,
-   so arm A uses a **SMILES-token proxy**: a 1-D CNN on one-hot tokens, fitted to the true
-   SA of the ``token_train`` MOSES SMILES after those of the prior and of ``token_samples``
-   samples of the prior (those that do not parse labelled ``invalid_sa``, so the proxy has
-   seen the strings arm A proposes, invalid ones included). Its labels are arm A's oracle
-   calls; it calls the oracle no more while it trains.
+   so arm A uses a **token proxy** on one-hot tokens (``token_arch``: a bidirectional GRU
+   over the whole string, or a 1-D CNN with a 9-token window), fitted to the true SA of the
+   ``token_train`` MOSES SMILES after those of the prior and of ``token_samples`` samples of
+   the prior (those that do not parse labelled ``invalid_sa``, so the proxy has seen the
+   strings arm A proposes, invalid ones included). Its labels are arm A's oracle calls, on
+   an oracle of its own (neither arm looks up a molecule the other paid for).
 4. **Arm A, proxy gradient**: an agent starts as a copy of the prior and draws ``a_batch``
    sequences per update by straight-through Gumbel-softmax
    (:func:`spikegrad.proxy.gumbel_softmax_st`: the one-hot token forward, fed back into the
    GRU; the softmax at temperature ``a_tau`` backward), minimising the token proxy's SA of
    the one-hot sequences plus ``a_kl`` times the per-token KL(agent || prior) along them
    (Adam ``a_lr``, ``a_steps`` updates). The gradient of the proxy reaches every token
-   choice and flows back through the recurrence.
+   choice (and with ``a_through_recurrence`` flows back through the fed-back tokens).
+   **Active learning**: every ``a_relabel_every`` updates the oracle labels ``a_relabel``
+   fresh samples of the agent (more calls of arm A) and the proxy trains
+   ``a_relabel_epochs`` more epochs on all its labels, so that it follows the agent off the
+   prior's distribution; its R² on those samples before it saw them is
+   ``arm_a_fresh_r2_*``.
 5. **Arm B, policy gradient**: REINVENT (Olivecrona et al. 2017,
    :func:`spikegrad.proxy.reinvent_loss`): an agent from the same prior draws ``b_batch``
    sequences per update, the true oracle scores each (a call is a distinct valid molecule;
    repeats are looked up, a SMILES that does not parse is charged ``invalid_sa`` without a
    call; a molecule sampled more than ``b_memory`` times scores 0 from then on, REINVENT's
    identical-molecule filter against collapse), and the agent's log-likelihood is pulled
-   towards ``log P_prior(x) + b_sigma * s(x)`` with ``s = (invalid_sa - SA) / (invalid_sa -
-   1)``, the reward -SA mapped onto REINVENT's score range [0, 1] (``b_steps`` updates).
+   towards ``log P_prior(x) + b_sigma * s(x)`` with ``s = clip((b_sa_zero - SA) /
+   (b_sa_zero - 1), 0, 1)``, the reward -SA mapped onto REINVENT's score range [0, 1] (0
+   for a SMILES that does not parse; ``b_steps`` updates). **Experience replay**: each
+   update adds ``b_replay`` molecules drawn from the ``b_replay_memory`` best distinct ones
+   scored so far, with their scores (no new calls).
 6. **Evaluation**: the prior, and each agent every ``eval_every`` updates, draw
    ``eval_samples`` SMILES (the same seed each time). Validity (RDKit parses), uniqueness
    (distinct canonical among the valid), novelty (distinct valid not in the prior's
@@ -79,7 +91,7 @@ from .report import figures, tables
 __all__ = ["run", "PRIOR_KEYS", "ARM_KEYS"]
 
 #: the configuration keys the cached prior depends on
-PRIOR_KEYS = ("seed", "pretrain_smiles", "max_len", "gen_hidden", "gen_layers", "gen_epochs",
+PRIOR_KEYS = ("seed", "tokens", "pretrain_smiles", "max_len", "gen_hidden", "gen_layers", "gen_epochs",
               "gen_lr")
 #: the per-arm metrics of metrics.json (``arm_a_<key>``, ``arm_b_<key>``, ``prior_<key>``)
 ARM_KEYS = ("validity", "uniqueness", "novelty", "diversity", "sa_mean", "topk_sa",
@@ -89,13 +101,14 @@ ARM_KEYS = ("validity", "uniqueness", "novelty", "diversity", "sa_mean", "topk_s
 def _load_smiles(c: Config):
     """The prior's SMILES (<= max_len tokens), the token proxy's, and the vocabulary."""
     want = c.pretrain_smiles + c.token_train
+    kind = chem.SelfiesVocab if c.tokens == "selfies" else chem.SmilesVocab
     pool = [s for s in chem.load_moses_smiles(limit=int(want * 1.05) + 100)
-            if len(chem.tokenize(s)) <= c.max_len]
+            if len(kind.tokens(s)) <= c.max_len]
     if len(pool) < want:
         raise ValueError(f"only {len(pool)} MOSES SMILES have <= max_len={c.max_len} tokens; "
                          f"lower pretrain_smiles + token_train ({want}) or raise max_len")
     prior_set, token_set = pool[:c.pretrain_smiles], pool[c.pretrain_smiles:want]
-    return prior_set, token_set, chem.SmilesVocab.build(prior_set + token_set)
+    return prior_set, token_set, kind.build(prior_set + token_set)
 
 
 def _prior(c: Config, rd: RunDir, ids: torch.Tensor, vocab, progress) -> SmilesGRU:
@@ -169,18 +182,20 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
         with torch.no_grad():
             metrics["spiking_prior_heldout_nll"] = spiking.nll(held_out).item()
 
-    # 3. arm A's token proxy: its labels are arm A's oracle calls
+    # 3. arm A's token proxy: its labels are arm A's oracle calls (an oracle of its own, so
+    # that neither arm looks up a molecule the other paid for)
     t0 = time.perf_counter()
-    token_ids, token_sa = vocab.encode(token_set, c.max_len), oracle(token_set)
+    oracle_a = arms.Oracle(c.invalid_sa)
+    token_ids, token_sa = vocab.encode(token_set, c.max_len), oracle_a(token_set)
     if c.token_samples:
         with torch.no_grad():
             drawn, _, _ = prior.sample(c.token_samples, c.max_len,
                                        torch.Generator().manual_seed(c.seed + 5))
         token_ids = torch.cat([token_ids, drawn])
-        token_sa = torch.cat([token_sa, oracle(arms.decode(drawn, vocab))])
+        token_sa = torch.cat([token_sa, oracle_a(arms.decode(drawn, vocab))])
     token_fit = arms.fit_token_proxy(token_ids, token_sa, len(vocab), c, c.seed)
     token_proxy = token_fit.model.eval()
-    calls_a = oracle.calls
+    metrics["token_oracle_calls"] = oracle_a.calls
     # R² over every held-out string is dominated by the invalid ones (all at invalid_sa);
     # the R² on the valid ones says how well it ranks molecules
     valid = token_fit.val_target != c.invalid_sa
@@ -215,15 +230,23 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
         return on_eval
 
     t0 = time.perf_counter()
-    arms.arm_a(prior, token_proxy, c, c.seed + 1, recorder("arm_a", lambda: calls_a))
+    active = arms.ActiveTokenProxy(token_proxy, token_ids, token_sa, vocab, oracle_a, c)
+    arms.arm_a(prior, active if c.a_relabel_every else token_proxy, c, c.seed + 1,
+               recorder("arm_a", lambda: oracle_a.calls))
     metrics["arm_a_seconds"] = time.perf_counter() - t0
-    metrics["arm_a_oracle_calls"] = calls_a
+    metrics["arm_a_oracle_calls"] = oracle_a.calls
+    if active.log:
+        # how well the proxy ranked the agent's fresh samples just before it was refitted
+        # on them: its quality where the agent actually is (the last refit, and the mean)
+        r2s = [r["fresh_r2_valid"] for r in active.log if not math.isnan(r["fresh_r2_valid"])]
+        if r2s:
+            metrics.update(arm_a_fresh_r2_last=r2s[-1], arm_a_fresh_r2_mean=sum(r2s) / len(r2s))
     t0 = time.perf_counter()
-    before_b = oracle.calls
-    arms.arm_b(prior, vocab, oracle, c, c.seed + 2,
-               recorder("arm_b", lambda: oracle.calls - before_b))
+    oracle_b = arms.Oracle(c.invalid_sa)
+    arms.arm_b(prior, vocab, oracle_b, c, c.seed + 2,
+               recorder("arm_b", lambda: oracle_b.calls))
     metrics["arm_b_seconds"] = time.perf_counter() - t0
-    metrics["arm_b_oracle_calls"] = oracle.calls - before_b
+    metrics["arm_b_oracle_calls"] = oracle_b.calls
 
     for name, r in results.items():
         for key in ARM_KEYS:
