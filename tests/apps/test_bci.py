@@ -206,8 +206,12 @@ def test_default_config_meets_the_issue_floors(tmp_path):
     assert m["disruption_rotation_eprop_recover_s"] <= 60
     assert m["disruption_rotation_frozen_post_r2"] < 0.9 * m["disruption_rotation_frozen_pre_r2"]
     assert math.isfinite(m["wall_seconds"]) and m["wall_seconds"] < 600
-    # not met: one online pass of e-prop reaches 0.90-0.94x of BPTT's R² (seeds 0-2)
-    assert m["eprop_over_bptt_r2"] >= 0.88
+    # the frozen decoder stays below the adapting one after either disruption
+    for kind in ("rotation", "dropout"):
+        assert m[f"disruption_{kind}_frozen_post_r2"] < m[f"disruption_{kind}_eprop_post_r2"]
+    # met on seed 0 only: one online pass of e-prop reaches 0.93-0.95x of BPTT's R² (seeds
+    # 0-2, median 0.94)
+    assert m["eprop_over_bptt_r2"] >= 0.90
     if m["eprop_over_bptt_r2"] < 0.95:
         pytest.xfail(f"e-prop / BPTT R² = {m['eprop_over_bptt_r2']:.3f} < 0.95 (issue 20's "
-                     "floor; not met by one online pass)")
+                     "floor; not met by one online pass on every seed)")
