@@ -43,6 +43,8 @@ def test_tiny_run_writes_the_report_and_resumes_to_the_same_numbers(tmp_path):
         for name in ("frozen", "eprop", "kalman_refit"):
             assert f"disruption_{kind}_{name}_pre_r2" in m
             assert f"disruption_{kind}_{name}_recover_s" in m
+            assert m[f"disruption_{kind}_{name}_regain_s"] <= \
+                m[f"disruption_{kind}_{name}_recover_s"]
     # preferred directions rotated by 45 degrees: the frozen decoder loses R² it had before
     assert m["disruption_rotation_frozen_post_r2"] < m["disruption_rotation_frozen_pre_r2"]
     assert json.loads((res.out_dir / "metrics.json").read_text()) == pytest.approx(m)
@@ -144,10 +146,34 @@ def test_sliding_r2_and_time_to_recover():
     # first window wholly after the event that is good again ends at bin 80: 30 bins later
     assert stream.time_to_recover(curve, 50, 10, 0.9, dt=0.1) == pytest.approx(3.0)
     assert stream.time_to_recover(curve, 50, 10, 1.01, dt=0.1) is None
+    assert stream.time_to_regain(curve, 50, 10, 0.9, dt=0.1) == pytest.approx(3.0)
+    assert stream.time_to_regain(curve, 50, 10, 1.01, dt=0.1) is None
     # a relapse: recovered only from the window after the last dip
     pred[84:90] = 0.0                                       # windows ending 85-95 dip
     curve = stream.sliding_r2(pred, target, window=10, stride=5)
     assert stream.time_to_recover(curve, 50, 10, 0.9, dt=0.1) == pytest.approx(5.0)
+    # the first crossing does not wait for the relapse to pass
+    assert stream.time_to_regain(curve, 50, 10, 0.9, dt=0.1) == pytest.approx(3.0)
+
+
+def test_eprop_learns_with_its_own_pseudo_derivative_and_decodes_the_same():
+    """make_stream sets the hidden surrogate's slope to eprop_beta: the decoded output does
+    not change, the eligibility traces (and so the gradient) do."""
+    from spikegrad.apps.bci.train import build_decoder, make_stream
+    d = simulate_cortex(4.0, 24, seed=0)
+    grads = {}
+    for beta in (1.0, 10.0):
+        c = app.validate(app.Config(**dict(TINY, eprop_beta=beta)))
+        torch.manual_seed(0)
+        dec = build_decoder(c, d.counts, d.velocity)
+        before = dec.predict(d.counts)
+        s = make_stream(c, dec)
+        assert dec.layers[1].neuron.surrogate.beta == beta
+        assert torch.equal(dec.predict(d.counts), before)
+        s.run(dec.centre(d.counts).float()[:200], dec.normalise(d.velocity).float()[:200])
+        grads[beta] = s.flush()
+    assert torch.equal(grads[1.0]["w_out"], grads[10.0]["w_out"])     # readout: no surrogate
+    assert not torch.allclose(grads[1.0]["w_in"], grads[10.0]["w_in"])
 
 
 @pytest.mark.parametrize("override, key", [
@@ -155,7 +181,9 @@ def test_sliding_r2_and_time_to_recover():
     ("disruption=rotation,rotation", "disruption"),
     ("hidden=0", "hidden"), ("lr_bptt=0", "lr_bptt"), ("input_dropout=1", "input_dropout"),
     ("memory_minutes=1,x", "memory_minutes"), ("burn_in_ms=3000", "burn_in_ms"),
-    ("tau_syn_ms=-1", "tau_syn_ms")])
+    ("tau_syn_ms=-1", "tau_syn_ms"), ("eprop_beta=0", "eprop_beta"),
+    ("adapt_boost=0.5", "adapt_boost"), ("adapt_threshold=1", "adapt_threshold"),
+    ("adapt_fast_s=40", "adapt_fast_s")])
 def test_bad_config_values_raise_config_error_naming_the_key(override, key):
     with pytest.raises(ConfigError, match=key):
         app.validate(apply_overrides(app.Config(), [override]))
@@ -178,8 +206,12 @@ def test_default_config_meets_the_issue_floors(tmp_path):
     assert m["disruption_rotation_eprop_recover_s"] <= 60
     assert m["disruption_rotation_frozen_post_r2"] < 0.9 * m["disruption_rotation_frozen_pre_r2"]
     assert math.isfinite(m["wall_seconds"]) and m["wall_seconds"] < 600
-    # not met: one online pass of e-prop reaches 0.90-0.94x of BPTT's R² (seeds 0-2)
-    assert m["eprop_over_bptt_r2"] >= 0.88
+    # the frozen decoder stays below the adapting one after either disruption
+    for kind in ("rotation", "dropout"):
+        assert m[f"disruption_{kind}_frozen_post_r2"] < m[f"disruption_{kind}_eprop_post_r2"]
+    # met on seed 0 only: one online pass of e-prop reaches 0.93-0.95x of BPTT's R² (seeds
+    # 0-2, median 0.94)
+    assert m["eprop_over_bptt_r2"] >= 0.90
     if m["eprop_over_bptt_r2"] < 0.95:
         pytest.xfail(f"e-prop / BPTT R² = {m['eprop_over_bptt_r2']:.3f} < 0.95 (issue 20's "
-                     "floor; not met by one online pass)")
+                     "floor; not met by one online pass on every seed)")

@@ -58,6 +58,7 @@ class Config:
     lr_eprop: float = 3e-3             # online e-prop: Adam learning rate
     update_every: int = 25             # bins between weight updates
     eprop_reg: float = 1.0             # e-prop's firing-rate regulariser (per update window)
+    eprop_beta: float = 1.0            # e-prop's pseudo-derivative: fast-sigmoid slope (BPTT: 10)
     lr_final_frac: float = 0.05        # both trainings: cosine decay to lr * this
     chunk_s: float = 5.0               # e-prop pass: stream chunk per Trainer epoch
     eprop_warmup_s: float = 0.0        # e-prop pass: linear lr warm-up over this much stream
@@ -75,6 +76,13 @@ class Config:
     disruption_post_s: float = 120.0   # disruption stream: seconds after the event
     r2_window_s: float = 20.0         # sliding R² window (10 s windows: too noisy to time)
     lr_adapt: float = 1e-4             # e-prop on the frozen decoder's weights
+    #: change detector on the running error (detector.py): lr_adapt times adapt_boost while
+    #: the error averaged over adapt_fast_s exceeds adapt_threshold times its adapt_slow_s
+    #: average (adapt_boost=1: off)
+    adapt_boost: float = 1.0
+    adapt_threshold: float = 2.0
+    adapt_fast_s: float = 2.0
+    adapt_slow_s: float = 30.0
     kalman_window_s: float = 60.0      # Kalman refit on the last window...
     kalman_refit_s: float = 5.0        # ... every this many seconds
     checkpoint_every: int = 1          # Trainer epochs between checkpoints
@@ -129,7 +137,8 @@ def validate(cfg: Config) -> Config:
     for key in ("duration_s", "dt_ms", "ridge_history_ms", "ridge_tap_ms", "tau_mem_ms",
                 "tau_out_ms", "input_gain", "window_s", "lr_bptt", "lr_eprop", "chunk_s",
                 "disruption_pre_s", "disruption_post_s", "r2_window_s", "lr_adapt",
-                "kalman_window_s", "kalman_refit_s"):
+                "kalman_window_s", "kalman_refit_s", "adapt_fast_s", "adapt_slow_s",
+                "eprop_beta"):
         v = getattr(cfg, key)
         need(math.isfinite(v) and v > 0, f"{key} must be a finite number > 0; got {v}")
     for key in ("ridge", "ridge_long_history_ms", "kalman_lag_ms", "tau_syn_ms",
@@ -144,6 +153,13 @@ def validate(cfg: Config) -> Config:
     need(0 < cfg.disruption_fraction <= 1, f"disruption_fraction must be in (0, 1]; got "
                                            f"{cfg.disruption_fraction}")
     need(cfg.gain >= 0 and math.isfinite(cfg.gain), f"gain must be >= 0; got {cfg.gain}")
+    need(cfg.adapt_boost >= 1 and math.isfinite(cfg.adapt_boost),
+         f"adapt_boost must be a finite number >= 1 (1: off); got {cfg.adapt_boost}")
+    need(cfg.adapt_threshold > 1 and math.isfinite(cfg.adapt_threshold),
+         f"adapt_threshold must be a finite number > 1; got {cfg.adapt_threshold}")
+    need(cfg.adapt_fast_s < cfg.adapt_slow_s, f"adapt_fast_s must be shorter than "
+                                              f"adapt_slow_s; got {cfg.adapt_fast_s} and "
+                                              f"{cfg.adapt_slow_s}")
     need(cfg.burn_in_ms < cfg.window_s * 1e3, "burn_in_ms must be shorter than the window "
                                               f"(window_s={cfg.window_s})")
     need(cfg.r2_window_s < cfg.disruption_post_s, "r2_window_s must be shorter than "

@@ -66,14 +66,27 @@ def tables(c: Config, m: Dict[str, float], mem_rows, dis) -> List[Table]:
         names = [n for n in res["curves"]]
         out.append(Table(
             f"Disruption ({_describe(c, kind)}) at {res['event_s']:.0f} s",
-            ["decoder", "R² before", "R² last 60 s", "time to 90 % of R² before (s)"],
+            ["decoder", "R² before", "R² last 60 s", "time to 90 % of R² before, for good (s)",
+             "first window at 90 % (s)"],
             [[n, m[f"disruption_{kind}_{n}_pre_r2"], m[f"disruption_{kind}_{n}_post_r2"],
-              m[f"disruption_{kind}_{n}_recover_s"]] for n in names],
-            f"R² in sliding {c.r2_window_s:g} s windows; inf: never within the "
-            f"{c.disruption_post_s:g} s after the event. frozen: the BPTT decoder as "
-            "trained; eprop: the same decoder with online e-prop on from the start; "
-            "kalman_refit: the Kalman filter refit on a sliding window."))
+              m[f"disruption_{kind}_{n}_recover_s"], m[f"disruption_{kind}_{n}_regain_s"]]
+             for n in names],
+            f"R² in sliding {c.r2_window_s:g} s windows; times from the event to the end of "
+            "a window wholly after it: the first from which on every window reaches 90 % of "
+            "the decoder's R² before the event (for good), and the first that does; inf: "
+            f"never within the {c.disruption_post_s:g} s after the event. frozen: the BPTT "
+            "decoder as trained; eprop: the same decoder with online e-prop on from the "
+            "start; kalman_refit: the Kalman filter refit on a sliding window."
+            + _boost_note(c, kind, m)))
     return out
+
+
+def _boost_note(c: Config, kind: str, m: Dict[str, float]) -> str:
+    if c.adapt_boost == 1:
+        return ""
+    return (f" e-prop's change detector raised its learning rate {c.adapt_boost:g}-fold for "
+            f"{m[f'disruption_{kind}_eprop_boost_pre_s']:.1f} s before the event and "
+            f"{m[f'disruption_{kind}_eprop_boost_post_s']:.1f} s after it.")
 
 
 def _describe(c: Config, kind: str) -> str:

@@ -30,7 +30,10 @@ Methods, in the order they run:
    batch 1, Adam (``lr_eprop``, cosine decay over the pass) every ``update_every`` bins on
    the gradient the eligibility traces accumulated since the last update; loss
    ``1/2 sum (y - y*)^2`` plus e-prop's rate regulariser (``eprop_reg``, towards
-   ``target_rate_hz``, over each update window). Nothing is stored but the traces: memory
+   ``target_rate_hz``, over each update window); the eligibility traces use the
+   fast-sigmoid pseudo-derivative of slope ``eprop_beta`` (1: it spans the distance to
+   threshold, as e-prop's does in Bellec et al. 2020; the forward pass is the same).
+   Nothing is stored but the traces: memory
    does not depend on the stream's length. Both trainings run in
    :class:`spikegrad.train.Trainer` (log, checkpoints, exact resume; the e-prop pass one
    ``chunk_s`` chunk of the stream per epoch, its traces checkpointed with it).
@@ -51,12 +54,16 @@ Methods, in the order they run:
    change at ``disruption_pre_s`` (simulation: a new recording of the same population with
    :class:`spikegrad.data.Disruption`; a recording: its test part with channels silenced or
    swapped): (a) the BPTT decoder frozen, (b) the same decoder with online e-prop on from
-   the stream's start (``lr_adapt``; each bin decoded before its update), (c) the Kalman
+   the stream's start (``lr_adapt``; each bin decoded before its update; with
+   ``adapt_boost`` > 1 a change detector multiplies the rate by it while the unexplained
+   fraction of the target's power, averaged over ``adapt_fast_s``, exceeds
+   ``adapt_threshold`` times its ``adapt_slow_s`` average), (c) the Kalman
    filter refit every ``kalman_refit_s`` on the last ``kalman_window_s`` of the stream. R²
    in sliding ``r2_window_s`` windows every second; pre-event R² over the last 60 s before
    the event, post-event R² over the last 60 s; time to recover: from the event to the end
    of the first window wholly after it from which on every window's R² reaches 90 % of that
-   decoder's pre-event R² (the curves are in ``disruption.json``).
+   decoder's pre-event R² (for good), and to the end of the first such window that does
+   (the first crossing; the curves are in ``disruption.json``).
    The decoders are given the true velocity online (a supervised recalibration).
 """
 

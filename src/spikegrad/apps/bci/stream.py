@@ -16,10 +16,11 @@ from ...data import Disruption, ReachingData, simulate_cortex
 from ...decoders import KalmanDecoder, RSNNDecoder, r2_score
 from ...train import make_optimizer
 from .config import Config
+from .detector import ErrorJumpBoost
 from .train import make_stream
 
-__all__ = ["latency", "disruption_data", "disruption_experiment", "sliding_r2",
-           "time_to_recover"]
+__all__ = ["latency", "disruption_data", "disruption_experiment", "adapt_online", "detector",
+           "sliding_r2", "time_to_recover", "time_to_regain"]
 
 
 def latency(c: Config, decoder: RSNNDecoder, counts: Tensor, velocity: Tensor
@@ -107,6 +108,16 @@ def time_to_recover(curve: Tensor, event: int, window: int, level: float, dt: fl
     return None if found is None else (found - event) * dt
 
 
+def time_to_regain(curve: Tensor, event: int, window: int, level: float, dt: float
+                   ) -> Optional[float]:
+    """Seconds from the event to the end of the first window wholly after it whose R²
+    reaches ``level`` (the first crossing, whether or not it lasts); None if none does."""
+    for end, r2 in curve.tolist():
+        if end - window >= event and r2 >= level:
+            return (end - event) * dt
+    return None
+
+
 def _kalman_refit(c: Config, kalman: KalmanDecoder, counts: Tensor, velocity: Tensor,
                   dt: float) -> Tensor:
     """Kalman decoding of the stream, refit every ``kalman_refit_s`` on the last
@@ -127,34 +138,63 @@ def _kalman_refit(c: Config, kalman: KalmanDecoder, counts: Tensor, velocity: Te
     return out
 
 
+def detector(c: Config) -> ErrorJumpBoost:
+    """The change detector of the online adaptation (:mod:`.detector`), its time constants
+    converted from seconds to updates of ``update_every`` bins."""
+    per_s = 1e3 / (c.dt_ms * c.update_every)
+    return ErrorJumpBoost(max(1.0, c.adapt_fast_s * per_s), c.adapt_slow_s * per_s,
+                          c.adapt_threshold, c.adapt_boost,
+                          warmup=int(round(c.adapt_fast_s * per_s)))
+
+
+def adapt_online(c: Config, decoder: RSNNDecoder, counts: Tensor, velocity: Tensor
+                 ) -> tuple:
+    """A copy of ``decoder`` learning online by e-prop along ``counts [T, N]`` with targets
+    ``velocity [T, K]``: Adam at ``lr_adapt`` (times the change detector's factor) every
+    ``update_every`` bins, each bin decoded before the update that sees it. Returns the
+    decoded velocity ``[T, K]`` (float32, data units) and the detector's alarm per bin
+    ``[T]`` (bool: the update at the end of that bin's window was boosted)."""
+    dec = copy.deepcopy(decoder)
+    stream = make_stream(c, dec)
+    opt = make_optimizer("adam", dec.parameters(), lr=c.lr_adapt)
+    det = detector(c)
+    xs, ys = dec.centre(counts).float(), dec.normalise(velocity).float()
+    outs, alarms = [], torch.zeros(xs.shape[0], dtype=torch.bool)
+    for lo in range(0, xs.shape[0], c.update_every):
+        hi = min(lo + c.update_every, xs.shape[0])
+        y = stream.run(xs[lo:hi], ys[lo:hi])
+        outs.append(y)
+        factor = det.update(float((y - ys[lo:hi]).pow(2).sum()), float(ys[lo:hi].pow(2).sum()))
+        alarms[lo:hi] = det.alarm
+        for group in opt.param_groups:
+            group["lr"] = c.lr_adapt * factor
+        stream.flush()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return dec.denormalise(torch.cat(outs)).float(), alarms
+
+
 def disruption_experiment(c: Config, decoder: RSNNDecoder, kalman: KalmanDecoder,
                           stream_data: ReachingData) -> Dict[str, object]:
     """Decode the disrupted stream with (a) ``decoder`` frozen, (b) a copy of it learning
-    online by e-prop (``lr_adapt``, every ``update_every`` bins, predicting each bin before
-    its update), (c) the Kalman filter refit on a sliding window; sliding-window R², each
-    decoder's pre-event R² (the ``r2_window_s`` windows of the last 60 s before the event),
-    post-event R² (the last 60 s) and time to regain 90 % of its pre-event R² for good."""
+    online by e-prop (:func:`adapt_online`), (c) the Kalman filter refit on a sliding window;
+    sliding-window R², each decoder's pre-event R² (the ``r2_window_s`` windows of the last
+    60 s before the event), post-event R² (the last 60 s), the time to regain 90 % of its
+    pre-event R² for good and the time to its first window at that level; the seconds of boosted learning rate before and after the
+    event."""
     dt = stream_data.dt
     counts, velocity = stream_data.counts, stream_data.velocity
     event = int(round(c.disruption_pre_s / dt)) if c.data == "simulation" else \
         min(int(round(c.disruption_pre_s / dt)), counts.shape[0] // 2)
     preds = {"frozen": decoder.predict(counts)}
-    dec = copy.deepcopy(decoder)
-    stream = make_stream(c, dec)
-    opt = make_optimizer("adam", dec.parameters(), lr=c.lr_adapt)
-    xs, ys = dec.centre(counts).float(), dec.normalise(velocity).float()
-    outs = []
-    for lo in range(0, xs.shape[0], c.update_every):
-        outs.append(stream.run(xs[lo:lo + c.update_every], ys[lo:lo + c.update_every]))
-        stream.flush()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    preds["eprop"] = dec.denormalise(torch.cat(outs)).float()
+    preds["eprop"], alarms = adapt_online(c, decoder, counts, velocity)
     preds["kalman_refit"] = _kalman_refit(c, kalman, counts, velocity, dt)
     window = int(round(c.r2_window_s / dt))
     stride = max(1, int(round(1.0 / dt)))
     last = int(round(60.0 / dt))
-    out: Dict[str, object] = {"event_s": event * dt, "dt": dt, "curves": {}, "preds": preds}
+    out: Dict[str, object] = {"event_s": event * dt, "dt": dt, "curves": {}, "preds": preds,
+                              "eprop_boost_pre_s": float(alarms[:event].sum()) * dt,
+                              "eprop_boost_post_s": float(alarms[event:].sum()) * dt}
     for name, pred in preds.items():
         curve = sliding_r2(pred, velocity, window, stride)
         out["curves"][name] = curve
@@ -164,6 +204,8 @@ def disruption_experiment(c: Config, decoder: RSNNDecoder, kalman: KalmanDecoder
         post_rows = ends - window >= max(event, counts.shape[0] - last)
         post = float(curve[post_rows, 1].mean()) if bool(post_rows.any()) else math.nan
         rec = time_to_recover(curve, event, window, 0.9 * pre, dt)
+        first = time_to_regain(curve, event, window, 0.9 * pre, dt)
+        out[f"{name}_regain_s"] = math.inf if first is None else first
         out[f"{name}_pre_r2"] = pre
         out[f"{name}_post_r2"] = post
         out[f"{name}_recover_s"] = math.inf if rec is None else rec
@@ -172,7 +214,8 @@ def disruption_experiment(c: Config, decoder: RSNNDecoder, kalman: KalmanDecoder
 
 def as_metrics(kind: str, res: Dict[str, object]) -> Dict[str, float]:
     return {f"disruption_{kind}_{k}": float(v) for k, v in res.items()
-            if k.endswith(("_pre_r2", "_post_r2", "_recover_s"))}
+            if k.endswith(("_pre_r2", "_post_r2", "_recover_s", "_regain_s", "_boost_pre_s",
+                           "_boost_post_s"))}
 
 
 def curve_rows(res: Dict[str, object]) -> List[list]:

@@ -98,7 +98,17 @@ def make_stream(c: Config, decoder: RSNNDecoder, reg: Optional[float] = None
                 ) -> StreamingEProp:
     """Streaming e-prop (symmetric feedback) on ``decoder``: loss ``1/2 sum (y - y*)^2`` on
     the normalised velocity, the rate regulariser ``reg`` (default ``eprop_reg``) towards
-    ``target_rate_hz`` over each update window."""
+    ``target_rate_hz`` over each update window, the pseudo-derivative of slope
+    ``eprop_beta``.
+
+    The hidden neurons' surrogate is set to slope ``eprop_beta`` in place: the forward pass
+    does not depend on it, only the eligibility traces do. e-prop's pseudo-derivative spans
+    the whole distance to threshold (Bellec et al. 2020: a triangle of half-width
+    ``v_th``); slope 1 keeps a quarter of the peak at one threshold's distance, where the
+    slope BPTT trains with (10) has fallen to a quarter at a tenth of it and leaves most
+    traces near zero."""
+    neuron = decoder.layers[1].neuron
+    neuron.surrogate = neuron.surrogate.with_beta(c.eprop_beta)
     dt = c.dt_ms * 1e-3
     ep = EProp.from_sequential(decoder, feedback="symmetric",
                                reg=c.eprop_reg if reg is None else reg,
