@@ -80,8 +80,11 @@ class Config:
     #: the error averaged over adapt_fast_s exceeds adapt_threshold times its adapt_slow_s
     #: average (adapt_boost=1: off)
     adapt_boost: float = 1.0
+    #: the change detector's alarm level: fast-window error over slow-window error
     adapt_threshold: float = 2.0
+    #: the change detector's fast averaging window (s of stream)
     adapt_fast_s: float = 2.0
+    #: the change detector's slow averaging window (s of stream)
     adapt_slow_s: float = 30.0
     kalman_window_s: float = 60.0      # Kalman refit on the last window...
     kalman_refit_s: float = 5.0        # ... every this many seconds

@@ -78,7 +78,9 @@ class Config:
     #: fresh samples of the agent (arm A's oracle calls) and the token proxy trains
     #: a_relabel_epochs more epochs on all its labels, so it follows the agent's drift
     a_relabel_every: int = 25
+    #: agent samples the oracle labels at each arm A refit
     a_relabel: int = 256
+    #: epochs of each arm A token-proxy refit, over all its labels so far
     a_relabel_epochs: int = 2
     # arm B: REINVENT (augmented likelihood) with reward -SA from the true oracle
     b_steps: int = 300                   # agent updates
