@@ -22,6 +22,8 @@ region measures itself: the CPU time its threads spent in the slices over ``thre
 sooner; after two such regions in a row, kernels run unsplit for :data:`RETRY_S` seconds, then
 try a split again. Unsplit runs give the same results (see above), and this judges what the
 process actually gets, whatever takes the cores (other processes, a nice level, a container).
+The bar assumes the one thread would have a core to itself: under an even load long regions
+still gain from splitting (each thread gets its share), and there the rule can cost time.
 
 Why not numba's ``parallel=True``: its threading layers either refuse calls from several
 Python threads at once (workqueue) or bring a second OpenMP runtime next to torch's.
