@@ -241,13 +241,18 @@ def arm_a(prior: SmilesGRU, token_proxy, c, seed: int,
             active.refit(agent, step, g)
         seqs, _, hot = agent.sample(c.a_batch, c.max_len, g, straight_through_tau=c.a_tau,
                                     feed_gradient=c.a_through_recurrence)
-        loss = model(hot).mean() + c.a_kl * _kl_to_prior(agent, prior, seqs).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(agent.parameters(), 1.0)
-        opt.step()
+        _update(opt, agent, model(hot).mean()
+                + c.a_kl * _kl_to_prior(agent, prior, seqs).mean())
     on_eval(c.a_steps, agent)
     return agent.eval()
+
+
+def _update(opt: torch.optim.Optimizer, agent: SmilesGRU, loss: torch.Tensor) -> None:
+    """One step of either arm: the loss's gradient, its norm clipped to 1, then the optimiser."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(agent.parameters(), 1.0)
+    opt.step()
 
 
 def arm_b(prior: SmilesGRU, vocab, oracle: Oracle, c, seed: int,
@@ -295,11 +300,7 @@ def arm_b(prior: SmilesGRU, vocab, oracle: Oracle, c, seed: int,
                     memory.add(can, float(score[i]), seqs[i])
         with torch.no_grad():
             prior_logps = prior.log_probs(seqs_all)
-        loss = proxy.reinvent_loss(logps, prior_logps, score, c.b_sigma)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(agent.parameters(), 1.0)
-        opt.step()
+        _update(opt, agent, proxy.reinvent_loss(logps, prior_logps, score, c.b_sigma))
     on_eval(c.b_steps, agent)
     return agent.eval()
 
