@@ -243,6 +243,32 @@ def contention(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tbptt(doc: dict) -> str:
+    """The TBPTT-vs-full-BPTT section (``benchmarks/tbptt.py``), or ""."""
+    t = doc.get("tbptt") or {}
+    if not t:
+        return ""
+    if "error" in t:
+        return f"## Truncated BPTT\n\nNot measured: {t['error']}.\n"
+    lines = ["## Truncated BPTT", "",
+             f"One training step of the regression app's network (T = {t['T']}, batch 1, "
+             f"{t['hidden']} recurrent LIF; forward, loss, backward, Adam), on "
+             f"{t['threads']} thread, median of {t['repeats']} interleaved repeats. `whole` = "
+             "one pass with the gradient cut every K steps inside the kernels "
+             "(`Trainer(tbptt_mode=\"whole\")`, the app's default); `chunks` = the objective "
+             "chunk by chunk (memory of one chunk). Same gradient. `bound` = the ratio the "
+             "chunked loop would have if each chunk cost only torch's own overhead for a graph "
+             "of that shape.", "",
+             "| K | mode | calls | wall ms | x full | CPU ms | x full | bound |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in t["rows"]:
+        bound = f"{r['bound']:.2f}" if "bound" in r else ""
+        lines.append(f"| {r['k'] or 'full'} | {r['mode']} | {r['chunks']} | {r['wall_ms']:.2f} "
+                     f"| {r['wall_x_full']:.2f} | {r['cpu_ms']:.2f} | {r['cpu_x_full']:.2f} "
+                     f"| {bound} |")
+    return "\n".join(lines) + "\n"
+
+
 def render(doc: dict) -> str:
     m = doc["meta"]
     mach = m["machine"]
@@ -282,6 +308,7 @@ means spikegrad is faster / smaller.
 
 {tables(doc)}
 
+{tbptt(doc)}
 {contention(doc)}
 ## How each library runs
 

@@ -298,6 +298,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 7)")
     ap.add_argument("--warmup", type=int, default=None, help="warm-up steps per process (default 2)")
     ap.add_argument("--no-curve", action="store_true", help="skip the memory-vs-T curve on C")
+    ap.add_argument("--no-tbptt", action="store_true",
+                    help="skip the TBPTT-vs-full-BPTT rows (benchmarks/tbptt.py)")
     ap.add_argument("--no-contention", action="store_true",
                     help="skip the training-under-load rows (benchmarks/contention.py)")
     ap.add_argument("--note", default="", help="a sentence for RESULTS.md (e.g. machine state)")
@@ -357,6 +359,16 @@ def main(argv=None) -> int:
         contention = (json.loads(path.read_text()) if done.returncode == 0
                       else {"error": f"contention.py exited with {done.returncode}"})
 
+    tbptt = {}
+    if not args.no_tbptt and not args.quick and "spikegrad" in libs:
+        say("[bench] TBPTT against full BPTT (benchmarks/tbptt.py)")
+        path = OUT / "tbptt.json"
+        done = subprocess.run([spikegrad_python(), str(HERE / "tbptt.py"), "--floor", "--json",
+                               str(path)],
+                              env=dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1"))
+        tbptt = (json.loads(path.read_text()) if done.returncode == 0
+                 else {"error": f"tbptt.py exited with {done.returncode}"})
+
     doc = {
         "meta": {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                  "machine": machine(), "threads": common.THREADS, "repeats": repeats,
@@ -370,6 +382,7 @@ def main(argv=None) -> int:
         "setup": setup, "workloads": specs,
         "entries": [{k: e[k] for k in ("name", "lib", "variant")} for e in entries],
         "results": results, "memory_curve": curve, "contention": contention,
+        "tbptt": tbptt,
     }
     (OUT / "results.json").write_text(json.dumps(doc, indent=1))
     text = report.render(doc)

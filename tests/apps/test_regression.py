@@ -132,8 +132,9 @@ def test_tbptt_with_k_at_least_T_equals_full_bptt_exactly(k):
     assert rec_full["grad_norm_max"] == rec_trunc["grad_norm_max"]
 
 
-def test_tbptt_chunks_add_up_to_the_full_loss_and_match_hand_written_tbptt():
-    cfg = tiny(tbptt_k=50)  # chunks of 50, 50, 20 steps
+@pytest.mark.parametrize("mode", ["whole", "chunks"])
+def test_tbptt_chunks_add_up_to_the_full_loss_and_match_hand_written_tbptt(mode):
+    cfg = tiny(tbptt_k=50, tbptt_mode=mode)  # chunks of 50, 50, 20 steps
     _, rec = _one_step(cfg, lr=1e-3)
     _, rec_full = _one_step(tiny(), lr=1e-3)
     # the forward pass is the same (state carried), so the summed chunk losses and the
@@ -205,16 +206,21 @@ def test_clipping_logs_the_pre_grad_clip_and_bounds_the_update():
     assert float(step.norm()) == pytest.approx(1e-3, rel=1e-3)  # lr * grad_clip
 
 
-def test_tbptt_peak_memory_is_below_full_bptt():
+def test_tbptt_chunks_peak_memory_is_below_full_bptt_and_whole_mode_is_not():
     cfg = tiny(n_steps=1000, hidden=50)
     torch.manual_seed(0)
     xs, ys = app.make_task(cfg)
     model = app.build_model(cfg)
     full = app.measure_step_memory(cfg, model, xs, ys)
-    trunc = app.measure_step_memory(dataclasses.replace(cfg, tbptt_k=100), model, xs, ys)
+    chunks = app.measure_step_memory(dataclasses.replace(cfg, tbptt_k=100, tbptt_mode="chunks"),
+                                     model, xs, ys)
+    whole = app.measure_step_memory(dataclasses.replace(cfg, tbptt_k=100, tbptt_mode="whole"),
+                                    model, xs, ys)
     # the saved activations scale with the chunk: [T, 1, 50] float32 tensors are 0.19 MiB
-    # for T = 1000, so the full step needs well over a MiB more than 100-step chunks
-    assert full > 0.5 and trunc < 0.5 * full, (full, trunc)
+    # for T = 1000, so the full step needs well over a MiB more than 100-step chunks; one pass
+    # with the gradient cut keeps the whole sequence, as full BPTT does
+    assert full > 0.5 and chunks < 0.5 * full, (full, chunks)
+    assert whole > 0.8 * full, (full, whole)
 
 
 # --- run -------------------------------------------------------------------------------------
@@ -232,6 +238,8 @@ def test_run_writes_metrics_report_and_figures(tmp_path):
     table = json.loads((tmp_path / "r" / "tbptt_table.json").read_text())
     assert [r["tbptt_k"] for r in table] == [0, 60]
     assert table[0]["nmse"] == m["nmse"]  # the main run is reused for its own K
+    # K = 60 of 120 steps: one pass keeps the sequence, the chunked loop half of it
+    assert table[1]["peak_memory_other_mb"] < table[1]["peak_memory_mb"]
     assert "Full BPTT vs truncated BPTT" in (tmp_path / "r" / "report.md").read_text()
 
 
@@ -359,3 +367,28 @@ def test_task_presets_fill_unset_fields_only():
     # the CLI's --set reaches the preset fields too
     cli = app.validate(apply_overrides(app.Config(), ["task=filter", "steps=7"]))
     assert (cli.steps, cli.lr) == (7, app.PRESETS["filter"]["lr"])
+
+
+@pytest.mark.parametrize("neuron", ["lif", "alif"])
+def test_learn_neuron_trains_the_constants_on_the_fused_kernel(monkeypatch, neuron):
+    from spikegrad.kernels import adaptive, leaky
+    calls = []
+    for mod, name in ((adaptive, "_backward_trained"), (leaky, "constant_grads")):
+        real = getattr(mod, name)
+        monkeypatch.setattr(mod, name, lambda *a, _r=real, **k: calls.append(1) or _r(*a, **k))
+    cfg = tiny(neuron=neuron, learn_neuron=True)
+    torch.manual_seed(0)
+    before = {n: p.detach().clone() for n, p in app.build_model(cfg).named_parameters()}
+    after, _ = _one_step(cfg, lr=0.05)
+    names = list(before)
+    trained = [n for n in names if "neuron." in n]
+    assert len(trained) == (4 if neuron == "alif" else 2)
+    for n, p in zip(names, after):
+        if n in trained:
+            assert not torch.equal(before[n], p), n
+    assert calls  # the gradients came from the fused backward, not the reference loop
+
+
+def test_learn_neuron_needs_bptt():
+    with pytest.raises(ConfigError, match="learn_neuron trains"):
+        app.validate(tiny(learn_neuron=True, learning="eprop_symmetric"))

@@ -169,14 +169,16 @@ def test_modules_use_the_kernel_where_it_applies(monkeypatch):
     assert len(calls) == 2
     sg.nn.ALIF(5, t_ref=3e-3, ref_strength=0.5)(xs)  # refractory: the kernel too
     assert len(calls) == 3
-    # trained constants: auto runs the reference loop
+    # trained constants: the kernel, except for a refractory ALIF (the reference loop)
     sg.nn.ALIF(5, learn_adapt=True)(xs)
-    sg.nn.ALIF(5, learn_threshold=True)(xs)
+    sg.nn.ALIF(5, learn_threshold=True, learn_tau=True)(xs)
+    assert len(calls) == 5
     sg.nn.ALIF(5, ref_strength=0.5, learn_refractory=True)(xs)
-    assert len(calls) == 3
+    sg.nn.ALIF(5, t_ref=3e-3, learn_threshold=True)(xs)
+    assert len(calls) == 5
     with torch.no_grad():  # nothing trained in inference: the kernel again
-        sg.nn.ALIF(5, learn_adapt=True)(xs)
-    assert len(calls) == 4
+        sg.nn.ALIF(5, t_ref=3e-3, learn_adapt=True)(xs)
+    assert len(calls) == 6
 
 
 def test_module_parity_recurrent_alif():
@@ -195,13 +197,49 @@ def test_module_parity_recurrent_alif():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(learn_tau=True), r"trained neuron constants \(decay_mem\)"),
+    (dict(learn_tau=True, t_ref=3e-3), r"trained neuron constants \(decay_mem\)"),
     (dict(ref_strength=0.5, learn_refractory=True),
      r"trained neuron constants \(refractory decay, refractory strength\)"),
 ])
 def test_explicit_numba_says_why_it_cannot_run(kwargs, match):
     with pytest.raises(ValueError, match=match):
         sg.nn.ALIF(5, backend="numba", **kwargs)(torch.rand(4, 2, 5))
+
+
+@pytest.mark.parametrize("reset,detach,syn,scale", OPTIONS)
+@pytest.mark.parametrize("rec", [False, True])
+def test_trained_constants_parity(reset, detach, syn, scale, rec):
+    """Every trained constant's gradient (membrane and synaptic decay, threshold, reset
+    potential, adaptation decay and strength) equals the reference loop's, with the trace's
+    final-state gradient in the loss."""
+    T, B, N = 40, 3, 6
+
+    def run(backend):
+        torch.manual_seed(0)
+        alif = sg.nn.ALIF(N, tau_adapt=50e-3, beta_adapt=1.0, reset=reset, detach_reset=detach,
+                          v_reset=-0.1, tau_syn=5e-3 if syn else None, scale_input=scale,
+                          learn_tau=True, learn_threshold=True, learn_adapt=True,
+                          learn_reset=reset == "to_value", backend=backend)
+        layer = sg.nn.Recurrent(alif, init_gain=2.0) if rec else alif
+        layer = layer.double()
+        with torch.no_grad():  # per-neuron constants that differ
+            for p in layer.parameters():
+                if p.dim() == 1:
+                    p.add_(0.05 * torch.randn_like(p))
+        xs = (torch.rand(T, B, N, dtype=torch.float64) * (8 if scale else 0.9)).requires_grad_()
+        ys, st = layer(xs)
+        a_T = st.inner.a if rec else st.a
+        w = torch.randn(T, B, N, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        loss = (ys * w).sum() + (a_T ** 2).sum()
+        names = ["xs"] + [n for n, _ in layer.named_parameters()]
+        grads = torch.autograd.grad(loss, [xs] + list(layer.parameters()))
+        return ys.detach(), dict(zip(names, grads))
+
+    ref, out = run("reference"), run("numba")
+    assert torch.equal(out[0], ref[0]) and 0 < ref[0].mean() < 1
+    assert set(out[1]) == set(ref[1]) and len(ref[1]) >= 5
+    for name, gr in ref[1].items():
+        assert_close_to_reference(out[1][name], gr, chain(T, B, N), msg=f"gradient of {name}")
 
 
 def test_no_torch_backend():

@@ -718,3 +718,46 @@ def test_progress_prints_one_line_per_epoch_with_an_eta(capsys):
         "run 1/4 epoch 1/2", "run 2/4 epoch 2/2", "run 3/4 epoch 1/2", "run 4/4 epoch 2/2"]
     sgd_trainer(LeakyLinear(seed=1), progress=Progress(2, "x", enabled=False)).fit([batch()], 2)
     assert capsys.readouterr().out == ""
+
+
+def _spiking_net(seed=1):
+    import spikegrad as sg
+    torch.manual_seed(seed)
+    net = sg.nn.Sequential(sg.nn.Linear(D_IN, 8), sg.nn.Recurrent(sg.nn.LIF(8)),
+                           sg.nn.Linear(8, D_OUT), sg.nn.LI(D_OUT)).double()
+    with torch.no_grad():
+        net[0].weight.mul_(4.0)  # spikes in most steps' neighbourhood: a gradient to cut
+    return net
+
+
+def test_tbptt_whole_mode_equals_chunks_for_a_per_step_loss():
+    steps, k = 23, 5
+    xs, ys = batch(steps=steps)
+
+    def objective(model, x, y, state):  # each chunk adds its share: the chunks sum to the whole
+        out, state = model(x, state)
+        return ObjectiveOutput(((out - y) ** 2).sum() / (steps * B), state)
+
+    grads, losses = {}, {}
+    for mode in ("chunks", "whole", "full"):
+        net = _spiking_net()
+        trainer = Trainer(net, torch.optim.SGD(net.parameters(), lr=0.0), objective,
+                          tbptt=None if mode == "full" else k,
+                          tbptt_mode="chunks" if mode == "full" else mode, progress=False)
+        losses[mode] = trainer.fit([(xs, ys)], 1)[0]["train_loss"]
+        grads[mode] = [p.grad.clone() for p in net.parameters()]
+    for a, b in zip(grads["chunks"], grads["whole"]):
+        torch.testing.assert_close(b, a, rtol=1e-11, atol=1e-14)
+    assert losses["whole"] == pytest.approx(losses["chunks"], rel=1e-12)
+    assert any(not torch.allclose(a, b, rtol=1e-3) for a, b in zip(grads["full"], grads["whole"]))
+
+
+def test_tbptt_mode_validation():
+    with pytest.raises(ValueError, match="tbptt_mode must be one of 'chunks', 'whole'"):
+        sgd_trainer(_spiking_net(), tbptt=3, tbptt_mode="fused")
+    # a plain nn.Module's own time loop is not cut: refused, not silently full BPTT
+    with pytest.raises(ValueError, match="contains none"):
+        sgd_trainer(LeakyLinear(seed=1), tbptt=3, tbptt_mode="whole")
+    trainer = sgd_trainer(_spiking_net(), tbptt=3, tbptt_mode="whole")
+    with pytest.raises(ValueError, match=r"time-major tensor \[T, B"):
+        trainer.fit([([torch.zeros(3)], torch.zeros(3))], 1)

@@ -12,6 +12,7 @@ from .refractory import RefractoryParams
 from .recurrent import RecurrentParams, RecurrentState, recurrent_seq, recurrent_step
 from .scan import scan, scan_trace
 from .state import detach_state, map_state, stack_states
+from .truncation import cut_every, run_in_chunks, truncate_gradients
 
 __all__ = [
     "LIParams", "LIState", "integrate", "li_seq", "li_step", "lowpass",
@@ -23,4 +24,5 @@ __all__ = [
     "RefractoryParams", "DendriteParams", "DendriteState", "dendrite_currents", "dendrite_seq",
     "dendrite_step", "dendrite_trace", "LINEAR_BACKENDS", "event_linear", "plan_event_linear",
     "projected_lif_seq", "projected_recurrent_lif_seq",
+    "truncate_gradients", "cut_every", "run_in_chunks",
 ]

@@ -27,8 +27,9 @@ trace, ``i`` synaptic current (None without ``decay_syn``), ``ref`` refractory s
 
 Backends: ``"reference"`` is this module's loop (the definition). ``"numba"`` runs the fused
 kernel of :mod:`spikegrad.kernels.adaptive` (CPU; equal to the reference: spikes and states
-bit-identical, gradients up to summation order), which covers ALIF with fixed neuron
-constants, refractory or not; for anything else it raises ValueError saying why.
+bit-identical, gradients up to summation order), which covers ALIF refractory or not, and
+trains its constants when it is not refractory; for anything else (trained constants of a
+refractory ALIF, or under torch.compile / torch.func) it raises ValueError saying why.
 ``"auto"`` takes it where it applies (numba installed, CPU tensors) and the reference loop
 otherwise. There is no ``"torch"`` or ``"triton"`` fused ALIF (ValueError).
 """
@@ -44,7 +45,7 @@ from .._validate import (ParamCheck, check_decay, check_sequence,
                          check_state_like, check_state_type, check_tensor)
 from ..surrogate import spike
 from .leaky import Scalar, check_state, integrate
-from ..kernels import registry
+from ..kernels import ops, registry
 from ..kernels.registry import Call
 from ..kernels.spec import Spec
 from .lif import LIFParams, check_lif, reset
@@ -137,8 +138,10 @@ def prepare_state(x0: Tensor, state, p: ALIFParams, tensor_values: bool = True) 
     return state
 
 
-def _trained_constants(p: ALIFParams) -> Tuple[str, ...]:
-    """Constants that need a gradient in this call: the fused kernel keeps them fixed."""
+def _trained_constants(p: ALIFParams, xs: Tensor) -> Tuple[str, ...]:
+    """Constants that need a gradient in this call and that the fused kernel cannot train:
+    every trained one of a refractory ALIF, or under torch.compile / torch.func (whose
+    operator keeps the constants fixed); none otherwise (kernels.adaptive.trained_grads)."""
     if not torch.is_grad_enabled():
         return ()
     consts = {"decay_mem": p.lif.decay_mem, "decay_syn": p.lif.decay_syn,
@@ -146,7 +149,11 @@ def _trained_constants(p: ALIFParams) -> Tuple[str, ...]:
               "decay_adapt": p.decay_adapt, "beta_adapt": p.beta_adapt,
               "refractory decay": p.refractory.decay,
               "refractory strength": p.refractory.strength}
-    return tuple(k for k, v in consts.items() if isinstance(v, Tensor) and v.requires_grad)
+    trained = tuple(k for k, v in consts.items() if isinstance(v, Tensor) and v.requires_grad)
+    refractory = p.refractory.n_ref > 0 or has_relative(p.refractory)
+    if trained and (refractory or ops.compiling(xs) or ops.transformed()):
+        return trained
+    return ()
 
 
 def check_backend(backend: str) -> str:
@@ -160,7 +167,7 @@ def resolve_backend(backend: str, xs: Tensor, p: ALIFParams, recurrent: bool = F
     picks the fused kernel where it applies, an explicit fused backend that cannot run
     raises saying why."""
     return registry.choose(backend, Call("alif", xs, recurrent=recurrent,
-                                         trained=_trained_constants(p)))
+                                         trained=_trained_constants(p, xs)))
 
 
 def fused_alif_seq(xs: Tensor, state: ALIFState, p: ALIFParams,
@@ -177,8 +184,10 @@ def fused_alif_seq(xs: Tensor, state: ALIFState, p: ALIFParams,
                           p.decay_adapt, p.beta_adapt, r.n_ref, r.decay, r.strength))
     k = Constants(*detached)
     q0 = state.q if has_relative(r) else None
+    trained = (lif.decay_mem, lif.decay_syn, lif.threshold, lif.v_reset, p.decay_adapt,
+               p.beta_adapt)
     zs, v, i, a, ref, q = adaptive_sequence(spec, k, xs, state.v, state.i, state.a, state.ref,
-                                            q0, w_rec, y0)
+                                            q0, w_rec, y0, trained=trained)
     return zs, ALIFState(v, a, i, ref, q)
 
 

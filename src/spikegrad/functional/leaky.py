@@ -20,6 +20,7 @@ from .._validate import (ParamCheck, check_choice, check_decay, check_sequence,
 from ..kernels.leaky import leaky_sequence
 from ..kernels.registry import BACKENDS
 from .scan import scan
+from .truncation import cut_every
 
 Scalar = Union[float, Tensor]
 
@@ -129,7 +130,8 @@ def li_seq(xs: Tensor, state: Optional[LIState] = None, p: LIParams = LIParams()
     check_state(xs[0], state, p, state_type=LIState)
     if backend == "reference":
         return scan(li_update, xs, state, p)
-    vs, v, i = leaky_sequence(xs, state.v, state.i, p, spiking=False, backend=backend)
+    vs, v, i = leaky_sequence(xs, state.v, state.i, p, spiking=False, backend=backend,
+                              cut=cut_every())
     return vs, LIState(v, i)
 
 

@@ -25,6 +25,7 @@ from ..kernels.registry import BACKENDS
 from ..surrogate import Surrogate, spike
 from .leaky import Scalar, check_leak, check_state, initial_state, integrate
 from .scan import scan, scan_trace
+from .truncation import cut_every
 
 RESET_MODES = ("subtract", "to_value", "none")
 
@@ -148,7 +149,8 @@ def lif_seq(xs: Tensor, state: Optional[LIFState] = None, p: LIFParams = LIFPara
     state = prepare_state(xs[0], state, p)
     if backend == "reference":
         return scan(lif_update, xs, state, p)
-    zs, v, i = leaky_sequence(xs, state.v, state.i, p, spiking=True, backend=backend)
+    zs, v, i = leaky_sequence(xs, state.v, state.i, p, spiking=True, backend=backend,
+                              cut=cut_every())
     return zs, LIFState(v, i)
 
 

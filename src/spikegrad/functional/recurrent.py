@@ -13,6 +13,7 @@ from ..kernels.leaky import leaky_sequence
 from ..kernels.registry import Call
 from . import adaptation, dendrite, leaky, lif
 from .scan import Step, scan
+from .truncation import cut_every
 
 
 class RecurrentParams(NamedTuple):
@@ -103,7 +104,7 @@ def recurrent_seq(xs: Tensor, state: RecurrentState, p: RecurrentParams,
         if backend != "reference":
             ys, v, i = leaky_sequence(xs, inner.v, inner.i, p.inner,
                                       spiking=isinstance(p.inner, lif.LIFParams),
-                                      backend=backend, w_rec=w, y0=state.y)
+                                      backend=backend, w_rec=w, y0=state.y, cut=cut_every())
             return ys, RecurrentState(type(inner)(v, i), ys[-1])
     else:
         # another step (dendritic or a user's): the reference loop; a fused backend raises

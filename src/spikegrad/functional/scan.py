@@ -7,16 +7,20 @@ from typing import Any, Callable, Tuple
 import torch
 from torch import Tensor
 
-from .state import stack_states
+from .state import detach_state, stack_states
+from .truncation import cut_every
 
 Step = Callable[[Tensor, Any, Any], Tuple[Tensor, Any]]
 
 
 def _loop(step: Step, xs: Tensor, state: Any, params: Any, keep_states: bool):
     ys, states = [], []
+    cut = cut_every()  # truncated BPTT in one pass (functional.truncation)
     # unbind, not xs[t]: indexing a tensor that needs grad inside the loop makes backward
     # O(T^2) (each index op scatters a full-size gradient).
-    for x in xs.unbind(0):
+    for t, x in enumerate(xs.unbind(0)):
+        if cut and t and t % cut == 0:
+            state = detach_state(state)
         y, state = step(x, state, params)
         ys.append(y)
         if keep_states:

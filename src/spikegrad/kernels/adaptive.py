@@ -18,9 +18,10 @@ It saves the membrane, the trace each step compared with and (with an absolute p
 steps were free. Covered: voltage- or current-based, every reset mode, detached or not, any
 surrogate, absolute and relative refractoriness, with or without recurrence; gradients for
 the input, the initial state (``v``, ``a``, ``i``, ``q``), the recurrent weights and the
-initial output. Not covered (the reference loop runs them): trained neuron constants (time
-constants, thresholds, adaptation, refractory current, reset potential), whose gradients are
-sums over time of state products.
+initial output; and, without refractoriness, trained constants (membrane and synaptic decay,
+threshold, reset potential, adaptation decay and strength), whose gradients are sums over
+time of the adjoint with saved states (:func:`trained_grads`). Not covered (the reference
+loop runs them): trained constants of a refractory ALIF.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import torch
 from torch import Tensor
 
 from . import guards, ops
-from .leaky import recurrent_weight_grad
+from .leaky import reduce_to, recurrent_weight_grad
 from .spec import Spec
 
 
@@ -68,6 +69,8 @@ def _scan(spec: Spec, k: Constants, xs, v0, i0, ad0, ref0, q0, w_rec, y0, store_
 
 # the inputs an ALIF sequence's gradient can reach, in the order adaptive_backward returns them
 GRAD_INPUTS = ("xs", "v0", "i0", "ad0", "q0", "w_rec", "y0")
+# the constants whose gradients it computes when they are trained (no refractoriness)
+TRAINED = ("a_mem", "a_syn", "theta", "v_reset", "rho", "beta")
 
 
 def adaptive_forward(spec: Spec, k: Constants, xs, v0, i0, ad0, ref0, q0, w_rec, y0,
@@ -75,9 +78,48 @@ def adaptive_forward(spec: Spec, k: Constants, xs, v0, i0, ad0, ref0, q0, w_rec,
     """``(ys, u_all, v_T, i_T, ad_all, free_all, ad_T, ref_T, q_T)`` of the numba loop
     without autograd; the sequences backward reads (``u_all``, ``ad_all``, ``free_all``)
     None unless ``store`` (``free_all`` also without an absolute refractory period)."""
-    ys, u_all, _, v_T, i_T, ad_all, free_all, ad_T, ref_T, q_T = _scan(
+    return adaptive_forward_i(spec, k, xs, v0, i0, ad0, ref0, q0, w_rec, y0, store)[:-1]
+
+
+def adaptive_forward_i(spec: Spec, k: Constants, xs, v0, i0, ad0, ref0, q0, w_rec, y0,
+                       store: bool = True):
+    """:func:`adaptive_forward` and, last, the synaptic current sequence ``i_all`` (None
+    without a synapse): what trained constants' gradients read."""
+    ys, u_all, i_all, v_T, i_T, ad_all, free_all, ad_T, ref_T, q_T = _scan(
         spec, k, xs, v0, i0, ad0, ref0, q0, w_rec, y0, store_u=store)
-    return ys, u_all, v_T, i_T, ad_all, free_all, ad_T, ref_T, q_T
+    return ys, u_all, v_T, i_T, ad_all, free_all, ad_T, ref_T, q_T, i_all
+
+
+def trained_grads(spec: Spec, k: Constants, need, gu_all, gi_all, gv_T, g_ad, u_all, ad_all,
+                  ys, i_all, xs, v0, i0, w_rec, y0):
+    """The gradients of :data:`TRAINED` (None where ``need``, in that order, is False) of a
+    sequence without refractoriness, from the adjoint recursion's ``gu_all``, ``gi_all`` and
+    the saved sequences; ``g_ad`` the final trace's gradient (None: zero). With ``s_t`` what
+    reaches the spike's argument ``u_t - theta - beta a_{t-1}`` (from
+    :func:`spikegrad.kernels.leaky.constant_grads`, which also gives the LIF constants)::
+
+        d beta = -sum_t s_t a_{t-1}
+        d rho  =  sum_t ga_t a_{t-1},   ga_{T-1} = g_ad,  ga_{t-1} = rho ga_t - beta s_t
+    """
+    from .leaky import constant_grads
+    from .numba_leaky import reverse_trace
+    need = dict(zip(TRAINED, need))
+    current = None
+    if need["a_mem"] and spec.scale_input and not spec.has_syn:
+        current = xs
+        if w_rec is not None:  # + W y_{t-1}
+            current = xs + torch.cat([y0.unsqueeze(0), ys[:-1]]) @ w_rec.T
+    g_a_mem, g_a_syn, g_theta, g_v_reset, s_all = constant_grads(
+        spec, need, gu_all, gi_all, gv_T, u_all, ys, v0, i0, i_all, current, k.a_mem, k.a_syn,
+        k.theta, k.v_reset)
+    g_rho = g_beta = None
+    if need["beta"]:
+        g_beta = reduce_to(-(s_all * ad_all), k.beta)
+    if need["rho"]:
+        ga_all = reverse_trace(-(k.beta * s_all),
+                               k.rho, torch.zeros_like(u_all[0]) if g_ad is None else g_ad)
+        g_rho = reduce_to(ga_all * ad_all, k.rho)
+    return g_a_mem, g_a_syn, g_theta, g_v_reset, g_rho, g_beta
 
 
 def adaptive_backward(spec: Spec, k: Constants, need, g_ys, g_v, g_i, g_ad, g_q, u_all,
@@ -114,22 +156,24 @@ def adaptive_backward(spec: Spec, k: Constants, need, g_ys, g_v, g_i, g_ad, g_q,
 
 
 class AdaptiveSequence(ops.FusedFunction):
-    """``(spec, k, ref0, xs, v0, i0, ad0, q0, w_rec, y0)`` ->
+    """``(spec, k, ref0, xs, v0, i0, ad0, q0, w_rec, y0, *trained)`` ->
     ``(ys, v_T, i_T, ad_T, ref_T, q_T, u_all, ad_all, free_all)``; ``ref0`` (the refractory
-    counter) is a state without gradient; the constants go in as :class:`Constants`; the
-    last three outputs (None where absent) are for backward only."""
+    counter) is a state without gradient; the constants go in as :class:`Constants` (the
+    values the loops read), and ``trained`` are the same constants in :data:`TRAINED` order
+    as given (None, a float or a tensor) for their gradients; the last three outputs (None
+    where absent) are for backward only."""
 
     @staticmethod
-    def forward(spec: Spec, k: Constants, ref0, xs, v0, i0, ad0, q0, w_rec, y0):
-        ys, u_all, v_T, i_T, ad_all, free_all, ad_T, ref_T, q_T = adaptive_forward(
+    def forward(spec: Spec, k: Constants, ref0, xs, v0, i0, ad0, q0, w_rec, y0, *trained):
+        ys, u_all, v_T, i_T, ad_all, free_all, ad_T, ref_T, q_T, i_all = adaptive_forward_i(
             spec, k, xs, v0, i0, ad0, ref0, q0, w_rec, y0)
-        return ys, v_T, i_T, ad_T, ref_T, q_T, u_all, ad_all, free_all
+        return ys, v_T, i_T, ad_T, ref_T, q_T, u_all, ad_all, free_all, i_all
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        spec, k, ref0, xs, v0, i0, ad0, q0, w_rec, y0 = inputs
-        ys, _, _, _, ref_T, _, u_all, ad_all, free_all = output
-        for t in (ref_T, u_all, ad_all, free_all):
+        spec, k, ref0, xs, v0, i0, ad0, q0, w_rec, y0, *trained = inputs
+        ys, _, _, _, ref_T, _, u_all, ad_all, free_all, i_all = output
+        for t in (ref_T, u_all, ad_all, free_all, i_all):
             if t is not None:
                 ctx.mark_non_differentiable(t)
         # the sequences kept for backward get no gradient: without this autograd would fill a
@@ -137,30 +181,76 @@ class AdaptiveSequence(ops.FusedFunction):
         # backward takes None for any output gradient
         ctx.set_materialize_grads(False)
         ctx.spec, ctx.k, ctx.has_q = spec, k, q0 is not None
-        ctx.save_for_backward(u_all, ad_all, free_all, ys if w_rec is not None else None,
-                              w_rec, y0)
+        ctx.n_trained = len(trained)
+        train = any(ctx.needs_input_grad[10:])
+        ctx.save_for_backward(u_all, ad_all, free_all,
+                              ys if w_rec is not None or train else None, w_rec, y0,
+                              i_all if train else None, xs if train else None,
+                              v0 if train else None, i0 if train else None)
 
     @staticmethod
-    def backward(ctx, g_ys, g_v, g_i, g_ad, _g_ref, g_q, _g_u, _g_ad_all, _g_free):
-        u_all, ad_all, free_all, ys, w_rec, y0 = ctx.saved_tensors
+    def backward(ctx, g_ys, g_v, g_i, g_ad, _g_ref, g_q, _g_u, _g_ad_all, _g_free, _g_i_all):
+        u_all, ad_all, free_all, ys, w_rec, y0, i_all, xs, v0, i0 = ctx.saved_tensors
+        need_trained = ctx.needs_input_grad[10:]
+        if any(need_trained):
+            return (None, None, None) + _backward_trained(
+                ctx.spec, ctx.k, ctx.needs_input_grad[3:10], need_trained, g_ys, g_v,
+                g_i if ctx.spec.has_syn else None, g_ad, u_all, ad_all, ys, w_rec, y0, i_all,
+                xs, v0, i0)
         # under torch.func (vmap) the gradients may be batched: the operator loops over them
         backward = _backward_via_operator if ops.transformed() else adaptive_backward
-        grads = backward(ctx.spec, ctx.k, ctx.needs_input_grad[3:], g_ys, g_v,
+        grads = backward(ctx.spec, ctx.k, ctx.needs_input_grad[3:10], g_ys, g_v,
                          g_i if ctx.spec.has_syn else None, g_ad, g_q if ctx.has_q else None,
                          u_all, ad_all, free_all, ys, w_rec, y0, ctx.has_q)
-        return (None, None, None) + grads
+        return (None, None, None) + grads + (None,) * ctx.n_trained
 
     @staticmethod
     def vmap(info, in_dims, *args):
         return ops.vmap_by_loop(AdaptiveSequence.apply, info, in_dims, args)
 
 
+def _backward_trained(spec: Spec, k: Constants, need, need_trained, g_ys, g_v, g_i, g_ad,
+                      u_all, ad_all, ys, w_rec, y0, i_all, xs, v0, i0):
+    """:func:`adaptive_backward` plus the gradients of :data:`TRAINED` (no refractoriness:
+    the caller keeps trained constants of a refractory ALIF on the reference loop)."""
+    from .numba_leaky import AdaptBack, backward_scan, backward_scan_rec
+    zeros = lambda g: torch.zeros_like(u_all[0]) if g is None else g  # noqa: E731
+    g_ys = torch.zeros_like(u_all) if g_ys is None else g_ys
+    gv_T = zeros(g_v)
+    adapt = AdaptBack(ad_all, k.rho, k.beta, zeros(g_ad))
+    with torch.no_grad():
+        if w_rec is None:
+            gu_all, gi_all, g_ad0, g_v0, _ = backward_scan(
+                spec, g_ys, u_all, k.theta, k.v_reset, k.a_mem, k.a_syn, gv_T, g_i,
+                adapt=adapt)
+            g_in0 = None
+        else:
+            gu_all, gi_all, g_in0, g_ad0, g_v0, _ = backward_scan_rec(
+                spec, g_ys, u_all, k.theta, k.v_reset, k.a_mem, k.a_syn, gv_T, g_i, w_rec,
+                adapt=adapt)
+        need_xs, need_v0, need_i0, need_ad0, _, need_w, need_y0 = need
+        g_in = gi_all if spec.has_syn else (gu_all * (1.0 - k.a_mem) if spec.scale_input
+                                             else gu_all)
+        g_w = recurrent_weight_grad(g_in, ys, y0) if w_rec is not None and need_w else None
+        g_i0 = k.a_syn * gi_all[0] if spec.has_syn and need_i0 else None
+        g_y0 = g_in0 @ w_rec if g_in0 is not None and need_y0 else None
+        consts = trained_grads(spec, k, need_trained, gu_all, gi_all, gv_T, g_ad, u_all,
+                               ad_all, ys, i_all, xs, v0, i0, w_rec, y0)
+    return ((g_in if need_xs else None, g_v0 if need_v0 else None, g_i0,
+             g_ad0 if need_ad0 else None, None, g_w, g_y0)
+            + tuple(g if n else None for g, n in zip(consts, need_trained)))
+
+
 def adaptive_sequence(spec: Spec, k: Constants, xs: Tensor, v0: Tensor, i0: Optional[Tensor],
                       ad0: Tensor, ref0: Optional[Tensor] = None, q0: Optional[Tensor] = None,
-                      w_rec: Optional[Tensor] = None, y0: Optional[Tensor] = None):
+                      w_rec: Optional[Tensor] = None, y0: Optional[Tensor] = None,
+                      trained: Tuple = ()):
     """Run the fused ALIF sequence: ``(ys, v_T, i_T, ad_T, ref_T, q_T)``. Without a gradient
     to compute (inference) the same loop runs without keeping the saved sequences. Every
-    argument is checked first (:mod:`.guards`)."""
+    argument is checked first (:mod:`.guards`). ``trained``: the constants of :data:`TRAINED`
+    as the model gives them (tensors that need a gradient get one; without refractoriness
+    only, and not under torch.compile or torch.func, where the caller runs the reference
+    loop)."""
     guards.sequence(xs, "xs", rank=3 if w_rec is not None else None)
     guards.kernel_dtype(xs, "numba", hint="use backend='reference' (the fused ALIF kernel is "
                         "numba's), or convert the input with .float()")
@@ -171,12 +261,18 @@ def adaptive_sequence(spec: Spec, k: Constants, xs: Tensor, v0: Tensor, i0: Opti
                           ("refractory decay", k.d_ref), ("refractory strength", k.w_ref)),
                          w_rec, y0)
     tensors = (xs, v0, i0, ad0, q0, w_rec, y0)
-    grad = torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad
-                                           for t in tensors)
+    trains = torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad
+                                             for t in trained)
+    if trains and (k.n_ref > 0 or q0 is not None or ops.compiling(xs) or ops.transformed()):
+        raise ValueError("the fused ALIF kernel trains its constants only without "
+                         "refractoriness and outside torch.compile / torch.func; use "
+                         "backend='reference' (backend='auto' does)")
+    grad = trains or (torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad
+                                                      for t in tensors))
     if ops.compiling(xs):  # torch.compile, torch.export: one opaque operator
         return adaptive_operator(spec, k, ref0, *tensors, store=grad)
     if grad or ops.transformed():
-        return AdaptiveSequence.apply(spec, k, ref0, *tensors)[:6]
+        return AdaptiveSequence.apply(spec, k, ref0, *tensors, *trained)[:6]
     ys, _, v_T, i_T, _, _, ad_T, ref_T, q_T = adaptive_forward(spec, k, xs, v0, i0, ad0, ref0,
                                                                q0, w_rec, y0, store=False)
     return ys, v_T, i_T, ad_T, ref_T, q_T

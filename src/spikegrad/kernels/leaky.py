@@ -41,7 +41,7 @@ from .spec import Spec
 from .torch_leaky import input_current, post_reset, spikes
 
 
-def _reduce_to(grad: Tensor, like: Tensor) -> Tensor:
+def reduce_to(grad: Tensor, like: Tensor) -> Tensor:
     """Sum a broadcast gradient back to the shape of ``like``."""
     while grad.dim() > like.dim():
         grad = grad.sum(0)
@@ -101,37 +101,60 @@ def leaky_backward(spec: Spec, need, g_ys, g_v_last, g_i_last, ys, u_all, i_all,
         g_i0 = a_syn * gi_all[0] if spec.has_syn and need["i0"] else None
 
         g_a_mem = g_a_syn = g_theta = g_v_reset = g_w = None
-        if need["a_mem"] or need["theta"] or need["v_reset"]:
+        if need["a_mem"] or need["a_syn"] or need["theta"] or need["v_reset"]:
             z_all = spikes(u_all, theta) if spec.spiking else None
-            # v_{t-1}: the post-reset membrane of the previous step (v0 at t = 0)
-            v_prev = torch.cat([v0.unsqueeze(0), post_reset(
-                spec, u_all[:-1], z_all[:-1] if spec.spiking else None, theta, v_reset)])
-            # gv_t = a_mem * gu_{t+1}, and gv_T from the final state
-            gv_all = torch.cat([a_mem * gu_all[1:], gv_T.unsqueeze(0)])
-        if need["a_mem"]:
-            da = gu_all * v_prev
-            if spec.scale_input:
-                current = i_all if spec.has_syn else input_current(xs, w_rec, y0, u_all,
-                                                                    theta, spec)
-                da = da - gu_all * current
-            g_a_mem = _reduce_to(da, a_mem)
-        if spec.has_syn and need["a_syn"]:
-            i_prev = torch.cat([i0.unsqueeze(0), i_all[:-1]])
-            g_a_syn = _reduce_to(gi_all * i_prev, a_syn)
-        if spec.spiking and need["theta"]:
-            # gu_t = dv/du gv_t + gz_t phi_t  ->  gz_t phi_t = gu_t - dv/du gv_t
-            dvdu_gv = gv_all * (1.0 - z_all) if spec.reset == "to_value" else gv_all
-            dth = -(gu_all - dvdu_gv)
-            if spec.reset == "subtract":
-                dth = dth - z_all * gv_all
-            g_theta = _reduce_to(dth, theta)
-        if spec.spiking and spec.reset == "to_value" and need["v_reset"]:
-            g_v_reset = _reduce_to(z_all * gv_all, v_reset)
+            current = None
+            if need["a_mem"] and spec.scale_input and not spec.has_syn:
+                current = input_current(xs, w_rec, y0, u_all, theta, spec)
+            g_a_mem, g_a_syn, g_theta, g_v_reset, _ = constant_grads(
+                spec, need, gu_all, gi_all, gv_T, u_all, z_all, v0, i0, i_all, current, a_mem,
+                a_syn, theta, v_reset)
         if w_rec is not None and need["w_rec"]:
             g_w = recurrent_weight_grad(g_in, ys if spec.spiking else u_all, y0)
     if not need["y0"]:
         g_y0 = None
     return g_xs, g_v0, g_i0, g_a_mem, g_a_syn, g_theta, g_v_reset, g_w, g_y0
+
+
+def constant_grads(spec: Spec, need, gu_all, gi_all, gv_T, u_all, z_all, v0, i0, i_all,
+                   current, a_mem, a_syn, theta, v_reset):
+    """``(g_a_mem, g_a_syn, g_theta, g_v_reset, s_all)``: the gradients of the neuron's
+    constants (None where ``need``, a dict by :data:`GRAD_INPUTS` names, is False), sums over
+    time of the adjoint recursion's outputs ``gu_all`` (and ``gi_all``) with the saved states:
+    ``z_all`` the spikes, ``current`` the input current ``x_t (+ W y_{t-1})`` (needed for
+    ``a_mem`` under ``scale_input`` without a synapse), ``i_all`` the synaptic current. Shared
+    by the leaky and the adaptive (ALIF) sequences: the baseline threshold enters both alike.
+    ``s_all = phi_t gz_t``, what reaches the spike's argument ``u_t - threshold_t`` (None
+    unless spiking)."""
+    v_reset_spiking = spec.spiking and spec.reset == "to_value"
+    # v_{t-1}: the post-reset membrane of the previous step (v0 at t = 0)
+    v_prev = torch.cat([v0.unsqueeze(0), post_reset(
+        spec, u_all[:-1], z_all[:-1] if spec.spiking else None, theta, v_reset)])
+    # gv_t = a_mem * gu_{t+1}, and gv_T from the final state
+    gv_all = torch.cat([a_mem * gu_all[1:], gv_T.unsqueeze(0)])
+    if spec.cut:  # nothing reaches v_t from step t + 1 across a cut
+        gv_all[spec.cut - 1:-1:spec.cut] = 0
+    g_a_mem = g_a_syn = g_theta = g_v_reset = s_all = None
+    if need["a_mem"]:
+        da = gu_all * v_prev
+        if spec.scale_input:
+            da = da - gu_all * (i_all if spec.has_syn else current)
+        g_a_mem = reduce_to(da, a_mem)
+    if spec.has_syn and need["a_syn"]:
+        i_prev = torch.cat([i0.unsqueeze(0), i_all[:-1]])
+        g_a_syn = reduce_to(gi_all * i_prev, a_syn)
+    if spec.spiking:
+        # gu_t = dv/du gv_t + gz_t phi_t  ->  gz_t phi_t = gu_t - dv/du gv_t
+        dvdu_gv = gv_all * (1.0 - z_all) if spec.reset == "to_value" else gv_all
+        s_all = gu_all - dvdu_gv
+    if spec.spiking and need["theta"]:
+        dth = -s_all
+        if spec.reset == "subtract":
+            dth = dth - z_all * gv_all
+        g_theta = reduce_to(dth, theta)
+    if v_reset_spiking and need["v_reset"]:
+        g_v_reset = reduce_to(z_all * gv_all, v_reset)
+    return g_a_mem, g_a_syn, g_theta, g_v_reset, s_all
 
 
 class LeakySequence(ops.FusedFunction):
@@ -194,8 +217,10 @@ def recurrent_weight_grad(g_in: Tensor, outs: Tensor, y0: Tensor) -> Tensor:
 
 def leaky_sequence(xs: Tensor, v0: Tensor, i0: Optional[Tensor], p, *, spiking: bool,
                    backend: str, w_rec: Optional[Tensor] = None,
-                   y0: Optional[Tensor] = None):
+                   y0: Optional[Tensor] = None, cut: int = 0):
     """Run a fused sequence. ``p`` has the fields of LIParams (and LIFParams if spiking).
+    ``cut``: the gradient through the state is cut every ``cut`` steps
+    (:mod:`spikegrad.functional.truncation`; 0: never).
 
     Returns ``(ys, v_T, i_T)``. Every argument is checked first (:mod:`.guards`): a state of
     another batch size would broadcast in the torch loop and overrun the compiled ones.
@@ -211,15 +236,18 @@ def leaky_sequence(xs: Tensor, v0: Tensor, i0: Optional[Tensor], p, *, spiking: 
                        ("threshold", p.threshold if spiking else None),
                        ("v_reset", p.v_reset if spiking else None)),
                       backend, w_rec, y0)
-    spec = Spec(spiking=spiking, reset=p.reset if spiking else "none",
-                detach_reset=p.detach_reset if spiking else True,
-                scale_input=bool(p.scale_input), has_syn=p.decay_syn is not None,
-                surrogate=p.surrogate if spiking else None, backend=backend)
     theta = p.threshold if spiking else 0.0
     v_reset = p.v_reset if spiking else 0.0
     args = (xs, v0, i0, p.decay_mem, p.decay_syn, theta, v_reset, w_rec, y0)
     grad = torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad
                                            for t in args)
+    cut = cut if grad and 0 < cut < xs.shape[0] else 0  # forward values never change
+    if cut and (backend not in _CUTS or ops.compiling(xs) or ops.transformed()):
+        return _in_chunks(xs, v0, i0, p, spiking, backend, w_rec, y0, cut)
+    spec = Spec(spiking=spiking, reset=p.reset if spiking else "none",
+                detach_reset=p.detach_reset if spiking else True,
+                scale_input=bool(p.scale_input), has_syn=p.decay_syn is not None,
+                surrogate=p.surrogate if spiking else None, backend=backend, cut=cut)
     if ops.compiling(xs):  # torch.compile, torch.export: one opaque operator
         return leaky_operator(spec, *args, store=grad)
     if grad or ops.transformed():
@@ -231,6 +259,27 @@ def leaky_sequence(xs: Tensor, v0: Tensor, i0: Optional[Tensor], p, *, spiking: 
         out = registry.get(spec.backend).leaky_forward(spec, *args, store_u=False)
     ys, _, _, v_last, i_last = out
     return ys, v_last, i_last
+
+
+# the backends whose backward cuts the adjoint itself (Spec.cut)
+_CUTS = ("numba", "torch")
+
+
+def _in_chunks(xs, v0, i0, p, spiking, backend, w_rec, y0, cut: int):
+    """:func:`leaky_sequence` with the cut made by running chunks of ``cut`` steps, the states
+    detached between them (for the paths whose backward does not cut: Triton, the compiled
+    operator, torch.func transforms)."""
+    outs = []
+    chunks = xs.split(cut)
+    v, i, y = v0, i0, y0
+    for c, x in enumerate(chunks):
+        ys, v, i = leaky_sequence(x, v, i, p, spiking=spiking, backend=backend, w_rec=w_rec,
+                                  y0=y)
+        outs.append(ys)
+        if c + 1 < len(chunks):
+            v, i = v.detach(), (None if i is None else i.detach())
+            y = None if w_rec is None else ys[-1].detach()
+    return torch.cat(outs), v, i
 
 
 # --- the sequence as a registered operator (torch.compile, torch.export: kernels.ops) ---------

@@ -344,10 +344,20 @@ def _bwd_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: in
 
     @numba.njit(nogil=True, cache=True, error_model="numpy")
     def bwd(gys, u_all, th, vr, a, g, a_s, gv, gi, beta, phi_ext, gu_out, gi_out, ad_all, rho,
-            be, ga, free_all, dq, wq, gq, lo, hi):
-        """``gys`` may hold one row for all steps (a gradient constant in time)."""
+            be, ga, free_all, dq, wq, gq, lo, hi, cut):
+        """``gys`` may hold one row for all steps (a gradient constant in time); ``cut``:
+        the adjoint states are zeroed between steps ``t`` and ``t + 1`` where ``t + 1`` is a
+        multiple of it (truncated BPTT in one pass; 0: never)."""
         T = u_all.shape[0]
         for t in range(T - 1, -1, -1):
+            if cut > 0 and t < T - 1 and (t + 1) % cut == 0:
+                gv[lo:hi] = 0
+                if has_syn:
+                    gi[lo:hi] = 0
+                if adapt:
+                    ga[lo:hi] = 0
+                if relative:
+                    gq[lo:hi] = 0
             # back and g_in are not touched by the feed-forward row: gv stands in for both
             row(gys[t if gys.shape[0] > 1 else 0], gv, u_all[t], th, vr, a, g, a_s, gv,
                 gi, beta, phi_ext[t if spiking and kind == 0 else 0],
@@ -437,12 +447,22 @@ def _bwd_rec_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind
 
     @numba.njit(nogil=True, cache=True, error_model="numpy")
     def bwd(gys, u_all, w, th, vr, a, g, a_s, gv, gi, beta, phi_ext, gu_out, gi_out, g_in,
-            ad_all, rho, be, ga, free_all, dq, wq, gq, lo, hi):
-        """``gys`` may hold one step for all steps (a gradient constant in time)."""
+            ad_all, rho, be, ga, free_all, dq, wq, gq, lo, hi, cut):
+        """``gys`` may hold one step for all steps (a gradient constant in time); ``cut``: as
+        for :func:`_bwd_kernel` (the recurrent path is cut too)."""
         T, B, N = u_all.shape
         back = np.zeros((hi - lo, N), dtype=u_all.dtype)
         for t in range(T - 1, -1, -1):
-            if t < T - 1:
+            if t < T - 1 and cut > 0 and (t + 1) % cut == 0:
+                back[:] = 0
+                gv[lo:hi] = 0
+                if has_syn:
+                    gi[lo:hi] = 0
+                if adapt:
+                    ga[lo:hi] = 0
+                if relative:
+                    gq[lo:hi] = 0
+            elif t < T - 1:
                 # gradient reaching y_t through step t + 1's input (this slice's rows only)
                 back = np.dot(g_in[lo:hi], w)
             tg = t if gys.shape[0] > 1 else 0
@@ -781,7 +801,8 @@ def backward_scan(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, a_sy
     args = (gys, u2, th_row, vr_row, a_row, g_row, a_s_row, gv, gi,
             F(spec.surrogate.beta if spec.spiking else 0.0), phi_ext, _flat(gu_all, T),
             _flat(gi_all, T) if spec.has_syn else _dummy(dt), *extra)
-    run_split(lambda lo, hi: bwd(*args, lo, hi), M, u2.size, align=16)
+    cut = np.int64(spec.cut)
+    run_split(lambda lo, hi: bwd(*args, lo, hi, cut), M, u2.size, align=16)
     out = gu_all, gi_all
     if adapt is None:
         return out
@@ -872,7 +893,7 @@ class ChunkedLoop:
         d = _dummy(self.dtype)
         args = (gys, u, th, vr, a, g, a_s, gv, gi, beta, phi_ext, d if inplace else gu_out,
                 gi_out if spec.has_syn and not inplace else d, *extra)
-        run_split(lambda lo, hi: bwd(*args, lo, hi), self.M, u.size, align=16)
+        run_split(lambda lo, hi: bwd(*args, lo, hi, np.int64(0)), self.M, u.size, align=16)
         out = u if inplace else gi_out if spec.has_syn else gu_out
         if spec.scale_input and not spec.has_syn:
             np.multiply(out, g, out=out)
@@ -986,6 +1007,33 @@ def backward_scan_rec(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, 
             F(spec.surrogate.beta if spec.spiking else 0.0), phi_ext,
             d3 if inplace else gu_all.numpy(), gi_all.numpy() if spec.has_syn else d3,
             g_in.numpy(), *extra)
+    cut = np.int64(spec.cut)
     with _single_threaded_blas(B * N * N):
-        run_split(lambda lo, hi: bwd(*args, lo, hi), B, T * B * N * _REC_COST)
+        run_split(lambda lo, hi: bwd(*args, lo, hi, cut), B, T * B * N * _REC_COST)
     return (gu_all, gi_all, g_in) if adapt is None else (gu_all, gi_all, g_in, ga, gv, gq)
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def _reverse_trace_kernel(c, rho, g_end, out):
+    T = c.shape[0]
+    out[T - 1] = g_end
+    for t in range(T - 1, 0, -1):
+        for k in range(c.shape[1]):
+            out[t - 1, k] = rho[k] * out[t, k] + c[t, k]
+
+
+def reverse_trace(c: Tensor, rho, g_end: Tensor) -> Tensor:
+    """The adjoint of a leaky trace ``a_t = rho a_{t-1} + ...`` over time: ``out [T, ...]``
+    with ``out_{T-1} = g_end`` and ``out_{t-1} = rho out_t + c_t`` (``c [T, ...]``, ``rho`` a
+    float or per-neuron tensor, ``g_end`` one step). ALIF's trained-constant gradients read
+    it (the fused backward keeps only its running value)."""
+    where = "numba reverse_trace"
+    _entry(c, where)
+    guards.shape_is(g_end, tuple(c.shape[1:]), "g_end", where)
+    dt = c.dtype
+    T = c.shape[0]
+    c2 = _array(c, dt).reshape(T, -1)
+    out = torch.empty(c.shape, dtype=dt)
+    _reverse_trace_kernel(c2, _row(rho, tuple(c.shape[1:]), dt),
+                          _array(g_end, dt).reshape(-1), out.numpy().reshape(T, -1))
+    return out

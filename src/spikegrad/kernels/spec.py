@@ -27,6 +27,9 @@ class Spec(NamedTuple):
     has_syn: bool
     surrogate: Optional[Surrogate]
     backend: str             # "torch" | "numba" | "triton"
+    # backward cuts the adjoint of the state every this many steps (truncated BPTT in one
+    # pass, functional.truncation; 0: never); numba and torch backends only
+    cut: int = 0
 
 
 def time_rows(g: Tensor) -> Tensor:

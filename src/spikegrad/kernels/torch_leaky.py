@@ -97,7 +97,11 @@ def backward_scan(spec: Spec, g_ys, u_all, theta, v_reset, a_mem, a_syn, gv, gi_
     gi_all = torch.empty_like(u_all) if spec.has_syn else None
     g = (1.0 - a_mem) if spec.scale_input else 1.0
     g_in_next = None  # gradient w.r.t. the total input current of step t + 1
+    cut = spec.cut
     for t in range(T - 1, -1, -1):
+        if cut and t < T - 1 and (t + 1) % cut == 0:  # truncated BPTT: nothing crosses
+            gv = torch.zeros_like(gv)
+            gi_carry = g_in_next = None
         if (T - 1 - t) % block == 0:  # the next block of steps [t0, t]
             t0 = max(0, t + 1 - block)
             phi, A = _adjoint_coefficients(spec, u_all[t0:t + 1], theta, v_reset)

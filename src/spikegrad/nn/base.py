@@ -7,6 +7,8 @@ from typing import Any, Optional, Tuple
 
 from torch import Tensor, nn
 
+from ..functional.truncation import cut_every, run_in_chunks
+
 
 class StatefulModule(nn.Module, abc.ABC):
     """A module over time-major sequences with explicit state.
@@ -15,7 +17,25 @@ class StatefulModule(nn.Module, abc.ABC):
     zero state. Nothing is kept between calls: to continue a sequence (e.g. truncated BPTT)
     pass the returned state back in (detached with
     :func:`spikegrad.functional.detach_state` to cut the graph).
+
+    Under :func:`spikegrad.functional.truncate_gradients` a call over more steps than the cut
+    interval runs chunk by chunk, its state detached between chunks, unless the module cuts
+    the gradient itself in one pass (:meth:`cuts_gradients`).
     """
+
+    def cuts_gradients(self) -> bool:
+        """Whether :meth:`forward` itself cuts the gradient through its state under
+        :func:`~spikegrad.functional.truncate_gradients` (else calls are run in chunks)."""
+        return False
+
+    def __call__(self, xs, state=None, *args, **kwargs):
+        cut = cut_every()
+        if (cut and isinstance(xs, Tensor) and xs.dim() > 0 and xs.shape[0] > cut
+                and not self.cuts_gradients()):
+            call = super().__call__
+            return run_in_chunks(lambda x, s: call(x, s, *args, **kwargs), xs, state, cut,
+                                 owner=type(self).__name__)
+        return super().__call__(xs, state, *args, **kwargs)
 
     @abc.abstractmethod
     def forward(self, xs: Tensor, state: Optional[Any] = None) -> Tuple[Tensor, Any]:

@@ -68,6 +68,10 @@ class LeakyNeuron(StatefulModule):
     def _check(self, xs: Tensor) -> Tensor:
         return check_sequence(xs, "xs", self.features, owner=self._name())
 
+    def cuts_gradients(self) -> bool:
+        # lif_seq / li_seq cut the adjoint themselves: the fused kernels and the reference loop
+        return type(self) in (LI, LIF, IF)
+
     def _name(self) -> str:
         return f"{type(self).__name__}({', '.join(map(str, self.features))})"
 
@@ -322,8 +326,8 @@ class ALIF(LIF):
         ref_strength, tau_ref: relative refractoriness, a decaying hyperpolarising current
             ``w_ref`` with time constant ``tau_ref`` after each spike (0 switches it off).
         learn_refractory: train per-neuron ``w_ref`` (softplus) and ``tau_ref``.
-        backend: ``"auto"`` (the fused numba kernel where it applies: constants not
-            trained; else the reference loop), ``"reference"`` or ``"numba"``
+        backend: ``"auto"`` (the fused numba kernel where it applies: everywhere but
+            trained constants of a refractory ALIF; else the reference loop), ``"reference"`` or ``"numba"``
             (raises ValueError where it does not apply); see
             :mod:`spikegrad.functional.adaptation`. ``"torch"`` raises ValueError.
 

@@ -48,6 +48,10 @@ class Recurrent(StatefulModule):
         if not self.autapses:
             self.register_buffer("mask", 1.0 - torch.eye(n))
 
+    def cuts_gradients(self) -> bool:
+        # recurrent_seq cuts LIF/IF/LI sequences itself (the kernels or the reference loop)
+        return self.neuron.cuts_gradients()
+
     def recurrent_weight(self) -> Tensor:
         return self.weight if self.autapses else self.weight * self.mask
 

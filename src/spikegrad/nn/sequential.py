@@ -7,6 +7,7 @@ from typing import Any, List, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from ..functional.truncation import cut_every
 from .base import StatefulModule
 
 
@@ -69,6 +70,10 @@ class Sequential(StatefulModule):
                                 f"got {type(layer).__name__}")
         self.layers = nn.ModuleList(layers)
 
+    def cuts_gradients(self) -> bool:
+        # each layer is called on the whole sequence and cuts (or is chunked) on its own
+        return True
+
     def __len__(self) -> int:
         return len(self.layers)
 
@@ -114,6 +119,8 @@ class Sequential(StatefulModule):
         if not (isinstance(xs, Tensor) and xs.dim() == 3 and xs.shape[-1] == layer.in_features):
             return None
         if any(_hooked(m) for pair in (layer, nxt) for m in pair.modules()):
+            return None
+        if cut_every():  # the fused pair's backward does not cut the state's gradient
             return None
         training = torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (xs, layer.weight, layer.bias))

@@ -14,10 +14,15 @@ from .._validate import check_int
 NONFINITE = ("raise", "skip")
 
 
+#: how the Trainer runs truncated BPTT (``Trainer(tbptt_mode=...)``)
+TBPTT_MODES = ("chunks", "whole")
+
+
 def check_trainer_args(model: Any, optimizer: Any, objective: Any, learner: Any,
                        scheduler: Any, grad_clip: Any, tbptt: Any, evaluate: Any,
                        checkpoint_every: Any, keep_checkpoints: Any,
-                       checkpoint_every_steps: Any, nonfinite: Any) -> Optional[float]:
+                       checkpoint_every_steps: Any, nonfinite: Any,
+                       tbptt_mode: Any = "chunks") -> Optional[float]:
     """TypeError/ValueError for a bad argument; returns ``grad_clip`` as a float (or None)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -63,6 +68,11 @@ def check_trainer_args(model: Any, optimizer: Any, objective: Any, learner: Any,
     if tbptt is not None:
         check_int(tbptt, "tbptt",
                   hint="tbptt=50 for 50-step chunks, or None for full BPTT")
+    if tbptt_mode not in TBPTT_MODES:
+        raise ValueError(f"tbptt_mode must be one of {', '.join(map(repr, TBPTT_MODES))} "
+                         "('chunks': forward and backward chunk by chunk, memory of one chunk; "
+                         "'whole': one pass with the gradient cut every tbptt steps); got "
+                         f"{tbptt_mode!r}")
     if evaluate is not None and not callable(evaluate):
         raise TypeError(
             "evaluate must be a callable evaluate(model) -> dict, or None; got "

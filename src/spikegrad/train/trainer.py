@@ -52,6 +52,8 @@ from torch import nn
 
 from .._validate import check_int
 from ..functional.state import detach_state
+from ..functional.truncation import truncate_gradients
+from ..nn.base import StatefulModule
 from .checkpoint import (
     latest_valid,
     checkpoint_path,
@@ -100,6 +102,15 @@ class Trainer:
             otherwise every chunk gets them whole. The state is carried across chunks,
             detached; gradients of all chunks accumulate and the optimizer steps once per
             batch. ``K >= T`` is exactly full BPTT.
+        tbptt_mode: how ``tbptt`` runs. ``"chunks"`` (default): as above, the objective
+            called once per chunk; memory is that of one chunk. ``"whole"``: the objective
+            is called once on the whole sequence under
+            :func:`spikegrad.functional.truncate_gradients` (``tbptt``): the same gradient when
+            the objective's loss is a sum of per-chunk terms (e.g. a per-step loss summed or
+            averaged over the whole sequence), in one pass, without the per-chunk cost of
+            the chunked loop; memory is that of the whole sequence. Every stateful layer
+            must be a :class:`spikegrad.nn.StatefulModule` (see
+            :mod:`spikegrad.functional.truncation`).
         evaluate: ``evaluate(model) -> dict`` of numbers, run after each epoch under
             ``torch.no_grad()`` and ``model.eval()``; its keys are logged as given.
         log_path: JSON-lines file with one record per epoch. It always mirrors
@@ -163,17 +174,19 @@ class Trainer:
         device: Union[str, torch.device, None] = None,
         checkpoint_every_steps: Optional[int] = None,
         nonfinite: str = "raise",
+        tbptt_mode: str = "chunks",
     ) -> None:
         grad_clip = check_trainer_args(model, optimizer, objective, learner, scheduler,
                                        grad_clip, tbptt, evaluate, checkpoint_every,
-                                       keep_checkpoints, checkpoint_every_steps, nonfinite)
+                                       keep_checkpoints, checkpoint_every_steps, nonfinite,
+                                       tbptt_mode)
         # a job's backend follows where training happens: gloo on CPU, nccl on CUDA
         self._ranks = init_from_env(device if device is not None else
                                     next(model.parameters(), torch.empty(0)).device)
         self._ranks.check_same({
             "objective or learner": "learner" if learner is not None else "objective",
             "scheduler": scheduler is not None, "grad_clip": grad_clip, "tbptt": tbptt,
-            "evaluate": evaluate is not None, "checkpoint_dir": checkpoint_dir is not None,
+            "tbptt_mode": tbptt_mode, "evaluate": evaluate is not None, "checkpoint_dir": checkpoint_dir is not None,
             "checkpoint_every": checkpoint_every, "checkpoint_every_steps": checkpoint_every_steps,
             "nonfinite": nonfinite})
         self.device = self._ranks.device(None if device is None else torch.device(device))
@@ -191,6 +204,14 @@ class Trainer:
         self.scheduler = scheduler
         self.grad_clip = grad_clip
         self.tbptt = tbptt
+        self.tbptt_mode = tbptt_mode
+        if tbptt is not None and tbptt_mode == "whole" and not any(
+                isinstance(m, StatefulModule) for m in model.modules()):
+            raise ValueError(
+                "tbptt_mode='whole' cuts the gradient inside spikegrad's stateful modules "
+                f"(spikegrad.nn.StatefulModule), and {type(model).__name__} contains none, so "
+                "nothing would be cut. Use tbptt_mode='chunks', or build the model's stateful "
+                "parts as StatefulModules.")
         self.evaluate = evaluate
         self.log_path = None if log_path is None else Path(log_path)
         self.loggers = ([] if log_path is None else [JsonLinesLogger(log_path)]) + list(loggers)
@@ -386,11 +407,15 @@ class Trainer:
         if self.learner is not None:
             where = f"epoch {epoch}, batch index {batch_index}"
             return self._learner_batch(inputs, targets, where)
-        chunks = (
-            [(inputs, targets)]
-            if self.tbptt is None
-            else list(tbptt_chunks(inputs, targets, self.tbptt))
-        )
+        whole = self.tbptt is not None and self.tbptt_mode == "whole"
+        chunks = None if self.tbptt is None else list(tbptt_chunks(inputs, targets, self.tbptt))
+        if chunks is None or whole:  # whole: split above only to check the inputs' layout
+            chunks = [(inputs, targets)]
+        with truncate_gradients(self.tbptt) if whole else contextlib.nullcontext():
+            return self._backward_chunks(chunks, epoch, batch_index)
+
+    def _backward_chunks(self, chunks: list, epoch: int, batch_index: int
+                         ) -> Optional[tuple[float, dict, float]]:
         n_chunks = len(chunks)
         state = None
         loss_total = 0.0

@@ -12,26 +12,39 @@ from typing import Dict, List, Optional, Sequence
 from ..config import ConfigError
 from ..report import Result, RunDir
 from .config import DIVERGENCE_DEMO, Config, parse_ks, validate
-from .core import Trained, train
+from ...train import seed_everything
+from .core import Trained, build_model, make_task, measure_step_memory, train
 from .report import bptt_figures, save_curves, write_bptt_report
 
 __all__ = ["compare_tbptt", "compare_clipping", "run_bptt"]
+
+OTHER_MODE = {"whole": "chunks", "chunks": "whole"}
 
 
 def compare_tbptt(cfg: Config, ks: Sequence[int], done: Optional[Dict[int, dict]] = None
                   ) -> List[dict]:
     """Retrain ``cfg`` with each chunk length in ``ks`` (0 = full BPTT): one row per K with
-    ``nmse``, ``train_seconds``, ``peak_memory_mb``, ``firing_rate_hz``. ``done`` maps a K
-    to metrics already measured (e.g. the main run's) to reuse."""
+    ``nmse``, ``train_seconds``, ``peak_memory_mb``, ``firing_rate_hz``, and
+    ``peak_memory_other_mb``: one step's peak memory in the other ``tbptt_mode`` (the same
+    gradient; ``chunks`` holds one chunk, ``whole`` the sequence). ``done`` maps a K to
+    metrics already measured (e.g. the main run's) to reuse."""
+    other = OTHER_MODE[cfg.tbptt_mode]
     rows = []
     for k in ks:
         if done and k in done:
             m = done[k]
         else:
             m = train(dataclasses.replace(cfg, tbptt_k=k, progress=False)).metrics
-        rows.append({"tbptt_k": k, **{key: m[key] for key in
-                                      ("nmse", "train_seconds", "peak_memory_mb",
-                                       "firing_rate_hz", "diverged")}})
+        row = {"tbptt_k": k, **{key: m[key] for key in
+                                ("nmse", "train_seconds", "peak_memory_mb", "firing_rate_hz",
+                                 "diverged")}}
+        row["peak_memory_other_mb"] = m["peak_memory_mb"]
+        if k:  # full BPTT is the same in both modes
+            c = dataclasses.replace(cfg, tbptt_k=k, tbptt_mode=other, progress=False)
+            seed_everything(c.seed, deterministic=c.deterministic)
+            xs, ys = make_task(c)
+            row["peak_memory_other_mb"] = measure_step_memory(c, build_model(c), xs, ys)
+        rows.append(row)
     return rows
 
 

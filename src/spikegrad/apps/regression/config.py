@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from ... import surrogate as _surrogate
+from ...train.arguments import TBPTT_MODES
 from ...train.optim import OPTIMIZERS
 from ..config import ConfigError
 
@@ -65,6 +66,9 @@ class Config:
     #: readout low-pass time constant in ms (y_t = a y_t-1 + W z_t + b); None: the task's preset
     tau_out_ms: Optional[float] = None
     learn_tau_out: bool = False   # train the readout time constant
+    #: train the recurrent neurons' constants: membrane time constant and threshold (neuron=alif:
+    #: also the adaptation time constant and strength), per neuron
+    learn_neuron: bool = False
     threshold: float = 1.0        # firing threshold of the recurrent neurons
     #: surrogate derivative name (spikegrad.surrogate.names(), e.g. fast_sigmoid)
     surrogate: str = "fast_sigmoid"
@@ -85,6 +89,9 @@ class Config:
     lr_warmup_steps: int = 25     # steps of linear learning-rate warm-up; 0: none
     lr_final_frac: float = 0.05   # cosine decay to lr * lr_final_frac, in (0, 1]; 1: no decay
     tbptt_k: int = 0              # truncated BPTT chunk length in steps; 0: full BPTT
+    #: how TBPTT runs (Trainer tbptt_mode): whole (one pass, the gradient cut every tbptt_k
+    #: steps; same gradient, the rate penalty then over the whole sequence) or chunks
+    tbptt_mode: str = "whole"
     grad_clip: float = 0.0        # clip the global gradient norm to this value; 0: off
     weight_decay: float = 0.0     # optimizer weight decay; 0: off
     #: weight of the penalty mean_j (r_j - target_rate_hz)^2 on recurrent rates; 0: off
@@ -167,6 +174,11 @@ def validate(cfg: Config) -> Config:
     need(cfg.task != "filter" or cfg.n_inputs >= 2,
          f"task=filter needs n_inputs >= 2 (tuning curves per channel); got {cfg.n_inputs}")
     parse_ks(cfg.compare_tbptt)
+    need(not cfg.learn_neuron or cfg.learning == "bptt",
+         f"learn_neuron trains the neurons' constants by backpropagation; learning="
+         f"{cfg.learning} updates the weights only: use learning=bptt or learn_neuron=false")
+    need(cfg.tbptt_mode in TBPTT_MODES,
+         f"tbptt_mode must be one of {', '.join(TBPTT_MODES)}; got {cfg.tbptt_mode!r}")
     need(not cfg.compare_sparsity or cfg.sparsity_weight > 0,
          "compare_sparsity compares with and without the rate penalty: set sparsity_weight > 0 "
          "(e.g. sparsity_weight=1e-3 target_rate_hz=10)")

@@ -19,9 +19,12 @@ Methods, in the order they run:
 3. **Objective**: MSE between readout and target over all steps, plus, when
    ``sparsity_weight > 0``, ``sparsity_weight * mean_j (r_j - target_rate_hz)^2`` on the
    recurrent firing rates ``r_j`` in Hz (``target_rate_hz = 0``: an L2 spike-count
-   sparsity penalty). With truncated BPTT (``tbptt_k = K``) each chunk of ``K`` steps adds
-   its share ``K / T`` of both terms (rates over the chunk), so the summed loss is the
-   full-sequence loss, and ``K >= T`` is exactly full BPTT.
+   sparsity penalty). With truncated BPTT (``tbptt_k = K``) the gradient through the
+   state is cut every ``K`` steps. ``tbptt_mode="whole"`` (default) runs one pass over the
+   sequence with the cut made inside the kernels; ``"chunks"`` runs the chunks one by one,
+   each adding its share ``K / T`` of both terms (rates over the chunk), so the summed loss
+   is the full-sequence loss. The MSE gradients of the two are equal; ``K >= T`` is exactly
+   full BPTT.
 4. **Training**: :class:`spikegrad.train.Trainer`, one optimizer step per batch
    (``steps`` steps), Adam by default with a linear warm-up and a cosine decay of the
    learning rate (``lr_warmup_steps``, ``lr_final_frac``), optional weight decay, global
@@ -141,10 +144,11 @@ def build_model(cfg: Config) -> RegressionRSNN:
     with torch.no_grad():
         inp.weight.mul_(cfg.input_gain)
     kw = dict(tau_mem=cfg.tau_mem_ms * 1e-3, dt=dt, threshold=cfg.threshold,
-              surrogate=cfg.surrogate, beta=cfg.surrogate_beta, backend="auto")
+              surrogate=cfg.surrogate, beta=cfg.surrogate_beta, backend="auto",
+              learn_tau=cfg.learn_neuron, learn_threshold=cfg.learn_neuron)
     neuron = (nn.LIF(cfg.hidden, **kw) if cfg.neuron == "lif" else
               nn.ALIF(cfg.hidden, tau_adapt=cfg.tau_adapt_ms * 1e-3, beta_adapt=cfg.beta_adapt,
-                      **kw))
+                      learn_adapt=cfg.learn_neuron, **kw))
     rec = nn.Recurrent(neuron, autapses=False, init_gain=cfg.rec_gain)
     out = nn.Linear(cfg.hidden, cfg.n_outputs)
     # y = a y + W z: the filter sums about tau_out/dt steps of input, so scale the initial
@@ -178,8 +182,8 @@ def make_objective(cfg: Config, n_steps: int, target_var: float):
     trainer averages chunk metrics, which then gives the full-sequence values.
     """
     dt = cfg.dt_ms * 1e-3
-    k = cfg.tbptt_k if 0 < cfg.tbptt_k < n_steps else n_steps
-    n_chunks = math.ceil(n_steps / k)
+    k = cfg.tbptt_k if 0 < cfg.tbptt_k < n_steps and cfg.tbptt_mode == "chunks" else n_steps
+    n_chunks = math.ceil(n_steps / k)  # calls per sequence (tbptt_mode=whole: one)
 
     def objective(model, xs, ys, state):
         outs, state = model.forward_all(xs, state)
@@ -272,6 +276,7 @@ def make_trainer(cfg: Config, model, objective=None, learner=None, log_path=None
     return Trainer(model, opt, objective, learner=learner, scheduler=lr_schedule(cfg, opt),
                    grad_clip=cfg.grad_clip or None,
                    tbptt=(cfg.tbptt_k or None) if learner is None else None,
+                   tbptt_mode=cfg.tbptt_mode,
                    evaluate=evaluate_fn, log_path=log_path,
                    loggers=() if log_path is None else loggers_for(cfg.log, log_path),
                    checkpoint_dir=checkpoint_dir, checkpoint_every=cfg.checkpoint_every,

@@ -83,14 +83,20 @@ def write_bptt_report(rd: RunDir, c: Config, metrics: Dict[str, float], history:
                   clip: Optional[Dict[str, Trained]] = None,
                   sparse: Sequence[Tuple[str, dict]] = ()) -> None:
     tables = []
+    other = "chunks" if c.tbptt_mode == "whole" else "whole"
     if table:
         tables.append(Table(
             "Full BPTT vs truncated BPTT",
-            ["K", "final NMSE", "rate (Hz)", "train wall (s)", "peak memory (MiB)"],
+            ["K", "final NMSE", "rate (Hz)", "train wall (s)",
+             f"peak memory, {c.tbptt_mode} (MiB)", f"peak memory, {other} (MiB)"],
             [[r["tbptt_k"] or "full", r["nmse"], r["firing_rate_hz"], r["train_seconds"],
-              r["peak_memory_mb"]] for r in table],
-            "Same config, seed and number of steps; only the chunk length K changes "
-            "(0 = full BPTT). Peak memory: torch allocator, one training step."))
+              r["peak_memory_mb"], r.get("peak_memory_other_mb", float("nan"))]
+             for r in table],
+            f"Same config, seed and number of steps; only the chunk length K changes "
+            f"(0 = full BPTT). Trained with tbptt_mode={c.tbptt_mode}; tbptt_mode={other} "
+            "gives the same gradient (whole: one pass, the gradient cut every K steps; "
+            "chunks: chunk by chunk, memory of one chunk). Peak memory: torch allocator, one "
+            "training step."))
     if clip:
         demo = ", ".join(f"{k}={v}" for k, v in DIVERGENCE_DEMO.items())
         tables.append(Table(
@@ -154,6 +160,7 @@ def online_figures(c: Config, trained: Trained, curves: Dict[str, List[dict]], m
 def write_online_report(rd: RunDir, c: Config, metrics, history, table, mem_rows, figures,
                         methods: str) -> None:
     tables = []
+    other = "chunks" if c.tbptt_mode == "whole" else "whole"
     if table:
         tables.append(Table(
             "Learning rules on the same budget",
