@@ -1,5 +1,9 @@
 """spikegrad: spiking neural networks trained with surrogate gradients."""
 
+from .kernels.allocator import tune_allocator as _tune_allocator
+
+_tune_allocator()  # large step buffers reused from the heap, not mapped afresh each step
+
 from . import (convert, data, decoders, functional, hardware, interop, learning, losses, nn,
                proxy, robust, surrogate, train, viz)
 from .functional import readout
