@@ -6,6 +6,7 @@ from .dendrite import (DendriteParams, DendriteState, dendrite_currents, dendrit
 from .leaky import LIParams, LIState, integrate, li_seq, li_step, lowpass
 from .linear import LINEAR_BACKENDS, event_linear, plan_event_linear
 from .lif import BACKENDS, RESET_MODES, LIFParams, LIFState, fire, lif_seq, lif_step, lif_trace, reset
+from .pooling import window_pool2d
 from .projected import projected_lif_seq, projected_recurrent_lif_seq
 from .readout import first_spike_time, membrane, spike_count
 from .refractory import RefractoryParams
@@ -24,5 +25,5 @@ __all__ = [
     "RefractoryParams", "DendriteParams", "DendriteState", "dendrite_currents", "dendrite_seq",
     "dendrite_step", "dendrite_trace", "LINEAR_BACKENDS", "event_linear", "plan_event_linear",
     "projected_lif_seq", "projected_recurrent_lif_seq",
-    "truncate_gradients", "cut_every", "run_in_chunks",
+    "truncate_gradients", "cut_every", "run_in_chunks", "window_pool2d",
 ]

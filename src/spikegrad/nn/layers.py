@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from .._validate import check_choice, check_int, check_tensor
 from ..functional.linear import LINEAR_BACKENDS as BACKENDS, event_linear
+from ..functional.pooling import window_pool2d
 
 
 def _fold(module_forward, xs: Tensor, rank: int, owner: nn.Module) -> Tensor:
@@ -104,9 +105,10 @@ class Linear(nn.Linear):
 _SHAPES = {4: "[T, B, C, L]", 5: "[T, B, C, H, W]"}
 
 
-def _time_folded(base: type, rank: int, doc: str) -> type:
+def _time_folded(base: type, rank: int, doc: str, inner=None) -> type:
     def forward(self, xs: Tensor) -> Tensor:
-        return _fold(super(cls, self).forward, xs, rank, self)
+        call = super(cls, self).forward if inner is None else lambda x: inner(self, x)
+        return _fold(call, xs, rank, self)
 
     forward.__doc__ = (
         f"``{base.__name__}.forward`` applied to every step at once.\n\n"
@@ -125,7 +127,17 @@ Conv2d = _time_folded(nn.Conv2d, 5, "``nn.Conv2d`` on ``[T, B, C, H, W]``, time 
 MaxPool1d = _time_folded(nn.MaxPool1d, 4, "``nn.MaxPool1d`` on ``[T, B, C, L]``.")
 MaxPool2d = _time_folded(nn.MaxPool2d, 5, "``nn.MaxPool2d`` on ``[T, B, C, H, W]``.")
 AvgPool1d = _time_folded(nn.AvgPool1d, 4, "``nn.AvgPool1d`` on ``[T, B, C, L]``.")
-AvgPool2d = _time_folded(nn.AvgPool2d, 5, "``nn.AvgPool2d`` on ``[T, B, C, H, W]``.")
+
+
+def _pool2d(layer: nn.AvgPool2d, x: Tensor) -> Tensor:
+    """``layer`` on ``x [N, C, H, W]``: the compiled window loops where they apply
+    (:mod:`spikegrad.kernels.pool`; bit-identical to torch's), else torch's op."""
+    y = window_pool2d(x, layer.kernel_size, layer.stride, layer.padding, layer.ceil_mode,
+                      layer.divisor_override)
+    return nn.AvgPool2d.forward(layer, x) if y is None else y
+
+
+AvgPool2d = _time_folded(nn.AvgPool2d, 5, "``nn.AvgPool2d`` on ``[T, B, C, H, W]``.", _pool2d)
 
 
 class SumPool1d(nn.AvgPool1d):
@@ -166,7 +178,7 @@ class SumPool2d(nn.AvgPool2d):
             ``[T, B, C, H_out, W_out]``, each output the sum of its ``kernel_size`` window
             (``divisor_override=1``), output sizes as :class:`torch.nn.AvgPool2d`'s.
         """
-        return _fold(lambda x: nn.AvgPool2d.forward(self, x), xs, 5, self)
+        return _fold(lambda x: _pool2d(self, x), xs, 5, self)
 
 
 class Flatten(nn.Module):
