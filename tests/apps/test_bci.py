@@ -233,9 +233,6 @@ def test_default_config_meets_the_issue_floors(tmp_path):
     # the frozen decoder stays below the adapting one after either disruption
     for kind in ("rotation", "dropout"):
         assert m[f"disruption_{kind}_frozen_post_r2"] < m[f"disruption_{kind}_eprop_post_r2"]
-    # met on seed 0 only: one online pass of e-prop reaches 0.93-0.95x of BPTT's R² (seeds
-    # 0-2, median 0.94)
-    assert m["eprop_over_bptt_r2"] >= 0.90
-    if m["eprop_over_bptt_r2"] < 0.95:
-        pytest.xfail(f"e-prop / BPTT R² = {m['eprop_over_bptt_r2']:.3f} < 0.95 (issue 20's "
-                     "floor; not met by one online pass on every seed)")
+    # one online pass, the readout at 0.3 of e-prop's rate: 0.955-0.957x of BPTT's R² on
+    # seeds 0-2 (deterministic, so seed 0's 0.957 is the number this test sees)
+    assert m["eprop_over_bptt_r2"] >= 0.95

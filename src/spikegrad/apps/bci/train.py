@@ -83,11 +83,13 @@ def eprop_groups(decoder: RSNNDecoder, lr: float, readout_frac: float) -> list:
     """Adam parameter groups of the e-prop pass: the input and recurrent weights at ``lr``,
     the readout (``W_out``, ``b_out``) at ``lr * readout_frac``.
 
-    Adam moves every weight by about ``lr`` per update whatever its gradient's size, and the
-    readout's 2 x 64 weights all move with the same error sign, so at one rate the readout
-    swings the output most. With symmetric feedback (``B = W_out^T``) those swings also
-    change the hidden neurons' learning signals from update to update; a slower readout
-    keeps them steadier. Measured: see ``eprop_readout_lr_frac`` in the config."""
+    Why a separate rate: Adam moves every weight by about ``lr`` per update whatever its
+    gradient's size, and the readout's weights all move with the sign of the same output
+    error, so at one rate the readout swings the output most from update to update; with
+    symmetric feedback (``B = W_out^T``) it also sets the hidden neurons' learning signals.
+    That is the reading; what was measured is the effect on one pass: on seeds 10-12 test
+    R² 0.759, 0.722, 0.772 at fraction 1; 0.775, 0.742, 0.784 at 0.3; 0.779, 0.740, 0.778
+    at 0.1; 0.775, 0.747, 0.770 at 0.03."""
     hidden = [p for layer in decoder.layers[:2] for p in layer.parameters()]
     readout = list(decoder.layers[2].parameters())
     return [{"params": hidden, "lr": lr}, {"params": readout, "lr": lr * readout_frac}]
