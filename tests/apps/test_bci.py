@@ -176,12 +176,36 @@ def test_eprop_learns_with_its_own_pseudo_derivative_and_decodes_the_same():
     assert not torch.allclose(grads[1.0]["w_in"], grads[10.0]["w_in"])
 
 
+@pytest.mark.parametrize("frac", [0.3, 1.0])
+def test_eprop_pass_moves_the_readout_at_its_fraction_of_the_rate(frac):
+    """One update of the e-prop pass (a training part of exactly update_every bins): Adam's
+    first step moves every weight with a non-zero gradient by lr * sign(g), so the readout
+    moves by lr_eprop * eprop_readout_lr_frac and the input and recurrent weights by
+    lr_eprop."""
+    from spikegrad.apps.bci.train import build_decoder, train_eprop
+    d = simulate_cortex(4.0, 24, seed=0)
+    c = app.validate(app.Config(**dict(TINY, eprop_readout_lr_frac=frac, lr_eprop=1e-3)))
+    counts, velocity = d.counts[:c.update_every], d.velocity[:c.update_every]
+    torch.manual_seed(0)
+    dec = build_decoder(c, d.counts, d.velocity)
+    before = {n: p.detach().clone() for n, p in dec.named_parameters()}
+    train_eprop(c, dec, counts, velocity, None, False, False)
+    for name, p in dec.named_parameters():
+        step = (p.detach() - before[name]).abs()
+        moved = step[step > 0]
+        want = c.lr_eprop * (frac if name.startswith("layers.2.") else 1.0)
+        assert moved.numel() > 0, name
+        # float32 weights near 1: a step of 1e-3 is resolved to about 1e-7 / 1e-3
+        assert torch.allclose(moved, torch.full_like(moved, want), rtol=1e-3), name
+
+
 @pytest.mark.parametrize("override, key", [
     ("data=mat", "data"), ("data=odoherty", "path"), ("disruption=flip", "disruption"),
     ("disruption=rotation,rotation", "disruption"),
     ("hidden=0", "hidden"), ("lr_bptt=0", "lr_bptt"), ("input_dropout=1", "input_dropout"),
     ("memory_minutes=1,x", "memory_minutes"), ("burn_in_ms=3000", "burn_in_ms"),
     ("tau_syn_ms=-1", "tau_syn_ms"), ("eprop_beta=0", "eprop_beta"),
+    ("eprop_readout_lr_frac=0", "eprop_readout_lr_frac"),
     ("adapt_boost=0.5", "adapt_boost"), ("adapt_threshold=1", "adapt_threshold"),
     ("adapt_fast_s=40", "adapt_fast_s")])
 def test_bad_config_values_raise_config_error_naming_the_key(override, key):
@@ -209,9 +233,6 @@ def test_default_config_meets_the_issue_floors(tmp_path):
     # the frozen decoder stays below the adapting one after either disruption
     for kind in ("rotation", "dropout"):
         assert m[f"disruption_{kind}_frozen_post_r2"] < m[f"disruption_{kind}_eprop_post_r2"]
-    # met on seed 0 only: one online pass of e-prop reaches 0.93-0.95x of BPTT's R² (seeds
-    # 0-2, median 0.94)
-    assert m["eprop_over_bptt_r2"] >= 0.90
-    if m["eprop_over_bptt_r2"] < 0.95:
-        pytest.xfail(f"e-prop / BPTT R² = {m['eprop_over_bptt_r2']:.3f} < 0.95 (issue 20's "
-                     "floor; not met by one online pass on every seed)")
+    # one online pass, the readout at 0.3 of e-prop's rate: 0.955-0.957x of BPTT's R² on
+    # seeds 0-2 (deterministic, so seed 0's 0.957 is the number this test sees)
+    assert m["eprop_over_bptt_r2"] >= 0.95

@@ -27,8 +27,10 @@ Methods, in the order they run:
    during training only; fast-sigmoid surrogate (slope 10).
 5. **Online streaming e-prop** (:class:`spikegrad.learning.StreamingEProp`, symmetric
    feedback), from the same initial weights: one pass over the training part in time order,
-   batch 1, Adam (``lr_eprop``, cosine decay over the pass) every ``update_every`` bins on
-   the gradient the eligibility traces accumulated since the last update; loss
+   batch 1, Adam (``lr_eprop`` for the input and recurrent weights, ``lr_eprop *
+   eprop_readout_lr_frac`` for the readout, cosine decay over the pass) every
+   ``update_every`` bins on the gradient the eligibility traces accumulated since the last
+   update; loss
    ``1/2 sum (y - y*)^2`` plus e-prop's rate regulariser (``eprop_reg``, towards
    ``target_rate_hz``, over each update window); the eligibility traces use the
    fast-sigmoid pseudo-derivative of slope ``eprop_beta`` (1: it spans the distance to

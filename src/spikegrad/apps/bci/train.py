@@ -18,7 +18,7 @@ from ...train.log import loggers_for
 from .config import Config
 
 __all__ = ["build_decoder", "train_bptt", "train_eprop", "StreamChunks", "StreamLearner",
-           "make_stream", "cosine"]
+           "make_stream", "cosine", "eprop_groups"]
 
 
 def build_decoder(c: Config, counts: Tensor, velocity: Tensor) -> RSNNDecoder:
@@ -77,6 +77,22 @@ def train_bptt(c: Config, decoder: RSNNDecoder, counts: Tensor, velocity: Tensor
                       checkpoint_dir=out, checkpoint_every=c.checkpoint_every,
                       keep_checkpoints=1, progress=progress)
     return trainer.fit(loader, epochs, resume="latest" if resume else None)
+
+
+def eprop_groups(decoder: RSNNDecoder, lr: float, readout_frac: float) -> list:
+    """Adam parameter groups of the e-prop pass: the input and recurrent weights at ``lr``,
+    the readout (``W_out``, ``b_out``) at ``lr * readout_frac``.
+
+    Why a separate rate: Adam moves every weight by about ``lr`` per update whatever its
+    gradient's size, and the readout's weights all move with the sign of the same output
+    error, so at one rate the readout swings the output most from update to update; with
+    symmetric feedback (``B = W_out^T``) it also sets the hidden neurons' learning signals.
+    That is the reading; what was measured is the effect on one pass: on seeds 10-12 test
+    R² 0.759, 0.722, 0.772 at fraction 1; 0.775, 0.742, 0.784 at 0.3; 0.779, 0.740, 0.778
+    at 0.1; 0.775, 0.747, 0.770 at 0.03."""
+    hidden = [p for layer in decoder.layers[:2] for p in layer.parameters()]
+    readout = list(decoder.layers[2].parameters())
+    return [{"params": hidden, "lr": lr}, {"params": readout, "lr": lr * readout_frac}]
 
 
 class StreamChunks:
@@ -145,13 +161,15 @@ class StreamLearner:
 def train_eprop(c: Config, decoder: RSNNDecoder, counts: Tensor, velocity: Tensor,
                 out: Optional[Path], resume: bool, progress) -> Tuple[list, StreamingEProp]:
     """One online e-prop pass over the training stream in time order (batch 1): Adam
-    (``lr_eprop``, cosine over the pass), an update every ``update_every`` bins."""
+    (``lr_eprop``, the readout at ``lr_eprop * eprop_readout_lr_frac``, cosine over the
+    pass), an update every ``update_every`` bins."""
     chunk = max(c.update_every, int(round(c.chunk_s * 1e3 / c.dt_ms)) // c.update_every
                 * c.update_every)
     loader = StreamChunks(decoder.centre(counts).float(), decoder.normalise(velocity).float(),
                           chunk)
     stream = make_stream(c, decoder)
-    opt = make_optimizer("adam", decoder.parameters(), lr=c.lr_eprop)
+    opt = make_optimizer("adam", eprop_groups(decoder, c.lr_eprop, c.eprop_readout_lr_frac),
+                         lr=c.lr_eprop)
     epochs = len(loader)
     warm = int(round(c.eprop_warmup_s / (chunk * c.dt_ms * 1e-3)))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine(epochs, c.lr_final_frac, warm))
