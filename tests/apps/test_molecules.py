@@ -30,7 +30,8 @@ TINY = dict(proxy_limit=50, pretrain_smiles=50, token_train=50, token_samples=20
 def test_tiny_run_end_to_end_and_the_cached_prior(tmp_path):
     res = app.run(app.Config(**TINY), tmp_path / "run")
     m = res.metrics
-    for key in ("gin_val_r2", "mlp_val_r2", "token_val_r2", "prior_validity",
+    for key in ("gin_val_r2", "mlp_val_r2", "token_val_r2_valid",
+                "token_validity_val_accuracy", "prior_validity",
                 "arm_a_validity", "arm_b_validity", "arm_a_oracle_calls", "arm_b_oracle_calls",
                 "pretrain_seconds", "wall_seconds", "prior_heldout_nll",
                 "spiking_prior_heldout_nll", "spiking_prior_validity"):
