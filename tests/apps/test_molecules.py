@@ -4,6 +4,7 @@ gradient reaching the generator, the oracle's call count, and config errors that
 key."""
 
 import json
+import math
 import sys
 
 import pytest
@@ -104,6 +105,10 @@ def test_oracle_counts_distinct_valid_molecules_and_charges_invalid_smiles():
     assert oracle.calls == 2
     oracle.score(["CCO", "CCCC"])
     assert oracle.calls == 2
+    # the best k distinct molecules scored by calls (not by score): benzene and ethanol
+    best = sorted([sa[0].item(), oracle(["c1ccccc1"])[0].item()])
+    assert oracle.best_mean(1) == best[0] and oracle.best_mean(2) == pytest.approx(sum(best) / 2)
+    assert math.isnan(oracle.best_mean(3))
 
 
 @pytest.mark.parametrize("key, value, words", [

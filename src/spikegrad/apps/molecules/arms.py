@@ -46,6 +46,12 @@ class Oracle:
             out.append(self.cache[can])
         return torch.tensor(out, dtype=torch.float32)
 
+    def best_mean(self, k: int) -> float:
+        """Mean SA of the ``k`` best distinct molecules scored so far (NaN below ``k``): the
+        best top-``k`` this oracle's user could have known of."""
+        best = sorted(self.cache.values())[:k]
+        return sum(best) / k if len(best) >= k else math.nan
+
     def score(self, smiles: Sequence[str]) -> Tensor:
         """Scores without counting (evaluation, never seen by a learner)."""
         return torch.tensor([self.invalid_sa if s is None else s

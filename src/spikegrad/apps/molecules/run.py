@@ -232,6 +232,9 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
                recorder("arm_a", lambda: oracle_a.calls))
     metrics["arm_a_seconds"] = time.perf_counter() - t0
     metrics["arm_a_oracle_calls"] = oracle_a.calls
+    # the best top-k among every molecule the arm's oracle scored (for arm A: its proxy's
+    # labels, MOSES molecules included): what the arm found, sampled again or not
+    metrics["arm_a_found_topk_sa"] = oracle_a.best_mean(c.top_k)
     if active.log:
         # how well the proxy ranked the agent's fresh samples just before it was refitted
         # on them: its quality where the agent actually is (the last refit, and the mean)
@@ -244,6 +247,7 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
                recorder("arm_b", lambda: oracle_b.calls))
     metrics["arm_b_seconds"] = time.perf_counter() - t0
     metrics["arm_b_oracle_calls"] = oracle_b.calls
+    metrics["arm_b_found_topk_sa"] = oracle_b.best_mean(c.top_k)
 
     for name, r in results.items():
         for key in ARM_KEYS:
