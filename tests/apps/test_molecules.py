@@ -4,6 +4,7 @@ gradient reaching the generator, the oracle's call count, and config errors that
 key."""
 
 import json
+import math
 import sys
 
 import pytest
@@ -30,7 +31,8 @@ TINY = dict(proxy_limit=50, pretrain_smiles=50, token_train=50, token_samples=20
 def test_tiny_run_end_to_end_and_the_cached_prior(tmp_path):
     res = app.run(app.Config(**TINY), tmp_path / "run")
     m = res.metrics
-    for key in ("gin_val_r2", "mlp_val_r2", "token_val_r2", "prior_validity",
+    for key in ("gin_val_r2", "mlp_val_r2", "token_val_r2_valid",
+                "token_validity_val_accuracy", "prior_validity",
                 "arm_a_validity", "arm_b_validity", "arm_a_oracle_calls", "arm_b_oracle_calls",
                 "pretrain_seconds", "wall_seconds", "prior_heldout_nll",
                 "spiking_prior_heldout_nll", "spiking_prior_validity"):
@@ -103,6 +105,10 @@ def test_oracle_counts_distinct_valid_molecules_and_charges_invalid_smiles():
     assert oracle.calls == 2
     oracle.score(["CCO", "CCCC"])
     assert oracle.calls == 2
+    # the best k distinct molecules scored by calls (not by score): benzene and ethanol
+    best = sorted([sa[0].item(), oracle(["c1ccccc1"])[0].item()])
+    assert oracle.best_mean(1) == best[0] and oracle.best_mean(2) == pytest.approx(sum(best) / 2)
+    assert math.isnan(oracle.best_mean(3))
 
 
 @pytest.mark.parametrize("key, value, words", [

@@ -14,10 +14,12 @@ from torch import Tensor, nn
 
 from ... import proxy
 from ...data import molecules as chem
-from .models import (FingerprintMLP, GINProxy, IndexedGraphs, SmilesGRU, SmilesModel,
-                     SpikingSmilesModel, TokenGRUProxy, TokenProxy)
+from .models import (FingerprintMLP, GINProxy, IndexedGraphs, Probability, SmilesGRU,
+                     SmilesModel, SpikingSmilesModel, TokenGRUProxy, TokenProxy,
+                     ValidityWeightedProxy)
 
-__all__ = ["Oracle", "fit_gin", "fit_mlp", "fit_token_proxy", "pretrain", "evaluate",
+__all__ = ["Oracle", "fit_gin", "fit_mlp", "fit_token_proxy", "build_token_proxy",
+           "train_token_proxy", "token_sa_net", "pretrain", "evaluate",
            "arm_a", "arm_b", "onehot", "sa_score_to_reward",
            "ActiveTokenProxy", "ReplayMemory"]
 
@@ -43,6 +45,12 @@ class Oracle:
                 self.calls += 1
             out.append(self.cache[can])
         return torch.tensor(out, dtype=torch.float32)
+
+    def best_mean(self, k: int) -> float:
+        """Mean SA of the ``k`` best distinct molecules scored so far (NaN below ``k``): the
+        best top-``k`` this oracle's user could have known of."""
+        best = sorted(self.cache.values())[:k]
+        return sum(best) / k if len(best) >= k else math.nan
 
     def score(self, smiles: Sequence[str]) -> Tensor:
         """Scores without counting (evaluation, never seen by a learner)."""
@@ -72,13 +80,66 @@ def onehot(seqs: Tensor, vocab_size: int) -> Tensor:
     return F.one_hot(seqs[:, 1:], vocab_size).float()
 
 
-def fit_token_proxy(seqs: Tensor, sa: Tensor, vocab_size: int, c, seed: int):
-    """Arm A's differentiable proxy, fitted to the oracle's ``sa`` of ``seqs``."""
+def token_sa_net(model: nn.Module) -> nn.Module:
+    """The part of a token proxy that scores valid molecules: the SA regressor of a
+    :class:`ValidityWeightedProxy`, or the single network itself."""
+    return model.sa if isinstance(model, ValidityWeightedProxy) else model
+
+
+def build_token_proxy(vocab_size: int, c, seed: int) -> nn.Module:
+    """Arm A's token proxy, untrained: with ``token_split`` a :class:`ValidityWeightedProxy`
+    of two ``token_arch`` networks (validity, SA; with SELFIES tokens the SA one alone),
+    else one network for every string."""
     torch.manual_seed(seed)
-    model = (TokenGRUProxy if c.token_arch == "gru" else TokenProxy)(vocab_size, c.token_hidden)
-    return proxy.fit_proxy(model, onehot(seqs, vocab_size), sa,
-                           val_fraction=c.val_fraction, epochs=c.token_epochs, lr=c.token_lr,
-                           batch_size=64, seed=seed, weight_decay=1e-4)
+    net = TokenGRUProxy if c.token_arch == "gru" else TokenProxy
+    if c.token_split:
+        # SELFIES strings decode to a molecule whatever the tokens: nothing to classify
+        validity = (None if c.tokens == "selfies" else
+                    Probability(net(vocab_size, c.token_hidden)))
+        return ValidityWeightedProxy(validity, net(vocab_size, c.token_hidden), c.invalid_sa)
+    return net(vocab_size, c.token_hidden)
+
+
+def train_token_proxy(model: nn.Module, seqs: Tensor, sa: Tensor, vocab_size: int, c,
+                      epochs: int, seed: int) -> Dict[str, float]:
+    """Train ``model`` (from :func:`build_token_proxy`, in place) ``epochs`` epochs on the
+    oracle's ``sa [N]`` of ``seqs [N, L]`` (``invalid_sa`` for a string that does not
+    parse), each part on its own held-out ``val_fraction`` split; returns its held-out
+    metrics: ``val_r2_valid`` and ``calibration_slope`` (SA of valid molecules), and
+    ``val_r2`` (every string, single network) or ``validity_val_accuracy`` and
+    ``validity_val_brier`` (the validity part)."""
+    x = onehot(seqs, vocab_size)
+    opts = dict(val_fraction=c.val_fraction, epochs=epochs, lr=c.token_lr, batch_size=64,
+                seed=seed, weight_decay=1e-4)
+    valid = sa != c.invalid_sa
+    if isinstance(model, ValidityWeightedProxy):
+        # the MSE of a probability against 0/1 outcomes is the Brier score, a proper scoring
+        # rule: its minimiser is the true probability that the string parses
+        sfit = proxy.fit_proxy(model.sa, x[valid], sa[valid], **opts)
+        out = {"val_r2_valid": sfit.val_r2, "calibration_slope": sfit.calibration.slope}
+        if model.validity is not None:
+            vfit = proxy.fit_proxy(model.validity, x, valid.float(), **opts)
+            hit = (vfit.val_pred > 0.5) == (vfit.val_target > 0.5)
+            out.update(validity_val_accuracy=hit.double().mean().item(),
+                       validity_val_brier=F.mse_loss(vfit.val_pred, vfit.val_target).item())
+        model.eval()
+        return out
+    fit = proxy.fit_proxy(model, x, sa, **opts)
+    # R² over every held-out string is dominated by the invalid ones (all at invalid_sa);
+    # the R² on the valid ones says how well it ranks molecules
+    ok = fit.val_target != c.invalid_sa
+    return {"val_r2": fit.val_r2, "calibration_slope": fit.calibration.slope,
+            "val_r2_valid": proxy.r2_score(fit.val_pred[ok], fit.val_target[ok])
+            if int(ok.sum()) >= 2 else math.nan}
+
+
+def fit_token_proxy(seqs: Tensor, sa: Tensor, vocab_size: int, c,
+                    seed: int) -> Tuple[nn.Module, Dict[str, float]]:
+    """Arm A's differentiable proxy fitted ``token_epochs`` epochs to the oracle's ``sa`` of
+    ``seqs``: ``(model in eval mode, held-out metrics of :func:`train_token_proxy`)``."""
+    model = build_token_proxy(vocab_size, c, seed)
+    metrics = train_token_proxy(model, seqs, sa, vocab_size, c, c.token_epochs, seed)
+    return model.eval(), metrics
 
 
 def pretrain(ids: Tensor, vocab_size: int, c, seed: int,
@@ -126,7 +187,8 @@ def evaluate(model: SmilesGRU, vocab, c, oracle: Oracle, token_proxy, reference:
     """Metrics of ``eval_samples`` samples (seeded): validity, uniqueness, novelty against
     ``reference`` (canonical SMILES), internal diversity, true SA of all valid samples and of
     the ``top_k`` best valid unique ones, and the token proxy's SA of the valid samples
-    (the proxy-vs-true gap). Oracle scores here are not counted as calls."""
+    (the proxy-vs-true gap; of a :class:`ValidityWeightedProxy`, its SA part). Oracle
+    scores here are not counted as calls."""
     seqs, _, _ = model.sample(c.eval_samples, c.max_len, torch.Generator().manual_seed(seed))
     smiles = decode(seqs, vocab)
     canon = [chem.canonical(s) for s in smiles]
@@ -137,7 +199,8 @@ def evaluate(model: SmilesGRU, vocab, c, oracle: Oracle, token_proxy, reference:
                     sa_mean=math.nan, topk_sa=math.nan, proxy_sa_mean=math.nan, gap=math.nan,
                     valid_sa=[], valid_proxy=[], top=[])
     true = oracle.score([canon[i] for i in valid])
-    pred = token_proxy(onehot(seqs[valid], len(vocab))) if token_proxy is not None else true
+    pred = (token_sa_net(token_proxy)(onehot(seqs[valid], len(vocab)))
+            if token_proxy is not None else true)
     best: Dict[str, float] = {}
     for i, sa in zip(valid, true.tolist()):
         best[canon[i]] = sa
@@ -172,7 +235,7 @@ class ActiveTokenProxy:
     valid new molecule is one call of ``oracle``, arm A's own).
 
     Args:
-        model: the fitted token proxy (:class:`TokenProxy` or :class:`TokenGRUProxy`).
+        model: the fitted token proxy (from :func:`fit_token_proxy`).
         seqs: ``[N, max_len + 2]`` the token ids it was fitted to (``<bos>`` first).
         sa: ``[N]`` their oracle SA (``invalid_sa`` for a SMILES that does not parse).
         vocab, oracle, c: the vocabulary, arm A's :class:`Oracle`, the app config.
@@ -200,15 +263,14 @@ class ActiveTokenProxy:
         sa = self.oracle(decode(seqs, self.vocab))
         valid = sa != c.invalid_sa
         with torch.no_grad():
-            pred = self.model(onehot(seqs, len(self.vocab)))
+            pred = token_sa_net(self.model)(onehot(seqs, len(self.vocab)))
         r2 = (proxy.r2_score(pred[valid], sa[valid])
               if int(valid.sum()) >= 2 and float(sa[valid].var()) > 0 else math.nan)
         self.seqs, self.sa = torch.cat([self.seqs, seqs]), torch.cat([self.sa, sa])
         for p in self.model.parameters():
             p.requires_grad_(True)
-        proxy.fit_proxy(self.model.train(), onehot(self.seqs, len(self.vocab)), self.sa,
-                        val_fraction=c.val_fraction, epochs=c.a_relabel_epochs, lr=c.token_lr,
-                        batch_size=64, seed=c.seed + step, weight_decay=1e-4)
+        train_token_proxy(self.model.train(), self.seqs, self.sa, len(self.vocab), c,
+                          c.a_relabel_epochs, c.seed + step)
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.model.eval()

@@ -62,6 +62,11 @@ class Config:
     #: the token proxy: cnn (two convolutions, a 9-token window) or gru (a bidirectional GRU
     #: over the whole string, which can see an unclosed ring or branch)
     token_arch: str = "gru"
+    #: the token proxy as two token_arch networks: a validity classifier on every string and
+    #: an SA regressor on the valid ones only, arm A minimising their expected oracle score
+    #: p * SA + (1 - p) * invalid_sa (tokens=selfies: the regressor alone, p = 1); False:
+    #: one regressor on every string
+    token_split: bool = True
     token_hidden: int = 64               # token proxy width
     token_epochs: int = 20               # token proxy training epochs (AdamW)
     token_lr: float = 1e-3               # token proxy learning rate

@@ -13,7 +13,8 @@ from torch import Tensor, nn
 from ...data.molecules import ATOM_FEATURES, BOND_FEATURES, MolGraph
 
 __all__ = ["require_pyg", "GINProxy", "IndexedGraphs", "FingerprintMLP", "TokenProxy",
-           "TokenGRUProxy",
+           "TokenGRUProxy", "ValidityWeightedProxy",
+           "Probability",
            "SmilesModel", "SmilesGRU", "SpikingSmilesModel"]
 
 
@@ -156,6 +157,46 @@ class TokenGRUProxy(nn.Module):
         total = h.sum(1)
         mean = total / live.sum(1).clamp_min(1.0)
         return self.head(torch.cat([total / 10, mean], 1)).squeeze(1)
+
+
+class ValidityWeightedProxy(nn.Module):
+    """A two-part token proxy: ``onehot [B, L, V] -> [B]``, the expected oracle score
+    ``p(x) * sa(x) + (1 - p(x)) * invalid_sa`` of a string ``x``, where ``validity(x)`` in
+    [0, 1] is the probability that the string parses and ``sa(x)`` the SA of the molecule it
+    would be.
+
+    One regressor fitted to every string (invalid ones at ``invalid_sa``) spends its fit on
+    the jump between parsable and unparsable strings and does not rank the valid molecules;
+    fitted on valid molecules only, ``sa`` does, and ``validity`` carries the rest.
+
+    Args:
+        validity: ``onehot [B, L, V] -> [B]`` probabilities (e.g. a token network followed
+            by a sigmoid); None: every string parses (``p = 1``, SELFIES).
+        sa: ``onehot [B, L, V] -> [B]`` SA of a valid molecule (1 easy .. 10 hard).
+        invalid_sa: the score the oracle charges a string that does not parse.
+    """
+
+    def __init__(self, validity: Optional[nn.Module], sa: nn.Module,
+                 invalid_sa: float = 10.0):
+        super().__init__()
+        self.validity, self.sa, self.invalid_sa = validity, sa, float(invalid_sa)
+
+    def forward(self, onehot: Tensor) -> Tensor:
+        if self.validity is None:
+            return self.sa(onehot)
+        p = self.validity(onehot)
+        return p * self.sa(onehot) + (1.0 - p) * self.invalid_sa
+
+
+class Probability(nn.Module):
+    """``net(x) -> sigmoid(net(x))``: a score network turned into a probability ``[B]``."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sigmoid(self.net(x))
 
 
 class SmilesModel(nn.Module):

@@ -27,6 +27,7 @@ def first_reaching(history: List[dict], arm: str, target: float) -> Optional[dic
 def tables(c: Config, metrics: Dict[str, float], history: List[dict]) -> List[Table]:
     m = metrics.get
     tok = f"token {c.token_arch.upper()}"
+    acc = m("token_validity_val_accuracy", math.nan)
     proxies = Table(
         "SA proxies on held-out molecules", ["proxy", "input", "held-out R²", "train R²",
                                               "calibration slope", "seconds"],
@@ -34,15 +35,23 @@ def tables(c: Config, metrics: Dict[str, float], history: List[dict]) -> List[Ta
           m("gin_calibration_slope"), m("gin_seconds")],
          ["MLP", "log(1 + Morgan counts)", m("mlp_val_r2"), m("mlp_train_r2"),
           m("mlp_calibration_slope"), m("mlp_seconds")],
-         [f"{tok} (arm A)", f"one-hot {c.tokens.upper()} tokens", m("token_val_r2"), None,
-          m("token_calibration_slope"), m("token_seconds")],
-         [f"{tok}, valid held-out only", "", m("token_val_r2_valid"), None, None, None],
+         *([[f"{tok} SA part (arm A)", f"one-hot {c.tokens.upper()} tokens, valid only",
+             m("token_val_r2_valid"), None, m("token_calibration_slope"),
+             m("token_seconds")],
+            *([[f"{tok} validity part", f"held-out accuracy {acc:.3f}", None, None, None,
+                None]] if not math.isnan(acc) else [])] if c.token_split else
+           [[f"{tok} (arm A)", f"one-hot {c.tokens.upper()} tokens", m("token_val_r2"), None,
+             m("token_calibration_slope"), m("token_seconds")],
+            [f"{tok}, valid held-out only", "", m("token_val_r2_valid"), None, None, None]]),
          [f"{tok} on arm A's fresh samples", "valid ones, mean over the refits",
           m("arm_a_fresh_r2_mean"), None, None, None]],
         f"GIN and MLP: the same split of {int(m('proxy_molecules', 0))} `{c.proxy_set}` "
         f"molecules, {c.val_fraction:.0%} held out. The {tok}: {c.token_train} MOSES "
         f"SMILES and {c.token_samples} prior samples (invalid ones at SA {c.invalid_sa:g}; "
-        "its own split); only it can take a generator's relaxed tokens. Fresh samples: "
+        "its own split); only it can take a generator's relaxed tokens. "
+        + ("Split: a validity classifier on every string and an SA regressor on the valid "
+           "ones; arm A follows p * SA + (1 - p) * invalid SA. " if c.token_split else "")
+        + "Fresh samples: "
         f"every {c.a_relabel_every} updates of arm A (0: never), {c.a_relabel} samples of the "
         "agent scored by the proxy before it is refitted on them: its quality where the "
         "agent is.")
