@@ -331,6 +331,23 @@ def _adjoint_row(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: i
 
 
 @functools.lru_cache(maxsize=None)
+def _cut_adjoints(has_syn: bool, adapt: bool, relative: bool):
+    """Zero the adjoint states of rows ``[lo, hi)`` (their first index): what truncated BPTT
+    in one pass does between the last step of a chunk and the first of the next."""
+
+    @numba.njit(inline="always")
+    def clear(gv, gi, ga, gq, lo, hi):
+        gv[lo:hi] = 0
+        if has_syn:
+            gi[lo:hi] = 0
+        if adapt:
+            ga[lo:hi] = 0
+        if relative:
+            gq[lo:hi] = 0
+    return clear
+
+
+@functools.lru_cache(maxsize=None)
 def _bwd_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: int, F,
                 adapt: bool = False, absolute: bool = False, relative: bool = False,
                 inplace: bool = False):
@@ -341,6 +358,7 @@ def _bwd_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: in
     current) what reaches ``i_t``; ``inplace``: as for :func:`_adjoint_row`."""
     row = _adjoint_row(spiking, reset, detach, has_syn, kind, F, adapt, absolute, relative,
                        recurrent=False, inplace=inplace)
+    clear = _cut_adjoints(has_syn, adapt, relative)
 
     @numba.njit(nogil=True, cache=True, error_model="numpy")
     def bwd(gys, u_all, th, vr, a, g, a_s, gv, gi, beta, phi_ext, gu_out, gi_out, ad_all, rho,
@@ -351,13 +369,7 @@ def _bwd_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: in
         T = u_all.shape[0]
         for t in range(T - 1, -1, -1):
             if cut > 0 and t < T - 1 and (t + 1) % cut == 0:
-                gv[lo:hi] = 0
-                if has_syn:
-                    gi[lo:hi] = 0
-                if adapt:
-                    ga[lo:hi] = 0
-                if relative:
-                    gq[lo:hi] = 0
+                clear(gv, gi, ga, gq, lo, hi)
             # back and g_in are not touched by the feed-forward row: gv stands in for both
             row(gys[t if gys.shape[0] > 1 else 0], gv, u_all[t], th, vr, a, g, a_s, gv,
                 gi, beta, phi_ext[t if spiking and kind == 0 else 0],
@@ -444,6 +456,7 @@ def _bwd_rec_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind
     :func:`_adjoint_row`."""
     row = _adjoint_row(spiking, reset, detach, has_syn, kind, F, adapt, absolute, relative,
                        recurrent=True, inplace=inplace)
+    clear = _cut_adjoints(has_syn, adapt, relative)
 
     @numba.njit(nogil=True, cache=True, error_model="numpy")
     def bwd(gys, u_all, w, th, vr, a, g, a_s, gv, gi, beta, phi_ext, gu_out, gi_out, g_in,
@@ -455,13 +468,7 @@ def _bwd_rec_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind
         for t in range(T - 1, -1, -1):
             if t < T - 1 and cut > 0 and (t + 1) % cut == 0:
                 back[:] = 0
-                gv[lo:hi] = 0
-                if has_syn:
-                    gi[lo:hi] = 0
-                if adapt:
-                    ga[lo:hi] = 0
-                if relative:
-                    gq[lo:hi] = 0
+                clear(gv, gi, ga, gq, lo, hi)
             elif t < T - 1:
                 # gradient reaching y_t through step t + 1's input (this slice's rows only)
                 back = np.dot(g_in[lo:hi], w)
