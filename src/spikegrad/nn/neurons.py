@@ -327,8 +327,8 @@ class ALIF(LIF):
             ``w_ref`` with time constant ``tau_ref`` after each spike (0 switches it off).
         learn_refractory: train per-neuron ``w_ref`` (softplus) and ``tau_ref``.
         backend: ``"auto"`` (the fused numba kernel where it applies: everywhere but
-            trained constants of a refractory ALIF; else the reference loop), ``"reference"`` or ``"numba"``
-            (raises ValueError where it does not apply); see
+            trained constants of a refractory ALIF; else the reference loop),
+            ``"reference"`` or ``"numba"`` (raises ValueError where it does not apply); see
             :mod:`spikegrad.functional.adaptation`. ``"torch"`` raises ValueError.
 
     Shapes: ``xs [T, B, *n] -> (zs [T, B, *n], ALIFState)``.

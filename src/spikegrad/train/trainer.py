@@ -180,13 +180,21 @@ class Trainer:
                                        grad_clip, tbptt, evaluate, checkpoint_every,
                                        keep_checkpoints, checkpoint_every_steps, nonfinite,
                                        tbptt_mode)
+        if tbptt is not None and tbptt_mode == "whole" and not any(
+                isinstance(m, StatefulModule) for m in model.modules()):
+            raise ValueError(
+                "tbptt_mode='whole' cuts the gradient inside spikegrad's stateful modules "
+                f"(spikegrad.nn.StatefulModule), and {type(model).__name__} contains none, so "
+                "nothing would be cut. Use tbptt_mode='chunks', or build the model's stateful "
+                "parts as StatefulModules.")
         # a job's backend follows where training happens: gloo on CPU, nccl on CUDA
         self._ranks = init_from_env(device if device is not None else
                                     next(model.parameters(), torch.empty(0)).device)
         self._ranks.check_same({
             "objective or learner": "learner" if learner is not None else "objective",
             "scheduler": scheduler is not None, "grad_clip": grad_clip, "tbptt": tbptt,
-            "tbptt_mode": tbptt_mode, "evaluate": evaluate is not None, "checkpoint_dir": checkpoint_dir is not None,
+            "tbptt_mode": tbptt_mode, "evaluate": evaluate is not None,
+            "checkpoint_dir": checkpoint_dir is not None,
             "checkpoint_every": checkpoint_every, "checkpoint_every_steps": checkpoint_every_steps,
             "nonfinite": nonfinite})
         self.device = self._ranks.device(None if device is None else torch.device(device))
@@ -205,13 +213,6 @@ class Trainer:
         self.grad_clip = grad_clip
         self.tbptt = tbptt
         self.tbptt_mode = tbptt_mode
-        if tbptt is not None and tbptt_mode == "whole" and not any(
-                isinstance(m, StatefulModule) for m in model.modules()):
-            raise ValueError(
-                "tbptt_mode='whole' cuts the gradient inside spikegrad's stateful modules "
-                f"(spikegrad.nn.StatefulModule), and {type(model).__name__} contains none, so "
-                "nothing would be cut. Use tbptt_mode='chunks', or build the model's stateful "
-                "parts as StatefulModules.")
         self.evaluate = evaluate
         self.log_path = None if log_path is None else Path(log_path)
         self.loggers = ([] if log_path is None else [JsonLinesLogger(log_path)]) + list(loggers)
