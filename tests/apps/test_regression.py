@@ -373,7 +373,7 @@ def test_task_presets_fill_unset_fields_only():
 def test_learn_neuron_trains_the_constants_on_the_fused_kernel(monkeypatch, neuron):
     from spikegrad.kernels import adaptive, leaky
     calls = []
-    for mod, name in ((adaptive, "_backward_trained"), (leaky, "constant_grads")):
+    for mod, name in ((adaptive, "trained_grads"), (leaky, "constant_grads")):
         real = getattr(mod, name)
         monkeypatch.setattr(mod, name, lambda *a, _r=real, **k: calls.append(1) or _r(*a, **k))
     cfg = tiny(neuron=neuron, learn_neuron=True)

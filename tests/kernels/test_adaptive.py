@@ -262,3 +262,18 @@ def test_inference_path_equals_the_training_path(rec):
     assert torch.equal(ys_inf, ys_train.detach()) and 0 < ys_inf.mean() < 1
     for a, b in ((inner_i.v, inner_t.v), (inner_i.a, inner_t.a), (inner_i.i, inner_t.i)):
         assert torch.equal(a, b.detach())
+
+
+def test_reverse_trace_is_the_trace_adjoint_and_checks_its_input():
+    from spikegrad.kernels.numba_leaky import reverse_trace
+    g = torch.Generator().manual_seed(0)
+    c = torch.randn(7, 2, 3, generator=g, dtype=torch.float64)
+    rho = torch.tensor([0.5, 0.9, 0.99], dtype=torch.float64)
+    end = torch.randn(2, 3, generator=g, dtype=torch.float64)
+    out = reverse_trace(c, rho, end)
+    want = [end]
+    for t in range(6, 0, -1):  # out_{t-1} = rho out_t + c_t
+        want.insert(0, rho * want[0] + c[t])
+    torch.testing.assert_close(out, torch.stack(want), rtol=0, atol=1e-14)
+    with pytest.raises(ValueError, match="g_end"):
+        reverse_trace(c, rho, end[:1])

@@ -123,9 +123,12 @@ def trained_grads(spec: Spec, k: Constants, need, gu_all, gi_all, gv_T, g_ad, u_
 
 
 def adaptive_backward(spec: Spec, k: Constants, need, g_ys, g_v, g_i, g_ad, g_q, u_all,
-                      ad_all, free_all, ys, w_rec, y0, has_q: bool):
+                      ad_all, free_all, ys, w_rec, y0, has_q: bool, need_trained=(),
+                      trained_saved=None):
     """The gradients named by :data:`GRAD_INPUTS` (None where ``need`` is False) from the
-    output gradients (None for none) and the saved sequences (``ys`` with recurrence)."""
+    output gradients (None for none) and the saved sequences (``ys`` with recurrence), then
+    those of :data:`TRAINED` where ``need_trained`` asks (no refractoriness; ``ys`` and
+    ``trained_saved = (i_all, xs, v0, i0)`` saved for them; see :func:`trained_grads`)."""
     from .numba_leaky import AdaptBack, backward_scan, backward_scan_rec
     need_xs, need_v0, need_i0, need_ad0, need_q0, need_w, need_y0 = need
 
@@ -151,8 +154,14 @@ def adaptive_backward(spec: Spec, k: Constants, need, g_ys, g_v, g_i, g_ad, g_q,
                                              else gu_all)
         g_w = recurrent_weight_grad(g_in, ys, y0) if w_rec is not None and need_w else None
         g_i0 = k.a_syn * gi_all[0] if spec.has_syn and need_i0 else None
+        consts = ()
+        if any(need_trained):
+            i_all, xs, v0, i0 = trained_saved
+            consts = trained_grads(spec, k, need_trained, gu_all, gi_all, zeros_if_none(g_v),
+                                   g_ad, u_all, ad_all, ys, i_all, xs, v0, i0, w_rec, y0)
+            consts = tuple(g if n else None for g, n in zip(consts, need_trained))
     return (g_in if need_xs else None, g_v0 if need_v0 else None, g_i0,
-            g_ad0 if need_ad0 else None, g_q0 if need_q0 else None, g_w, g_y0)
+            g_ad0 if need_ad0 else None, g_q0 if need_q0 else None, g_w, g_y0) + consts
 
 
 class AdaptiveSequence(ops.FusedFunction):
@@ -192,11 +201,11 @@ class AdaptiveSequence(ops.FusedFunction):
     def backward(ctx, g_ys, g_v, g_i, g_ad, _g_ref, g_q, _g_u, _g_ad_all, _g_free, _g_i_all):
         u_all, ad_all, free_all, ys, w_rec, y0, i_all, xs, v0, i0 = ctx.saved_tensors
         need_trained = ctx.needs_input_grad[10:]
-        if any(need_trained):
-            return (None, None, None) + _backward_trained(
-                ctx.spec, ctx.k, ctx.needs_input_grad[3:10], need_trained, g_ys, g_v,
-                g_i if ctx.spec.has_syn else None, g_ad, u_all, ad_all, ys, w_rec, y0, i_all,
-                xs, v0, i0)
+        if any(need_trained):  # not under torch.func (adaptive_sequence refuses it)
+            return (None, None, None) + adaptive_backward(
+                ctx.spec, ctx.k, ctx.needs_input_grad[3:10], g_ys, g_v,
+                g_i if ctx.spec.has_syn else None, g_ad, None, u_all, ad_all, None, ys, w_rec,
+                y0, False, need_trained, (i_all, xs, v0, i0))
         # under torch.func (vmap) the gradients may be batched: the operator loops over them
         backward = _backward_via_operator if ops.transformed() else adaptive_backward
         grads = backward(ctx.spec, ctx.k, ctx.needs_input_grad[3:10], g_ys, g_v,
@@ -207,38 +216,6 @@ class AdaptiveSequence(ops.FusedFunction):
     @staticmethod
     def vmap(info, in_dims, *args):
         return ops.vmap_by_loop(AdaptiveSequence.apply, info, in_dims, args)
-
-
-def _backward_trained(spec: Spec, k: Constants, need, need_trained, g_ys, g_v, g_i, g_ad,
-                      u_all, ad_all, ys, w_rec, y0, i_all, xs, v0, i0):
-    """:func:`adaptive_backward` plus the gradients of :data:`TRAINED` (no refractoriness:
-    the caller keeps trained constants of a refractory ALIF on the reference loop)."""
-    from .numba_leaky import AdaptBack, backward_scan, backward_scan_rec
-    zeros = lambda g: torch.zeros_like(u_all[0]) if g is None else g  # noqa: E731
-    g_ys = torch.zeros_like(u_all) if g_ys is None else g_ys
-    gv_T = zeros(g_v)
-    adapt = AdaptBack(ad_all, k.rho, k.beta, zeros(g_ad))
-    with torch.no_grad():
-        if w_rec is None:
-            gu_all, gi_all, g_ad0, g_v0, _ = backward_scan(
-                spec, g_ys, u_all, k.theta, k.v_reset, k.a_mem, k.a_syn, gv_T, g_i,
-                adapt=adapt)
-            g_in0 = None
-        else:
-            gu_all, gi_all, g_in0, g_ad0, g_v0, _ = backward_scan_rec(
-                spec, g_ys, u_all, k.theta, k.v_reset, k.a_mem, k.a_syn, gv_T, g_i, w_rec,
-                adapt=adapt)
-        need_xs, need_v0, need_i0, need_ad0, _, need_w, need_y0 = need
-        g_in = gi_all if spec.has_syn else (gu_all * (1.0 - k.a_mem) if spec.scale_input
-                                             else gu_all)
-        g_w = recurrent_weight_grad(g_in, ys, y0) if w_rec is not None and need_w else None
-        g_i0 = k.a_syn * gi_all[0] if spec.has_syn and need_i0 else None
-        g_y0 = g_in0 @ w_rec if g_in0 is not None and need_y0 else None
-        consts = trained_grads(spec, k, need_trained, gu_all, gi_all, gv_T, g_ad, u_all,
-                               ad_all, ys, i_all, xs, v0, i0, w_rec, y0)
-    return ((g_in if need_xs else None, g_v0 if need_v0 else None, g_i0,
-             g_ad0 if need_ad0 else None, None, g_w, g_y0)
-            + tuple(g if n else None for g, n in zip(consts, need_trained)))
 
 
 def adaptive_sequence(spec: Spec, k: Constants, xs: Tensor, v0: Tensor, i0: Optional[Tensor],
