@@ -103,7 +103,7 @@ def phi_builtin(kind: int, x: np.ndarray, b: float) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
-def _step(spiking: bool, reset: int, has_syn: bool, scale: bool, adapt: bool, absolute: bool,
+def neuron_step(spiking: bool, reset: int, has_syn: bool, scale: bool, adapt: bool, absolute: bool,
           relative: bool, F):
     """One neuron's forward step, shared by the feed-forward and recurrent loops (inlined, so
     the closure constants compile away). ``x`` is the step's total input current; states in,
@@ -160,7 +160,7 @@ def _step(spiking: bool, reset: int, has_syn: bool, scale: bool, adapt: bool, ab
 
 
 @functools.lru_cache(maxsize=None)
-def _adjoint(spiking: bool, reset: int, detach: bool, kind: int, F, adapt: bool,
+def neuron_adjoint(spiking: bool, reset: int, detach: bool, kind: int, F, adapt: bool,
              absolute: bool, relative: bool):
     """One neuron's adjoint step, shared by the feed-forward and recurrent loops (inlined).
     In: ``gy`` (the gradient reaching the output ``y_t`` from outside), the step's saved
@@ -226,13 +226,13 @@ def _fwd_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool, store_u: 
                 F=np.float64, inplace: bool = False):
     """The forward loop over ``xs [T, M]`` (time in order, a contiguous row of neurons per
     step), specialised to the model's options so that the inner loop is branch-free and LLVM
-    vectorises it; the step is :func:`_step`. ``store_u=False`` (spiking, no gradient wanted)
+    vectorises it; the step is :func:`neuron_step`. ``store_u=False`` (spiking, no gradient wanted)
     never writes the saved sequences ``u_out``, ``ad_out`` (the trace each step compared
     with) and ``free_out`` (1 where a step was free of the absolute refractory period).
     ``inplace`` (with ``store_u``): the membrane overwrites the input ``xs`` instead of going
     to ``u_out`` (passing ``xs`` as ``u_out`` would compute the same, but LLVM's run-time
     overlap check then sends every row to the scalar loop)."""
-    step = _step(spiking, reset, has_syn, scale, adapt, absolute, relative, F)
+    step = neuron_step(spiking, reset, has_syn, scale, adapt, absolute, relative, F)
     zero = F(0.0)
 
     @numba.njit(nogil=True, cache=True, error_model="numpy")
@@ -275,7 +275,7 @@ def _fwd_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool, store_u: 
 def _adjoint_row(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: int, F,
                  adapt: bool, absolute: bool, relative: bool, recurrent: bool,
                  inplace: bool = False):
-    """One step of the adjoint over a row of neurons ``[lo, hi)`` (:func:`_adjoint` per
+    """One step of the adjoint over a row of neurons ``[lo, hi)`` (:func:`neuron_adjoint` per
     element), for the feed-forward and the recurrent backward loops. ``recurrent``: ``back``
     (the gradient reaching the outputs through the next step's recurrent input) adds to
     ``gy``, and ``g_in`` receives the gradient of the step's input current; otherwise neither
@@ -290,7 +290,7 @@ def _adjoint_row(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: i
     ``gi_t``, what reaches the synaptic current) overwrites ``u`` and neither ``gu_o`` nor
     ``gi_o`` is written (passing ``u`` as ``gu_o`` would compute the same, but the overlap
     check sends the row to the scalar loop, as in :func:`_fwd_kernel`)."""
-    adjoint = _adjoint(spiking, reset, detach, kind, F, adapt, absolute, relative)
+    adjoint = neuron_adjoint(spiking, reset, detach, kind, F, adapt, absolute, relative)
     zero = F(0.0)
 
     @numba.njit(nogil=True, cache=True, error_model="numpy")
@@ -352,7 +352,7 @@ def _bwd_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: in
                 adapt: bool = False, absolute: bool = False, relative: bool = False,
                 inplace: bool = False):
     """The adjoint loop of :func:`_fwd_kernel` (time reversed), specialised the same way and
-    to the surrogate and float type ``F``; the step is :func:`_adjoint`. ``gv``, ``ga``,
+    to the surrogate and float type ``F``; the step is :func:`neuron_adjoint`. ``gv``, ``ga``,
     ``gq`` hold the adjoints of the final states in and of the initial states out; ``gu_out``
     gets the gradient of the membrane before the refractory clamp, ``gi_out`` (synaptic
     current) what reaches ``i_t``; ``inplace``: as for :func:`_adjoint_row`."""
@@ -384,13 +384,13 @@ def _fwd_rec_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool,
                     store_u: bool = True, adapt: bool = False, absolute: bool = False,
                     relative: bool = False, F=np.float64, inplace: bool = False):
     """Forward with recurrence: the input of step t is ``x_t + W y_{t-1}``; the step is
-    :func:`_step` as in :func:`_fwd_kernel` (parameters are rows ``[N]``, states ``[B, N]``,
+    :func:`neuron_step` as in :func:`_fwd_kernel` (parameters are rows ``[N]``, states ``[B, N]``,
     saved sequences ``[T, B, N]``). The recurrent input adds the rows of ``W^T`` of the
     neurons that spiked (event-driven: a spiking layer at rate p costs p of the dense
     product); a non-spiking neuron's nonzero outputs are used the same way. Each call runs
     the batch rows ``[lo, hi)`` (rows are independent: threads take slices). ``inplace``
     (spiking, with ``store_u``): the membrane overwrites ``xs``, as in :func:`_fwd_kernel`."""
-    step = _step(spiking, reset, has_syn, scale, adapt, absolute, relative, F)
+    step = neuron_step(spiking, reset, has_syn, scale, adapt, absolute, relative, F)
     zero = F(0.0)
 
     @numba.njit(nogil=True, cache=True, error_model="numpy")
@@ -449,7 +449,7 @@ def _fwd_rec_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool,
 def _bwd_rec_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: int, F,
                     adapt: bool = False, absolute: bool = False, relative: bool = False,
                     inplace: bool = False):
-    """Adjoint of :func:`_fwd_rec_kernel`, the step :func:`_adjoint` as in
+    """Adjoint of :func:`_fwd_rec_kernel`, the step :func:`neuron_adjoint` as in
     :func:`_bwd_kernel`. The product ``g_in_{t+1} W`` that carries the gradient back through
     the recurrence is dense; it runs as one BLAS call per step (``np.dot`` of
     ``[B, N] x [N, N]``) for the call's batch rows ``[lo, hi)``. ``inplace``: as for
@@ -527,7 +527,7 @@ def _number_row(value: float, n: int, dtype) -> np.ndarray:
     return np.full(n, value, dtype=dtype)
 
 
-def _row(t, shape, dtype) -> np.ndarray:
+def constant_row(t, shape, dtype) -> np.ndarray:
     """A parameter (float, 0-dim or per-neuron tensor) broadcast to ``shape`` and flattened:
     one value per neuron of a row ``[M]``."""
     # Fast paths first: this runs ~10 times per sequence call, and torch's small-op overhead
@@ -708,7 +708,7 @@ def _flat(t: Tensor, rows: int) -> np.ndarray:
 def _leak_rows(spec, shape, dtype, a_mem, a_syn, theta, v_reset) -> tuple:
     """The constant rows every leaky kernel takes, ``(a_mem, g, a_syn, theta, v_reset)``, with
     ``g = 1 - a_mem`` under ``scale_input`` (else 1) and zeros for what the model lacks."""
-    par = functools.partial(_row, shape=shape, dtype=dtype)
+    par = functools.partial(constant_row, shape=shape, dtype=dtype)
     return (par(a_mem), par((1.0 - a_mem) if spec.scale_input else 1.0),
             par(a_syn if spec.has_syn else 0.0), par(theta if spec.spiking else 0.0),
             par(v_reset if spec.spiking else 0.0))
@@ -742,7 +742,7 @@ def forward_scan(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset,
     v = v_T.numpy().reshape(-1)  # the kernel updates the states in place
     i = i_T.numpy().reshape(-1) if spec.has_syn else _dummy(dt, 1)
     rows = _leak_rows(spec, shape[1:], dt, a_mem, a_syn, theta, v_reset)
-    par = functools.partial(_row, shape=shape[1:], dtype=dt)
+    par = functools.partial(constant_row, shape=shape[1:], dtype=dt)
     fwd = _fwd_kernel(spec.spiking, _RESET[spec.reset], spec.has_syn, spec.scale_input,
                       store_u, adapt is not None, adapt is not None and adapt.n_ref > 0,
                       adapt is not None and adapt.q is not None, v.dtype.type)
@@ -797,7 +797,7 @@ def backward_scan(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, a_sy
           else np.zeros(M, dtype=gv.dtype))
     a_row, g_row, a_s_row, th_row, vr_row = _leak_rows(spec, shape[1:], dt, a_mem, a_syn,
                                                        theta, v_reset)
-    par = functools.partial(_row, shape=shape[1:], dtype=dt)
+    par = functools.partial(constant_row, shape=shape[1:], dtype=dt)
     F = gv.dtype.type
     bwd = _bwd_kernel(spec.spiking, _RESET[spec.reset], spec.detach_reset, spec.has_syn, kind,
                       F, adapt is not None, adapt is not None and adapt.free_all is not None,
@@ -832,7 +832,7 @@ class ChunkedLoop:
         if dtype not in _NP_DTYPE:
             raise guards.DtypeError(f"numba ChunkedLoop computes in float32 or float64, got "
                                     f"{dtype}")
-        par = functools.partial(_row, shape=self.row_shape, dtype=dtype)
+        par = functools.partial(constant_row, shape=self.row_shape, dtype=dtype)
         g = (1.0 - a_mem) if spec.scale_input else 1.0
         self.theta = theta
         self.pars = (par(a_mem), par(g), par(a_syn if spec.has_syn else 0.0),
@@ -950,7 +950,7 @@ def forward_scan_rec(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset, w_r
     fwd = _fwd_rec_kernel(spec.spiking, _RESET[spec.reset], spec.has_syn, spec.scale_input,
                           store_u, adapt is not None, adapt is not None and adapt.n_ref > 0,
                           adapt is not None and adapt.q is not None, F, inplace)
-    par = functools.partial(_row, shape=(N,), dtype=dt)
+    par = functools.partial(constant_row, shape=(N,), dtype=dt)
     extra, (ad_all, ad, free_all, ref, q) = _adapt_forward_args(
         adapt, lambda t: _state_copy(t, dt), lambda: torch.empty_like(x3), par, dt, store_u,
         rank=2)
@@ -1004,7 +1004,7 @@ def backward_scan_rec(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, 
                           kind, F, adapt is not None,
                           adapt is not None and adapt.free_all is not None,
                           adapt is not None and adapt.g_q is not None, inplace)
-    par = functools.partial(_row, shape=(N,), dtype=dt)
+    par = functools.partial(constant_row, shape=(N,), dtype=dt)
     extra, (ga, gq) = _adapt_backward_args(
         adapt, lambda t: _state_copy(t, dt),
         lambda t: t.detach().to(dt).contiguous().numpy(), par, dt, rank=2)
@@ -1041,6 +1041,6 @@ def reverse_trace(c: Tensor, rho, g_end: Tensor) -> Tensor:
     T = c.shape[0]
     c2 = _array(c, dt).reshape(T, -1)
     out = torch.empty(c.shape, dtype=dt)
-    _reverse_trace_kernel(c2, _row(rho, tuple(c.shape[1:]), dt),
+    _reverse_trace_kernel(c2, constant_row(rho, tuple(c.shape[1:]), dt),
                           _array(g_end, dt).reshape(-1), out.numpy().reshape(T, -1))
     return out

@@ -24,7 +24,7 @@ from torch import Tensor
 from . import ops
 from .parallel import run_split
 
-__all__ = ["window_pool2d"]
+__all__ = ["square_window", "window_pool2d"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -96,11 +96,9 @@ class _WindowPool(torch.autograd.Function):
         return gx, None, None
 
 
-def window_pool2d(x: Tensor, kernel_size, stride, padding, ceil_mode: bool,
-                  divisor: Optional[float]) -> Optional[Tensor]:
-    """``x [N, C, H, W]`` pooled over ``k x k`` windows with stride ``k``: each window's sum
-    over ``divisor`` (``k * k`` for the average, 1 for the sum), ``[N, C, H // k, W // k]``;
-    or None where this path does not apply (see the module docstring)."""
+def square_window(kernel_size, stride, padding, ceil_mode: bool) -> Optional[int]:
+    """``k`` for a ``k x k`` window with stride ``k``, no padding and floor mode (the windows
+    these loops cover), else None."""
     k = kernel_size if isinstance(kernel_size, int) else tuple(kernel_size)
     if isinstance(k, tuple):
         if len(k) != 2 or k[0] != k[1]:
@@ -109,7 +107,18 @@ def window_pool2d(x: Tensor, kernel_size, stride, padding, ceil_mode: bool,
     s = k if stride is None else stride
     s = s if isinstance(s, int) else (tuple(s)[0] if len(set(tuple(s))) == 1 else None)
     p = padding if isinstance(padding, int) else (0 if all(v == 0 for v in padding) else 1)
-    if s != k or p != 0 or ceil_mode or ops.compiling(x) or ops.transformed():
+    if s != k or p != 0 or ceil_mode:
+        return None
+    return k
+
+
+def window_pool2d(x: Tensor, kernel_size, stride, padding, ceil_mode: bool,
+                  divisor: Optional[float]) -> Optional[Tensor]:
+    """``x [N, C, H, W]`` pooled over ``k x k`` windows with stride ``k``: each window's sum
+    over ``divisor`` (``k * k`` for the average, 1 for the sum), ``[N, C, H // k, W // k]``;
+    or None where this path does not apply (see the module docstring)."""
+    k = square_window(kernel_size, stride, padding, ceil_mode)
+    if k is None or ops.compiling(x) or ops.transformed():
         return None
     if (x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64)
             or x.dim() != 4 or not x.is_contiguous() or x.shape[2] < k or x.shape[3] < k):

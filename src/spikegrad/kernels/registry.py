@@ -11,7 +11,8 @@ or the reason it cannot) and provides its forward and adjoint recursions. ``func
   back silently).
 
 A call is described by :class:`Call`: the model (``"leaky"`` for LIF/IF/LI, ``"alif"``,
-``"dendrite"``, ``"projected_lif"`` for a ``Linear -> LIF`` pair), the input sequence,
+``"dendrite"``, ``"projected_lif"`` for a ``Linear -> LIF`` pair, ``"norm_lif_pool"`` for a
+conv block's ``norm -> LIF -> pool`` tail), the input sequence,
 whether a recurrent weight is part of it, and which neuron constants need a gradient.
 """
 
@@ -30,7 +31,8 @@ AUTO_ORDER = {"cpu": ("numba", "torch"), "cuda": ("triton", "torch")}
 DEFAULT_ORDER = ("torch",)
 
 MODEL_NAMES = {"leaky": "LIF/IF/LI sequence", "alif": "ALIF", "dendrite": "dendritic neuron",
-               "projected_lif": "Linear -> LIF pair", "step": "recurrent step function"}
+               "projected_lif": "Linear -> LIF pair", "step": "recurrent step function",
+               "norm_lif_pool": "batch norm -> LIF -> pooling block"}
 
 
 class Call(NamedTuple):
@@ -125,7 +127,7 @@ class TorchBackend(Backend):
 
 
 class NumbaBackend(Backend):
-    name, models = "numba", ("leaky", "alif", "projected_lif")
+    name, models = "numba", ("leaky", "alif", "projected_lif", "norm_lif_pool")
 
     def _supports(self, call: Call) -> Optional[Unsupported]:
         if not numba_available():
@@ -144,6 +146,13 @@ class NumbaBackend(Backend):
                 return Unsupported("under torch.func the two layers run one by one")
             if guards.autocast_on(xs):  # the unfused pair, whose Linear autocasts
                 return Unsupported("under autocast the Linear layer casts its own output")
+        if call.model == "norm_lif_pool":
+            if xs.dim() != 5:
+                return Unsupported("the block runs on [T, B, C, H, W] conv outputs")
+            if ops.transformed() or ops.compiling(xs):  # no vmap rule, no registered operator
+                return Unsupported("under torch.func or torch.compile the layers run one by one")
+            if guards.autocast_on(xs):
+                return Unsupported("under autocast batch norm computes in float32 itself")
         return _trained(call)
 
     def leaky_forward(self, spec, xs, v0, i0, a_mem, a_syn, theta, v_reset, w_rec, y0,

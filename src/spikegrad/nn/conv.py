@@ -20,13 +20,16 @@ import torch
 from torch import Tensor, nn
 
 from .._validate import check_choice, check_int, check_tensor
+from ..functional import LIFState
+from ..functional.conv_block import NormParams, norm_lif_pool_seq
+from ..functional.pooling import square_window
 from . import layers as _layers
-from .neurons import LIF
+from .neurons import IF, LIF
 from .norm import PerStepBatchNorm, ThresholdBatchNorm
 
 __all__ = ["Conv1d", "Conv2d", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "SumPool1d",
            "SumPool2d", "ConvBlock", "conv_output_size", "spiking_conv", "fan_out", "dense_macs",
-           "synaptic_ops", "NORMS", "POOLS"]
+           "synaptic_ops", "fused_tail", "NORMS", "POOLS"]
 
 NORMS = ("none", "threshold", "per_step")
 POOLS = ("none", "max", "avg", "sum")
@@ -214,6 +217,32 @@ def spiking_conv(in_shape: Sequence[int], out_channels: int, kernel_size: IntOrT
         layers.append(cls(pool_size))
         shape = (out_channels, *conv_output_size(size, pool_size, pool_size))
     return ConvBlock(layers, shape)
+
+
+def fused_tail(norm: nn.Module, neuron: nn.Module, pool: nn.Module, xs: Tensor,
+               state: Optional[LIFState]) -> Optional[Tuple[Tensor, LIFState]]:
+    """``pool(neuron(norm(xs), state))`` in one fused call
+    (:mod:`spikegrad.kernels.conv_block`): ``(pooled spikes, neuron state)``, or None where it
+    does not apply; then run the three layers. Applies to a :class:`ThresholdBatchNorm`, an
+    :class:`LIF` or :class:`IF` and an :class:`AvgPool2d` or :class:`SumPool2d` over
+    ``k x k`` windows of stride ``k`` (plus what
+    :func:`spikegrad.functional.conv_block.norm_lif_pool_seq` asks)."""
+    if type(norm) is not ThresholdBatchNorm or type(neuron) not in (LIF, IF):
+        return None
+    if not isinstance(pool, (_layers.AvgPool2d, _layers.SumPool2d)):
+        return None
+    if not (isinstance(xs, Tensor) and xs.dim() == 5 and tuple(xs.shape[2:]) == neuron.features
+            and xs.shape[2] == norm.num_features):
+        return None
+    k = square_window(pool.kernel_size, pool.stride, pool.padding, pool.ceil_mode)
+    if k is None:
+        return None
+    divisor = k * k if pool.divisor_override is None else pool.divisor_override
+    # as F.batch_norm: the running statistics are updated where the batch's are used
+    p = NormParams(norm.weight, norm.bias, norm.running_mean, norm.running_var,
+                   norm._use_batch_stats(), norm.eps, norm.momentum, norm.alpha * norm.threshold)
+    state = neuron._start(state, xs.new_zeros(xs.shape[1], *neuron.features))
+    return norm_lif_pool_seq(xs, p, state, neuron.params(), k, divisor, neuron.backend)
 
 
 # --- operation counts ------------------------------------------------------------------------

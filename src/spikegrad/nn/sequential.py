@@ -36,6 +36,11 @@ class Sequential(StatefulModule):
     Pairs with a forward or backward hook on either module, trained neuron constants, an
     initial state that needs a gradient or a backend other than auto/numba run one by one.
 
+    The tail of a spiking conv block, :class:`ThresholdBatchNorm` -> :class:`LIF` ->
+    :class:`AvgPool2d` / :class:`SumPool2d`, runs fused the same way
+    (:mod:`spikegrad.kernels.conv_block`; see :func:`spikegrad.nn.conv.fused_tail` for where
+    it applies): the normalised currents, spikes and membrane are never written.
+
     ``recompute`` trades time for memory further, like activation checkpointing: the fraction
     of the sequence (at the end, in whole chunks of time steps) whose membrane is not kept but
     recomputed in backward from saved chunk start states; ``True`` is 1 (no ``[T, B, N]``
@@ -91,6 +96,13 @@ class Sequential(StatefulModule):
         while i < len(self.layers):
             layer, s = self.layers[i], state[i]
             nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
+            if i + 2 < len(self.layers):
+                out = self._fused_tail(i, xs, state[i + 1])
+                if out is not None:
+                    xs, s_next = out
+                    new_state += [None, s_next, None]
+                    i += 3
+                    continue
             keep = self._fusion(layer, nxt, xs)
             if keep is not None:
                 out = nxt.forward_projected(xs, layer.weight, layer.bias, state[i + 1],
@@ -107,6 +119,15 @@ class Sequential(StatefulModule):
             new_state.append(s)
             i += 1
         return xs, tuple(new_state)
+
+    def _fused_tail(self, i: int, xs, state):
+        """Layers ``i .. i + 2`` as a fused ``norm -> LIF -> pool`` conv-block tail
+        (:func:`spikegrad.nn.conv.fused_tail`), or None to run them one by one."""
+        from .conv import fused_tail
+        trio = tuple(self.layers[i:i + 3])
+        if any(_hooked(m) for layer in trio for m in layer.modules()):
+            return None
+        return fused_tail(*trio, xs, state)
 
     def _fusion(self, layer, nxt, xs) -> Optional[float]:
         """The fraction of the sequence whose membrane the fused pair ``layer -> nxt`` keeps,
