@@ -119,9 +119,9 @@ def _kernels(reset: int, detach: bool, kind: int, scale: bool, F, k: int):
     def pool_row(z, W, quotient, rows, out):
         """``z [H * W]`` spikes summed over ``k x k`` windows into ``out [Ho, Wo]``: first
         the window rows added column by column into ``rows [Wo * k]``, then each window's
-        ``k`` columns; the count ``s`` becomes ``quotient[s]`` (``s / divisor``, looked up:
-        a division per window cost as much as the neurons' step). Sums of 0s and 1s are exact
-        in any order, so the result is torch's to the bit."""
+        ``k`` columns; the count ``s`` becomes ``quotient[s]`` (``s / divisor`` in the
+        output's type, looked up rather than divided per window). Sums of 0s and 1s are
+        exact in any order, so the result is torch's to the bit."""
         # unsigned indices throughout: numba then drops the negative-index wraparound, which
         # blocks vectorisation; slices are avoided (a slice copy checks for overlap)
         Ho, Wo = out.shape
