@@ -46,7 +46,7 @@ def test_all_dendritic_parameters_match_finite_differences(relaxed):
                            surrogate_dend=surr, scale_input=True,
                            soma=LIFParams(decay_mem=0.8, threshold=1.0, surrogate=surr,
                                           detach_reset=False))
-        zs, s = dendrite_seq(x, None, p)
+        zs, s = dendrite_seq(x, None, p, backend="reference")  # the relaxed step's loop
         return (zs * w).sum() + s.d.pow(2).sum()
 
     a_d = torch.tensor([[0.3, 0.9]] * 3, dtype=F64, requires_grad=True)
@@ -111,7 +111,76 @@ def test_alif_soma_and_errors():
     assert z.shape == (2, 3) and s.soma.a.shape == (2, 3)
     with pytest.raises(TypeError, match="soma must be LIFParams or ALIFParams"):
         dendrite_seq(torch.rand(5, 2, 3, 4), None, DendriteParams(soma=None))
-    with pytest.raises(ValueError, match="no fused kernel"):
-        dendrite_seq(torch.rand(5, 2, 3, 4), None, DendriteParams(), backend="numba")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        dendrite_seq(torch.rand(5, 2, 3, 4), None, DendriteParams(), backend="cuda")
     with pytest.raises(ValueError, match="state.d"):
         dendrite_seq(torch.rand(5, 2, 3, 4), DendriteState(torch.zeros(2, 3, 5), None))
+
+
+def _parity_case(soma: str, g):
+    N, K = 4, 3
+    a_d = (torch.rand(N, K, generator=g, dtype=F64) * 0.5 + 0.45).requires_grad_()
+    c = torch.randn(N, K, generator=g, dtype=F64).requires_grad_()
+    gp = (torch.rand(N, K, generator=g, dtype=F64) * 0.3).requires_grad_()
+    lif = LIFParams(decay_mem=0.9, threshold=1.0, detach_reset=False)
+    soma_p = lif if soma == "lif" else ALIFParams(lif=lif, decay_adapt=0.95, beta_adapt=0.3)
+    p = DendriteParams(decay_dend=a_d, threshold_dend=0.7, coupling=c, passive=gp,
+                       scale_input=True, soma=soma_p)
+    return p, (a_d, c, gp)
+
+
+@pytest.mark.parametrize("soma", ["lif", "alif"])
+@pytest.mark.parametrize("backend", ["numba", "torch", "auto"])
+def test_fused_stages_equal_the_reference_loop(soma, backend):
+    """The branches, currents and soma as whole-sequence stages: the same spikes and states,
+    and the same gradients (inputs, trained branch constants, the initial state) to rounding."""
+    from spikegrad.kernels.registry import numba_available
+    if backend == "numba" and not numba_available():
+        pytest.skip("numba not installed")
+    if backend == "torch" and soma == "alif":
+        with pytest.raises(ValueError, match="ALIF has no fused path"):
+            dendrite_seq(torch.rand(3, 2, 4, 3, dtype=F64), None,
+                         _parity_case(soma, torch.Generator().manual_seed(0))[0], "torch")
+        return
+    g = torch.Generator().manual_seed(7)
+    T, B, N, K = 25, 3, 4, 3
+    xs = torch.randn(T, B, N, K, generator=g, dtype=F64) * 0.8 + 0.3
+    d0 = torch.rand(B, N, K, generator=g, dtype=F64)
+    p, consts = _parity_case(soma, g)
+    weights = torch.rand(T, B, N, generator=g, dtype=F64)
+    out = {}
+    for be in ("reference", backend):
+        x, d = xs.clone().requires_grad_(), d0.clone().requires_grad_()
+        state = sg.functional.dendrite.initial_state(xs[0], p)._replace(d=d)
+        zs, st = dendrite_seq(x, state, p, backend=be)
+        loss = (zs * weights).sum() + st.d.square().sum() + st.soma.v.sum()
+        leaves = [x, *consts, d]
+        out[be] = (zs.detach(), st.d.detach(), st.soma.v.detach(),
+                   torch.autograd.grad(loss, leaves))
+    ref, got = out["reference"], out[backend]
+    assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
+    torch.testing.assert_close(got[2], ref[2], rtol=0, atol=1e-13)
+    for a, b in zip(got[3], ref[3]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-11)
+
+
+def test_fused_stages_are_taken_and_cut_like_the_loop(monkeypatch):
+    """``auto`` runs the branches as one LI sequence; under truncated BPTT the stages cut their
+    own states, with the reference loop's gradient."""
+    from spikegrad.functional import leaky
+    calls = []
+    real = leaky.li_seq
+    monkeypatch.setattr(leaky, "li_seq", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    g = torch.Generator().manual_seed(8)
+    xs = torch.randn(20, 2, 4, 3, generator=g, dtype=F64) + 0.3
+    p, consts = _parity_case("lif", g)
+    grads = {}
+    for be in ("reference", "auto"):
+        x = xs.clone().requires_grad_()
+        with sg.functional.truncate_gradients(6):
+            zs, _ = dendrite_seq(x, None, p, backend=be)
+        grads[be] = torch.autograd.grad((zs * torch.arange(20.0, dtype=F64)[:, None, None]).sum(),
+                                        [x, *consts])
+    assert len(calls) == 1
+    for a, b in zip(grads["auto"], grads["reference"]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-11)

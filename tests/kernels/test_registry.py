@@ -50,7 +50,6 @@ def test_alif_with_trained_constants_runs_the_reference_loop_under_auto_only():
 
 @pytest.mark.parametrize("model, backend, match", [
     ("alif", "torch", "ALIF has no fused path of that kind"),
-    ("dendrite", "numba", "dendritic neuron has no fused kernel"),
     ("step", "torch", "recurrent step function has no fused kernel"),
 ])
 def test_models_without_a_kernel_of_that_kind_raise_before_any_input(model, backend, match):
@@ -58,7 +57,12 @@ def test_models_without_a_kernel_of_that_kind_raise_before_any_input(model, back
         registry.check_model(backend, model)
     with pytest.raises(ValueError, match=match):
         registry.choose(backend, Call(model, CPU))
-    assert registry.choose("auto", Call("dendrite", CPU)) == "reference"
+    assert registry.choose("auto", Call("step", CPU)) == "reference"
+
+
+def test_dendrites_run_fused_stages_wherever_the_leaky_kernels_run():
+    assert registry.choose("auto", Call("dendrite", CPU)) == ("numba" if NUMBA else "torch")
+    assert registry.choose("torch", Call("dendrite", CPU)) == "torch"
 
 
 def test_an_unknown_backend_name_is_refused():

@@ -50,7 +50,8 @@ def test_detach_dend_removes_the_input_gradient_without_passive_coupling():
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(branches=0), "branches"), (dict(tau_dend=(1e-3,)), "tau_dend"),
-    (dict(threshold_dend=-1.0), "threshold_dend"), (dict(backend="numba"), "no fused kernel"),
+    (dict(threshold_dend=-1.0), "threshold_dend"), (dict(backend="cuda"), "backend must be"),
+    (dict(backend="numba", recurrent=True), "runs the reference loop"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

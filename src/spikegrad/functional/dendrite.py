@@ -35,7 +35,7 @@ from .._validate import (ParamCheck, check_decay, check_sequence, check_state_li
 from ..kernels import registry
 from ..kernels.registry import Call
 from ..surrogate import Surrogate, spike
-from . import adaptation, lif
+from . import adaptation, leaky, lif
 from .leaky import Scalar
 from .scan import scan, scan_trace
 
@@ -154,10 +154,35 @@ def dendrite_step(x: Tensor, state: Optional[DendriteState], p: DendriteParams =
 def dendrite_seq(xs: Tensor, state: Optional[DendriteState] = None,
                  p: DendriteParams = DendriteParams(), backend: str = "auto"
                  ) -> Tuple[Tensor, DendriteState]:
-    """``xs [T, B, N, K] -> (zs [T, B, N], state)``; reference loop (fused backends raise)."""
+    """``xs [T, B, N, K] -> (zs [T, B, N], state)``.
+
+    ``backend="reference"`` runs :func:`scan` over the step. Any other runs the sequence in
+    three whole-sequence stages, since neither stage reads a later one within a step (the
+    soma does not feed back into the branches): the branches are leaky integrators without
+    reset (:func:`~spikegrad.functional.li_seq` over ``[T, B, N, K]``), their currents one
+    elementwise expression over all steps (:func:`dendrite_currents`), and the soma an
+    ordinary LIF/ALIF sequence (:func:`~spikegrad.functional.lif_seq` /
+    :func:`~spikegrad.functional.alif_seq`). The integrators and the soma then run their
+    fused kernels (``backend`` is passed on: ``"auto"`` picks each stage's own), and trained
+    branch or soma constants, initial states and truncated BPTT are handled by those stages.
+    The arithmetic per element is the step's, in its order, so the result equals the
+    reference loop (tests: states and spikes, and gradients to float rounding)."""
     check_sequence(xs, "xs")
-    registry.choose(backend, Call("dendrite", xs))  # reference loop; fused backends raise
-    return scan(_dendrite_step, xs, prepare_state(xs[0], state, p), p)
+    if registry.choose(backend, Call("dendrite", xs)) == "reference":
+        return scan(_dendrite_step, xs, prepare_state(xs[0], state, p), p)
+    alif = isinstance(p.soma, adaptation.ALIFParams)
+    if alif:  # before any stage runs: an explicit backend without an ALIF kernel
+        adaptation.check_backend(backend)
+    st = prepare_state(xs[0], state, p)
+    ds, branches = leaky.li_seq(xs, leaky.LIState(st.d, None),
+                                leaky.LIParams(decay_mem=p.decay_dend, scale_input=p.scale_input),
+                                backend=backend)
+    _, current = dendrite_currents(ds, p)
+    if alif:
+        zs, soma = adaptation.alif_seq(current, st.soma, p.soma, backend=backend)
+    else:
+        zs, soma = lif.lif_seq(current, st.soma, p.soma, backend=backend)
+    return zs, DendriteState(branches.v, soma)
 
 
 def dendrite_trace(xs: Tensor, state: Optional[DendriteState] = None,

@@ -112,7 +112,7 @@ class Backend:
 
 
 class TorchBackend(Backend):
-    name, models = "torch", ("leaky",)
+    name, models = "torch", ("leaky", "dendrite")
 
     def leaky_forward(self, spec, xs, v0, i0, a_mem, a_syn, theta, v_reset, w_rec, y0,
                       store_u=True):
@@ -127,7 +127,7 @@ class TorchBackend(Backend):
 
 
 class NumbaBackend(Backend):
-    name, models = "numba", ("leaky", "alif", "projected_lif", "norm_lif_pool")
+    name, models = "numba", ("leaky", "alif", "projected_lif", "norm_lif_pool", "dendrite")
 
     def _supports(self, call: Call) -> Optional[Unsupported]:
         if not numba_available():
@@ -136,7 +136,7 @@ class NumbaBackend(Backend):
         if xs.device.type != "cpu":
             return Unsupported(f"it runs on the CPU, but xs is on {xs.device}")
         bad = _kernel_dtype(xs)
-        if bad is not None or call.model == "leaky":
+        if bad is not None or call.model in ("leaky", "dendrite"):
             return bad
         if call.model == "projected_lif":
             w = call.weight
@@ -177,7 +177,7 @@ class NumbaBackend(Backend):
 
 
 class TritonBackend(Backend):
-    name, models = "triton", ("leaky",)
+    name, models = "triton", ("leaky", "dendrite")
 
     def _supports(self, call: Call) -> Optional[Unsupported]:
         if not triton_available():

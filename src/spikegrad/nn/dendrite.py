@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from .. import functional as F
 from .. import surrogate as _surrogate
-from .._validate import check_int, check_positive, check_real, check_sequence
+from .._validate import check_choice, check_int, check_positive, check_real, check_sequence
 from .base import StatefulModule
 from .neurons import LIF
 
@@ -70,7 +70,9 @@ class DendriticLIF(StatefulModule):
             (``W_rec [N*K, N]``, one step delay; :class:`spikegrad.nn.Recurrent` needs equal
             input and output sizes, which a dendritic layer does not have).
         **soma: keyword arguments of the soma :class:`LIF` (``tau_mem``, ``threshold``,
-            ``reset``, ``learn_threshold``, ...).
+            ``reset``, ``learn_threshold``, ...). Its ``backend`` is the layer's: other than
+            ``"reference"``, a feed-forward layer runs its branches and soma as whole-sequence
+            fused stages (:func:`spikegrad.functional.dendrite_seq`).
 
     Shapes: ``xs [T, B, N*K]`` (branch-major per neuron: neuron ``j``'s branches are
     ``xs[..., j*K:(j+1)*K]``, e.g. straight from ``Linear(n_in, N*K)``) ``-> (zs [T, B, N],
@@ -94,10 +96,11 @@ class DendriticLIF(StatefulModule):
                  recurrent: bool = False, init_gain: float = 1.0, **soma):
         super().__init__()
         check_int(branches, "branches")
-        if soma.get("backend", "auto") not in ("auto", "reference"):
-            raise ValueError(f"backend={soma['backend']!r}: the dendritic neuron has no fused "
-                             "kernel; use backend='auto' or 'reference'")
-        soma["backend"] = "auto"
+        backend = check_choice(soma.get("backend", "auto"), "backend", F.BACKENDS)
+        if recurrent and backend not in ("auto", "reference"):
+            raise ValueError(f"backend={backend!r}: a recurrent dendritic layer runs the "
+                             "reference loop (its soma feeds its branches within a step); "
+                             "use backend='auto' or 'reference'")
         self.soma = LIF(n, dt=dt, **soma)
         if len(self.soma.features) != 1:
             raise ValueError(f"n must be an int (number of neurons), got {n!r}")
@@ -114,7 +117,7 @@ class DendriticLIF(StatefulModule):
         self.surrogate_dend = _surrogate.get(surrogate_dend, beta_dend)
         self.detach_dend = bool(detach_dend)
         self.scale_input = bool(scale_input)
-        self.backend = "reference"
+        self.backend = backend
         self.weight = None
         init_gain = float(check_real(init_gain, "init_gain", low=0.0))
         if recurrent:
@@ -152,7 +155,7 @@ class DendriticLIF(StatefulModule):
         xs = self._check(xs).unflatten(-1, (self.n, self.branches))  # [T, B, N, K]
         p = self.params()
         if self.weight is None:
-            return F.dendrite_seq(xs, state, p)
+            return F.dendrite_seq(xs, state, p, backend=self.backend)
         if state is None:
             state = F.RecurrentState(F.dendrite.initial_state(xs[0], p),
                                      xs.new_zeros(xs.shape[1], self.n))
