@@ -14,7 +14,7 @@ config) shows "not measured yet": a number in these tables is always one that it
 produced.
 
     python scripts/results.py                      # run what is missing, render
-    python scripts/results.py --only demo,regression --seeds 5
+    python scripts/results.py --only demo,regression --seeds 5   # other rows keep their lines
     python scripts/results.py --render-only        # render from the finished sweeps
     python scripts/results.py --list               # row ids and their commands
 
@@ -665,11 +665,54 @@ def provenance_line(rows: Sequence[Row], data: Dict[str, Optional[Measured]]) ->
             f"torch threads, {date} (UTC).{load}")
 
 
-def render_table(table: str, rows: Sequence[Row], data: Dict[str, Optional[Measured]]) -> str:
+def render_table(table: str, rows: Sequence[Row], data: Dict[str, Optional[Measured]],
+                 old_block: Optional[str] = None, only: Optional[Sequence[str]] = None) -> str:
+    """The table's block. With ``only`` (row ids) and the README's current block, every other
+    row keeps its current line and the provenance line is kept; the re-rendered rows are
+    marked with their commit and date, and their provenance is added as a sentence of its
+    own (sweep folders are not kept between machines, so a partial run must not blank the
+    rows it did not measure)."""
     mine = [r for r in rows if r.table == table]
     sub = {s.id: data.get(s.id) for r in mine for s in r.sweeps()}
-    lines = list(TABLES[table]) + [render_row(r, sub) for r in mine]
-    return "\n".join(lines + ["", provenance_line(mine, sub)])
+    old_rows, old_tail = _split_block(old_block, len(TABLES[table])) if only else ([], [])
+    if only is None or len(old_rows) != len(mine):
+        lines = list(TABLES[table]) + [render_row(r, sub) for r in mine]
+        return "\n".join(lines + ["", provenance_line(mine, sub)])
+    redone = [r for r in mine if r.id in only]
+    lines = list(TABLES[table])
+    for r, old in zip(mine, old_rows):
+        if r not in redone:
+            lines.append(old)
+            continue
+        line = render_row(r, sub)
+        prov = [data[s.id].provenance for s in r.sweeps() if data.get(s.id) is not None]
+        if prov:
+            commits = ", ".join(sorted({str(c) for p in prov for c in p["commit"]}))
+            date = min(p["date"] for p in prov)
+            line = line.replace(" | ", f" [re-measured {date} at {commits}] | ", 1)
+        lines.append(line)
+    tail = [t for t in old_tail if t.strip()]
+    if redone and any(data.get(s.id) is not None for r in redone for s in r.sweeps()):
+        tail.append("Rows marked re-measured: " + provenance_line(
+            redone, {s.id: data.get(s.id) for r in redone for s in r.sweeps()}))
+    return "\n".join(lines + [""] + [" ".join(tail)])
+
+
+def _split_block(block: Optional[str], n_header: int) -> Tuple[List[str], List[str]]:
+    """A rendered block's row lines and the lines after them."""
+    if not block:
+        return [], []
+    lines = block.strip("\n").splitlines()
+    body = lines[n_header:]
+    rows = [ln for ln in body if ln.startswith("| ")]
+    return rows, body[len(rows):]
+
+
+def current_block(text: str, table: str) -> Optional[str]:
+    begin, end = f"<!-- results:{table}:begin -->", f"<!-- results:{table}:end -->"
+    if text.count(begin) != 1 or text.count(end) != 1:
+        return None
+    return text.split(begin, 1)[1].split(end, 1)[0]
 
 
 def replace_block(text: str, table: str, body: str) -> str:
@@ -682,8 +725,9 @@ def replace_block(text: str, table: str, body: str) -> str:
 
 
 def render(readme: Path, results: Path, rows: Sequence[Row] = ROWS,
-           check_config: bool = True) -> Dict[str, str]:
-    """Rewrite both tables of ``readme`` from ``results``; returns row id -> status."""
+           check_config: bool = True, only: Optional[Sequence[str]] = None) -> Dict[str, str]:
+    """Rewrite both tables of ``readme`` from ``results``; returns row id -> status. With
+    ``only`` (row ids) the other rows keep their current lines (:func:`render_table`)."""
     data, status = {}, {}
     for s in all_sweeps(rows):
         data[s.id], why = load_sweep(results, s, check_config)
@@ -691,7 +735,10 @@ def render(readme: Path, results: Path, rows: Sequence[Row] = ROWS,
     text = readme.read_text()
     for table in TABLES:
         if any(r.table == table for r in rows):
-            text = replace_block(text, table, render_table(table, rows, data))
+            if only is not None and not any(r.table == table and r.id in only for r in rows):
+                continue
+            text = replace_block(text, table, render_table(
+                table, rows, data, current_block(text, table), only))
     readme.write_text(text)
     return status
 
@@ -811,7 +858,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         seeds = parse_seeds(args.seeds)
         for s in all_sweeps(rows):
             run_sweep(s, seeds, args.results)
-    status = render(args.readme, args.results)
+    status = render(args.readme, args.results, only=[r.id for r in rows] if args.only else None)
     for sid, st in status.items():
         print(f"results: {sid:<20} {st}")
     return 0

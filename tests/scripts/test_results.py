@@ -4,6 +4,7 @@ keys against what the apps write, and one small real sweep end to end."""
 import importlib.util
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -164,6 +165,36 @@ def test_every_row_renders_from_its_keys(tmp_path):
     base = _generic(R.S_REG)
     rate = sorted(base(s)["firing_rate_hz"] for s in SEEDS)
     assert sparse.count("Hz") == 2 and f"{rate[2]:.0f} Hz (the `regression` row" in sparse
+
+
+def test_a_partial_run_keeps_the_rows_it_did_not_measure(tmp_path):
+    """``--only`` on a machine without the other rows' sweep folders: the other rows keep
+    their lines and the provenance line stays; the re-measured row is marked with its commit
+    and gets a provenance sentence of its own."""
+    readme, results = tmp_path / "README.md", tmp_path / "results"
+    readme.write_text(README)
+    for sweep in R.all_sweeps():
+        fake_sweep(results, sweep, _generic(sweep))
+    R.render(readme, results)
+    before = {t: _rows_text(readme, t) for t in ("classification", "apps")}
+    blocks = {t: R.current_block(readme.read_text(), t) for t in ("classification", "apps")}
+    shutil.rmtree(results)
+    fake_sweep(results, R.S_DEMO, lambda s: {"test_accuracy": 0.9 + 0.001 * s,
+                                             "wall_seconds": 3.0})
+    R.render(readme, results, only=["demo"])
+    after = {t: _rows_text(readme, t) for t in ("classification", "apps")}
+    assert after["apps"] == before["apps"]
+    assert after["classification"][1:] == before["classification"][1:]
+    demo = after["classification"][0]
+    assert "0.902 (0.900-0.904)" in demo and "[re-measured" in demo and "abc1234" in demo
+    text = readme.read_text()
+    assert R.current_block(text, "apps") == blocks["apps"]  # a table with no re-measured row
+    old_line = blocks["classification"].strip().splitlines()[-1]
+    new_line = R.current_block(text, "classification").strip().splitlines()[-1]
+    assert new_line.startswith(old_line + " Rows marked re-measured: Median (min-max)")
+    # without --only a render is the full one, and blanks what it cannot measure
+    R.render(readme, results)
+    assert all(R.NOT_MEASURED in r for r in _rows_text(readme, "apps"))
 
 
 def test_stale_sweeps_are_not_shown(tmp_path):
