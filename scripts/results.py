@@ -858,7 +858,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         seeds = parse_seeds(args.seeds)
         for s in all_sweeps(rows):
             run_sweep(s, seeds, args.results)
-    status = render(args.readme, args.results, only=[r.id for r in rows] if args.only else None)
+    status = render(args.readme, args.results,
+                    only=[r.id for r in rows] if args.only else None)
     for sid, st in status.items():
         print(f"results: {sid:<20} {st}")
     return 0
