@@ -201,8 +201,10 @@ def _functional_param_cases() -> list:
     cases += [Case("dendrite_seq(soma=LIParams)", "soma",
                    lambda: F.dendrite_seq(_xs(T, B, N, 2), None,
                                           F.DendriteParams(soma=F.LIParams()))),
-              Case("dendrite_seq(backend=numba)", "backend",
-                   lambda: F.dendrite_seq(_xs(T, B, N, 2), backend="numba")),
+              Case("dendrite_seq(backend=fast)", "backend",
+                   lambda: F.dendrite_seq(_xs(T, B, N, 2), backend="fast")),
+              Case("dendrite_seq(backend=triton, cpu)", "backend",
+                   lambda: F.dendrite_seq(_xs(T, B, N, 2), backend="triton")),
               Case("dendrite_seq(xs=[T, B, N])", "xs", lambda: F.dendrite_seq(_xs())),
               Case("dendrite_step(x=[B, N])", "x", lambda: F.dendrite_step(_xs(B, N), None))]
     return cases
@@ -348,10 +350,13 @@ def _module_cases() -> list:
     for arg, bad in (("tau_dend", TIME_CONSTANT + [(0.02,), (0.02, -1.0)]),
                      ("threshold_dend", POSITIVE_SCALAR), ("coupling", FINITE_SCALAR),
                      ("passive", FINITE_SCALAR), ("init_gain", [-1.0, NAN, INF, "1"]),
-                     ("branches", POSITIVE_INT), ("backend", ["numba", "torch", 3])):
+                     ("branches", POSITIVE_INT), ("backend", ["fast", "cuda", 3])):
         cases += _sweep("DendriticLIF", sg.nn.DendriticLIF, arg, bad, n=N, branches=2) \
             if arg != "branches" else _sweep("DendriticLIF", sg.nn.DendriticLIF, arg, bad, n=N)
     cases += _sweep("DendriticLIF", sg.nn.DendriticLIF, "n", [0, -1, 2.5, (2, 2)], branches=2)
+    cases += [Case(f"DendriticLIF(recurrent, backend={b})", "backend",
+                   lambda b=b: sg.nn.DendriticLIF(N, 2, recurrent=True, backend=b))
+              for b in ("numba", "torch")]
     # recurrent
     cases += _sweep("Recurrent", lambda **k: sg.nn.Recurrent(sg.nn.LIF(8), **k), "init_gain",
                     [NAN, INF, -INF, -1.0, "1", None, 1j])

@@ -28,7 +28,7 @@ def _norm(C, g, batch_stats=True, running=True, affine=True, scale=1.0):
     return NormParams(w, b, rm, rv, batch_stats, 1e-5, 0.1, scale)
 
 
-def _reference(ys, norm, state, p, k, divisor):
+def _reference(ys, norm, state, p, k, divisor, max_pool=False):
     """Batch norm (torch), the LIF reference loop, torch's pooling; running statistics are
     updated on copies, returned with the result."""
     rm = None if norm.running_mean is None else norm.running_mean.clone()
@@ -40,7 +40,10 @@ def _reference(ys, norm, state, p, k, divisor):
                       norm.eps).unflatten(0, ys.shape[:2])
     zs, st = F.lif_seq(x, state, p, backend="reference")
     override = None if divisor == k * k else int(divisor)
-    out = tF.avg_pool2d(zs.flatten(0, 1), k, divisor_override=override).unflatten(0, ys.shape[:2])
+    folded = zs.flatten(0, 1)
+    out = tF.max_pool2d(folded, k) if max_pool else tF.avg_pool2d(folded, k,
+                                                                   divisor_override=override)
+    out = out.unflatten(0, ys.shape[:2])
     return out, st, rm, rv
 
 
@@ -52,10 +55,13 @@ def _leaves(norm):
     return norm._replace(weight=w, bias=b, running_mean=rm, running_var=rv)
 
 
-def _run(fn, ys, norm, state, p, k, divisor, g_out, g_v):
+def _run(fn, ys, norm, state, p, k, divisor, g_out, g_v, max_pool=False):
     ys = ys.clone().requires_grad_()
     norm = _leaves(norm)
-    result = fn(ys, norm, state, p, k, divisor)
+    if fn is _reference:
+        result = fn(ys, norm, state, p, k, divisor, max_pool)
+    else:
+        result = fn(ys, norm, state, p, k, divisor, max_pool=max_pool)
     out, st = result[0], result[1]
     loss = (out * g_out).sum() + (st.v * g_v).sum()
     params = [t for t in (ys, norm.weight, norm.bias) if t is not None]
@@ -67,12 +73,12 @@ def _run(fn, ys, norm, state, p, k, divisor, g_out, g_v):
     return out.detach(), st.v.detach(), grads, rm, rv
 
 
-def _compare(ys, norm, state, p, k, divisor, g):
+def _compare(ys, norm, state, p, k, divisor, g, max_pool=False):
     T, B, C, H, W = ys.shape
     g_out = torch.randn(T, B, C, H // k, W // k, generator=g, dtype=DT)
     g_v = torch.randn(B, C, H, W, generator=g, dtype=DT)
-    ref = _run(_reference, ys, norm, state, p, k, divisor, g_out, g_v)
-    got = _run(norm_lif_pool_seq, ys, norm, state, p, k, divisor, g_out, g_v)
+    ref = _run(_reference, ys, norm, state, p, k, divisor, g_out, g_v, max_pool)
+    got = _run(norm_lif_pool_seq, ys, norm, state, p, k, divisor, g_out, g_v, max_pool)
     assert torch.equal(got[0], ref[0])  # the same spikes, pooled
     torch.testing.assert_close(got[1], ref[1], rtol=0, atol=1e-12)
     for a, b in zip(got[2], ref[2]):
@@ -101,18 +107,31 @@ def test_neuron_options(reset, detach, surr):
     _compare(_inputs(g), _norm(4, g), None, p, 2, 4.0, g)
 
 
-@pytest.mark.parametrize("k,hw,divisor", [(2, (9, 8), 4.0), (2, (8, 8), 1.0), (3, (10, 11), 9.0),
-                                          (3, (7, 9), 1.0), (1, (3, 4), 1.0)])
+@pytest.mark.parametrize("k,hw,divisor,max_pool", [
+    (2, (9, 8), 4.0, False), (2, (8, 8), 1.0, False), (3, (10, 11), 9.0, False),
+    (3, (7, 9), 1.0, False), (1, (3, 4), 1.0, False), (2, (9, 8), 1.0, True),
+    (3, (7, 9), 1.0, True)])
 @pytest.mark.parametrize("threads", [1, 3])
-def test_windows_and_threads(monkeypatch, k, hw, divisor, threads):
+def test_windows_and_threads(monkeypatch, k, hw, divisor, max_pool, threads):
     monkeypatch.setattr(parallel, "MIN_WORK_PER_THREAD", 1)
     g = torch.Generator().manual_seed(2)
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        _compare(_inputs(g, (6, 2, 3, *hw)), _norm(3, g), None, F.LIFParams(), k, divisor, g)
+        _compare(_inputs(g, (6, 2, 3, *hw)), _norm(3, g), None, F.LIFParams(), k, divisor, g,
+                 max_pool)
     finally:
         torch.set_num_threads(old)
+
+
+def test_max_pooling_routes_to_the_first_neuron_that_fired():
+    """torch's max_pool2d sends a window's gradient to its first maximum: with spikes, the
+    first neuron that fired, or the window's first neuron when none did (many ties)."""
+    g = torch.Generator().manual_seed(9)
+    ys = _inputs(g, (8, 2, 2, 6, 6))
+    ys[:, :, :, :2, :2] = -50.0  # a silent window: its first neuron gets the gradient
+    ref = _compare(ys, _norm(2, g), None, F.LIFParams(), 2, 1.0, g, max_pool=True)
+    assert ref[0][:, :, :, 0, 0].abs().sum() == 0
 
 
 @pytest.mark.parametrize("case", ["eval", "no_running", "no_affine", "scaled", "scale_input",
@@ -153,21 +172,22 @@ def test_gradient_constant_in_time():
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-10, atol=1e-12)
 
 
-def _net(pool="avg"):
+def _net(pool="avg", pool2="sum"):
     torch.manual_seed(0)
     b1 = sg.nn.spiking_conv((2, 12, 12), 4, 3, padding=1, norm="threshold", pool=pool)
-    b2 = sg.nn.spiking_conv(b1.out_shape, 6, 3, padding=1, norm="threshold", pool="sum")
+    b2 = sg.nn.spiking_conv(b1.out_shape, 6, 3, padding=1, norm="threshold", pool=pool2)
     return sg.nn.Sequential(*b1.layers, *b2.layers, sg.nn.Flatten(),
-                            sg.nn.Linear(6 * 9, 3), sg.nn.LI(3)).to(DT)
+                            sg.nn.Linear(6 * (b2.out_shape[1] ** 2), 3), sg.nn.LI(3)).to(DT)
 
 
 @pytest.mark.parametrize("training", [True, False])
-def test_sequential_fuses_conv_blocks(monkeypatch, training):
+@pytest.mark.parametrize("pools", [("avg", "sum"), ("max", "none")])
+def test_sequential_fuses_conv_blocks(monkeypatch, training, pools):
     calls = []
     real = conv_block.norm_lif_pool
     monkeypatch.setattr(conv_block, "norm_lif_pool",
                         lambda *a, **kw: calls.append(1) or real(*a, **kw))
-    net = _net()
+    net = _net(*pools)
     net.train(training)
     ref = copy.deepcopy(net)
     xs = (torch.rand(8, 3, 2, 12, 12, generator=torch.Generator().manual_seed(5)) < 0.3).to(DT)
@@ -191,9 +211,11 @@ def test_unfusable_blocks_run_one_by_one(monkeypatch):
     monkeypatch.setattr(conv_block, "norm_lif_pool",
                         lambda *a, **kw: calls.append(1) or real(*a, **kw))
     xs = (torch.rand(6, 2, 2, 12, 12) < 0.3).to(DT)
-    net = _net(pool="max")  # max pooling: not covered; the second block still fuses
-    net(xs)
-    assert len(calls) == 1
+    net = _net()
+    net.layers[3] = sg.nn.MaxPool2d(2, ceil_mode=True)  # not covered: norm -> LIF still fuse
+    ref = copy.deepcopy(net)
+    assert torch.equal(net(xs)[0], ref.forward_all(xs)[0][-1])
+    assert len(calls) == 2
     calls.clear()
     net = _net()
     net[1].register_forward_hook(lambda *a: None)  # a hook must see its module's call
@@ -215,7 +237,8 @@ def test_bad_calls_are_refused():
     ys, norm = _inputs(g, (4, 2, 3, 6, 6)), _norm(3, g)
     p = F.LIFParams()
     spec = conv_block.BlockSpec(reset=1, detach=True, kind=1, beta=10.0, scale=False, k=2,
-                                divisor=4.0, batch_stats=True, eps=1e-5, momentum=0.1,
+                                divisor=4.0, max_pool=False, batch_stats=True, eps=1e-5,
+                                momentum=0.1,
                                 norm_scale=1.0)
     running = (norm.running_mean, norm.running_var)
     v0 = torch.zeros(2, 3, 6, 6, dtype=DT)

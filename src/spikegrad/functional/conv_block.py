@@ -38,11 +38,12 @@ class NormParams(NamedTuple):
 
 
 def norm_lif_pool_seq(ys: Tensor, norm: NormParams, state: Optional[LIFState], p: LIFParams,
-                      k: int, divisor: float, backend: str = "auto"
+                      k: int, divisor: float, backend: str = "auto", max_pool: bool = False
                       ) -> Optional[Tuple[Tensor, LIFState]]:
     """``ys [T, B, C, H, W]`` (conv outputs) -> ``(pooled spikes [T, B, C, H // k, W // k],
     final LIF state)``, or None (see the module docstring). ``k``: the pooling window and
-    stride; ``divisor``: ``k * k`` (average) or 1 (sum); ``backend``: the neurons'."""
+    stride (1: no pooling); ``divisor``: ``k * k`` (average) or 1 (sum; ignored by max
+    pooling); ``backend``: the neurons'."""
     if not isinstance(ys, Tensor) or ys.dim() != 5 or not ys.is_contiguous():
         return None
     if p.decay_syn is not None or cut_every():
@@ -61,7 +62,8 @@ def norm_lif_pool_seq(ys: Tensor, norm: NormParams, state: Optional[LIFState], p
     spec = conv_block.BlockSpec(
         reset=RESET_IDS[p.reset], detach=bool(p.detach_reset), kind=kind,
         beta=float(p.surrogate.beta), scale=bool(p.scale_input), k=int(k),
-        divisor=float(divisor), batch_stats=bool(norm.batch_stats), eps=float(norm.eps),
+        divisor=float(divisor), max_pool=bool(max_pool), batch_stats=bool(norm.batch_stats),
+        eps=float(norm.eps),
         momentum=float(norm.momentum), norm_scale=float(norm.scale))
     running = (None if norm.running_mean is None
                else (norm.running_mean, norm.running_var))

@@ -30,9 +30,11 @@ statistics, so spikes agree wherever no membrane lies within that rounding of th
 
 Covered: LIF/IF without a synapse, any reset, a built-in surrogate, constants not trained, an
 initial membrane that needs no gradient; batch statistics (training, or no running ones) or
-running statistics; average or sum pooling over ``k x k`` windows with stride ``k``. The
-caller (:func:`spikegrad.functional.conv_block.norm_lif_pool`) runs the layers one by one
-otherwise.
+running statistics; average, sum or max pooling over ``k x k`` windows with stride ``k``, or
+none (``k = 1``). Max pooling routes each window's gradient as torch does, to its first
+neuron that fired (its first neuron when none did), so backward keeps the recomputed spikes
+of the plane too. The caller (:func:`spikegrad.functional.conv_block.norm_lif_pool_seq`)
+runs the layers one by one otherwise.
 """
 
 from __future__ import annotations
@@ -61,8 +63,9 @@ class BlockSpec(NamedTuple):
     kind: int              # SURROGATE_IDS (built-in surrogates only)
     beta: float            # the surrogate's sharpness
     scale: bool            # the input is scaled by 1 - a_mem
-    k: int                 # pooling window (and stride)
-    divisor: float         # k * k (average) or 1 (sum)
+    k: int                 # pooling window (and stride); 1: no pooling
+    divisor: float         # k * k (average) or 1 (sum; max)
+    max_pool: bool         # max pooling: a window's output is 1 if any of its neurons fired
     batch_stats: bool      # normalise with this batch's statistics (and backpropagate them)
     eps: float
     momentum: float        # of the running statistics' update (training only)
@@ -70,12 +73,13 @@ class BlockSpec(NamedTuple):
 
 
 @functools.lru_cache(maxsize=None)
-def _kernels(reset: int, detach: bool, kind: int, scale: bool, F, k: int):
+def _kernels(reset: int, detach: bool, kind: int, scale: bool, F, k: int, max_pool: bool):
     """The four loops, specialised like numba_leaky's. Each plane's ``H x W`` neurons are one
     contiguous row of ``n = H * W``; the per-element work is in row functions of their own
     (not inlined into the time loop) over 1-D arrays, the shape in which LLVM vectorises
-    them (numba_leaky's ``_adjoint_row`` says why). The pooling window ``k`` is a
-    compile-time constant too: the window loops unroll and the column sums vectorise."""
+    them (numba_leaky's ``_adjoint_row`` says why). The pooling window ``k`` and the kind
+    of pooling are compile-time constants too: the window loops unroll and the column sums
+    vectorise."""
     step = neuron_step(True, reset, False, scale, False, False, False, F)
     adjoint = neuron_adjoint(True, reset, detach, kind, F, False, False, False)
     zero = F(0.0)
@@ -195,6 +199,28 @@ def _kernels(reset: int, detach: bool, kind: int, scale: bool, F, k: int):
             gy[j] = 0
 
     @numba.njit(nogil=True, cache=True, error_model="numpy")
+    def unpool_max_row(g_out, z, W, gy):
+        """Max pooling's gradient, as torch routes it: each window's ``g_out`` to the first
+        element (row by row) holding the window's maximum of the spikes ``z [H * W]``: the
+        first neuron that fired, or the window's first neuron when none did; 0 elsewhere."""
+        Ho, Wo = g_out.shape
+        ku, Wu = np.uint64(k), np.uint64(W)
+        for j in range(np.uint64(gy.shape[0])):
+            gy[j] = 0
+        for io in range(np.uint64(Ho)):
+            for jo in range(np.uint64(Wo)):
+                r0 = io * ku * Wu + jo * ku
+                pos = r0
+                found = False
+                for aa in range(ku):
+                    for bb in range(ku):
+                        e = r0 + aa * Wu + bb
+                        if not found and z[e] > 0:
+                            pos = e
+                            found = True
+                gy[pos] = g_out[io, jo]
+
+    @numba.njit(nogil=True, cache=True, error_model="numpy")
     def backward(y, alpha, shift, a, g, th, vr, v0, g_out, W, divisor, beta, gv_T,
                  mean_used, gx, s1, s2, lo, hi):
         """Planes ``[lo, hi)``: the membrane recomputed from ``v0 [P, n]``, then the adjoint
@@ -206,7 +232,7 @@ def _kernels(reset: int, detach: bool, kind: int, scale: bool, F, k: int):
         C = alpha.shape[0]
         per_step = g_out.shape[0] > 1
         uh = np.empty((T, n), y.dtype)
-        z = np.empty(n, y.dtype)
+        zh = np.empty((T if max_pool else 1, n), y.dtype)  # max pooling routes by the spikes
         v = np.empty(n, y.dtype)
         gv = np.empty(n, y.dtype)
         gy = np.empty(n, y.dtype)
@@ -216,12 +242,15 @@ def _kernels(reset: int, detach: bool, kind: int, scale: bool, F, k: int):
             c = p % C
             v[:] = v0[p]
             for t in range(T):
-                step_row(y[t, p], alpha[c], shift[c], a[c], g[c], th[c], vr[c], v, uh[t], z)
+                step_row(y[t, p], alpha[c], shift[c], a[c], g[c], th[c], vr[c], v, uh[t],
+                         zh[t if max_pool else 0])
             gv[:] = gv_T[p]
             acc1[:] = 0.0
             acc2[:] = 0.0
             for t in range(T - 1, -1, -1):
-                if per_step or t == T - 1:
+                if max_pool:
+                    unpool_max_row(g_out[t if per_step else 0, p], zh[t], W, gy)
+                elif per_step or t == T - 1:
                     unpool_row(g_out[t if per_step else 0, p], W, divisor, gy)
                 adjoint_row(gy, uh[t], y[t, p], mean_used[c], th[c], vr[c], a[c], g[c], beta,
                             gv, gx[t, p], acc1, acc2)
@@ -258,7 +287,7 @@ def batch_statistics(y: Tensor) -> Tuple[Tensor, Tensor]:
     P = B * C
     mean = np.empty(P, np.float64)
     m2 = np.empty(P, np.float64)
-    stats = _kernels(1, True, 1, False, _F[y.dtype], 1)[0]
+    stats = _kernels(1, True, 1, False, _F[y.dtype], 1, False)[0]
     ya = _planes(y)
     run_split(lambda lo, hi: stats(ya, mean, m2, lo, hi), P, y.numel())
     # Chan et al.: planes of equal size n combine into the channel's mean and squared deviations
@@ -313,11 +342,14 @@ class _NormLIFPool(torch.autograd.Function):
         alpha, shift, invstd = _affine(spec, mean, var, weight, bias, dt)
         out = y.new_empty(T, B, C, H // k, W // k)
         v = v0.detach().to(dt).contiguous().clone().reshape(B * C, H * W)
-        _, fwd, _, _ = _kernels(spec.reset, spec.detach, spec.kind, spec.scale, F, k)
+        _, fwd, _, _ = _kernels(spec.reset, spec.detach, spec.kind, spec.scale, F, k,
+                                spec.max_pool)
         ya, va = _planes(y), v.numpy()
         oa = out.numpy().reshape(T, B * C, H // k, W // k)
-        # s / divisor for every window count s, in the output's type (as torch divides)
-        quotient = np.arange(k * k + 1, dtype=F) / F(spec.divisor)
+        # s / divisor for every window count s, in the output's type (as torch divides);
+        # max pooling: 1 for any spike in the window
+        counts = np.arange(k * k + 1, dtype=F)
+        quotient = np.minimum(counts, F(1)) if spec.max_pool else counts / F(spec.divisor)
         args = (ya, alpha.numpy(), shift.numpy(), *consts, va, oa, np.int64(W), quotient)
         run_split(lambda lo, hi: fwd(*args, lo, hi), B * C, y.numel())
         ctx.save_for_backward(y, v0, weight, bias)
@@ -347,7 +379,7 @@ class _NormLIFPool(torch.autograd.Function):
         s1 = np.empty(P, np.float64)
         s2 = np.empty(P, np.float64)
         _, _, bwd, finish = _kernels(spec.reset, spec.detach, spec.kind, spec.scale, F,
-                                     spec.k)
+                                     spec.k, spec.max_pool)
         ya, gxa = _planes(y), _planes(gx)
         ga = g_out.numpy().reshape(g_out.shape[0], P, H // spec.k, W // spec.k)
         args = (ya, alpha.numpy(), shift.numpy(), *consts, v0a, ga, np.int64(W),

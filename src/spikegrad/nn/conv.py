@@ -219,30 +219,48 @@ def spiking_conv(in_shape: Sequence[int], out_channels: int, kernel_size: IntOrT
     return ConvBlock(layers, shape)
 
 
-def fused_tail(norm: nn.Module, neuron: nn.Module, pool: nn.Module, xs: Tensor,
+def fused_tail(norm: nn.Module, neuron: nn.Module, pool: Optional[nn.Module], xs: Tensor,
                state: Optional[LIFState]) -> Optional[Tuple[Tensor, LIFState]]:
-    """``pool(neuron(norm(xs), state))`` in one fused call
-    (:mod:`spikegrad.kernels.conv_block`): ``(pooled spikes, neuron state)``, or None where it
-    does not apply; then run the three layers. Applies to a :class:`ThresholdBatchNorm`, an
-    :class:`LIF` or :class:`IF` and an :class:`AvgPool2d` or :class:`SumPool2d` over
-    ``k x k`` windows of stride ``k`` (plus what
-    :func:`spikegrad.functional.conv_block.norm_lif_pool_seq` asks)."""
+    """``pool(neuron(norm(xs), state))`` (``neuron(norm(xs), state)`` for ``pool=None``) in one
+    fused call (:mod:`spikegrad.kernels.conv_block`): ``(pooled spikes, neuron state)``, or
+    None where it does not apply; then run the layers. Applies to a
+    :class:`ThresholdBatchNorm`, an :class:`LIF` or :class:`IF` on 2-D maps and an
+    :class:`AvgPool2d`, :class:`SumPool2d` or :class:`MaxPool2d` over ``k x k`` windows of
+    stride ``k`` (plus what :func:`spikegrad.functional.conv_block.norm_lif_pool_seq`
+    asks)."""
     if type(norm) is not ThresholdBatchNorm or type(neuron) not in (LIF, IF):
-        return None
-    if not isinstance(pool, (_layers.AvgPool2d, _layers.SumPool2d)):
         return None
     if not (isinstance(xs, Tensor) and xs.dim() == 5 and tuple(xs.shape[2:]) == neuron.features
             and xs.shape[2] == norm.num_features):
         return None
-    k = square_window(pool.kernel_size, pool.stride, pool.padding, pool.ceil_mode)
-    if k is None:
-        return None
-    divisor = k * k if pool.divisor_override is None else pool.divisor_override
+    k, divisor, max_pool = 1, 1.0, False
+    if pool is not None:
+        window = _window(pool)
+        if window is None:
+            return None
+        k, divisor, max_pool = window
     # as F.batch_norm: the running statistics are updated where the batch's are used
     p = NormParams(norm.weight, norm.bias, norm.running_mean, norm.running_var,
                    norm._use_batch_stats(), norm.eps, norm.momentum, norm.alpha * norm.threshold)
     state = neuron._start(state, xs.new_zeros(xs.shape[1], *neuron.features))
-    return norm_lif_pool_seq(xs, p, state, neuron.params(), k, divisor, neuron.backend)
+    return norm_lif_pool_seq(xs, p, state, neuron.params(), k, divisor, neuron.backend,
+                             max_pool)
+
+
+def _window(pool: nn.Module) -> Optional[Tuple[int, float, bool]]:
+    """``(k, divisor, max)`` of a 2-D pooling layer the fused tail covers, else None."""
+    if isinstance(pool, _layers.MaxPool2d):
+        dilation = pool.dilation if isinstance(pool.dilation, int) else set(pool.dilation)
+        if pool.return_indices or dilation not in (1, {1}):
+            return None
+        k = square_window(pool.kernel_size, pool.stride, pool.padding, pool.ceil_mode)
+        return None if k is None else (k, 1.0, True)
+    if isinstance(pool, (_layers.AvgPool2d, _layers.SumPool2d)):
+        k = square_window(pool.kernel_size, pool.stride, pool.padding, pool.ceil_mode)
+        if k is None:
+            return None
+        return k, float(k * k if pool.divisor_override is None else pool.divisor_override), False
+    return None
 
 
 # --- operation counts ------------------------------------------------------------------------

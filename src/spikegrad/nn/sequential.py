@@ -36,8 +36,8 @@ class Sequential(StatefulModule):
     Pairs with a forward or backward hook on either module, trained neuron constants, an
     initial state that needs a gradient or a backend other than auto/numba run one by one.
 
-    The tail of a spiking conv block, :class:`ThresholdBatchNorm` -> :class:`LIF` ->
-    :class:`AvgPool2d` / :class:`SumPool2d`, runs fused the same way
+    The tail of a spiking conv block, :class:`ThresholdBatchNorm` -> :class:`LIF` (->
+    :class:`AvgPool2d` / :class:`SumPool2d` / :class:`MaxPool2d`), runs fused the same way
     (:mod:`spikegrad.kernels.conv_block`; see :func:`spikegrad.nn.conv.fused_tail` for where
     it applies): the normalised currents, spikes and membrane are never written.
 
@@ -96,12 +96,12 @@ class Sequential(StatefulModule):
         while i < len(self.layers):
             layer, s = self.layers[i], state[i]
             nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
-            if i + 2 < len(self.layers):
+            if nxt is not None:
                 out = self._fused_tail(i, xs, state[i + 1])
                 if out is not None:
-                    xs, s_next = out
-                    new_state += [None, s_next, None]
-                    i += 3
+                    (xs, s_next), n = out
+                    new_state += [None, s_next] + [None] * (n - 2)
+                    i += n
                     continue
             keep = self._fusion(layer, nxt, xs)
             if keep is not None:
@@ -121,13 +121,18 @@ class Sequential(StatefulModule):
         return xs, tuple(new_state)
 
     def _fused_tail(self, i: int, xs, state):
-        """Layers ``i .. i + 2`` as a fused ``norm -> LIF -> pool`` conv-block tail
-        (:func:`spikegrad.nn.conv.fused_tail`), or None to run them one by one."""
+        """``(output, state), n``: layers ``i .. i + n - 1`` as a fused conv-block tail,
+        ``norm -> LIF -> pool`` (n = 3) or ``norm -> LIF`` (n = 2;
+        :func:`spikegrad.nn.conv.fused_tail`); or None to run them one by one."""
         from .conv import fused_tail
-        trio = tuple(self.layers[i:i + 3])
-        if any(_hooked(m) for layer in trio for m in layer.modules()):
-            return None
-        return fused_tail(*trio, xs, state)
+        for n in (3, 2):
+            layers = tuple(self.layers[i:i + n])
+            if len(layers) < n or any(_hooked(m) for layer in layers for m in layer.modules()):
+                continue
+            out = fused_tail(*layers, *((None,) if n == 2 else ()), xs, state)
+            if out is not None:
+                return out, n
+        return None
 
     def _fusion(self, layer, nxt, xs) -> Optional[float]:
         """The fraction of the sequence whose membrane the fused pair ``layer -> nxt`` keeps,
