@@ -156,6 +156,28 @@ def test_sliding_r2_and_time_to_recover():
     assert stream.time_to_regain(curve, 50, 10, 0.9, dt=0.1) == pytest.approx(3.0)
 
 
+@pytest.mark.parametrize("kind", ["dropout", "rotation"])
+def test_disruption_stream_has_its_own_movements(kind):
+    """The default disruption stream (210 s) is a new recording of the training population
+    with its own velocity: not the training recording's first 210 s (on seed 1 it once was,
+    one generator drawing both in the same order), nor another repeat's; and the same again
+    from the same seed."""
+    c = app.validate(app.Config(seed=1, progress=False))
+    data = app.load_data(c)
+    s0 = stream.disruption_data(c, kind, data, repeat=0)
+    s1 = stream.disruption_data(c, kind, data, repeat=1)
+    n = s0.n_bins
+    assert torch.equal(s0.truth.preferred_rad, data.truth.preferred_rad)
+    # 210 s of an OU process with tau 0.3 s: a correlation of independent draws has a
+    # standard deviation of about 0.05 per component
+    for other in (data.velocity[:n], s1.velocity):
+        for k in range(2):
+            r = torch.corrcoef(torch.stack([s0.velocity[:, k], other[:n, k]]).double())[0, 1]
+            assert abs(float(r)) < 0.25
+    again = stream.disruption_data(c, kind, data, repeat=0)
+    assert torch.equal(again.velocity, s0.velocity) and torch.equal(again.counts, s0.counts)
+
+
 def test_eprop_learns_with_its_own_pseudo_derivative_and_decodes_the_same():
     """make_stream sets the hidden surrogate's slope to eprop_beta: the decoded output does
     not change, the eligibility traces (and so the gradient) do."""

@@ -9,6 +9,7 @@ import statistics
 import time
 from typing import Dict, List, Optional
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -19,7 +20,7 @@ from .config import Config
 from .detector import ErrorJumpBoost
 from .train import make_stream
 
-__all__ = ["latency", "disruption_data", "disruption_experiment", "adapt_online", "detector",
+__all__ = ["latency", "stream_seed", "disruption_data", "disruption_experiment", "adapt_online", "detector",
            "sliding_r2", "time_to_recover", "time_to_regain"]
 
 
@@ -51,9 +52,10 @@ def latency(c: Config, decoder: RSNNDecoder, counts: Tensor, velocity: Tensor
             "latency_backend": stream.backend, "latency_bins": len(times)}
 
 
-def _disrupt_counts(c: Config, kind: str, counts: Tensor, start: int) -> Tensor:
+def _disrupt_counts(c: Config, kind: str, counts: Tensor, start: int, repeat: int = 0
+                    ) -> Tensor:
     """A recording's counts with disruption ``kind`` (dropout or swap) from bin ``start``."""
-    g = torch.Generator().manual_seed(c.seed + 99)
+    g = torch.Generator().manual_seed(stream_seed(c.seed, repeat))
     n = counts.shape[1]
     k = int(round(c.disruption_fraction * n))
     out = counts.clone()
@@ -65,11 +67,20 @@ def _disrupt_counts(c: Config, kind: str, counts: Tensor, start: int) -> Tensor:
     return out
 
 
-def disruption_data(c: Config, kind: str, data: ReachingData) -> ReachingData:
+def stream_seed(seed: int, repeat: int) -> int:
+    """The ``recording_seed`` of disruption stream ``repeat`` for run seed ``seed``: a
+    generator of its own (numpy's SeedSequence of ``(seed, repeat)``, not ``seed`` plus an
+    offset, which would be another seed's training recording), so the stream's movements
+    share nothing with the training recording's or with another repeat's."""
+    return int(np.random.SeedSequence(entropy=seed, spawn_key=(20, repeat)).generate_state(1)[0])
+
+
+def disruption_data(c: Config, kind: str, data: ReachingData, repeat: int = 0) -> ReachingData:
     """The stream of the experiment: ``disruption_pre_s`` before the event and
     ``disruption_post_s`` after it. Simulation: a new recording of the same population (the
-    tuning is drawn first from the seed) with the :class:`Disruption`; a recording: its test
-    part with the dropout or swap applied to the counts."""
+    tuning drawn from the seed; velocity, spikes and the disrupted channels from
+    :func:`stream_seed` of ``repeat``) with the :class:`Disruption`; a recording: its test
+    part with the dropout or swap applied to the counts (``repeat`` picks the channels)."""
     if c.data == "simulation":
         ev = {"dropout": dict(dropout=c.disruption_fraction),
               "swap": dict(swap=c.disruption_fraction),
@@ -78,11 +89,12 @@ def disruption_data(c: Config, kind: str, data: ReachingData) -> ReachingData:
         total = c.disruption_pre_s + c.disruption_post_s
         return simulate_cortex(total, c.n_channels, dt=c.dt_ms * 1e-3, seed=c.seed,
                                disruptions=[Disruption(c.disruption_pre_s, **ev)],
-                               train_fraction=0.0)
+                               train_fraction=0.0, recording_seed=stream_seed(c.seed, repeat))
     counts, velocity = data.test
     dt = data.dt
     pre = min(int(round(c.disruption_pre_s / dt)), counts.shape[0] // 2)
-    return ReachingData(counts=_disrupt_counts(c, kind, counts, pre), velocity=velocity, dt=dt,
+    return ReachingData(counts=_disrupt_counts(c, kind, counts, pre, repeat), velocity=velocity,
+                        dt=dt,
                         split=0, source=data.source + " (test part, disrupted)")
 
 
