@@ -24,7 +24,7 @@ TINY = dict(duration_s=40.0, n_channels=24, hidden=16, bptt_steps=80, steps_per_
             batch_size=8, window_s=0.5, chunk_s=5.0, latency_steps=300, memory_minutes="",
             disruption_pre_s=20.0, disruption_post_s=20.0, r2_window_s=4.0,
             kalman_window_s=10.0, kalman_refit_s=2.0, ridge_long_history_ms=0.0,
-            input_gain=4.0, lr_bptt=1e-2, progress=False)
+            input_gain=4.0, lr_bptt=1e-2, disruption_streams=2, progress=False)
 
 
 def test_tiny_run_writes_the_report_and_resumes_to_the_same_numbers(tmp_path):
@@ -154,6 +154,24 @@ def test_sliding_r2_and_time_to_recover():
     assert stream.time_to_recover(curve, 50, 10, 0.9, dt=0.1) == pytest.approx(5.0)
     # the first crossing does not wait for the relapse to pass
     assert stream.time_to_regain(curve, 50, 10, 0.9, dt=0.1) == pytest.approx(3.0)
+
+
+def test_pooled_sliding_r2_is_one_r2_over_the_streams_windows():
+    g = torch.Generator().manual_seed(1)
+    y1, y2 = torch.randn(60, 2, generator=g), 3.0 * torch.randn(60, 2, generator=g)
+    p1 = y1 + 0.3 * torch.randn(60, 2, generator=g)
+    one = stream.pooled_sliding_r2([p1], [y1], window=10, stride=5)
+    assert torch.allclose(one, stream.sliding_r2(p1, y1, 10, 5).double(), atol=1e-6)
+    # a perfect stream and one predicting zero: per component 1 - SST_2 / (SST_1 + SST_2)
+    pooled = stream.pooled_sliding_r2([y1, torch.zeros_like(y2)], [y1, y2], 10, 5)
+    for row in pooled:
+        lo, hi = int(row[0]) - 10, int(row[0])
+        sst = [((y[lo:hi] - y[lo:hi].mean(0)) ** 2).sum(0).double() for y in (y1, y2)]
+        sse2 = (y2[lo:hi] ** 2).sum(0).double()
+        assert float(row[1]) == pytest.approx(float((1 - sse2 / (sst[0] + sst[1])).mean()),
+                                              rel=1e-5)   # float32 sums
+    with pytest.raises(ValueError, match="as many predictions as targets"):
+        stream.pooled_sliding_r2([p1], [y1, y2], 10, 5)
 
 
 @pytest.mark.parametrize("kind", ["dropout", "rotation"])

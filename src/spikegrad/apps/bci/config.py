@@ -79,6 +79,10 @@ class Config:
     disruption_pre_s: float = 90.0     # disruption stream: seconds before the event
     disruption_post_s: float = 120.0   # disruption stream: seconds after the event
     r2_window_s: float = 20.0         # sliding R² window (10 s windows: too noisy to time)
+    #: independent disruption streams per experiment (own movements, spikes and channels,
+    #: the same population and event); the sliding R² is pooled over them, which divides
+    #: one window's spread (sd ~0.025 for 20 s) by about sqrt(streams)
+    disruption_streams: int = 8
     lr_adapt: float = 1e-4             # e-prop on the frozen decoder's weights
     #: change detector on the running error (detector.py): lr_adapt times adapt_boost while
     #: the error averaged over adapt_fast_s exceeds adapt_threshold times its adapt_slow_s
@@ -137,7 +141,7 @@ def validate(cfg: Config) -> Config:
          f"disruption={cfg.disruption} changes the simulated tuning; on a recording use "
          "dropout, swap or none")
     for key in ("n_channels", "hidden", "bptt_steps", "steps_per_epoch", "batch_size",
-                "update_every", "latency_steps", "checkpoint_every"):
+                "update_every", "latency_steps", "checkpoint_every", "disruption_streams"):
         need(isinstance(getattr(cfg, key), int) and getattr(cfg, key) >= 1,
              f"{key} must be an int >= 1; got {getattr(cfg, key)!r}")
     need(0 <= cfg.seed < 2 ** 31, f"seed must be in [0, 2**31); got {cfg.seed}")

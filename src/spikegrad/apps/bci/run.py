@@ -184,13 +184,15 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
     # --- disruption
     dis = {}
     for kind in disruptions(c):
-        stream_data = st.disruption_data(c, kind, data)
-        dis[kind] = st.disruption_experiment(c, models["bptt"], kalman, stream_data)
+        streams = [st.disruption_data(c, kind, data, r) for r in range(c.disruption_streams)]
+        dis[kind] = st.disruption_experiment(c, models["bptt"], kalman, streams)
         m.update(st.as_metrics(kind, dis[kind]))
     if dis:
         (rd.path / "disruption.json").write_text(json.dumps(
-            {kind: {"event_s": r["event_s"], "dt": r["dt"],
-                    "curves": {n: cv.tolist() for n, cv in r["curves"].items()}}
+            {kind: {"event_s": r["event_s"], "dt": r["dt"], "streams": r["streams"],
+                    "curves": {n: cv.tolist() for n, cv in r["curves"].items()},
+                    "first_stream_curves": {n: cv.tolist()
+                                            for n, cv in r["first_stream_curves"].items()}}
              for kind, r in dis.items()}) + "\n")
     m["wall_seconds"] = time.perf_counter() - start
     rd.write_metrics(m)
