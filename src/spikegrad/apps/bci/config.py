@@ -94,6 +94,9 @@ class Config:
     adapt_fast_s: float = 2.0
     #: the change detector's slow averaging window (s of stream)
     adapt_slow_s: float = 30.0
+    #: online adaptation: a channel without a count for this long (s) counts as dead and the
+    #: live channels' counts are scaled by N / N_alive (silent.py; 0: off)
+    silent_channel_s: float = 0.0
     kalman_window_s: float = 60.0      # Kalman refit on the last window...
     kalman_refit_s: float = 5.0        # ... every this many seconds
     checkpoint_every: int = 1          # Trainer epochs between checkpoints
@@ -154,7 +157,7 @@ def validate(cfg: Config) -> Config:
         need(math.isfinite(v) and v > 0, f"{key} must be a finite number > 0; got {v}")
     for key in ("ridge", "ridge_long_history_ms", "kalman_lag_ms", "tau_syn_ms",
                 "burn_in_ms", "rate_weight", "target_rate_hz", "eprop_reg", "rotation_deg",
-                "eprop_warmup_s"):
+                "eprop_warmup_s", "silent_channel_s"):
         v = getattr(cfg, key)
         need(math.isfinite(v) and v >= 0, f"{key} must be a finite number >= 0; got {v}")
     need(0 <= cfg.input_dropout < 1, f"input_dropout must be in [0, 1); got "

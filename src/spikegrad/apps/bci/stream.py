@@ -18,6 +18,7 @@ from ...decoders import KalmanDecoder, RSNNDecoder, r2_score
 from ...train import make_optimizer
 from .config import Config
 from .detector import ErrorJumpBoost
+from .silent import compensate_silent
 from .train import make_stream
 
 __all__ = ["latency", "stream_seed", "disruption_data", "disruption_experiment", "adapt_online", "detector",
@@ -163,13 +164,17 @@ def adapt_online(c: Config, decoder: RSNNDecoder, counts: Tensor, velocity: Tens
                  ) -> tuple:
     """A copy of ``decoder`` learning online by e-prop along ``counts [T, N]`` with targets
     ``velocity [T, K]``: Adam at ``lr_adapt`` (times the change detector's factor) every
-    ``update_every`` bins, each bin decoded before the update that sees it. Returns the
+    ``update_every`` bins, each bin decoded before the update that sees it; with
+    ``silent_channel_s`` > 0 the counts pass :func:`.silent.compensate_silent` first. Returns the
     decoded velocity ``[T, K]`` (float32, data units) and the detector's alarm per bin
     ``[T]`` (bool: the update at the end of that bin's window was boosted)."""
     dec = copy.deepcopy(decoder)
     stream = make_stream(c, dec)
     opt = make_optimizer("adam", dec.parameters(), lr=c.lr_adapt)
     det = detector(c)
+    if c.silent_channel_s > 0:
+        counts, _ = compensate_silent(counts, max(1, int(round(c.silent_channel_s * 1e3
+                                                                 / c.dt_ms))))
     xs, ys = dec.centre(counts).float(), dec.normalise(velocity).float()
     outs, alarms = [], torch.zeros(xs.shape[0], dtype=torch.bool)
     for lo in range(0, xs.shape[0], c.update_every):
