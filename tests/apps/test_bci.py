@@ -247,7 +247,8 @@ def test_eprop_pass_moves_the_readout_at_its_fraction_of_the_rate(frac):
     ("tau_syn_ms=-1", "tau_syn_ms"), ("eprop_beta=0", "eprop_beta"),
     ("eprop_readout_lr_frac=0", "eprop_readout_lr_frac"),
     ("adapt_boost=0.5", "adapt_boost"), ("adapt_threshold=1", "adapt_threshold"),
-    ("adapt_fast_s=40", "adapt_fast_s")])
+    ("adapt_fast_s=40", "adapt_fast_s"), ("silent_channel_s=-1", "silent_channel_s"),
+    ("disruption_streams=0", "disruption_streams")])
 def test_bad_config_values_raise_config_error_naming_the_key(override, key):
     with pytest.raises(ConfigError, match=key):
         app.validate(apply_overrides(app.Config(), [override]))
