@@ -94,6 +94,10 @@ class Config:
     adapt_fast_s: float = 2.0
     #: the change detector's slow averaging window (s of stream)
     adapt_slow_s: float = 30.0
+    #: the change detector also clears Adam's moments when its alarm starts (steps from
+    #: the new gradients alone; off: on seed 1 with adapt_boost=3 it left the dropout as it
+    #: was and slowed the rotation's recovery from 28 to 30 s)
+    adapt_reset_adam: bool = False
     #: online adaptation: a channel without a count for this long (s) counts as dead and the
     #: live channels' counts are scaled by N / N_alive (silent.py; 0: off). On: pooled R²
     #: after the dropout +0.006 to +0.016 on seeds 0-2, no false flag at 5 s

@@ -165,7 +165,8 @@ def adapt_online(c: Config, decoder: RSNNDecoder, counts: Tensor, velocity: Tens
     """A copy of ``decoder`` learning online by e-prop along ``counts [T, N]`` with targets
     ``velocity [T, K]``: Adam at ``lr_adapt`` (times the change detector's factor) every
     ``update_every`` bins, each bin decoded before the update that sees it; with
-    ``silent_channel_s`` > 0 the counts pass :func:`.silent.compensate_silent` first. Returns the
+    ``silent_channel_s`` > 0 the counts pass :func:`.silent.compensate_silent` first; with
+    ``adapt_reset_adam`` Adam's moments are cleared when an alarm starts. Returns the
     decoded velocity ``[T, K]`` (float32, data units) and the detector's alarm per bin
     ``[T]`` (bool: the update at the end of that bin's window was boosted)."""
     dec = copy.deepcopy(decoder)
@@ -181,8 +182,11 @@ def adapt_online(c: Config, decoder: RSNNDecoder, counts: Tensor, velocity: Tens
         hi = min(lo + c.update_every, xs.shape[0])
         y = stream.run(xs[lo:hi], ys[lo:hi])
         outs.append(y)
+        was = det.alarm
         factor = det.update(float((y - ys[lo:hi]).pow(2).sum()), float(ys[lo:hi].pow(2).sum()))
         alarms[lo:hi] = det.alarm
+        if c.adapt_reset_adam and det.alarm and not was:
+            opt.state.clear()        # Adam restarts (bias correction too) from the next step
         for group in opt.param_groups:
             group["lr"] = c.lr_adapt * factor
         stream.flush()
