@@ -35,9 +35,10 @@ Randomness: one ``torch.Generator`` seeded with ``seed`` draws, in a fixed order
 the velocity noise and one uniform number per bin and channel; the disruptions draw their
 channels last. With ``recording_seed`` the tuning still comes from ``seed`` but a second
 generator, seeded with ``recording_seed``, draws everything after it (velocity, uniforms,
-disruption channels): a new recording of the same population, with its own movements. Poisson counts come from those uniforms by inverting the Poisson CDF, so each
-count depends only on its own uniform and rate: turning drift or disruptions on changes the
-counts only where it changes the rates, and a disrupted recording equals the undisrupted one
+disruption channels): a new recording of the same population, with its own movements.
+Poisson counts come from those uniforms by inverting the Poisson CDF, so each count depends
+only on its own uniform and rate: turning drift or disruptions on changes the counts only
+where it changes the rates, and a disrupted recording equals the undisrupted one
 before its first event (same seed and length).
 """
 

@@ -21,8 +21,9 @@ from .detector import ErrorJumpBoost
 from .silent import compensate_silent
 from .train import make_stream
 
-__all__ = ["latency", "stream_seed", "disruption_data", "disruption_experiment", "adapt_online", "detector",
-           "sliding_r2", "pooled_sliding_r2", "window_spread", "time_to_recover", "time_to_regain"]
+__all__ = ["latency", "stream_seed", "disruption_data", "disruption_experiment", "adapt_online",
+           "detector", "sliding_r2", "pooled_sliding_r2", "window_spread", "time_to_recover",
+           "time_to_regain"]
 
 
 def latency(c: Config, decoder: RSNNDecoder, counts: Tensor, velocity: Tensor
@@ -73,7 +74,8 @@ def stream_seed(seed: int, repeat: int) -> int:
     generator of its own (numpy's SeedSequence of ``(seed, repeat)``, not ``seed`` plus an
     offset, which would be another seed's training recording), so the stream's movements
     share nothing with the training recording's or with another repeat's."""
-    return int(np.random.SeedSequence(entropy=seed, spawn_key=(20, repeat)).generate_state(1)[0])
+    seq = np.random.SeedSequence(entropy=seed, spawn_key=(20, repeat))
+    return int(seq.generate_state(1)[0])
 
 
 def disruption_data(c: Config, kind: str, data: ReachingData, repeat: int = 0) -> ReachingData:
@@ -95,8 +97,7 @@ def disruption_data(c: Config, kind: str, data: ReachingData, repeat: int = 0) -
     dt = data.dt
     pre = min(int(round(c.disruption_pre_s / dt)), counts.shape[0] // 2)
     return ReachingData(counts=_disrupt_counts(c, kind, counts, pre, repeat), velocity=velocity,
-                        dt=dt,
-                        split=0, source=data.source + " (test part, disrupted)")
+                        dt=dt, split=0, source=data.source + " (test part, disrupted)")
 
 
 def sliding_r2(pred: Tensor, target: Tensor, window: int, stride: int) -> Tensor:
