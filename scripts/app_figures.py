@@ -52,9 +52,10 @@ FIGURES: Dict[str, Tuple[str, str]] = {
     "molecules": ("sa_vs_oracle_calls.png", "True SA of the top-100 and of all valid samples "
                                             "against oracle calls and agent updates: arm A "
                                             "(proxy gradient) and arm B (REINVENT)."),
-    "bci": ("disruption.png", "Decoding R² in a sliding window before and after a disruption "
-                              "mid-stream: preferred directions rotate by 45° (left) or 30 % of "
-                              "the channels fall silent (right)."),
+    "bci": ("disruption.png", "Decoding R² in a sliding window (pooled over 8 independent "
+                              "streams) before and after a disruption mid-stream: preferred "
+                              "directions rotate by 45° (left) or 30 % of the channels fall "
+                              "silent (right)."),
 }
 
 BEGIN, END = "<!-- figure:begin -->", "<!-- figure:end -->"

@@ -104,3 +104,28 @@ def test_adaptation_is_causal_and_boost_one_is_the_constant_rate_pass():
     p_off, _ = stream.adapt_online(off, dec, d.counts, d.velocity)
     assert torch.equal(pred[:boosted_from], p_off[:boosted_from])
     assert not torch.equal(pred[boosted_from:], p_off[boosted_from:])
+
+
+def test_adam_restarts_when_the_alarm_starts_and_only_then():
+    """adapt_reset_adam clears Adam's moments at an alarm's onset. With boost 1 the detector
+    still rings but changes no rate, so the reset is the only difference: the pass decodes
+    as without it up to the first update with fresh moments, and differently after it."""
+    import torch
+    from spikegrad.apps.bci.train import build_decoder
+    from spikegrad.data import simulate_cortex
+
+    c = app.validate(app.Config(n_channels=16, hidden=12, update_every=10, adapt_boost=1.0,
+                                adapt_threshold=1.05, adapt_fast_s=0.2, adapt_slow_s=2.0,
+                                lr_adapt=1e-3))
+    reset = app.validate(app.Config(**dict(vars(c), adapt_reset_adam=True)))
+    d = simulate_cortex(8.0, 16, seed=1)
+    torch.manual_seed(0)
+    dec = build_decoder(c, d.counts, d.velocity)
+    p_off, alarms = stream.adapt_online(c, dec, d.counts, d.velocity)
+    p_on, alarms_on = stream.adapt_online(reset, dec, d.counts, d.velocity)
+    assert bool(alarms.any())
+    first = int(alarms.nonzero()[0])
+    assert torch.equal(alarms[:first + c.update_every], alarms_on[:first + c.update_every])
+    after = first + c.update_every             # the first update with fresh moments
+    assert torch.equal(p_on[:after], p_off[:after])
+    assert not torch.equal(p_on[after:], p_off[after:])

@@ -189,3 +189,20 @@ def test_default_simulation_has_the_issues_shape():
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         simulate_cortex(**kwargs)
+
+
+def test_recording_seed_keeps_the_population_and_draws_new_movements():
+    base = simulate_cortex(30.0, 16, seed=2)
+    other = simulate_cortex(30.0, 16, seed=2, recording_seed=7)
+    for name in ("preferred_rad", "baseline_hz", "depth_hz"):
+        assert torch.equal(getattr(base.truth, name), getattr(other.truth, name)), name
+    v, w = base.velocity.double(), other.velocity.double()
+    # independent OU draws: 30 s / 0.3 s gives ~100 independent samples per component,
+    # so a correlation of 0.5 would be ~5 standard deviations away from 0
+    for k in range(2):
+        assert abs(torch.corrcoef(torch.stack([v[:, k], w[:, k]]))[0, 1]) < 0.5
+    again = simulate_cortex(30.0, 16, seed=2, recording_seed=7)
+    assert torch.equal(other.counts, again.counts) and torch.equal(other.velocity,
+                                                                   again.velocity)
+    with pytest.raises(ValueError, match="recording_seed must be an int >= 0"):
+        simulate_cortex(1.0, 4, recording_seed=-1)

@@ -33,9 +33,12 @@ Non-stationarity (both off by default):
 
 Randomness: one ``torch.Generator`` seeded with ``seed`` draws, in a fixed order, the tuning,
 the velocity noise and one uniform number per bin and channel; the disruptions draw their
-channels last. Poisson counts come from those uniforms by inverting the Poisson CDF, so each
-count depends only on its own uniform and rate: turning drift or disruptions on changes the
-counts only where it changes the rates, and a disrupted recording equals the undisrupted one
+channels last. With ``recording_seed`` the tuning still comes from ``seed`` but a second
+generator, seeded with ``recording_seed``, draws everything after it (velocity, uniforms,
+disruption channels): a new recording of the same population, with its own movements.
+Poisson counts come from those uniforms by inverting the Poisson CDF, so each count depends
+only on its own uniform and rate: turning drift or disruptions on changes the counts only
+where it changes the rates, and a disrupted recording equals the undisrupted one
 before its first event (same seed and length).
 """
 
@@ -313,6 +316,7 @@ def simulate_cortex(
     drift_deg_per_min: float = 0.0,
     disruptions: Sequence[Disruption] = (),
     seed: int = 0,
+    recording_seed: Optional[int] = None,
 ) -> ReachingData:
     """Simulate binned motor-cortex spike counts and hand velocity (see the module docstring).
 
@@ -330,6 +334,9 @@ def simulate_cortex(
         drift_deg_per_min: rotation rate of all preferred directions, degrees per minute.
         disruptions: :class:`Disruption` events (any order; applied in time order).
         seed: seeds the ``torch.Generator`` of all draws (the global RNG is untouched).
+        recording_seed: if given, seeds a separate generator for every draw after the
+            tuning (velocity, spikes, disruption channels): the same population (from
+            ``seed``) in a recording whose movements share nothing with ``seed``'s.
 
     Returns:
         :class:`ReachingData` with ``counts [T, N]``, ``velocity [T, 2]`` (cm/s),
@@ -353,6 +360,8 @@ def simulate_cortex(
     drift_deg_per_min = _check_number(drift_deg_per_min, "drift_deg_per_min",
                                       unit="degrees per minute")
     check_int(seed, "seed", minimum=0)
+    if recording_seed is not None:
+        recording_seed = check_int(recording_seed, "recording_seed", minimum=0)
     n_bins = int(round(duration_s / dt))
     if n_bins < 2:
         raise ValueError(f"duration_s={duration_s} s gives {n_bins} bin(s) of dt={dt} s; "
@@ -366,6 +375,8 @@ def simulate_cortex(
     preferred = 2 * math.pi * torch.rand(n, generator=gen, dtype=torch.float64)
     baseline = b_lo + (b_hi - b_lo) * torch.rand(n, generator=gen, dtype=torch.float64)
     depth = m_lo + (m_hi - m_lo) * torch.rand(n, generator=gen, dtype=torch.float64)
+    if recording_seed is not None:
+        gen = torch.Generator().manual_seed(recording_seed)
     v0 = velocity_std * torch.randn(2, generator=gen, dtype=torch.float64)
     noise = torch.randn(n_bins + lead - 1, 2, generator=gen, dtype=torch.float64)
     uniforms = torch.rand(n_bins, n, generator=gen, dtype=torch.float64)

@@ -79,6 +79,10 @@ class Config:
     disruption_pre_s: float = 90.0     # disruption stream: seconds before the event
     disruption_post_s: float = 120.0   # disruption stream: seconds after the event
     r2_window_s: float = 20.0         # sliding R² window (10 s windows: too noisy to time)
+    #: independent disruption streams per experiment (own movements, spikes and channels,
+    #: the same population and event); the sliding R² is pooled over them, which divides
+    #: one window's spread (sd ~0.025 for 20 s) by about sqrt(streams)
+    disruption_streams: int = 8
     lr_adapt: float = 1e-4             # e-prop on the frozen decoder's weights
     #: change detector on the running error (detector.py): lr_adapt times adapt_boost while
     #: the error averaged over adapt_fast_s exceeds adapt_threshold times its adapt_slow_s
@@ -90,6 +94,14 @@ class Config:
     adapt_fast_s: float = 2.0
     #: the change detector's slow averaging window (s of stream)
     adapt_slow_s: float = 30.0
+    #: the change detector also clears Adam's moments when its alarm starts (steps from
+    #: the new gradients alone; off: on seed 1 with adapt_boost=3 it left the dropout as it
+    #: was and slowed the rotation's recovery from 28 to 30 s)
+    adapt_reset_adam: bool = False
+    #: online adaptation: a channel without a count for this long (s) counts as dead and the
+    #: live channels' counts are scaled by N / N_alive (silent.py; 0: off). On: pooled R²
+    #: after the dropout +0.006 to +0.016 on seeds 0-2, no false flag at 5 s
+    silent_channel_s: float = 5.0
     kalman_window_s: float = 60.0      # Kalman refit on the last window...
     kalman_refit_s: float = 5.0        # ... every this many seconds
     checkpoint_every: int = 1          # Trainer epochs between checkpoints
@@ -137,7 +149,7 @@ def validate(cfg: Config) -> Config:
          f"disruption={cfg.disruption} changes the simulated tuning; on a recording use "
          "dropout, swap or none")
     for key in ("n_channels", "hidden", "bptt_steps", "steps_per_epoch", "batch_size",
-                "update_every", "latency_steps", "checkpoint_every"):
+                "update_every", "latency_steps", "checkpoint_every", "disruption_streams"):
         need(isinstance(getattr(cfg, key), int) and getattr(cfg, key) >= 1,
              f"{key} must be an int >= 1; got {getattr(cfg, key)!r}")
     need(0 <= cfg.seed < 2 ** 31, f"seed must be in [0, 2**31); got {cfg.seed}")
@@ -150,7 +162,7 @@ def validate(cfg: Config) -> Config:
         need(math.isfinite(v) and v > 0, f"{key} must be a finite number > 0; got {v}")
     for key in ("ridge", "ridge_long_history_ms", "kalman_lag_ms", "tau_syn_ms",
                 "burn_in_ms", "rate_weight", "target_rate_hz", "eprop_reg", "rotation_deg",
-                "eprop_warmup_s"):
+                "eprop_warmup_s", "silent_channel_s"):
         v = getattr(cfg, key)
         need(math.isfinite(v) and v >= 0, f"{key} must be a finite number >= 0; got {v}")
     need(0 <= cfg.input_dropout < 1, f"input_dropout must be in [0, 1); got "

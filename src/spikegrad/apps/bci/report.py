@@ -67,14 +67,22 @@ def tables(c: Config, m: Dict[str, float], mem_rows, dis) -> List[Table]:
         out.append(Table(
             f"Disruption ({_describe(c, kind)}) at {res['event_s']:.0f} s",
             ["decoder", "R² before", "R² last 60 s", "time to 90 % of R² before, for good (s)",
-             "first window at 90 % (s)"],
+             "first window at 90 % (s)", "one stream: for good (s)", "one stream: first (s)"],
             [[n, m[f"disruption_{kind}_{n}_pre_r2"], m[f"disruption_{kind}_{n}_post_r2"],
-              m[f"disruption_{kind}_{n}_recover_s"], m[f"disruption_{kind}_{n}_regain_s"]]
+              m[f"disruption_{kind}_{n}_recover_s"], m[f"disruption_{kind}_{n}_regain_s"],
+              m[f"disruption_{kind}_{n}_first_stream_recover_s"],
+              m[f"disruption_{kind}_{n}_first_stream_regain_s"]]
              for n in names],
-            f"R² in sliding {c.r2_window_s:g} s windows; times from the event to the end of "
+            f"R² in sliding {c.r2_window_s:g} s windows, each pooled over "
+            f"{res['streams']} independent disrupted streams (one R² of the same window of "
+            "every stream); the last two columns time the first stream's windows alone. "
+            "Times from the event to the end of "
             "a window wholly after it: the first from which on every window reaches 90 % of "
             "the decoder's R² before the event (for good), and the first that does; inf: "
-            f"never within the {c.disruption_post_s:g} s after the event. frozen: the BPTT "
+            f"never within the {c.disruption_post_s:g} s after the event. Before the event "
+            "e-prop's window R² scatters by "
+            f"{m[f'disruption_{kind}_eprop_window_sd']:.3f} (sd) in one stream and "
+            f"{m[f'disruption_{kind}_eprop_pooled_sd']:.3f} pooled. frozen: the BPTT "
             "decoder as trained; eprop: the same decoder with online e-prop on from the "
             "start; kalman_refit: the Kalman filter refit on a sliding window."
             + _boost_note(c, kind, m)))
@@ -167,7 +175,8 @@ def _disruption(c: Config, dis: Dict[str, dict], rd: RunDir, plt) -> str:
         low = min(float(cv[:, 1].min()) for cv in res["curves"].values())
         ax.set_ylim(max(-0.5, low - 0.05), 1.0)
         ax.set_xlabel("stream time (s)")
-        ax.set_ylabel(f"R² ({c.r2_window_s:g} s window, end time)")
+        ax.set_ylabel(f"R² ({c.r2_window_s:g} s window, end time; "
+                      f"{res['streams']} streams)")
         ax.set_title(_describe(c, kind), fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
