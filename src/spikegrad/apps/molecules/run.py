@@ -87,7 +87,7 @@ from ...train import seed_everything
 from ...train.progress import Progress
 from ..config import to_json
 from ..report import Result, RunDir
-from . import arms
+from . import arms, aromatics
 from .config import Config, validate
 from .models import SmilesGRU, SmilesModel, require_pyg
 from .report import figures, tables
@@ -113,6 +113,20 @@ def _load_smiles(c: Config):
                          f"lower pretrain_smiles + token_train ({want}) or raise max_len")
     prior_set, token_set = pool[:c.pretrain_smiles], pool[c.pretrain_smiles:want]
     return prior_set, token_set, kind.build(prior_set + token_set)
+
+
+def _writable(smiles: List[str], vocab, max_len: int) -> List[str]:
+    """The ``smiles`` the generators can write: every token (SMILES characters, or the
+    SELFIES tokens of a SelfiesVocab) in ``vocab``, at most ``max_len`` of them."""
+    keep = []
+    for s in smiles:
+        try:
+            toks = type(vocab).tokens(s)
+        except ValueError:          # SELFIES cannot encode it
+            continue
+        if len(toks) <= max_len and all(t in vocab.stoi for t in toks):
+            keep.append(s)
+    return keep
 
 
 def _prior(c: Config, rd: RunDir, ids: torch.Tensor, vocab, progress) -> SmilesGRU:
@@ -197,6 +211,11 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
                                        torch.Generator().manual_seed(c.seed + 5))
         token_ids = torch.cat([token_ids, drawn])
         token_sa = torch.cat([token_sa, oracle_a(arms.decode(drawn, vocab))])
+    if c.easy_labels:
+        easy = _writable(aromatics.easy_molecules(c.easy_labels, c.seed + 11), vocab, c.max_len)
+        token_ids = torch.cat([token_ids, vocab.encode(easy, c.max_len)])
+        token_sa = torch.cat([token_sa, oracle_a(easy)])
+        metrics["token_easy_labels"] = len(easy)
     token_proxy, token_fit = arms.fit_token_proxy(token_ids, token_sa, len(vocab), c, c.seed)
     metrics["token_oracle_calls"] = oracle_a.calls
     metrics.update({f"token_{k}": v for k, v in token_fit.items()},
