@@ -32,12 +32,17 @@ Methods, in the order they run:
    over the whole string, or a 1-D CNN with a 9-token window), fitted to the true SA of the
    ``token_train`` MOSES SMILES after those of the prior and of ``token_samples`` samples of
    the prior (those that do not parse labelled ``invalid_sa``, so the proxy has seen the
-   strings arm A proposes, invalid ones included). With ``token_split`` (the default) it
+   strings arm A proposes, invalid ones included), and of ``easy_labels`` small aromatics
+   drawn at random from :mod:`.aromatics` (benzene with 0-3 small substituents, two phenyls
+   joined by a linker; those the vocabulary can write), where SA reaches its floor of 1 far
+   below the prior's molecules, so that the proxy has labels beyond the prior's region.
+   With ``token_split`` (the default) it
    is two such networks: a validity classifier fitted to every string (the Brier score, the
    MSE of its probability ``p`` against parses / does not parse) and an SA regressor fitted
    to the valid molecules only, so that the jump to ``invalid_sa`` does not swamp the
    ranking of valid molecules; arm A follows their expected oracle score ``p * SA + (1 - p)
-   * invalid_sa``. Its labels are arm A's oracle calls, on an oracle of its own (neither arm
+   * invalid_sa`` (``a_validity_weight`` adds SA units to that charge for arm A's objective).
+   Its labels are arm A's oracle calls, on an oracle of its own (neither arm
    looks up a molecule the other paid for).
 4. **Arm A, proxy gradient**: an agent starts as a copy of the prior and draws ``a_batch``
    sequences per update by straight-through Gumbel-softmax
@@ -61,7 +66,8 @@ Methods, in the order they run:
    (b_sa_zero - 1), 0, 1)``, the reward -SA mapped onto REINVENT's score range [0, 1] (0
    for a SMILES that does not parse; ``b_steps`` updates). **Experience replay**: each
    update adds ``b_replay`` molecules drawn from the ``b_replay_memory`` best distinct ones
-   scored so far, with their scores (no new calls).
+   scored so far, with their scores (no new calls); with ``b_replay_forget`` a molecule the
+   identical-molecule filter zeroes also leaves the replay memory.
 6. **Evaluation**: the prior, and each agent every ``eval_every`` updates, draw
    ``eval_samples`` SMILES (the same seed each time). Validity (RDKit parses), uniqueness
    (distinct canonical among the valid), novelty (distinct valid not in the prior's
