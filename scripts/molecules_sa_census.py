@@ -7,11 +7,12 @@ the pools a top-k SA target of the `molecules` app is drawn from.
 For each set: its distinct valid molecules, the mean SA of its best ``k`` (100), and how many
 score at most 1.0, 1.07, 1.1 and 1.2 (RDKit's ``sascorer``, the app's oracle, clipped at 1).
 The sets: RDKit's NCI ``first_5K.smi``; the first ``--moses`` MOSES training SMILES (the
-prior's language); benzene with 0-3 substituents from ``spikegrad.apps.molecules.aromatics.SUBSTITUENTS`` on any ring
-positions (small aromatics, where the SA floor lies); two such phenyls (0-1 substituent
-each) joined by a bond or one of ``LINKERS`` (diaryl methanes, ethers, amines, ...);
-both enumerations together; and, with ``--prior``, samples of a
-pretrained prior (``prior.pt`` of a default run of that ``--seed``).
+prior's language); benzene with 0-3 substituents from
+``spikegrad.apps.molecules.aromatics.SUBSTITUENTS`` on any ring positions (small aromatics,
+where the SA floor lies); two such phenyls (0-1 substituent each) joined by a bond or one of
+``LINKERS`` (diaryl methanes, ethers, amines, ...); both enumerations together; and, with
+``--prior``, samples of a pretrained prior (``prior.pt`` of a default run of that
+``--seed``).
 """
 
 from __future__ import annotations

@@ -53,3 +53,21 @@ def test_writable_keeps_only_what_the_vocabulary_and_max_len_allow():
     kept = _writable(["Cc1ccccc1", "c1ccccc1Cl", "CCCCCCCCCCCC", "OCC"], vocab, max_len=10)
     # Cl is not a token of the vocabulary; 12 carbons exceed max_len
     assert kept == ["Cc1ccccc1", "OCC"]
+
+
+def test_the_census_counts_distinct_valid_molecules_at_each_threshold():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[2] / "scripts" / "molecules_sa_census.py"
+    spec = importlib.util.spec_from_file_location("molecules_sa_census", path)
+    census = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(census)
+    # benzene twice (two spellings), toluene (both SA 1), ethanol, and a string that does
+    # not parse
+    smiles = ["c1ccccc1", "C1=CC=CC=C1", "Cc1ccccc1", "CCO", "C1CC"]
+    ethanol = chem.sa_score("CCO")
+    assert ethanol > 1.2
+    line = census.census("toy", smiles, k=2)
+    assert line == ("toy: 3 distinct valid; best 2 mean SA 1.000; <= 1: 2, <= 1.07: 2, "
+                    "<= 1.1: 2, <= 1.2: 2")
+    assert "best 4 mean SA n/a" in census.census("toy", smiles, k=4)

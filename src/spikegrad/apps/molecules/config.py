@@ -152,8 +152,8 @@ def validate(cfg: Config) -> Config:
                               f"{c.token_train}")
     need(c.eval_samples >= c.top_k, f"eval_samples must be >= top_k={c.top_k}; got "
                                     f"{c.eval_samples}")
-    for key in ("proxy_limit", "grid", "token_samples", "easy_labels", "b_memory", "spiking_epochs", "b_replay",
-                "a_relabel_every"):
+    for key in ("proxy_limit", "grid", "token_samples", "easy_labels", "b_memory",
+                "spiking_epochs", "b_replay", "a_relabel_every"):
         need(getattr(c, key) >= 0, f"{key} must be >= 0; got {getattr(c, key)}")
     for key in ("gin_lr", "mlp_lr", "gen_lr", "token_lr", "a_lr", "a_tau", "b_lr", "b_sigma"):
         need(getattr(c, key) > 0, f"{key} must be > 0; got {getattr(c, key)}")
