@@ -7,15 +7,17 @@ the pools a top-k SA target of the `molecules` app is drawn from.
 For each set: its distinct valid molecules, the mean SA of its best ``k`` (100), and how many
 score at most 1.0, 1.07, 1.1 and 1.2 (RDKit's ``sascorer``, the app's oracle, clipped at 1).
 The sets: RDKit's NCI ``first_5K.smi``; the first ``--moses`` MOSES training SMILES (the
-prior's language); benzene with 0-3 substituents from :data:`SUBSTITUENTS` on any ring
-positions (small aromatics, where the SA floor lies); and, with ``--prior``, samples of a
-pretrained prior (``prior.pt`` of a default run of that ``--seed``).
+prior's language); benzene with 0-3 substituents from
+``spikegrad.apps.molecules.aromatics.SUBSTITUENTS`` on any ring positions (small aromatics,
+where the SA floor lies); two such phenyls (0-1 substituent each) joined by a bond or one of
+``LINKERS`` (diaryl methanes, ethers, amines, ...); both enumerations together; and, with
+``--prior``, samples of a pretrained prior (``prior.pt`` of a default run of that
+``--seed``).
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence
@@ -23,25 +25,10 @@ from typing import Iterable, List, Optional, Sequence
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-#: substituents put on benzene: common, small groups (phenyl and benzyl make biphenyls)
-SUBSTITUENTS = ("C", "CC", "Cl", "F", "Br", "I", "OC", "O", "N", "C(=O)O", "C(C)C",
-                "c2ccccc2", "C#N", "C(F)(F)F", "N(C)C", "C(=O)C", "OCC", "SC",
-                "[N+](=O)[O-]", "Oc2ccccc2", "Cc2ccccc2")
+from spikegrad.apps.molecules.aromatics import (LINKERS, linked_benzenes,  # noqa: E402
+                                                substituted_benzenes)
+
 THRESHOLDS = (1.0, 1.07, 1.1, 1.2)
-
-
-def substituted_benzenes(substituents: Sequence[str] = SUBSTITUENTS,
-                         most: int = 3) -> List[str]:
-    """SMILES of benzene with 0..``most`` of ``substituents`` on distinct ring atoms."""
-    out = []
-    for k in range(most + 1):
-        for pos in itertools.combinations(range(6), k):
-            for groups in itertools.product(substituents, repeat=k):
-                atoms = ["c"] * 6
-                for p, g in zip(pos, groups):
-                    atoms[p] = f"c({g})"
-                out.append(atoms[0] + "1" + "".join(atoms[1:]) + "1")
-    return out
 
 
 def census(name: str, smiles: Iterable[str], k: int = 100) -> str:
@@ -89,7 +76,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(census("NCI first_5K", chem.load_nci_smiles(), args.k), flush=True)
     print(census(f"MOSES first {args.moses}", chem.load_moses_smiles(limit=args.moses),
                  args.k), flush=True)
-    print(census("benzene + 0-3 substituents", substituted_benzenes(), args.k), flush=True)
+    benzenes, linked = substituted_benzenes(), linked_benzenes()
+    print(census("benzene + 0-3 substituents", benzenes, args.k), flush=True)
+    print(census(f"two phenyls (0-1 substituent each) joined by {len(LINKERS)} linkers",
+                 linked, args.k), flush=True)
+    print(census("both enumerations together", benzenes + linked, args.k), flush=True)
     if args.prior is not None:
         print(census(f"{args.samples} prior samples (seed {args.seed})",
                      prior_samples(args.prior, args.seed, args.samples), args.k), flush=True)

@@ -25,7 +25,7 @@ TINY = dict(proxy_limit=50, pretrain_smiles=50, token_train=50, token_samples=20
             gen_hidden=32, gen_layers=1, gin_hidden=16, gin_layers=2, gin_epochs=2,
             mlp_hidden=16, mlp_epochs=2, token_hidden=16, token_epochs=2, a_steps=2,
             b_steps=3, a_batch=8, b_batch=8, eval_every=2, eval_samples=20, top_k=5, grid=3,
-            progress=False)
+            easy_labels=10, progress=False)
 
 
 def test_tiny_run_end_to_end_and_the_cached_prior(tmp_path):
@@ -37,9 +37,12 @@ def test_tiny_run_end_to_end_and_the_cached_prior(tmp_path):
                 "pretrain_seconds", "wall_seconds", "prior_heldout_nll",
                 "spiking_prior_heldout_nll", "spiking_prior_validity"):
         assert key in m, key
-    # arm A: the token proxy's labels (50 distinct MOSES molecules + the valid distinct ones
-    # among 20 prior samples); arm B: at most one per training sample (repeats are looked up)
-    assert 50 <= m["arm_a_oracle_calls"] <= 50 + 20
+    # arm A: the token proxy's labels (50 distinct MOSES molecules, the valid distinct ones
+    # among 20 prior samples, and the writable ones of 10 small aromatics, none of which is
+    # a MOSES molecule); arm B: at most one per training sample (repeats are looked up)
+    easy = m["token_easy_labels"]
+    assert 1 <= easy <= 10
+    assert 50 + easy <= m["arm_a_oracle_calls"] <= 50 + 20 + easy
     assert 0 <= m["arm_b_oracle_calls"] <= 3 * 8
     assert m["proxy_molecules"] == 50
     assert all(0 <= m[f"{a}_validity"] <= 1 for a in ("prior", "arm_a", "arm_b"))
@@ -216,8 +219,35 @@ def test_tiny_run_with_selfies_replay_and_active_learning(tmp_path):
                           b_sa_zero=4.0, a_relabel_every=1, a_relabel=8))
     m = app.run(c, tmp_path / "run").metrics
     # arm A: the token proxy's labels plus at most 8 per refit (at steps 1 only: a_steps=2)
-    assert 50 <= m["arm_a_oracle_calls"] <= 50 + 20 + 8
+    assert 50 <= m["arm_a_oracle_calls"] <= 50 + 20 + 10 + 8
     assert m["arm_a_oracle_calls"] >= m["token_oracle_calls"]
     assert 0 <= m["arm_b_oracle_calls"] <= 3 * 8        # replay calls no oracle
     for arm in ("prior", "arm_a", "arm_b"):
         assert 0 <= m[f"{arm}_validity"] <= 1
+
+
+@pytest.mark.parametrize("forget", [False, True])
+def test_replay_forget_drops_what_the_identical_molecule_filter_zeroes(monkeypatch, forget):
+    vocab = chem.SmilesVocab.build(["CC"])
+    torch.manual_seed(0)
+    prior = SmilesGRU(len(vocab), hidden=8, layers=1)
+    with torch.no_grad():                          # writes "C" at every step, nearly surely
+        prior.out.weight.zero_()
+        prior.out.bias.fill_(-30.0)
+        prior.out.bias[vocab.stoi["C"]] = 30.0
+    memories = []
+
+    class Spy(arms.ReplayMemory):
+        def __init__(self, size):
+            super().__init__(size)
+            memories.append(self)
+    monkeypatch.setattr(arms, "ReplayMemory", Spy)
+    c = app.validate(app.Config(max_len=1, b_steps=3, b_batch=4, b_memory=2, b_replay=2,
+                                b_sa_zero=10.0, b_replay_forget=forget, eval_every=10))
+    oracle = arms.Oracle()
+    arms.arm_b(prior, vocab, oracle, c, seed=0, on_eval=lambda step, agent: None)
+    # one molecule (the string cut at max_len), scored once and looked up after
+    assert oracle.calls == 1 and len(oracle.cache) == 1
+    # it is sampled 12 times and rewarded twice: kept for replay, or forgotten with the
+    # filter applied to replay
+    assert sorted(memories[0].items) == ([] if forget else sorted(oracle.cache))

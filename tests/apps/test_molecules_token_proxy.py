@@ -72,3 +72,17 @@ def test_the_split_fit_learns_validity_and_ranks_valid_strings_where_one_regress
     # the expected score follows the oracle's on both kinds of string
     assert (pred[~valid] > 8).float().mean() >= 0.95
     assert (pred[valid] - sa[valid]).abs().mean() < 0.5
+
+
+def test_a_validity_weight_charges_extra_sa_for_not_parsing_and_steepens_its_gradient():
+    validity = Probability(_Fixed(3, 1.0, 0.0))
+    model = ValidityWeightedProxy(validity, _Fixed(4, 0.5, 1.0), invalid_sa=10.0)
+    x = torch.zeros(1, 5, 6)
+    x[0, :2, 3] = 1; x[0, 2:, 4] = 1                # p = sigmoid(2), SA = 2.5
+    x.requires_grad_(True)
+    p = torch.sigmoid(torch.tensor(2.0))
+    out = model(x, invalid_extra=4.0)
+    assert torch.allclose(out, p * 2.5 + (1 - p) * 14.0, atol=1e-6)
+    out.sum().backward()
+    assert torch.allclose(x.grad[0, 0, 3], p * (1 - p) * (2.5 - 14.0), atol=1e-6)
+    assert torch.allclose(model(x.detach(), invalid_extra=0.0), model(x.detach()))

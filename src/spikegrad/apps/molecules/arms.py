@@ -281,7 +281,8 @@ class ActiveTokenProxy:
 
 def arm_a(prior: SmilesGRU, token_proxy, c, seed: int,
           on_eval: Callable[[int, SmilesGRU], None]) -> SmilesGRU:
-    """Proxy gradient: minimise ``E[proxy_SA(x)] + a_kl * KL(agent || prior)`` over samples
+    """Proxy gradient: minimise ``E[proxy_SA(x)] + a_kl * KL(agent || prior)`` (a two-part
+    proxy charging ``a_validity_weight`` more SA units for not parsing) over samples
     ``x`` drawn by straight-through Gumbel-softmax (one-hot forward, relaxed backward at
     ``a_tau``), the proxy's gradient flowing into every token choice (and, with
     ``a_through_recurrence``, through the recurrence). ``token_proxy``: a
@@ -303,8 +304,9 @@ def arm_a(prior: SmilesGRU, token_proxy, c, seed: int,
             active.refit(agent, step, g)
         seqs, _, hot = agent.sample(c.a_batch, c.max_len, g, straight_through_tau=c.a_tau,
                                     feed_gradient=c.a_through_recurrence)
-        _update(opt, agent, model(hot).mean()
-                + c.a_kl * _kl_to_prior(agent, prior, seqs).mean())
+        score = (model(hot, invalid_extra=c.a_validity_weight)
+                 if isinstance(model, ValidityWeightedProxy) else model(hot))
+        _update(opt, agent, score.mean() + c.a_kl * _kl_to_prior(agent, prior, seqs).mean())
     on_eval(c.a_steps, agent)
     return agent.eval()
 
@@ -325,7 +327,8 @@ def arm_b(prior: SmilesGRU, vocab, oracle: Oracle, c, seed: int,
     ``b_sa_zero`` on, and for a SMILES that does not parse) from the counted oracle; a
     molecule sampled more than ``b_memory`` times (> 0) scores 0 from then on. With
     ``b_replay > 0``, each update adds that many molecules drawn from the ``b_replay_memory``
-    best distinct ones scored so far (REINVENT's experience replay; no new oracle calls)."""
+    best distinct ones scored so far (REINVENT's experience replay; no new oracle calls); with
+    ``b_replay_forget`` a molecule the filter zeroes leaves that memory."""
     agent = copy.deepcopy(prior).train()
     opt = torch.optim.Adam(agent.parameters(), c.b_lr)
     seen: Dict[str, int] = {}
@@ -348,6 +351,10 @@ def arm_b(prior: SmilesGRU, vocab, oracle: Oracle, c, seed: int,
                 seen[can] = seen.get(can, 0) + 1
                 if seen[can] > c.b_memory:
                     score[i] = 0.0
+                    if c.b_replay_forget:
+                        # the filter holds for replay too: a molecule the agent already
+                        # writes often is not taught again
+                        memory.discard(can)
         seqs_all = seqs
         if c.b_replay and len(memory):
             # replayed before this batch enters the memory, so a molecule is not learned
@@ -391,6 +398,10 @@ class ReplayMemory:
         if len(self.items) > self.size:
             worst = min(self.items, key=lambda k: self.items[k][0])
             del self.items[worst]
+
+    def discard(self, key: str) -> None:
+        """Forget ``key`` (a canonical SMILES) if held; it may be added again later."""
+        self.items.pop(key, None)
 
     def sample(self, n: int, generator: torch.Generator) -> Tuple[Tensor, Tensor]:
         """``min(n, len)`` distinct entries uniformly at random: ``(seqs [n, L], scores

@@ -67,6 +67,11 @@ class Config:
     #: p * SA + (1 - p) * invalid_sa (tokens=selfies: the regressor alone, p = 1); False:
     #: one regressor on every string
     token_split: bool = True
+    #: small aromatics (aromatics.py: benzene with 0-3 small substituents, two phenyls joined
+    #: by a linker; SA down to 1, below any MOSES molecule) drawn at random and labelled by
+    #: arm A's oracle for its token proxy (each one an oracle call of arm A), so that the
+    #: proxy has labels beyond the prior's region to point the agent to; 0: none
+    easy_labels: int = 1000
     token_hidden: int = 64               # token proxy width
     token_epochs: int = 20               # token proxy training epochs (AdamW)
     token_lr: float = 1e-3               # token proxy learning rate
@@ -76,6 +81,10 @@ class Config:
     a_lr: float = 5e-4                   # agent learning rate (Adam)
     a_tau: float = 1.0                   # Gumbel-softmax temperature of the backward pass
     a_kl: float = 0.1                    # weight of the per-token KL(agent || prior) anchor
+    #: extra SA units arm A's objective charges for the chance that a string does not parse:
+    #: it minimises p * SA + (1 - p) * (invalid_sa + a_validity_weight) of the two-part proxy
+    #: (0: its expected oracle score; no effect without token_split or with SELFIES)
+    a_validity_weight: float = 0.0
     #: the sampled one-hot fed back into the GRU keeps its gradient (backprop through the
     #: recurrence of samples); False: each token's gradient reaches only its own distribution
     a_through_recurrence: bool = False
@@ -100,6 +109,10 @@ class Config:
     #: a molecule earns its reward the first b_memory times it is sampled and 0 after
     #: (REINVENT's identical-molecule filter against collapse); 0: no filter
     b_memory: int = 3
+    #: a molecule the identical-molecule filter zeroes (sampled more than b_memory times) is
+    #: also dropped from the replay memory, so replay does not keep teaching what the agent
+    #: already writes (REINVENT's filter applied to replay; for uniqueness)
+    b_replay_forget: bool = False
     invalid_sa: float = 10.0             # SA charged to a SMILES that does not parse (the worst)
     # evaluation (samples are never counted as oracle calls of the arms)
     eval_samples: int = 1000             # samples drawn from prior and agents for the metrics
@@ -139,12 +152,12 @@ def validate(cfg: Config) -> Config:
                               f"{c.token_train}")
     need(c.eval_samples >= c.top_k, f"eval_samples must be >= top_k={c.top_k}; got "
                                     f"{c.eval_samples}")
-    for key in ("proxy_limit", "grid", "token_samples", "b_memory", "spiking_epochs", "b_replay",
-                "a_relabel_every"):
+    for key in ("proxy_limit", "grid", "token_samples", "easy_labels", "b_memory",
+                "spiking_epochs", "b_replay", "a_relabel_every"):
         need(getattr(c, key) >= 0, f"{key} must be >= 0; got {getattr(c, key)}")
     for key in ("gin_lr", "mlp_lr", "gen_lr", "token_lr", "a_lr", "a_tau", "b_lr", "b_sigma"):
         need(getattr(c, key) > 0, f"{key} must be > 0; got {getattr(c, key)}")
-    for key in ("mlp_weight_decay", "a_kl"):
+    for key in ("mlp_weight_decay", "a_kl", "a_validity_weight"):
         need(getattr(c, key) >= 0, f"{key} must be >= 0; got {getattr(c, key)}")
     need(0 < c.val_fraction < 1, f"val_fraction must be in (0, 1); got {c.val_fraction}")
     need(1 <= c.invalid_sa <= 10, f"invalid_sa must be in [1, 10] (the SA range); got "

@@ -181,11 +181,14 @@ class ValidityWeightedProxy(nn.Module):
         super().__init__()
         self.validity, self.sa, self.invalid_sa = validity, sa, float(invalid_sa)
 
-    def forward(self, onehot: Tensor) -> Tensor:
+    def forward(self, onehot: Tensor, invalid_extra: float = 0.0) -> Tensor:
+        """``invalid_extra``: SA units charged on top of ``invalid_sa`` for the chance of not
+        parsing (a weight on validity for an optimiser of this score; 0: the expected oracle
+        score)."""
         if self.validity is None:
             return self.sa(onehot)
         p = self.validity(onehot)
-        return p * self.sa(onehot) + (1.0 - p) * self.invalid_sa
+        return p * self.sa(onehot) + (1.0 - p) * (self.invalid_sa + invalid_extra)
 
 
 class Probability(nn.Module):

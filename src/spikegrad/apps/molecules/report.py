@@ -75,8 +75,9 @@ def tables(c: Config, metrics: Dict[str, float], history: List[dict]) -> List[Ta
             f"minus arm. Proxy SA: the {tok}'s score of the valid samples; gap: proxy "
             f"minus true SA of the same samples (negative: the proxy thinks them easier than "
             f"they are). Oracle calls: distinct valid molecules scored, each arm with its own "
-            f"oracle; arm A's are the token proxy's labels (before training, and of the "
-            f"agent's samples at each refit). " + "; ".join(words) + ".")
+            f"oracle; arm A's are the token proxy's labels (MOSES molecules, prior samples and "
+            f"small aromatics before training, and the agent's samples at each refit). "
+            + "; ".join(words) + ".")
     arms = Table("Arms against the prior", ["generator", "validity", "uniqueness", "novelty",
                                             "int. diversity", "SA (valid)",
                                             f"top-{c.top_k} SA", "drop", "proxy SA", "gap",

@@ -32,12 +32,17 @@ Methods, in the order they run:
    over the whole string, or a 1-D CNN with a 9-token window), fitted to the true SA of the
    ``token_train`` MOSES SMILES after those of the prior and of ``token_samples`` samples of
    the prior (those that do not parse labelled ``invalid_sa``, so the proxy has seen the
-   strings arm A proposes, invalid ones included). With ``token_split`` (the default) it
+   strings arm A proposes, invalid ones included), and of ``easy_labels`` small aromatics
+   drawn at random from :mod:`.aromatics` (benzene with 0-3 small substituents, two phenyls
+   joined by a linker; those the vocabulary can write), where SA reaches its floor of 1 far
+   below the prior's molecules, so that the proxy has labels beyond the prior's region.
+   With ``token_split`` (the default) it
    is two such networks: a validity classifier fitted to every string (the Brier score, the
    MSE of its probability ``p`` against parses / does not parse) and an SA regressor fitted
    to the valid molecules only, so that the jump to ``invalid_sa`` does not swamp the
    ranking of valid molecules; arm A follows their expected oracle score ``p * SA + (1 - p)
-   * invalid_sa``. Its labels are arm A's oracle calls, on an oracle of its own (neither arm
+   * invalid_sa`` (``a_validity_weight`` adds SA units to that charge for arm A's objective).
+   Its labels are arm A's oracle calls, on an oracle of its own (neither arm
    looks up a molecule the other paid for).
 4. **Arm A, proxy gradient**: an agent starts as a copy of the prior and draws ``a_batch``
    sequences per update by straight-through Gumbel-softmax
@@ -61,7 +66,8 @@ Methods, in the order they run:
    (b_sa_zero - 1), 0, 1)``, the reward -SA mapped onto REINVENT's score range [0, 1] (0
    for a SMILES that does not parse; ``b_steps`` updates). **Experience replay**: each
    update adds ``b_replay`` molecules drawn from the ``b_replay_memory`` best distinct ones
-   scored so far, with their scores (no new calls).
+   scored so far, with their scores (no new calls); with ``b_replay_forget`` a molecule the
+   identical-molecule filter zeroes also leaves the replay memory.
 6. **Evaluation**: the prior, and each agent every ``eval_every`` updates, draw
    ``eval_samples`` SMILES (the same seed each time). Validity (RDKit parses), uniqueness
    (distinct canonical among the valid), novelty (distinct valid not in the prior's
@@ -87,7 +93,7 @@ from ...train import seed_everything
 from ...train.progress import Progress
 from ..config import to_json
 from ..report import Result, RunDir
-from . import arms
+from . import arms, aromatics
 from .config import Config, validate
 from .models import SmilesGRU, SmilesModel, require_pyg
 from .report import figures, tables
@@ -113,6 +119,20 @@ def _load_smiles(c: Config):
                          f"lower pretrain_smiles + token_train ({want}) or raise max_len")
     prior_set, token_set = pool[:c.pretrain_smiles], pool[c.pretrain_smiles:want]
     return prior_set, token_set, kind.build(prior_set + token_set)
+
+
+def _writable(smiles: List[str], vocab, max_len: int) -> List[str]:
+    """The ``smiles`` the generators can write: every token (SMILES characters, or the
+    SELFIES tokens of a SelfiesVocab) in ``vocab``, at most ``max_len`` of them."""
+    keep = []
+    for s in smiles:
+        try:
+            toks = type(vocab).tokens(s)
+        except ValueError:          # SELFIES cannot encode it
+            continue
+        if len(toks) <= max_len and all(t in vocab.stoi for t in toks):
+            keep.append(s)
+    return keep
 
 
 def _prior(c: Config, rd: RunDir, ids: torch.Tensor, vocab, progress) -> SmilesGRU:
@@ -197,6 +217,11 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
                                        torch.Generator().manual_seed(c.seed + 5))
         token_ids = torch.cat([token_ids, drawn])
         token_sa = torch.cat([token_sa, oracle_a(arms.decode(drawn, vocab))])
+    if c.easy_labels:
+        easy = _writable(aromatics.easy_molecules(c.easy_labels, c.seed + 11), vocab, c.max_len)
+        token_ids = torch.cat([token_ids, vocab.encode(easy, c.max_len)])
+        token_sa = torch.cat([token_sa, oracle_a(easy)])
+        metrics["token_easy_labels"] = len(easy)
     token_proxy, token_fit = arms.fit_token_proxy(token_ids, token_sa, len(vocab), c, c.seed)
     metrics["token_oracle_calls"] = oracle_a.calls
     metrics.update({f"token_{k}": v for k, v in token_fit.items()},
