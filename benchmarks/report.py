@@ -111,8 +111,11 @@ def floors(doc: dict) -> str:
         for name, r_sg in shown:
             if p:
                 r = p["fwdbwd_med"] / r_sg["fwdbwd_med"]
-                rows.append(f"| fwd+bwd >= 2x faster than the fastest peer ({p_name}): {name} "
-                            f"| {w} | {r:.2f}x | {verdict(r >= 2)} |")
+                # issue 27 asks 4x of the fastest variant on A-C (issue 3 asked 2x, which the
+                # memory-saving variant is still held to); 2x on the CNN workload
+                need = 4 if w != "D" and name == sg_name else 2
+                rows.append(f"| fwd+bwd >= {need}x faster than the fastest peer ({p_name}): "
+                            f"{name} | {w} | {r:.2f}x | {verdict(r >= need)} |")
         ref = res[w].get("spikegrad[reference]")
         for k, r_ in sorted(res[w].items()):
             if k.startswith("spikegrad[") and k != "spikegrad[reference]" and _ok(r_) \

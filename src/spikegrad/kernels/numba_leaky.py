@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import guards
+from . import blas, guards
 from .parallel import run_split
 from .spec import RESET_IDS as _RESET, SURROGATE_IDS as _SURROGATE_IDS, time_rows
 
@@ -448,19 +448,20 @@ def _fwd_rec_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool,
 @functools.lru_cache(maxsize=None)
 def _bwd_rec_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: int, F,
                     adapt: bool = False, absolute: bool = False, relative: bool = False,
-                    inplace: bool = False):
+                    inplace: bool = False, mkl: bool = False):
     """Adjoint of :func:`_fwd_rec_kernel`, the step :func:`neuron_adjoint` as in
     :func:`_bwd_kernel`. The product ``g_in_{t+1} W`` that carries the gradient back through
-    the recurrence is dense; it runs as one BLAS call per step (``np.dot`` of
-    ``[B, N] x [N, N]``) for the call's batch rows ``[lo, hi)``. ``inplace``: as for
-    :func:`_adjoint_row`."""
+    the recurrence is dense; it runs as one GEMM per step (``[B, N] x [N, N]``) for the
+    call's batch rows ``[lo, hi)``: torch's MKL through ``gemm`` where ``mkl``, else
+    ``np.dot`` (:mod:`.blas`). ``inplace``: as for :func:`_adjoint_row`."""
     row = _adjoint_row(spiking, reset, detach, has_syn, kind, F, adapt, absolute, relative,
                        recurrent=True, inplace=inplace)
     clear = _cut_adjoints(has_syn, adapt, relative)
+    product = blas.matmul_into if mkl else blas.dot_into
 
     @numba.njit(nogil=True, cache=True, error_model="numpy")
     def bwd(gys, u_all, w, th, vr, a, g, a_s, gv, gi, beta, phi_ext, gu_out, gi_out, g_in,
-            ad_all, rho, be, ga, free_all, dq, wq, gq, lo, hi, cut):
+            ad_all, rho, be, ga, free_all, dq, wq, gq, lo, hi, cut, gemm):
         """``gys`` may hold one step for all steps (a gradient constant in time); ``cut``: as
         for :func:`_bwd_kernel` (the recurrent path is cut too)."""
         T, B, N = u_all.shape
@@ -471,7 +472,7 @@ def _bwd_rec_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind
                 clear(gv, gi, ga, gq, lo, hi)
             elif t < T - 1:
                 # gradient reaching y_t through step t + 1's input (this slice's rows only)
-                back = np.dot(g_in[lo:hi], w)
+                product(gemm, g_in[lo:hi], w, back)
             tg = t if gys.shape[0] > 1 else 0
             tp, ti = (t if spiking and kind == 0 else 0), (t if has_syn else 0)
             ta, tf = (t if adapt else 0), (t if absolute else 0)
@@ -1000,10 +1001,12 @@ def backward_scan_rec(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, 
     gi = _state_copy(gi_T, dt, (B, N)) if spec.has_syn else None
     g_in = torch.zeros(B, N, dtype=dt)
     a, g, a_s, th, vr = _leak_rows(spec, (N,), dt, a_mem, a_syn, theta, v_reset)
+    gemm = blas.gemm(dt)
     bwd = _bwd_rec_kernel(spec.spiking, _RESET[spec.reset], spec.detach_reset, spec.has_syn,
                           kind, F, adapt is not None,
                           adapt is not None and adapt.free_all is not None,
-                          adapt is not None and adapt.g_q is not None, inplace)
+                          adapt is not None and adapt.g_q is not None, inplace,
+                          gemm is not None)
     par = functools.partial(constant_row, shape=(N,), dtype=dt)
     extra, (ga, gq) = _adapt_backward_args(
         adapt, lambda t: _state_copy(t, dt),
@@ -1015,8 +1018,9 @@ def backward_scan_rec(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, 
             d3 if inplace else gu_all.numpy(), gi_all.numpy() if spec.has_syn else d3,
             g_in.numpy(), *extra)
     cut = np.int64(spec.cut)
-    with _single_threaded_blas(B * N * N):
-        run_split(lambda lo, hi: bwd(*args, lo, hi, cut), B, T * B * N * _REC_COST)
+    with _single_threaded_blas(B * N * N) if gemm is None else contextlib.nullcontext():
+        run_split(lambda lo, hi: bwd(*args, lo, hi, cut, 0 if gemm is None else gemm), B,
+                  T * B * N * _REC_COST)
     return (gu_all, gi_all, g_in) if adapt is None else (gu_all, gi_all, g_in, ga, gv, gq)
 
 
