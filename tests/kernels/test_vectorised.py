@@ -41,8 +41,9 @@ def test_lif_forward_and_backward_kernels_are_vectorised(recurrent):
     ys.sum().backward()           # a gradient constant in time: the one-row path
     kind = SURROGATE_IDS[lif.surrogate.derivative]
     if recurrent:
+        from spikegrad.kernels import blas
         bwd = nl._bwd_rec_kernel(True, 1, True, False, kind, np.float32, False, False, False,
-                                 False)
+                                 False, blas.gemm(torch.float32) is not None)
     else:
         bwd = nl._bwd_kernel(True, 1, True, False, kind, np.float32, False, False, False)
         fwd = nl._fwd_kernel(True, 1, False, False, True, False, False, False, np.float32)
