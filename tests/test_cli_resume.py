@@ -1,5 +1,7 @@
-"""A run killed with SIGKILL at random moments and resumed each time ends bit-identical."""
+"""A run killed with SIGKILL at random moments and resumed each time ends bit-identical; a
+resume with another config is refused."""
 
+import json
 import os
 import random
 import signal
@@ -10,6 +12,7 @@ import time
 import pytest
 import torch
 
+from spikegrad.cli import main
 from spikegrad.train.checkpoint import list_checkpoints, load_checkpoint
 
 CONFIG = ["dataset=digits", "max_train=160", "hidden=24", "batch_size=32", "progress=false",
@@ -73,3 +76,43 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
 def test_twenty_sigkills(tmp_path):
     # long enough that 20 kills (each after at most 3.5 s) cannot outlast it on a fast machine
     assert _kill_and_resume(tmp_path, kills=20, seed=1, epochs=400, max_delay=3.5) == 20
+
+
+TINY = ["dataset=digits", "max_train=64", "hidden=8", "batch_size=32", "epochs=2"]
+
+
+def _run(out, sets, *flags):
+    argv = ["run", "classification", "--out", str(out), *flags]
+    for s in sets:
+        argv += ["--set", s]
+    return main(argv)
+
+
+def test_resume_with_another_config_is_refused_with_the_keys_that_differ(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _run(out, TINY, "--quiet") == 0
+    config = (out / "config.json").read_text()
+    metrics = json.loads((out / "metrics.json").read_text())
+    other = [s for s in TINY if not s.startswith(("hidden", "epochs"))] + ["hidden=9",
+                                                                          "epochs=3"]
+    # without a flag, a folder with checkpoints is continued too
+    for flags in (["--resume"], ["--resume-or-start"], []):
+        capsys.readouterr()
+        assert _run(out, other, "--quiet", *flags) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1
+        assert "epochs 2 -> 3; hidden 8 -> 9" in err and "another --out" in err, err
+        assert (out / "config.json").read_text() == config  # the saved config is kept
+    # the same values, in another order and with progress lines: the same run, continued
+    # (it was finished: no epoch trains, no checkpoint is written again)
+    saved = {p: p.stat().st_mtime_ns for p in (out / "checkpoints").glob("*.pt")}
+    assert _run(out, list(reversed(TINY)), "--resume") == 0
+    assert {p: p.stat().st_mtime_ns for p in (out / "checkpoints").glob("*.pt")} == saved
+    again = json.loads((out / "metrics.json").read_text())
+    assert again["test_accuracy"] == metrics["test_accuracy"]
+    assert again["epochs"] == 2
+    # a config.json that is not one: the run's config is unknown, so it is not continued
+    capsys.readouterr()
+    (out / "config.json").write_text("[1, 2]\n")
+    assert _run(out, TINY, "--resume") == 2
+    assert "is not a config" in capsys.readouterr().err

@@ -67,7 +67,12 @@ def test_resume_skips_finished_seeds_and_continues_the_others(swept, monkeypatch
     # a different config is not the same sweep
     assert main(["sweep", "classification", "--seeds", "2", "--out", str(swept), "--resume",
                  "--set", "hidden=9"]) == 2
-    assert "holds a sweep of classification" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "holds a sweep of classification with another config" in err
+    assert "hidden 8 -> 9" in err and "epochs 1 -> 30" in err  # the preset: 30
+    # the same config in another order is the same sweep
+    assert main(["sweep", "classification", "--seeds", "2", "--out", str(swept), "--resume",
+                 *[a for s in reversed(TINY) for a in ("--set", s)]]) == 0
 
 
 def test_progress_lines_and_parallel_jobs(tmp_path, capsys):

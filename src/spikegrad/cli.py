@@ -30,7 +30,7 @@ from typing import List, Optional
 
 from .apps import APPS, budget, get_app
 from .apps.config import ConfigError, apply_overrides, resolve_config
-from .apps.report import check_out_dir, make_out_dir, resume_point
+from .apps.report import check_out_dir, check_resume_config, make_out_dir, resume_point
 from .train.distributed import Ranks, init_from_env
 from .train.interrupt import TrainingInterrupted
 
@@ -178,7 +178,7 @@ def _run_or_sweep(args) -> int:
             if args.jobs < 1:
                 raise ConfigError(f"--jobs must be >= 1 (parallel processes); got {args.jobs}")
         # rank 0 decides (a default folder is named by its clock) and tells the others
-        out, resume = ranks.on_main(lambda: _out_dir(args))
+        out, resume = ranks.on_main(lambda: _out_dir(args, resolved))
         if args.command == "sweep":
             summary = sweep.run_sweep(args.app, args.overrides, seeds, out, resume=resume,
                                       jobs=args.jobs, quiet=args.quiet)
@@ -251,8 +251,9 @@ def _again(args, out, ranks: Ranks) -> str:
     return f"{launch} {args.command} {args.app}{seeds} --out {out} --resume{sets}"
 
 
-def _out_dir(args) -> tuple:
-    """The run folder, checked, and whether to resume in it."""
+def _out_dir(args, resolved) -> tuple:
+    """The run folder, checked, and whether to resume in it (a run only with the config it
+    was started with, ``resolved``; a sweep checks its own in ``run_sweep``)."""
     continuing = args.resume or args.resume_or_start
     flag = "--resume" if args.resume else "--resume-or-start"
     if continuing and args.out is None:
@@ -271,6 +272,8 @@ def _out_dir(args) -> tuple:
         found = sweep.has_progress(out)
     else:
         found = resume_point(out) is not None
+        if found:  # also without a flag: a folder with checkpoints is continued
+            check_resume_config(out, resolved, flag if continuing else "--out")
     if args.resume and not found:
         what = ("does not exist" if not out.exists() else
                 "is empty" if not any(out.iterdir()) else

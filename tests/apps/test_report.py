@@ -27,3 +27,13 @@ def test_same_seed_twice_gives_identical_metrics_and_records_the_environment(tmp
     assert "spikegrad" in env["packages"] and env["git_commit"]
     config = json.loads((tmp_path / "a" / "config.json").read_text())
     assert config["seed"] == 4
+
+
+def test_config_changes_name_each_key_and_ignore_what_only_prints():
+    from spikegrad.apps.report import config_changes
+
+    saved = {"epochs": 2, "lr": 0.01, "progress": True, "log": "", "old_key": 1}
+    now = {"epochs": 3, "lr": 0.01, "progress": False, "log": "csv", "new_key": "a"}
+    assert config_changes(saved, now) == ["epochs 2 -> 3", "new_key (absent) -> \"a\"",
+                                          "old_key 1 -> (absent)"]
+    assert config_changes(saved, dict(saved, progress=False)) == []

@@ -1,6 +1,7 @@
 """The robust app: a tiny run end to end (its one table, the masking checks, the information
 plane, the figures), an exact resume of an adversarial training from a mid-run checkpoint,
-the evaluation's attacks against their definitions, and config errors that name the key."""
+the evaluation's attacks against their definitions, an AutoAttack that leaves the global RNG
+alone, and config errors that name the key."""
 
 import json
 import re
@@ -116,6 +117,27 @@ def test_evaluation_matches_the_attacks_it_names(tmp_path):
     mu, log_var = vib.encode(x)
     closed = 0.5 * (mu ** 2 + log_var.exp() - 1 - log_var).sum(1).mean()
     assert code_kl(vib, x) == pytest.approx(float(closed.detach()), rel=1e-5)
+
+
+def test_autoattack_leaves_the_global_rng_as_it_was():
+    """torchattacks' APGD reseeds the global torch RNG; the app's AutoAttack must not pass
+    that on to what runs after it."""
+    import torchattacks
+
+    c = app.validate(app.Config(**dict(TINY, autoattack_steps=2)))
+    data = load_images(c)
+    torch.manual_seed(0)
+    model = build_model(c, "standard", data.n_classes).eval()
+    x, y = (t[:20] for t in data.test.tensors)
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    torchattacks.APGD(model, eps=c.eval_eps, steps=2, seed=c.seed + 7)(x, y)
+    assert not torch.equal(torch.get_rng_state(), before)  # the reason for the fork
+    torch.manual_seed(1234)
+    adv = autoattack(c, model, x, y, data.n_classes)
+    assert torch.equal(torch.get_rng_state(), before)
+    # the attack itself still draws from its own seed: the same inputs every time
+    assert torch.equal(autoattack(c, model, x, y, data.n_classes), adv)
 
 
 def test_the_ann_twin_has_the_snns_weight_shapes():

@@ -105,6 +105,49 @@ def resume_point(path: Path) -> Optional[Path]:
     return points[0] if points else None
 
 
+#: Config keys that change what a run prints or logs, not what it computes: a resume may
+#: change them (``--quiet`` sets ``progress=false``, a sweep's seeds run quietly).
+PRESENTATION_KEYS = frozenset({"progress", "log"})
+
+
+def config_changes(saved: Mapping[str, Any], now: Mapping[str, Any]) -> List[str]:
+    """``"key saved -> now"`` for every key (but :data:`PRESENTATION_KEYS`) whose value
+    differs between two configs given as JSON-like dicts, sorted by key; a key that only one
+    of them has shows as ``(absent)`` on the other side."""
+    missing = object()
+    changes = []
+    for key in sorted(set(saved) | set(now)):
+        old, new = saved.get(key, missing), now.get(key, missing)
+        if key not in PRESENTATION_KEYS and old != new:
+            show = [("(absent)" if v is missing else json.dumps(v)) for v in (old, new)]
+            changes.append(f"{key} {show[0]} -> {show[1]}")
+    return changes
+
+
+def check_resume_config(path: Path, cfg, flag: str = "--resume") -> None:
+    """Raise a :class:`ConfigError` when run folder ``path`` was started with a config other
+    than ``cfg`` (the validated config, as the app writes it to ``config.json``): its
+    checkpoints then come from another run, and continuing from them would give a result of
+    two configs. A folder without ``config.json`` has nothing to compare and passes."""
+    saved_path = Path(path) / "config.json"
+    if not saved_path.exists():
+        return
+    try:
+        saved = json.loads(saved_path.read_text())
+    except json.JSONDecodeError:
+        saved = None
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{flag}: {saved_path} is not a config (a JSON object), so the run's "
+                          "config is unknown; start a new run with another --out")
+    changes = config_changes(saved, json.loads(to_json(cfg)))
+    if changes:
+        raise ConfigError(
+            f"{flag}: the run in {path} was started with another config ({'; '.join(changes)}"
+            f", saved -> now); resuming would mix the two. Resume with the saved values (drop "
+            "those --set or repeat the saved ones; see its config.json), or start a new run "
+            "with another --out")
+
+
 class RunDir:
     def __init__(self, path: Path):
         self.path = Path(path)

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from . import get_app
-from .config import ConfigError, apply_overrides
-from .report import fmt, resume_point
+from .config import ConfigError, apply_overrides, resolve_config, to_json
+from .report import config_changes, fmt, resume_point
 from ..train.interrupt import TrainingInterrupted
 from ..train.progress import Progress
 
@@ -103,7 +103,8 @@ def run_sweep(app_name: str, overrides: Sequence[str], seeds: Sequence[int], out
     """Run ``app_name`` with ``overrides`` once per seed under ``out`` and summarise.
 
     ``resume``: skip seeds that finished, continue those with a checkpoint (and check that
-    ``out`` holds a sweep of the same app and overrides).
+    ``out`` holds a sweep of the same app and config: every key but ``progress``
+    and ``log`` has its saved value, however the ``--set`` list spells it).
     """
     app = get_app(app_name)
     overrides = list(overrides)
@@ -135,15 +136,36 @@ def _write_manifest(out: Path, app_name: str, overrides: List[str], seeds: Seque
     path = out / "sweep.json"
     if resume and path.exists():
         old = json.loads(path.read_text())
-        if old.get("app") != app_name or old.get("overrides") != overrides:
+        old_sets = old.get("overrides", [])
+        shown = " ".join(f"--set {o}" for o in old_sets) or "no --set"
+        if old.get("app") != app_name:
+            raise ConfigError(f"--resume: {out} holds a sweep of {old.get('app')} ({shown}), "
+                              f"not of {app_name}; choose another --out")
+        changes = _config_changes(app_name, old_sets, overrides)
+        if changes:
             raise ConfigError(
-                f"--resume: {out} holds a sweep of {old.get('app')} with --set "
-                f"{' '.join(old.get('overrides', [])) or '(none)'}; resume it with the same app "
-                "and --set values, or choose another --out")
+                f"--resume: {out} holds a sweep of {app_name} with another config "
+                f"({'; '.join(changes)}, saved -> now); resuming would mix the two. Resume it "
+                f"with its own values ({shown}), or start a new sweep with another --out")
         seeds = sorted(set(old.get("seeds", [])) | set(seeds))
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"app": app_name, "overrides": overrides, "seeds": list(seeds)},
                                indent=2) + "\n")
+
+
+def _config_changes(app_name: str, saved: List[str], now: List[str]) -> List[str]:
+    """The keys whose values differ between the app's configs under the ``--set`` lists
+    ``saved`` and ``now`` (so the same config given in another order or spelling is the
+    same sweep)."""
+    app = get_app(app_name)
+    try:
+        old = resolve_config(app, apply_overrides(app.Config(), saved))
+    except ConfigError as e:
+        raise ConfigError(f"--resume: the sweep's saved --set values are not valid for "
+                          f"{app_name} any more ({e}); start a new sweep with another "
+                          "--out") from None
+    new = resolve_config(app, apply_overrides(app.Config(), now))
+    return config_changes(json.loads(to_json(old)), json.loads(to_json(new)))
 
 
 def _metrics(out: Path, seed: int) -> Optional[Dict[str, float]]:

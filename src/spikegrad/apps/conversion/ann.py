@@ -1,10 +1,12 @@
 """The ANN twin of the vision set-up's spiking network (same architecture plan, batch norm
-and ReLU or QCFS in place of the norm and neurons), and its training."""
+and ReLU or QCFS in place of the norm and neurons), and its training; :func:`fit_stage`, the
+checkpointed fit that every training of the app goes through."""
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, List
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
 
 import torch
 from torch import nn
@@ -15,7 +17,7 @@ from ...train import ObjectiveOutput, Trainer, make_optimizer
 from ..setups.vision import plan, roll_signal
 from .config import Config
 
-__all__ = ["build_ann", "train_ann", "ann_accuracy", "ann_macs"]
+__all__ = ["build_ann", "train_ann", "ann_accuracy", "ann_macs", "fit_stage", "train_seconds"]
 
 
 def build_ann(c: Config, in_shape, n_classes: int, activation: Callable[[], nn.Module]
@@ -48,9 +50,28 @@ def build_ann(c: Config, in_shape, n_classes: int, activation: Callable[[], nn.M
     return nn.Sequential(*layers)
 
 
-def train_ann(c: Config, model: nn.Sequential, train: TensorDataset) -> List[dict]:
+def fit_stage(trainer_args: tuple, loader, epochs: int, checkpoint_dir: Optional[Path],
+              resume: bool, **trainer_kwargs) -> List[dict]:
+    """``Trainer(*trainer_args, **trainer_kwargs)`` (quiet) fitted for ``epochs``; with
+    ``checkpoint_dir``, a checkpoint there after every epoch (the newest two kept), and
+    ``resume`` continues from the newest one (a finished training is loaded, not repeated;
+    none there: it starts). Returns the history, one record per epoch."""
+    trainer = Trainer(*trainer_args, progress=False, checkpoint_dir=checkpoint_dir,
+                      keep_checkpoints=2, **trainer_kwargs)
+    return trainer.fit(loader, epochs,
+                       resume="latest" if resume and checkpoint_dir is not None else None)
+
+
+def train_seconds(history: List[dict]) -> float:
+    """A training's time: the seconds of its epochs, also of those done before a resume."""
+    return float(sum(r["seconds"] for r in history))
+
+
+def train_ann(c: Config, model: nn.Sequential, train: TensorDataset,
+              checkpoint_dir: Optional[Path] = None, resume: bool = False) -> List[dict]:
     """Adam at ``c.lr`` with a cosine decay over ``c.epochs``, cross-entropy, the set-up's
-    batch size and augmentation; returns the trainer's history."""
+    batch size and augmentation; returns the trainer's history. ``checkpoint_dir``,
+    ``resume``: as in :func:`fit_stage`."""
     opt = make_optimizer("adam", model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=c.epochs)
     loader = DataLoader(train, batch_size=c.batch_size, shuffle=True,
@@ -64,7 +85,8 @@ def train_ann(c: Config, model: nn.Sequential, train: TensorDataset) -> List[dic
         return ObjectiveOutput(nn.functional.cross_entropy(logits, y), None,
                                {"accuracy": acc, "n": len(y)})
 
-    return Trainer(model, opt, objective, scheduler=sched, progress=False).fit(loader, c.epochs)
+    return fit_stage((model, opt, objective), loader, c.epochs, checkpoint_dir, resume,
+                     scheduler=sched)
 
 
 @torch.no_grad()

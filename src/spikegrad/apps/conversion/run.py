@@ -29,9 +29,13 @@ Methods, in the order they run:
    T. Cost per inference: spikes of all spiking layers and synaptic operations (each event
    into a layer costs its fan-out; the analog input costs one operation per synapse of each
    nonzero input per step), next to the ANN's multiply-accumulates. Training time is the
-   wall time of each method's training (conversion adds the ANN's).
+   time of each method's training epochs (conversion adds the ANN's).
 7. **Trade-off**: the target accuracy is the ANN's minus one point; for each method the
    smallest T of the grid that reaches it, with its synaptic operations.
+
+Each training (the ANN, the QCFS ANN, the hybrid fine-tuning, each direct net) checkpoints
+every epoch under ``checkpoints/<name>`` and ``--resume`` continues from there: a finished
+training is loaded, not repeated, and the evaluations (no randomness) are redone.
 """
 
 from __future__ import annotations
@@ -40,16 +44,16 @@ import copy
 import dataclasses
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 from torch.utils.data import DataLoader
 
 from ...convert import QCFS, convert, repeat_input
-from ...train import ObjectiveOutput, Trainer, make_optimizer, seed_everything
+from ...train import ObjectiveOutput, make_optimizer, seed_everything
 from ..report import Result, RunDir
 from ..setups.vision import build_model, evaluate, load_data, make_encoder, make_objective
-from .ann import ann_accuracy, ann_macs, build_ann, train_ann
+from .ann import ann_accuracy, ann_macs, build_ann, fit_stage, train_ann, train_seconds
 from .config import Config, int_list, methods, validate
 from .measure import over_time
 from .report import figures, tables
@@ -57,9 +61,10 @@ from .report import figures, tables
 __all__ = ["run", "fine_tune", "train_direct"]
 
 
-def fine_tune(c: Config, snn, train) -> float:
-    """Surrogate-gradient fine-tuning of a converted net at ``c.hybrid_steps``; seconds."""
-    t0 = time.perf_counter()
+def fine_tune(c: Config, snn, train, checkpoint_dir: Optional[Path] = None,
+              resume: bool = False) -> float:
+    """Surrogate-gradient fine-tuning of a converted net at ``c.hybrid_steps``; seconds of
+    training. ``checkpoint_dir``, ``resume``: as in :func:`.ann.fit_stage`."""
     T = c.hybrid_steps
     opt = make_optimizer("adam", snn.parameters(), lr=c.hybrid_lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, c.hybrid_epochs))
@@ -73,27 +78,28 @@ def fine_tune(c: Config, snn, train) -> float:
         return ObjectiveOutput(torch.nn.functional.cross_entropy(logits, y), None,
                                {"accuracy": acc, "n": len(y)})
 
-    if c.hybrid_epochs:
-        Trainer(snn, opt, objective, scheduler=sched, progress=False).fit(loader,
-                                                                           c.hybrid_epochs)
-    return time.perf_counter() - t0
+    if not c.hybrid_epochs:
+        return 0.0
+    return train_seconds(fit_stage((snn, opt, objective), loader, c.hybrid_epochs,
+                                   checkpoint_dir, resume, scheduler=sched))
 
 
-def train_direct(c: Config, data, T: int) -> Dict[str, float]:
+def train_direct(c: Config, data, T: int, checkpoint_dir: Optional[Path] = None,
+                 resume: bool = False) -> Dict[str, float]:
     """The vision set-up's spiking net trained from scratch at ``T`` steps; its test
-    accuracy, spikes and synaptic operations per inference and training seconds."""
+    accuracy, spikes and synaptic operations per inference and training seconds.
+    ``checkpoint_dir``, ``resume``: as in :func:`.ann.fit_stage`."""
     vc = dataclasses.replace(c, n_steps=T)
     seed_everything(c.seed, deterministic=c.deterministic)
-    t0 = time.perf_counter()
     model = build_model(vc, data.n_in, data.n_classes)
     encode = make_encoder(vc)
     opt = make_optimizer("adam", model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=c.epochs)
     loader = DataLoader(data.train, batch_size=c.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(c.seed))
-    Trainer(model, opt, make_objective(vc, encode), scheduler=sched,
-            progress=False).fit(loader, c.epochs)
-    seconds = time.perf_counter() - t0
+    history = fit_stage((model, opt, make_objective(vc, encode)), loader, c.epochs,
+                        checkpoint_dir, resume, scheduler=sched)
+    seconds = train_seconds(history)
     m = evaluate(model, data.test, encode, seed=c.seed + 2)
     return {"accuracy": m["accuracy"], "spikes": m["spikes"], "synops": m["synops"],
             "train_seconds": seconds}
@@ -104,12 +110,10 @@ def _say(c: Config, text: str) -> None:
         print(f"conversion: {text}", flush=True)
 
 
-def _ann(c: Config, data, activation) -> tuple:
+def _ann(c: Config, data, activation, checkpoint_dir: Path, resume: bool) -> tuple:
     seed_everything(c.seed, deterministic=c.deterministic)
-    t0 = time.perf_counter()
     model = build_ann(c, data.n_in, data.n_classes, activation)
-    train_ann(c, model, data.train)
-    return model, time.perf_counter() - t0
+    return model, train_seconds(train_ann(c, model, data.train, checkpoint_dir, resume))
 
 
 def _converted(c: Config, ann, data) -> torch.nn.Module:
@@ -122,17 +126,19 @@ def _converted(c: Config, ann, data) -> torch.nn.Module:
 def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
     """Train the ANNs and spiking nets of ``cfg.methods``, convert, evaluate over T; write
     ``config.json``, ``metrics.json``, ``curves.json`` (every method's accuracy and cost at
-    every T), figures and ``report.md``. ``resume`` is accepted for the CLI's sake: each
-    training is short, so an interrupted run starts again."""
+    every T), figures and ``report.md``; ``resume``: continue each training from its
+    checkpoints under ``checkpoints/<name>`` (a finished one is loaded, not trained again),
+    which gives the numbers of an uninterrupted run."""
     c = validate(cfg)
     names = methods(c)
     rd = RunDir(out_dir)
     rd.write_config(c)
+    ckpt = rd.path / "checkpoints"
     start = time.perf_counter()
     data = load_data(c)
     steps = int_list(c.steps, "steps")
     _say(c, f"training the ANN ({c.dataset} {c.arch}, {c.epochs} epochs)")
-    ann, ann_seconds = _ann(c, data, torch.nn.ReLU)
+    ann, ann_seconds = _ann(c, data, torch.nn.ReLU, ckpt / "ann", resume)
     metrics: Dict[str, float] = {"ann_test_accuracy": ann_accuracy(ann, data.test),
                                  "ann_train_seconds": ann_seconds,
                                  "ann_macs": ann_macs(ann, data.n_in)["total"]}
@@ -145,7 +151,7 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
         metrics["plain_train_seconds"] = ann_seconds
         if "hybrid" in names:
             _say(c, f"fine-tuning the converted net at T = {c.hybrid_steps}")
-            seconds = fine_tune(c, plain, data.train)
+            seconds = fine_tune(c, plain, data.train, ckpt / "hybrid", resume)
             curves["hybrid"] = over_time(plain, data.test, steps)
             curves["hybrid"].pop(-1)
             metrics["hybrid_train_seconds"] = ann_seconds + seconds
@@ -153,7 +159,8 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
             curves.pop("plain")
     if "qcfs" in names:
         _say(c, f"training the QCFS ANN ({c.qcfs_levels} levels)")
-        qann, q_seconds = _ann(c, data, lambda: QCFS(levels=c.qcfs_levels))
+        qann, q_seconds = _ann(c, data, lambda: QCFS(levels=c.qcfs_levels), ckpt / "qcfs_ann",
+                               resume)
         metrics["qcfs_ann_test_accuracy"] = ann_accuracy(qann, data.test)
         curves["qcfs"] = over_time(_converted(c, qann, data), data.test, steps)
         curves["qcfs"].pop(-1)
@@ -162,7 +169,7 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
         curves["direct"] = {}
         for T in int_list(c.direct_steps, "direct_steps"):
             _say(c, f"training the spiking net directly at T = {T}")
-            d = train_direct(c, data, T)
+            d = train_direct(c, data, T, ckpt / f"direct_T{T}", resume)
             curves["direct"][T] = {k: d[k] for k in ("accuracy", "spikes", "synops")}
             metrics[f"direct_train_seconds_T{T}"] = d["train_seconds"]
     for name, by_t in curves.items():

@@ -39,7 +39,8 @@ def autoattack(c: Config, model: torch.nn.Module, x: Tensor, y: Tensor, n_classe
                ) -> Tensor:
     """Adversarial inputs from torchattacks on ``model`` (eval mode) at ``c.eval_eps``: its
     ``AutoAttack`` (``autoattack=full``), or its ``APGD`` with cross-entropy followed, on the
-    inputs that survive, by ``APGDT`` (targeted DLR loss, every other class as a target)."""
+    inputs that survive, by ``APGDT`` (targeted DLR loss, every other class as a target).
+    The global torch RNG (CPU and CUDA) is left as it was: torchattacks reseeds it."""
     import torchattacks
 
     seed = c.seed + 7
@@ -52,7 +53,11 @@ def autoattack(c: Config, model: torch.nn.Module, x: Tensor, y: Tensor, n_classe
         atk = torchattacks.MultiAttack([
             torchattacks.APGD(model, loss="ce", **common),
             torchattacks.APGDT(model, n_classes=n_classes, **common)])
-    return atk(x, y)
+    # APGD, APGD-T, FAB and Square call torch.manual_seed(seed) on the global RNG, so what
+    # runs after the attack would draw other numbers than without it (and than a resumed
+    # run that skips the cached evaluation)
+    with torch.random.fork_rng():
+        return atk(x, y)
 
 
 def transfer_examples(c: Config, ann: torch.nn.Module, x: Tensor, y: Tensor) -> Tensor:
