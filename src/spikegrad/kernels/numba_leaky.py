@@ -398,21 +398,25 @@ def _fwd_rec_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool,
             free_out, q, dq, wq, lo, hi):
         T, B, N = xs.shape
         r = np.empty(N, dtype=xs.dtype)
+        active = np.empty(N, dtype=np.int64)
         for t in range(T):
             # unsigned bounds: numba skips its negative-index checks, which kept LLVM from
             # vectorising the inner loops (3x slower with signed bounds in the LIF loop)
             for b in range(np.uint64(lo), np.uint64(hi)):
-                r[:] = 0
+                prev = y0[b] if t == 0 else ys[t - 1, b] if spiking else u_out[t - 1, b]
+                # the nonzero outputs listed first, without a branch, then their rows added
+                # in the same order: a test per output inside the add loop mispredicts at
+                # firing rates of a few percent (the event part ~30 % slower, measured)
+                c = 0
                 for j in range(N):
-                    if t == 0:
-                        yj = y0[b, j]
-                    elif spiking:
-                        yj = ys[t - 1, b, j]
-                    else:
-                        yj = u_out[t - 1, b, j]
-                    if yj != 0:
-                        for n in range(N):
-                            r[n] += yj * wt[j, n]
+                    active[c] = j
+                    c += prev[j] != 0
+                r[:] = 0
+                for k in range(c):
+                    j = active[k]
+                    yj = prev[j]
+                    for n in range(N):
+                        r[n] += yj * wt[j, n]
                 for n in range(N):
                     ad_n = ad[b, n] if adapt else zero
                     u, v_new, spike, i_n, ad_n2, rf_n, q_n, free = step(
