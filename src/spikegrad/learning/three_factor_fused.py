@@ -10,9 +10,9 @@ the layer is of the kind its kernel runs, else the reference. An explicit ``"num
 falls back: it raises with the reason.
 
 The accumulation of the factors' outer product is not compiled: one in-place BLAS call
-(``addmm_``) was faster than a compiled loop at the onchip app's size (64 -> 128, one
-thread: 4.6 against 10.2 us at batch 1, 8.4 against 30.4 us at batch 32; the loop's checks
-and its unvectorised batch sum cost more than torch's dispatch).
+(``addmm_``) was faster than a compiled loop (tried and removed) at the onchip app's size
+(64 -> 128, one thread, an ad-hoc timing loop: 4.6 against 10.2 us per call at batch 1, 8.4
+against 30.4 us at batch 32; the loop's checks and batch sum cost more than the dispatch).
 
 The compiled step supports LIF and IF neurons with any reset mode, with or without a
 synaptic current and input scaling, every trace (``"kernel"``, ``"spikes"``, a decay) and
