@@ -1,13 +1,16 @@
 """Per-step time of the online three-factor rule: the torch reference against the compiled
 step (``backend="numba"``), at the onchip app's layer size, one thread.
 
-Two measurements, each at batch 1 and 32:
+Three measurements, each at batch 1 and 32:
 
 - ``rule``: :class:`spikegrad.learning.ThreeFactor` on ``Linear(64 -> 128, no bias) -> LIF``,
   one :meth:`forward` and one :meth:`accumulate` (error ``z - target``) per step;
 - ``app``: :meth:`spikegrad.apps.onchip.rules.ThreeFactorNet.step` of the app's network
   ``64 -> 128 LIF -> 10 LIF`` (float weights, ``local_symmetric``): both layers, the errors
-  and the factors of one step (without the weight write).
+  and the factors of one step (without the weight write);
+- ``eprop``: :class:`spikegrad.learning.StreamingEProp` with ``batch`` streams through
+  ``64 -> Recurrent(128 LIF) -> 10 LI`` (the compiled e-prop step, in place), one
+  :meth:`step` per step and a flush per block.
 
 Each (case, batch, seed) runs ``--blocks`` blocks of ``--steps`` steps per backend, the two
 backends alternating block by block (both see the same load), after one warm-up block each
@@ -34,7 +37,7 @@ import spikegrad as sg
 from spikegrad.apps import onchip
 from spikegrad.apps.onchip.network import build_network, initial_weights
 from spikegrad.apps.onchip.rules import ThreeFactorNet
-from spikegrad.learning import Factors, ThreeFactor
+from spikegrad.learning import EProp, Factors, StreamingEProp, ThreeFactor
 
 N_IN, HIDDEN, CLASSES = 64, 128, 10
 
@@ -90,6 +93,24 @@ def app_block(backend: str, batch: int, seed: int, steps: int) -> Callable[[], N
     return block
 
 
+def eprop_block(backend: str, batch: int, seed: int, steps: int) -> Callable[[], None]:
+    torch.manual_seed(seed)
+    net = sg.nn.Sequential(sg.nn.Linear(N_IN, HIDDEN),
+                           sg.nn.Recurrent(sg.nn.LIF(HIDDEN, tau_mem=20e-3), autapses=False),
+                           sg.nn.Linear(HIDDEN, CLASSES), sg.nn.LI(CLASSES, tau_mem=20e-3))
+    stream = StreamingEProp(EProp.from_sequential(net), backend=backend, batch=batch)
+    assert stream.backend == backend
+    g = torch.Generator().manual_seed(seed)
+    xs = (torch.rand(steps, batch, N_IN, generator=g) < 0.2).float()
+    ts = torch.randn(steps, batch, CLASSES, generator=g)
+
+    def block() -> None:
+        for t in range(steps):
+            stream.step(xs[t], ts[t])
+        stream.flush()
+    return block
+
+
 def main(argv: List[str] = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=200, help="steps per timed block")
@@ -106,7 +127,7 @@ def main(argv: List[str] = None) -> None:
           f"{'ref/numba':>18s}")
     fmt = lambda xs, d=1: (f"{statistics.median(xs):.{d}f} "  # noqa: E731
                            f"({min(xs):.{d}f}-{max(xs):.{d}f})")
-    for name, make in (("rule", rule_block), ("app", app_block)):
+    for name, make in (("rule", rule_block), ("app", app_block), ("eprop", eprop_block)):
         for batch in (1, 32):
             per_seed = {"reference": [], "numba": [], "ratio": []}
             for s in seeds:
