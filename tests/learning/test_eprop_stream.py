@@ -225,3 +225,28 @@ def test_a_batch_of_streams_equals_the_reference_batch(kw, dtype):
         fast.step(xs[0, 0], ts[0, 0])
     with pytest.raises(ValueError, match=r"xs and targets must be \[T, B, N_in\]"):
         fast.run(xs[:, 0], ts[:, 0])
+
+
+def test_a_batch_of_streams_with_the_stream_rate_window_is_eprop_run():
+    """EProp.run on [T, B, ...] with online updates == StreamingEProp(batch=B,
+    rate_window="stream") stepped and flushed at the same steps, through the compiled step."""
+    net = _net(torch.float64)
+    twin = copy.deepcopy(net)
+    g = torch.Generator().manual_seed(5)
+    xs = torch.poisson(torch.full((60, 4, 6), 0.6), generator=g).double()
+    ts = torch.randn(60, 4, 2, generator=g).double()
+    opts = dict(reg=0.5, rate_target=0.04)
+    ys_ref, _ = EProp.from_sequential(twin, **opts).run(
+        xs, ts, optimizer=torch.optim.SGD(twin.parameters(), lr=0.05), update_every=20)
+    stream = StreamingEProp(EProp.from_sequential(net, **opts), backend="numba",
+                            rate_window="stream", batch=4)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    ys = []
+    for lo in range(0, 60, 20):
+        ys.append(stream.run(xs[lo:lo + 20], ts[lo:lo + 20]))
+        stream.flush()
+        opt.step()
+    torch.testing.assert_close(torch.cat(ys), ys_ref, rtol=1e-9, atol=1e-12)
+    assert float(stream.state.count.sum()) > 0 and stream.state.steps == 60
+    for a, b in zip(net.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
