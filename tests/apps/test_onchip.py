@@ -95,6 +95,38 @@ def test_the_app_rule_has_the_libraries_factors_over_steps():
     torch.testing.assert_close(hidden.error, e2 @ net.feedback.t())
 
 
+@pytest.mark.parametrize("array", ["fp32", "pcm"])
+@pytest.mark.parametrize("trace", ["kernel", "spikes"])
+def test_the_compiled_local_step_equals_the_reference_step(array, trace):
+    pytest.importorskip("numba")
+    c = app.validate(app.Config(hidden=32, trace=trace))
+    weights = initial_weights(c, 64, 10)
+    xs = (torch.rand(c.n_steps, 8, 64, generator=torch.Generator().manual_seed(5)) < 0.4).float()
+    onehot = torch.nn.functional.one_hot(torch.arange(8) % 10, 10).float()
+    runs = []
+    for backend in ("numba", "reference"):
+        # each run its own (identically seeded) network: a crossbar read draws noise
+        model = build_network(c, weights, "fast_sigmoid", array)
+        cb = app.validate(app.Config(hidden=32, trace=trace, local_backend=backend))
+        net = ThreeFactorNet(cb, model, "local_symmetric", torch.Generator().manual_seed(0))
+        assert net.backends == [backend, backend]
+        state, steps = net.init_state(8), []
+        for t in range(c.n_steps):
+            z, state, factors = net.step(xs[t], onehot, state, t)
+            steps.append((z, state, factors))
+        runs.append(steps)
+    hidden_spikes = 0.0
+    for (z, s, fs), (z_r, s_r, fs_r) in zip(*runs):
+        assert torch.equal(z, z_r) and torch.equal(s.count, s_r.count)
+        for a, b in zip(s, s_r):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+        for f, f_r in zip(fs, fs_r):
+            for a, b in zip(f, f_r):
+                torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+        hidden_spikes += float((fs[1].pre != 0).sum())
+    assert hidden_spikes > 0                    # the hidden layer fired: both layers tested
+
+
 def test_crossbars_with_ideal_devices_compute_what_the_float_network_computes():
     c = app.validate(app.Config(hidden=32))
     weights = initial_weights(c, 64, 10)
@@ -115,7 +147,8 @@ def test_crossbars_with_ideal_devices_compute_what_the_float_network_computes():
     ("arrays", "fp32,fp32"), ("epochs", 0), ("hidden", 0), ("bits", 1), ("lr_local", -1.0),
     ("lr_bptt", 0.0), ("w_max", 0.0), ("drift_times", "0,3600"), ("drift_times", "1h"),
     ("local_surrogate", "atan"), ("trace", "filtered"), ("update_every", 0),
-    ("encoder", "latency"), ("pcm_dw_min_std", -0.1), ("max_train", -5)])
+    ("encoder", "latency"), ("pcm_dw_min_std", -0.1), ("max_train", -5),
+    ("local_backend", "cuda")])
 def test_bad_config_values_raise_config_error_naming_the_key(key, value):
     with pytest.raises(ConfigError, match=key):
         app.validate(app.Config(**{key: value}))

@@ -178,3 +178,75 @@ def test_rate_window_stream_is_eprop_runs_bookkeeping_and_update_restarts_the_co
     windowed.flush()
     assert float(windowed.state.count.sum()) == 0 and windowed.state.steps == 0
     assert windowed.steps == 30
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("kw", [dict(), dict(tau_syn=50e-3, bias=False)], ids=["plain", "syn"])
+def test_a_batch_of_streams_equals_the_reference_batch(kw, dtype):
+    """batch=B: B streams through the compiled step against EProp.step on [B, ...] (the
+    reference sums the batch before accumulating, so sums differ in order, to rounding)."""
+    net = _net(dtype, **kw)
+    twin, twin2 = copy.deepcopy(net), copy.deepcopy(net)
+    g = torch.Generator().manual_seed(4)
+    xs = torch.poisson(torch.full((100, 3, 6), 0.6), generator=g).to(dtype)
+    ts = torch.randn(100, 3, 2, generator=g).to(dtype)
+    opts = dict(feedback="random", reg=0.2, rate_target=0.04, loss_scale=0.5)
+    make = lambda n: EProp.from_sequential(  # noqa: E731
+        n, generator=torch.Generator().manual_seed(3), **opts)
+    fast = StreamingEProp(make(net), backend="numba", batch=3)
+    ref = StreamingEProp(make(twin), backend="reference", batch=3)
+    chunked = StreamingEProp(make(twin2), backend="numba", batch=3)
+    opt_f = torch.optim.SGD(net.parameters(), lr=0.05)
+    opt_r = torch.optim.SGD(twin.parameters(), lr=0.05)
+    opt_c = torch.optim.SGD(twin2.parameters(), lr=0.05)
+    eps = torch.finfo(dtype).eps
+    spikes = 0.0
+    for lo in range(0, 100, 25):
+        ys_f = torch.stack([fast.step(xs[t], ts[t]) for t in range(lo, lo + 25)])
+        ys_r = torch.stack([ref.step(xs[t], ts[t]) for t in range(lo, lo + 25)])
+        ys_c = chunked.run(xs[lo:lo + 25], ts[lo:lo + 25])
+        assert ys_f.shape == (25, 3, 2)
+        torch.testing.assert_close(ys_f, ys_r, rtol=1e3 * eps, atol=1e3 * eps)
+        torch.testing.assert_close(ys_c, ys_f, rtol=0, atol=0)        # same kernel body
+        spikes += float(fast.state.count.sum())
+        assert fast.loss_sum == pytest.approx(ref.loss_sum, rel=1e3 * eps)
+        g_f, g_r, g_c = fast.flush(), ref.flush(), chunked.flush()
+        for name in g_r:
+            scale = float(g_r[name].abs().max())
+            assert scale > 0, name
+            # 3 streams x 25 steps summed in another order than the reference's
+            torch.testing.assert_close(g_f[name], g_r[name], rtol=0, atol=1e4 * eps * scale,
+                                       msg=name)
+            torch.testing.assert_close(g_c[name], g_f[name], rtol=0, atol=0)
+        for opt in (opt_f, opt_r, opt_c):
+            opt.step()
+    assert spikes > 20            # the hidden layers fired: a real test of the traces
+    with pytest.raises(ValueError, match=r"x must have shape \[3, 6\]"):
+        fast.step(xs[0, 0], ts[0, 0])
+    with pytest.raises(ValueError, match=r"xs and targets must be \[T, B, N_in\]"):
+        fast.run(xs[:, 0], ts[:, 0])
+
+
+def test_a_batch_of_streams_with_the_stream_rate_window_is_eprop_run():
+    """EProp.run on [T, B, ...] with online updates == StreamingEProp(batch=B,
+    rate_window="stream") stepped and flushed at the same steps, through the compiled step."""
+    net = _net(torch.float64)
+    twin = copy.deepcopy(net)
+    g = torch.Generator().manual_seed(5)
+    xs = torch.poisson(torch.full((60, 4, 6), 0.6), generator=g).double()
+    ts = torch.randn(60, 4, 2, generator=g).double()
+    opts = dict(reg=0.5, rate_target=0.04)
+    ys_ref, _ = EProp.from_sequential(twin, **opts).run(
+        xs, ts, optimizer=torch.optim.SGD(twin.parameters(), lr=0.05), update_every=20)
+    stream = StreamingEProp(EProp.from_sequential(net, **opts), backend="numba",
+                            rate_window="stream", batch=4)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    ys = []
+    for lo in range(0, 60, 20):
+        ys.append(stream.run(xs[lo:lo + 20], ts[lo:lo + 20]))
+        stream.flush()
+        opt.step()
+    torch.testing.assert_close(torch.cat(ys), ys_ref, rtol=1e-9, atol=1e-12)
+    assert float(stream.state.count.sum()) > 0 and stream.state.steps == 60
+    for a, b in zip(net.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)

@@ -1,13 +1,16 @@
-"""A compiled e-prop step for streaming (batch 1): :meth:`spikegrad.learning.EProp.step` in
-one numba loop, in place, for the factorised case (LIF with a detached subtractive reset and
-scalar decays, optionally current-based; readout LI without a synaptic stage).
+"""A compiled e-prop step for streaming (``B`` streams, often one):
+:meth:`spikegrad.learning.EProp.step` in one numba loop, in place, for the factorised case
+(LIF with a detached subtractive reset and scalar decays, optionally current-based; readout LI
+without a synaptic stage).
 
 Why: the reference step is about 25 small torch ops on ``[1, N]`` and ``[1, N, P]`` tensors;
 their dispatch, not the arithmetic, sets its time (about 1 ms per step on a loaded 2-core
 machine), while a closed-loop decoder gets a new bin every 4 ms. Here one call does the whole
 step: the input current, the neuron, the readout, the eligibility vector and its readout
 filtering, the learning signal and the gradient accumulators, in one pass over the ``[N, P]``
-synapses (``e = psi (x) eps`` is never stored: it is rank one in the factorised case).
+synapses (``e = psi (x) eps`` is never stored: it is rank one in the factorised case). A
+batch runs its samples one after the other through the same loop, adding into the shared
+accumulators (the reference sums the batch first, so sums differ in order, to rounding).
 
 The arithmetic follows the reference's equations in its order (see
 :mod:`spikegrad.learning.eprop`); matrix-vector products are summed in index order, so
@@ -55,10 +58,12 @@ class StepSpec(NamedTuple):
 
 
 class StepArrays(NamedTuple):
-    """The arrays of one stream (all C-contiguous, one float dtype). ``n_in`` inputs, ``N``
+    """The arrays of ``B`` streams (all C-contiguous, one float dtype). ``n_in`` inputs, ``N``
     hidden neurons, ``K`` outputs, ``P = n_in + has_b_in + N * recurrent`` presynaptic units
-    of the hidden layer, ``Q = N + has_b_out`` of the readout. Arrays a spec does not use
-    (e.g. ``b_in`` without a bias) are any array of the right dtype."""
+    of the hidden layer, ``Q = N + has_b_out`` of the readout. Weights and accumulators are
+    shared; the state has one row per stream. Arrays a spec does not use (e.g. ``b_in``
+    without a bias) are any array of the right dtype, except the unused state rows ``i`` and
+    ``pre_i``, which are 2-d (the kernel takes their first row)."""
 
     w_in: np.ndarray     # [N, n_in]
     b_in: np.ndarray     # [N]
@@ -66,15 +71,15 @@ class StepArrays(NamedTuple):
     w_out: np.ndarray    # [K, N]
     b_out: np.ndarray    # [K]
     feedback: np.ndarray  # [N, K]: B (random/adaptive feedback)
-    v: np.ndarray        # [N] membrane after reset
-    i: np.ndarray        # [N] synaptic current
-    z: np.ndarray        # [N] spikes of the last step
-    y: np.ndarray        # [K] readout
-    pre_i: np.ndarray    # [P] presynaptic values through the synaptic filter
-    eps: np.ndarray      # [P] eligibility vector dv/dW (factorised)
-    ebar: np.ndarray     # [N, P] eligibility traces through the readout kernel
-    zbar: np.ndarray     # [Q] readout presynaptic values through the readout kernel
-    count: np.ndarray    # [N] spikes so far
+    v: np.ndarray        # [B, N] membrane after reset
+    i: np.ndarray        # [B, N] synaptic current
+    z: np.ndarray        # [B, N] spikes of the last step
+    y: np.ndarray        # [B, K] readout
+    pre_i: np.ndarray    # [B, P] presynaptic values through the synaptic filter
+    eps: np.ndarray      # [B, P] eligibility vector dv/dW (factorised)
+    ebar: np.ndarray     # [B, N, P] eligibility traces through the readout kernel
+    zbar: np.ndarray     # [B, Q] readout presynaptic values through the readout kernel
+    count: np.ndarray    # [N] spikes so far (summed over the streams)
     acc_w: np.ndarray    # [N, P] accumulated gradient of the hidden layer's weights
     acc_out: np.ndarray  # [K, Q] accumulated gradient of the readout's weights
     acc_e: np.ndarray    # [N, P] sum of the eligibility traces (regulariser)
@@ -83,7 +88,8 @@ class StepArrays(NamedTuple):
 
 def check_step_arrays(spec: StepSpec, a: StepArrays, n_in: int, where: str) -> tuple:
     """Check every array of ``a`` against ``spec`` and ``n_in`` (shape, dtype,
-    C-contiguity); returns ``(N, K, P, Q)``. Raises before anything compiled runs."""
+    C-contiguity, one batch ``B`` for the whole state); returns ``(N, K, P, Q, B)``. Raises
+    before anything compiled runs."""
     dtype = np.float64 if spec.float64 else np.float32
     if not isinstance(a, StepArrays):
         raise TypeError(f"{where}: arrays must be StepArrays, got {type(a).__name__}")
@@ -94,12 +100,15 @@ def check_step_arrays(spec: StepSpec, a: StepArrays, n_in: int, where: str) -> t
     if not isinstance(a.w_out, np.ndarray) or a.w_out.ndim != 2 or a.w_out.shape[1] != n:
         raise ValueError(f"{where}: w_out must be a [K, {n}] array, got "
                          f"{getattr(a.w_out, 'shape', type(a.w_out).__name__)}")
-    k = a.w_out.shape[0]
+    if not isinstance(a.v, np.ndarray) or a.v.ndim != 2 or a.v.shape[0] < 1:
+        raise ValueError(f"{where}: v must be a [B, {n}] array with B >= 1, got "
+                         f"{getattr(a.v, 'shape', type(a.v).__name__)}")
+    k, b = a.w_out.shape[0], a.v.shape[0]
     p = n_in + spec.has_b_in + (n if spec.recurrent else 0)
     q = n + spec.has_b_out
-    shapes = {"w_in": (n, n_in), "w_out": (k, n), "v": (n,), "z": (n,), "y": (k,),
-              "eps": (p,), "ebar": (n, p), "zbar": (q,), "count": (n,), "acc_w": (n, p),
-              "acc_out": (k, q)}
+    shapes = {"w_in": (n, n_in), "w_out": (k, n), "v": (b, n), "z": (b, n), "y": (b, k),
+              "eps": (b, p), "ebar": (b, n, p), "zbar": (b, q), "count": (n,),
+              "acc_w": (n, p), "acc_out": (k, q)}
     if spec.has_b_in:
         shapes["b_in"] = (n,)
     if spec.recurrent:
@@ -109,7 +118,7 @@ def check_step_arrays(spec: StepSpec, a: StepArrays, n_in: int, where: str) -> t
     if not spec.symmetric:
         shapes["feedback"] = (n, k)
     if spec.has_syn:
-        shapes.update(i=(n,), pre_i=(p,))
+        shapes.update(i=(b, n), pre_i=(b, p))
     if spec.reg:
         shapes["acc_e"] = (n, p)
     for name in StepArrays._fields:
@@ -121,7 +130,10 @@ def check_step_arrays(spec: StepSpec, a: StepArrays, n_in: int, where: str) -> t
         elif not isinstance(arr, np.ndarray) or arr.dtype != dtype:
             raise TypeError(f"{where}: {name} (unused here) must still be a {np.dtype(dtype)} "
                             "numpy array")
-    return n, k, p, q
+        elif name in ("i", "pre_i") and (arr.ndim != 2 or arr.shape[0] < 1):
+            raise ValueError(f"{where}: {name} (unused here) must still be a 2-d array with a "
+                             "row")
+    return n, k, p, q, b
 
 
 @functools.lru_cache(maxsize=None)
@@ -233,49 +245,67 @@ def _step_body(spec: StepSpec):
 
 
 @functools.lru_cache(maxsize=None)
-def step_kernel(spec: StepSpec):
-    """``kernel(x [n_in], target [K], *StepArrays, scratch [P + 3 N + K]) -> loss``: one
-    step in place; the loss is ``loss_scale / 2 * sum (y - target)^2`` of the step."""
+def _batch_step(spec: StepSpec):
+    """One step of every stream (the body on each state row in turn), returning the summed
+    loss; inlined into the one-step and many-step kernels."""
     body = _step_body(spec)
+    has_syn = spec.has_syn
 
-    @numba.njit(error_model="numpy")
-    def kernel(x, target, w_in, b_in, w_rec, w_out, b_out, fb, v, isyn, z, y, pre_i, eps,
-               ebar, zbar, count, acc_w, acc_out, acc_e, consts, scratch):
-        n, k, p_all = w_in.shape[0], w_out.shape[0], eps.shape[0]
-        xhat = scratch[:p_all]
-        psi = scratch[p_all:p_all + n]
-        znew = scratch[p_all + n:p_all + 2 * n]
-        learn = scratch[p_all + 2 * n:p_all + 3 * n]
-        err = scratch[p_all + 3 * n:p_all + 3 * n + k]
-        return body(x, target, w_in, b_in, w_rec, w_out, b_out, fb, v, isyn, z, y, pre_i, eps,
-                    ebar, zbar, count, acc_w, acc_out, acc_e, consts, xhat, psi, znew, err,
-                    learn)
-
-    return kernel
-
-
-@functools.lru_cache(maxsize=None)
-def run_kernel(spec: StepSpec):
-    """``kernel(xs [T, n_in], targets [T, K], ys [T, K], *StepArrays, scratch) -> loss``:
-    ``T`` steps in place, the readout of each written to ``ys``; returns the summed loss."""
-    body = _step_body(spec)
-
-    @numba.njit(error_model="numpy")
-    def kernel(xs, targets, ys, w_in, b_in, w_rec, w_out, b_out, fb, v, isyn, z, y, pre_i,
-               eps, ebar, zbar, count, acc_w, acc_out, acc_e, consts, scratch):
-        n, k, p_all = w_in.shape[0], w_out.shape[0], eps.shape[0]
+    @numba.njit(inline="always", error_model="numpy")
+    def batch_step(x, target, w_in, b_in, w_rec, w_out, b_out, fb, v, isyn, z, y, pre_i, eps,
+                   ebar, zbar, count, acc_w, acc_out, acc_e, consts, scratch):
+        n, k, p_all = w_in.shape[0], w_out.shape[0], eps.shape[1]
         xhat = scratch[:p_all]
         psi = scratch[p_all:p_all + n]
         znew = scratch[p_all + n:p_all + 2 * n]
         learn = scratch[p_all + 2 * n:p_all + 3 * n]
         err = scratch[p_all + 3 * n:p_all + 3 * n + k]
         total = 0.0
+        for s in range(v.shape[0]):
+            # unused synaptic rows (no decay_syn) are a dummy's first row, never touched
+            r = s if has_syn else 0
+            total += body(x[s], target[s], w_in, b_in, w_rec, w_out, b_out, fb, v[s], isyn[r],
+                          z[s], y[s], pre_i[r], eps[s], ebar[s], zbar[s], count, acc_w,
+                          acc_out, acc_e, consts, xhat, psi, znew, err, learn)
+        return total
+
+    return batch_step
+
+
+@functools.lru_cache(maxsize=None)
+def step_kernel(spec: StepSpec):
+    """``kernel(x [B, n_in], target [B, K], *StepArrays, scratch [P + 3 N + K]) -> loss``:
+    one step of ``B`` streams in place; the loss is ``loss_scale / 2 * sum (y - target)^2``
+    of the step, summed over the streams."""
+    batch_step = _batch_step(spec)
+
+    @numba.njit(error_model="numpy")
+    def kernel(x, target, w_in, b_in, w_rec, w_out, b_out, fb, v, isyn, z, y, pre_i, eps,
+               ebar, zbar, count, acc_w, acc_out, acc_e, consts, scratch):
+        return batch_step(x, target, w_in, b_in, w_rec, w_out, b_out, fb, v, isyn, z, y,
+                          pre_i, eps, ebar, zbar, count, acc_w, acc_out, acc_e, consts, scratch)
+
+    return kernel
+
+
+@functools.lru_cache(maxsize=None)
+def run_kernel(spec: StepSpec):
+    """``kernel(xs [T, B, n_in], targets [T, B, K], ys [T, B, K], *StepArrays, scratch) ->
+    loss``: ``T`` steps of ``B`` streams in place, the readout of each written to ``ys``;
+    returns the summed loss."""
+    batch_step = _batch_step(spec)
+
+    @numba.njit(error_model="numpy")
+    def kernel(xs, targets, ys, w_in, b_in, w_rec, w_out, b_out, fb, v, isyn, z, y, pre_i,
+               eps, ebar, zbar, count, acc_w, acc_out, acc_e, consts, scratch):
+        total = 0.0
         for t in range(xs.shape[0]):
-            total += body(xs[t], targets[t], w_in, b_in, w_rec, w_out, b_out, fb, v, isyn, z,
-                          y, pre_i, eps, ebar, zbar, count, acc_w, acc_out, acc_e, consts,
-                          xhat, psi, znew, err, learn)
-            for o in range(k):
-                ys[t, o] = y[o]
+            total += batch_step(xs[t], targets[t], w_in, b_in, w_rec, w_out, b_out, fb, v,
+                                isyn, z, y, pre_i, eps, ebar, zbar, count, acc_w, acc_out,
+                                acc_e, consts, scratch)
+            for s in range(y.shape[0]):
+                for o in range(y.shape[1]):
+                    ys[t, s, o] = y[s, o]
         return total
 
     return kernel

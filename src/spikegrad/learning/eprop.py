@@ -476,6 +476,11 @@ class EProp:
         Returns:
             ``(ys or None, final state)``. After it the gradient of the last window is in
             the parameters' ``.grad``.
+
+        This is the torch reference, step by step. The compiled step runs the same from a
+        zero state as :class:`~spikegrad.learning.StreamingEProp` with ``batch=B`` and
+        ``rate_window="stream"``: its ``run`` on each window, then ``flush`` and the
+        optimizer (tested equal in float64).
         """
         check_sequence(xs, "xs", (self.n_in,))
         check_sequence(targets, "targets", (self.k,))

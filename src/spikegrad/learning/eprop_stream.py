@@ -1,12 +1,14 @@
-"""Streaming e-prop: one sequence of unbounded length, batch 1, learned while it runs.
+"""Streaming e-prop: one sequence of unbounded length (or ``B`` of them side by side), learned
+while it runs.
 
 :class:`StreamingEProp` wraps an :class:`~spikegrad.learning.EProp` learner and keeps one
 :class:`~spikegrad.learning.EPropState` for a stream that never ends (a closed-loop decoder,
 bin after bin). Each :meth:`StreamingEProp.step` takes one input and its target and returns
 the readout; :meth:`StreamingEProp.flush` writes the gradient accumulated since the last
 flush into ``.grad`` (then step the optimizer), exactly as :meth:`EProp.flush` does. Nothing
-grows with the stream: the state is ``O(N P)`` for ``N`` hidden neurons and ``P``
-presynaptic units.
+grows with the stream: the state is ``O(N P)`` per stream for ``N`` hidden neurons and ``P``
+presynaptic units. ``batch=B`` runs ``B`` streams at once (one sequence each, as the batch of
+:meth:`EProp.step`), their gradients summed into one update.
 
 Backends: ``"numba"`` runs the whole step in one compiled call
 (:mod:`spikegrad.kernels.numba_eprop`), in place on the state's tensors (tested equal to the
@@ -33,7 +35,7 @@ from typing import Dict, Optional
 import torch
 from torch import Tensor
 
-from .._validate import check_choice
+from .._validate import check_choice, check_int
 from ..kernels.registry import numba_available
 from ..kernels.spec import SURROGATE_IDS
 from .eprop import EProp, EPropState
@@ -82,7 +84,7 @@ def numba_unsupported(eprop: EProp) -> Optional[str]:
 
 
 class StreamingEProp:
-    """One endless stream (batch 1) through an :class:`EProp` learner.
+    """One endless stream (or ``batch`` of them) through an :class:`EProp` learner.
 
     Args:
         eprop: the learner (its network, feedback, regulariser and loss scale).
@@ -92,22 +94,28 @@ class StreamingEProp:
             window were one of :meth:`EProp.run`'s sequences (the spike counts restart at
             every flush); ``"stream"``: every step since the start, :meth:`EProp.step`'s own
             bookkeeping, whose regulariser gradient fades as ``1 / steps`` on a long stream.
+        batch: None (default): one stream, steps without a batch dimension; an int ``B``:
+            ``B`` streams, steps with a leading batch dimension.
 
     Attributes:
         backend: the backend in use (``"numba"`` or ``"reference"``).
         steps: steps since the start (or :meth:`reset`).
         loss_sum: ``loss_scale / 2 * sum (y - y*)^2`` since the last :meth:`flush`.
 
-    Shapes: ``x [N_in]``, ``target [K]``, returns ``y [K]``.
+    Shapes: ``x [N_in]``, ``target [K]``, returns ``y [K]``; with ``batch=B``: ``x [B, N_in]``,
+    ``target [B, K]``, returns ``y [B, K]``.
     """
 
-    def __init__(self, eprop: EProp, backend: str = "auto", rate_window: str = "update"):
+    def __init__(self, eprop: EProp, backend: str = "auto", rate_window: str = "update",
+                 batch: Optional[int] = None):
         if not isinstance(eprop, EProp):
             raise TypeError(f"eprop must be a spikegrad.learning.EProp, got "
                             f"{type(eprop).__name__}")
         check_choice(backend, "backend", STREAM_BACKENDS)
         self.rate_window = check_choice(rate_window, "rate_window", RATE_WINDOWS)
         self.eprop = eprop
+        self.batch = None if batch is None else check_int(batch, "batch")
+        self._rows = () if batch is None else (self.batch,)   # the batch dimension of a step
         reason = numba_unsupported(eprop)
         if backend == "numba" and reason is not None:
             raise ValueError(f"backend='numba' cannot run this e-prop stream: {reason}; use "
@@ -119,7 +127,7 @@ class StreamingEProp:
 
     def reset(self) -> None:
         """Zero state and accumulators: a new stream."""
-        self._state = self.eprop.init_state(1)
+        self._state = self.eprop.init_state(self.batch or 1)
         self.eprop.zero_grad()
         self.steps = 0
         self._window = 0          # steps the regulariser's rate counts (state.steps)
@@ -160,13 +168,13 @@ class StreamingEProp:
             w_rec=np_(ep.recurrent.weight if ep.recurrent is not None else dummy.view(1, 1)),
             w_out=np_(w), b_out=np_(ep.w_out.bias if ep.w_out.bias is not None else dummy),
             feedback=np_(ep.B if ep.B is not None else dummy.view(1, 1)),
-            v=np_(s.neuron.v[0]), i=np_(s.neuron.i[0] if s.neuron.i is not None else dummy),
-            z=np_(s.z[0]), y=np_(ro.v[0]),
-            pre_i=np_(s.pre_i[0] if s.pre_i is not None else dummy), eps=np_(s.eps[0]),
-            ebar=np_(s.ebar[0]), zbar=np_(s.zbar[0]), count=np_(s.count),
+            v=np_(s.neuron.v), i=np_(s.neuron.i if s.neuron.i is not None else dummy.view(1, 1)),
+            z=np_(s.z), y=np_(ro.v),
+            pre_i=np_(s.pre_i if s.pre_i is not None else dummy.view(1, 1)), eps=np_(s.eps),
+            ebar=np_(s.ebar), zbar=np_(s.zbar), count=np_(s.count),
             **dict(zip(("acc_w", "acc_out", "acc_e"), map(np_, ep.accumulators()))),
             consts=torch.tensor(consts, dtype=torch.float64).numpy())
-        n, kk, pp, _ = k.check_step_arrays(self._spec, self._arrays, ep.n_in,
+        n, kk, pp, _, _ = k.check_step_arrays(self._spec, self._arrays, ep.n_in,
                                            "StreamingEProp")
         self._scratch = w.new_zeros(k.scratch_size(n, kk, pp)).numpy()
         self._step = k.step_kernel(self._spec)
@@ -177,7 +185,7 @@ class StreamingEProp:
 
     def _io(self, x: Tensor, target: Tensor, steps: tuple) -> tuple:
         ep = self.eprop
-        want_x, want_t = (*steps, ep.n_in), (*steps, ep.k)
+        want_x, want_t = (*steps, *self._rows, ep.n_in), (*steps, *self._rows, ep.k)
         for name, t, want in (("x", x, want_x), ("target", target, want_t)):
             if not isinstance(t, Tensor):
                 raise TypeError(f"{name} must be a torch.Tensor {list(want)}, got "
@@ -185,44 +193,71 @@ class StreamingEProp:
             if tuple(t.shape) != want:
                 raise ValueError(f"{name} must have shape {list(want)}, got {list(t.shape)}")
         dtype = ep.w_out.weight.dtype
-        return (x.detach().to(dtype).contiguous(), target.detach().to(dtype).contiguous())
+        x, target = x.detach().to(dtype).contiguous(), target.detach().to(dtype).contiguous()
+        if self.batch is None:        # the single stream: a batch of one from here on
+            x, target = x.unsqueeze(-2), target.unsqueeze(-2)
+        return x, target
+
+    def _out(self, y: Tensor) -> Tensor:
+        return y.squeeze(-2) if self.batch is None else y
+
+    def _reference_step(self, x: Tensor, target: Tensor) -> Tensor:
+        """:meth:`EProp.step` on checked rows ``x [B, N_in]``, ``target [B, K]``."""
+        y, self._state = self.eprop.step(x, target, self.state)
+        self.loss_sum = self.eprop.loss_sum
+        self.steps += 1
+        self._window += 1
+        return y.clone()
+
+    def _check_io(self, x, target, steps: tuple, ys=None) -> None:
+        """The door of the compiled step: the arrays it reads per stream row (the state's
+        rows were checked at binding)."""
+        from ..kernels import guards, numba_eprop as k
+
+        rows = (*steps, self._arrays.v.shape[0])
+        k.check_io(x, target, self.eprop.n_in, self.eprop.k, self._np_dtype, "StreamingEProp",
+                   rows)
+        if ys is not None:
+            guards.array(ys, "ys", (*rows, self.eprop.k), self._np_dtype, "StreamingEProp")
 
     @torch.no_grad()
     def step(self, x: Tensor, target: Tensor) -> Tensor:
         """One bin: simulate, update the traces, accumulate the gradient; returns ``y [K]``
-        (a new tensor)."""
+        (``[B, K]`` with ``batch``; a new tensor)."""
         x, target = self._io(x, target, ())
         if self.backend == "reference":
-            y, self._state = self.eprop.step(x[None], target[None], self.state)
-            self.loss_sum = self.eprop.loss_sum
-            self.steps += 1
-            self._window += 1
-            return y[0].clone()
+            return self._out(self._reference_step(x, target))
         a = self._arrays
         xn, tn = x.numpy(), target.numpy()
+        self._check_io(xn, tn, ())
         self.loss_sum += float(self._step(xn, tn, *a, self._scratch))
         self.steps += 1
         self._window += 1
-        return torch.from_numpy(a.y.copy())
+        return self._out(torch.from_numpy(a.y.copy()))
 
     @torch.no_grad()
     def run(self, xs: Tensor, targets: Tensor) -> Tensor:
-        """``T`` bins in one call (no flush inside): ``xs [T, N_in]``, ``targets [T, K]``;
-        returns ``ys [T, K]``. Same numbers as ``T`` calls of :meth:`step`."""
-        if xs.dim() != 2 or targets.dim() != 2:
-            raise ValueError(f"xs and targets must be [T, N_in] and [T, K], got "
-                             f"{list(xs.shape)} and {list(targets.shape)}")
+        """``T`` bins in one call (no flush inside): ``xs [T, N_in]``, ``targets [T, K]``
+        (``[T, B, N_in]`` and ``[T, B, K]`` with ``batch``); returns ``ys`` shaped like
+        ``targets``. Same numbers as ``T`` calls of :meth:`step`."""
+        rank = 2 + len(self._rows)
+        if not (isinstance(xs, Tensor) and isinstance(targets, Tensor)
+                and xs.dim() == rank and targets.dim() == rank):
+            want = "[T, N_in] and [T, K]" if self.batch is None else "[T, B, N_in] and [T, B, K]"
+            raise ValueError(f"xs and targets must be {want}, got "
+                             f"{list(getattr(xs, 'shape', ()))} and "
+                             f"{list(getattr(targets, 'shape', ()))}")
         xs, targets = self._io(xs, targets, (xs.shape[0],))
         if self.backend == "reference":
-            return torch.stack([self.step(xs[t], targets[t]) for t in range(xs.shape[0])]) \
-                if xs.shape[0] else targets.new_zeros(0, self.eprop.k)
+            ys = [self._reference_step(xs[t], targets[t]) for t in range(xs.shape[0])]
+            return self._out(torch.stack(ys) if ys else torch.zeros_like(targets))
         ys = torch.empty_like(targets)
-        a = self._arrays
-        self.loss_sum += float(self._run(xs.numpy(), targets.numpy(), ys.numpy(), *a,
-                                         self._scratch))
+        a, xn, tn, yn = self._arrays, xs.numpy(), targets.numpy(), ys.numpy()
+        self._check_io(xn, tn, (xs.shape[0],), yn)
+        self.loss_sum += float(self._run(xn, tn, yn, *a, self._scratch))
         self.steps += xs.shape[0]
         self._window += xs.shape[0]
-        return ys
+        return self._out(ys)
 
     def flush(self) -> Dict[str, Tensor]:
         """:meth:`EProp.flush` on the stream's state: the accumulated gradient goes into the

@@ -7,11 +7,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
+from ...learning import THREE_FACTOR_BACKENDS
 from ..config import ConfigError
 
 __all__ = ["Config", "DATASETS", "METHODS", "LOCAL_RULES", "ARRAYS", "SURROGATES", "TRACES",
-           "PRESETS", "validate", "methods", "arrays", "drift_times", "array_name",
-           "time_label"]
+           "LOCAL_BACKENDS", "PRESETS", "validate", "methods", "arrays", "drift_times",
+           "array_name", "time_label"]
 
 DATASETS = ("digits", "randman")
 #: ``bptt``: backpropagation through time with the smooth surrogate (``fast_sigmoid``);
@@ -28,6 +29,7 @@ METHODS = ("bptt", "bptt_ste") + LOCAL_RULES
 ARRAYS = ("fp32", "naive", "stochastic", "mixed", "pcm")
 SURROGATES = ("fast_sigmoid", "straight_through")
 TRACES = ("kernel", "spikes")
+LOCAL_BACKENDS = THREE_FACTOR_BACKENDS
 
 
 @dataclass
@@ -69,6 +71,10 @@ class Config:
     #: membrane's kernel) or spikes (raw)
     trace: str = "kernel"
     update_every: int = 1                 # local rules: steps per weight write (1: every step)
+    #: how the local rules step the neurons and traces, one of LOCAL_BACKENDS: auto (the
+    #: compiled numba step where it runs), numba or reference (torch); same equations, equal
+    #: to rounding
+    local_backend: str = "auto"
     # devices
     bits: int = 4                         # naive/stochastic/mixed arrays: 2**bits states
     #: weight bound of every device, [-w_max, w_max] (network units)
@@ -181,3 +187,5 @@ def _check(c: Config) -> None:
     need(c.local_surrogate in SURROGATES, f"local_surrogate must be one of "
                                           f"{', '.join(SURROGATES)}; got {c.local_surrogate!r}")
     need(c.trace in TRACES, f"trace must be one of {', '.join(TRACES)}; got {c.trace!r}")
+    need(c.local_backend in LOCAL_BACKENDS,
+         f"local_backend must be one of {', '.join(LOCAL_BACKENDS)}; got {c.local_backend!r}")

@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...functional.leaky import integrate
-from ...functional.lif import reset
+from ...functional.lif import LIFState
 from ...hardware import CrossbarLinear
-from ...learning import Factors, LocalReadout, random_projection
+from ...learning import Factors, LocalReadout, lif_trace_step, random_projection
+from ...learning.three_factor_fused import resolve_backend
 from ...train import ObjectiveOutput
 from .config import Config
 from .network import read_weight
@@ -52,7 +52,7 @@ class ThreeFactorNet:
     three factors of both weight layers (see the module docstring).
 
     Args:
-        c: the config (``count_scale``, ``trace``, ``n_steps``).
+        c: the config (``count_scale``, ``trace``, ``n_steps``, ``local_backend``).
         model: the network; its weight layers may be float or crossbars.
         rule: ``"local_symmetric"``, ``"local_random"`` or ``"local_decolle"``.
         generator: for the fixed random feedback or local readout.
@@ -70,6 +70,11 @@ class ThreeFactorNet:
                                          dtype=torch.float64) * 2 - 1) * bound).float()
         elif rule == "local_decolle":
             self.readout = LocalReadout(hidden, n_classes, generator)
+        # each layer's neurons and trace: one compiled call per step where numba runs them
+        # (c.local_backend); the current stays the layer's own read (a crossbar's included)
+        self.backends = [resolve_backend(c.local_backend, lif.params(), torch.get_default_dtype(),
+                                         torch.device("cpu"), f"the local rule's layer {k + 1}")
+                         for k, lif in enumerate((self.lif1, self.lif2))]
 
     def init_state(self, batch: int) -> StepState:
         zeros = lambda n: torch.zeros(batch, n)             # noqa: E731
@@ -77,14 +82,11 @@ class ThreeFactorNet:
                          zeros(self.w2.out_features), zeros(self.w2.in_features),
                          zeros(self.w2.out_features))
 
-    def _layer(self, layer, lif, x: Tensor, v: Tensor, pre: Tensor):
-        p = lif.params()
+    def _layer(self, k: int, layer, lif, x: Tensor, v: Tensor, pre: Tensor):
         current = layer(x.unsqueeze(0)).squeeze(0)        # [B, N]: one read of the array
-        u, _ = integrate(current, v, None, p)
-        z = (u - p.threshold > 0).to(u.dtype)              # H(0) = 0
-        post = p.surrogate.grad(u - p.threshold)
-        pre = integrate(x, pre, None, p)[0] if self.c.trace == "kernel" else x
-        return z, reset(u, z, p), pre, post
+        z, neuron, pre, _, post = lif_trace_step(current, x, LIFState(v), pre, None,
+                                                 lif.params(), self.c.trace, self.backends[k])
+        return z, neuron.v, pre, post
 
     def output_error(self, count: Tensor, onehot: Tensor, t: int) -> Tensor:
         """``e_t [B, C]`` of the count cross-entropy from the running count (batch mean)."""
@@ -102,8 +104,8 @@ class ThreeFactorNet:
     def step(self, x: Tensor, onehot: Tensor, state: StepState, t: int
              ) -> Tuple[Tensor, StepState, Tuple[Factors, Factors]]:
         """``x [B, n_in]`` at step ``t`` -> ``(z2 [B, C], state, (hidden, output) factors)``."""
-        z1, v1, pre1, post1 = self._layer(self.w1, self.lif1, x, state.v1, state.pre1)
-        z2, v2, pre2, post2 = self._layer(self.w2, self.lif2, z1, state.v2, state.pre2)
+        z1, v1, pre1, post1 = self._layer(0, self.w1, self.lif1, x, state.v1, state.pre1)
+        z2, v2, pre2, post2 = self._layer(1, self.w2, self.lif2, z1, state.v2, state.pre2)
         count = state.count + z2
         e2 = self.output_error(count, onehot, t)
         e1 = self.hidden_error(e2, pre2, onehot)
