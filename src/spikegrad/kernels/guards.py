@@ -194,6 +194,22 @@ def array(a, name: str, shape: Sequence[int], dtype, where: str,
         raise ValueError(f"{where}: {name} must be C-contiguous")
 
 
+def step_arrays(arrays, shapes: dict, n_consts: int, dtype, where: str) -> None:
+    """A compiled step's arguments, a NamedTuple of numpy arrays, by field name: ``consts``
+    float64 ``[n_consts]``, those named in ``shapes`` as :func:`array` of that shape and
+    ``dtype``, the others (unused by this specialisation, but typed into it) still ``dtype``
+    numpy arrays."""
+    for name in type(arrays)._fields:
+        arr = getattr(arrays, name)
+        if name == "consts":
+            array(arr, name, (n_consts,), np.float64, where)
+        elif name in shapes:
+            array(arr, name, shapes[name], dtype, where)
+        elif not isinstance(arr, np.ndarray) or arr.dtype != dtype:
+            raise TypeError(f"{where}: {name} (unused here) must still be a {np.dtype(dtype)} "
+                            "numpy array")
+
+
 def surrogate_output(phi, like_shape: Sequence[int], name: str) -> None:
     """A user's surrogate derivative evaluated over the sequence, read element by element by
     the compiled backward: it must keep its input's shape."""

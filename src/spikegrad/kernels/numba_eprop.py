@@ -121,16 +121,10 @@ def check_step_arrays(spec: StepSpec, a: StepArrays, n_in: int, where: str) -> t
         shapes.update(i=(b, n), pre_i=(b, p))
     if spec.reg:
         shapes["acc_e"] = (n, p)
-    for name in StepArrays._fields:
+    guards.step_arrays(a, shapes, len(CONSTANTS), dtype, where)
+    for name in ("i", "pre_i"):
         arr = getattr(a, name)
-        if name == "consts":
-            guards.array(arr, name, (len(CONSTANTS),), np.float64, where)
-        elif name in shapes:
-            guards.array(arr, name, shapes[name], dtype, where)
-        elif not isinstance(arr, np.ndarray) or arr.dtype != dtype:
-            raise TypeError(f"{where}: {name} (unused here) must still be a {np.dtype(dtype)} "
-                            "numpy array")
-        elif name in ("i", "pre_i") and (arr.ndim != 2 or arr.shape[0] < 1):
+        if name not in shapes and (arr.ndim != 2 or arr.shape[0] < 1):
             raise ValueError(f"{where}: {name} (unused here) must still be a 2-d array with a "
                              "row")
     return n, k, p, q, b

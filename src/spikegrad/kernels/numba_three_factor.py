@@ -101,15 +101,7 @@ def check_step_arrays(spec: StepSpec, a: StepArrays, where: str) -> Tuple[int, i
         shapes.update(i0=(b, n), i=(b, n))
     if spec.syn_trace:
         shapes.update(pre_i0=(b, p), pre_i=(b, p))
-    for name in StepArrays._fields:
-        arr = getattr(a, name)
-        if name == "consts":
-            guards.array(arr, name, (len(CONSTANTS),), np.float64, where)
-        elif name in shapes:
-            guards.array(arr, name, shapes[name], dtype, where)
-        elif not isinstance(arr, np.ndarray) or arr.dtype != dtype:
-            raise TypeError(f"{where}: {name} (unused here) must still be a {np.dtype(dtype)} "
-                            "numpy array")
+    guards.step_arrays(a, shapes, len(CONSTANTS), dtype, where)
     return b, n, p
 
 
