@@ -52,12 +52,14 @@ def test_matmul_into_refuses_mismatched_or_strided_arrays():
 
 def test_the_numpy_setting_turns_the_gemm_off(monkeypatch):
     blas.gemm.cache_clear()
+    blas._library.cache_clear()
     try:
         monkeypatch.setenv("SPIKEGRAD_BLAS", "numpy")
         assert blas.gemm(torch.float32) is None
     finally:
         monkeypatch.delenv("SPIKEGRAD_BLAS")
         blas.gemm.cache_clear()
+        blas._library.cache_clear()
     assert blas.gemm(torch.float16) is None
 
 
@@ -82,14 +84,32 @@ def test_recurrent_gradients_are_the_same_with_either_gemm(monkeypatch, dtype):
     ref = grads("reference")
     with_mkl = grads("numba")
     blas.gemm.cache_clear()
+    blas._library.cache_clear()
     monkeypatch.setenv("SPIKEGRAD_BLAS", "numpy")
     try:
         with_dot = grads("numba")
     finally:
         monkeypatch.delenv("SPIKEGRAD_BLAS")
         blas.gemm.cache_clear()
+        blas._library.cache_clear()
     tol = 1e-4 if dtype == torch.float32 else 1e-10
     for got in (with_mkl, with_dot):
         assert torch.equal(got[0], ref[0])  # the same spikes
         for g, r in zip(got[1:], ref[1:]):
             assert (g - r).abs().max() <= tol * r.abs().max()
+
+
+def test_one_thread_sets_mkl_to_one_thread_and_restores_it():
+    lib = blas._library()
+    if lib is None or not hasattr(lib, "MKL_Set_Num_Threads_Local"):
+        pytest.skip("this torch has no MKL to set")
+    import ctypes
+    setter = lib.MKL_Set_Num_Threads_Local
+    setter.restype, setter.argtypes = ctypes.c_int, [ctypes.c_int]
+    before = setter(3)
+    try:
+        with blas.one_thread():
+            assert setter(1) == 1  # what the block set (and sets again)
+        assert setter(3) == 3      # restored on leaving
+    finally:
+        setter(before)

@@ -1022,7 +1022,7 @@ def backward_scan_rec(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, 
             d3 if inplace else gu_all.numpy(), gi_all.numpy() if spec.has_syn else d3,
             g_in.numpy(), *extra)
     cut = np.int64(spec.cut)
-    with _single_threaded_blas(B * N * N) if gemm is None else contextlib.nullcontext():
+    with _single_threaded_blas(B * N * N) if gemm is None else blas.one_thread():
         run_split(lambda lo, hi: bwd(*args, lo, hi, cut, 0 if gemm is None else gemm), B,
                   T * B * N * _REC_COST)
     return (gu_all, gi_all, g_in) if adapt is None else (gu_all, gi_all, g_in, ga, gv, gq)
