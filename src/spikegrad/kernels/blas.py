@@ -8,9 +8,9 @@ speeds up). Its Fortran ``SGEMM`` / ``DGEMM`` (32-bit integers) are found by nam
 library; a torch without MKL, or a library without those names, gives None and the kernels
 keep ``np.dot``. ``SPIKEGRAD_BLAS=numpy`` forces the fallback (e.g. to compare the two).
 
-A kernel calls the function through :func:`matmul_into` and must run it where MKL sees it is
-inside a parallel region (the split kernels run on torch's OpenMP team, where MKL runs one
-thread) or alone on the calling thread.
+A kernel calls the function through :func:`matmul_into`, with MKL on one thread: its slices
+run on torch's OpenMP team (inside a parallel region MKL takes one thread), and an unsplit
+call holds it there with :func:`one_thread`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import ctypes
 import functools
 import glob
 import os
-from typing import Optional
 
 import numba
 import numpy as np
