@@ -171,3 +171,58 @@ def test_pattern_generation_floors_of_issue_8(tmp_path):
     for key in ("allocator_peak_mb", "rss_growth_mb"):
         assert bp[4000][key] > 4 * bp[500][key], key
     assert (res.out_dir / "memory.png").stat().st_size > 0
+
+
+def _one_pass(c, backend, dtype):
+    """One pass of the online learner on the app's task, SGD applied at every flush; returns
+    the parameters before and after it and the reported loss."""
+    rc = app._regression_cfg(c)
+    torch.manual_seed(0)
+    xs, ys = reg.make_task(rc)
+    model = reg.build_model(rc).to(dtype)
+    learner = app.OnlineLearner(app.make_learner(c, model, xs.shape[1]), c.update_every, 1.0,
+                                backend)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    out = learner(model, xs.to(dtype), ys.to(dtype), opt.step)
+    return before, [p.detach().clone() for p in model.parameters()], float(out.loss)
+
+
+@pytest.mark.parametrize("learning", ["eprop_symmetric", "eprop_adaptive"])
+def test_compiled_eprop_pass_equals_the_reference_steps(learning):
+    """online_backend=numba (StreamingEProp, chunks of CHUNK steps, flushes inside a chunk's
+    window) gives the reference's weights after three updates inside the pass: float64 to
+    1e-10. 150 steps with updates every 50 cross the 64-step chunks."""
+    pytest.importorskip("numba")
+    c = app.Config(**{**TINY, "n_steps": 150, "update_every": 50, "learning": learning,
+                      "sparsity_weight": 0.1})
+    start, ref, ref_loss = _one_pass(c, "reference", torch.float64)
+    _, fast, fast_loss = _one_pass(c, "numba", torch.float64)
+    assert ref_loss == pytest.approx(fast_loss, rel=1e-10)
+    for a, b in zip(ref, fast):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
+    # the updates moved every weight matrix (input, recurrent, readout)
+    assert all((a - b).abs().max() > 1e-4 for a, b in zip(start, ref) if a.dim() == 2)
+
+
+def test_online_backend_picks_the_compiled_pass_where_it_runs():
+    pytest.importorskip("numba")
+    c = app.Config(**TINY)
+    rc = app._regression_cfg(c)
+    xs, ys = reg.make_task(rc)
+    model = reg.build_model(rc)
+    assert app.online_learner(c, model, xs, ys).backend == "numba"
+    ref = dataclasses.replace(c, online_backend="reference")
+    assert app.online_learner(ref, model, xs, ys).backend == "reference"
+    alif = app.validate(dataclasses.replace(c, neuron="alif"))
+    alif_model = reg.build_model(app._regression_cfg(alif))
+    assert app.online_learner(alif, alif_model, xs, ys).backend == "reference"
+    with pytest.raises(ConfigError, match="online_backend=numba cannot run .*ALIF"):
+        app.online_learner(dataclasses.replace(alif, online_backend="numba"), alif_model, xs,
+                           ys)
+
+
+def test_online_backend_must_be_known():
+    with pytest.raises(ConfigError, match="online_backend must be one of auto, numba, "
+                                          "reference"):
+        app.validate(apply_overrides(app.Config(), ["online_backend=torch"]))

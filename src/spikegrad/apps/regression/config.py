@@ -12,8 +12,8 @@ from ...train.arguments import TBPTT_MODES
 from ...train.optim import OPTIMIZERS
 from ..config import ConfigError
 
-__all__ = ["Config", "TASKS", "PRESETS", "NEURONS", "LEARNING_RULES", "DIVERGENCE_DEMO",
-           "validate", "parse_ks"]
+__all__ = ["Config", "TASKS", "PRESETS", "NEURONS", "LEARNING_RULES", "ONLINE_BACKENDS",
+           "DIVERGENCE_DEMO", "validate", "parse_ks"]
 
 TASKS = ("pattern", "filter")
 #: Overrides that make the default pattern run diverge unless gradients are clipped: plain
@@ -34,6 +34,7 @@ PRESETS: Dict[str, dict] = {
 NEURONS = ("lif", "alif")  # alif: spike-triggered threshold adaptation (nn.ALIF)
 #: "bptt" runs here; the others are run by spikegrad.apps.regression.online
 LEARNING_RULES = ("bptt", "eprop_symmetric", "eprop_random", "eprop_adaptive", "three_factor")
+ONLINE_BACKENDS = ("auto", "numba", "reference")
 
 
 @dataclass
@@ -107,6 +108,10 @@ class Config:
     # online rules (learning != "bptt"; see spikegrad.apps.regression.online)
     #: online rules: apply the accumulated update every N time steps (0: once per sequence)
     update_every: int = 0
+    #: how e-prop's steps run: auto (one compiled numba call per chunk of steps where the
+    #: network is of the kind the kernel supports: LIF, fixed constants), numba, or reference
+    #: (EProp.step, torch, one step at a time); the same numbers
+    online_backend: str = "auto"
     feedback_lr: float = 1e-3     # eprop_adaptive: learning rate of the feedback weights
     feedback_decay: float = 0.0   # eprop_adaptive: weight decay of the feedback weights
     #: other LEARNING_RULES trained on the same config and budget for the report table, e.g.
@@ -145,6 +150,8 @@ def validate(cfg: Config) -> Config:
          f"beta_adapt must be a finite number >= 0; got {cfg.beta_adapt}")
     need(cfg.learning in LEARNING_RULES, f"learning must be one of "
          f"{', '.join(LEARNING_RULES)}; got {cfg.learning!r}")
+    need(cfg.online_backend in ONLINE_BACKENDS, f"online_backend must be one of "
+         f"{', '.join(ONLINE_BACKENDS)}; got {cfg.online_backend!r}")
     need(cfg.optimizer.lower() in OPTIMIZERS, f"optimizer must be one of "
          f"{', '.join(sorted(OPTIMIZERS))}; got {cfg.optimizer!r}")
     need(cfg.surrogate in _surrogate.names(), f"surrogate must be one of "
