@@ -1,6 +1,8 @@
+import dataclasses
 import json
 
 import numpy
+import pytest
 import torch
 
 from spikegrad.cli import main
@@ -37,3 +39,27 @@ def test_config_changes_name_each_key_and_ignore_what_only_prints():
     assert config_changes(saved, now) == ["epochs 2 -> 3", "new_key (absent) -> \"a\"",
                                           "old_key 1 -> (absent)"]
     assert config_changes(saved, dict(saved, progress=False)) == []
+    # a key added after the saved run: unchanged when it holds its default (the old behaviour)
+    assert config_changes(saved, now, {"new_key": "a"}) == ["epochs 2 -> 3",
+                                                            "old_key 1 -> (absent)"]
+    assert config_changes(saved, now, {"new_key": "b"})[1] == "new_key (absent) -> \"a\""
+
+
+def test_resume_from_python_refuses_another_config_and_accepts_a_new_key(tmp_path):
+    """``app.run(cfg, out, resume=True)`` checks the config as ``spikegrad run --resume``
+    does; a config.json written before a key existed resumes while the key keeps its
+    default."""
+    from spikegrad.apps import classification as app
+    from spikegrad.apps.config import ConfigError
+
+    c = app.Config(dataset="digits", max_train=64, hidden=8, batch_size=32, epochs=1,
+                   progress=False)
+    first = app.run(c, tmp_path / "r")
+    with pytest.raises(ConfigError, match="resume=True: the run in .* another config "
+                                          r"\(epochs 1 -> 2"):
+        app.run(dataclasses.replace(c, epochs=2), tmp_path / "r", resume=True)
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    del saved["shd_path"]          # as if the run predated the key (its default then applies)
+    (tmp_path / "r" / "config.json").write_text(json.dumps(saved))
+    again = app.run(c, tmp_path / "r", resume=True)
+    assert again.metrics["test_accuracy"] == first.metrics["test_accuracy"]

@@ -110,18 +110,37 @@ def resume_point(path: Path) -> Optional[Path]:
 PRESENTATION_KEYS = frozenset({"progress", "log"})
 
 
-def config_changes(saved: Mapping[str, Any], now: Mapping[str, Any]) -> List[str]:
+def config_changes(saved: Mapping[str, Any], now: Mapping[str, Any],
+                   defaults: Optional[Mapping[str, Any]] = None) -> List[str]:
     """``"key saved -> now"`` for every key (but :data:`PRESENTATION_KEYS`) whose value
     differs between two configs given as JSON-like dicts, sorted by key; a key that only one
-    of them has shows as ``(absent)`` on the other side."""
+    of them has shows as ``(absent)`` on the other side, unless the saved config lacks it and
+    its value now is its default in ``defaults`` (a key added to the app after that run was
+    started, whose default keeps the old behaviour)."""
     missing = object()
+    defaults = defaults or {}
     changes = []
     for key in sorted(set(saved) | set(now)):
         old, new = saved.get(key, missing), now.get(key, missing)
+        if old is missing and key in defaults and defaults[key] == new:
+            continue
         if key not in PRESENTATION_KEYS and old != new:
             show = [("(absent)" if v is missing else json.dumps(v)) for v in (old, new)]
             changes.append(f"{key} {show[0]} -> {show[1]}")
     return changes
+
+
+def config_defaults(cfg) -> dict:
+    """The JSON values of a config dataclass's field defaults (fields without a plain,
+    JSON-able default are left out)."""
+    out = {}
+    for f in dataclasses.fields(cfg) if dataclasses.is_dataclass(cfg) else ():
+        if f.default is not dataclasses.MISSING:
+            try:
+                out[f.name] = json.loads(json.dumps(f.default))
+            except (TypeError, ValueError):
+                pass
+    return out
 
 
 def check_resume_config(path: Path, cfg, flag: str = "--resume") -> None:
@@ -139,7 +158,7 @@ def check_resume_config(path: Path, cfg, flag: str = "--resume") -> None:
     if not isinstance(saved, dict):
         raise ConfigError(f"{flag}: {saved_path} is not a config (a JSON object), so the run's "
                           "config is unknown; start a new run with another --out")
-    changes = config_changes(saved, json.loads(to_json(cfg)))
+    changes = config_changes(saved, json.loads(to_json(cfg)), config_defaults(cfg))
     if changes:
         raise ConfigError(
             f"{flag}: the run in {path} was started with another config ({'; '.join(changes)}"
@@ -156,7 +175,11 @@ class RunDir:
         # that has several; None: each training reports its own.
         self.progress = None
 
-    def write_config(self, cfg) -> None:
+    def write_config(self, cfg, resume: bool = False) -> None:
+        """Write ``config.json``; with ``resume`` first check that the run in this folder was
+        started with the same config (:func:`check_resume_config`)."""
+        if resume:
+            check_resume_config(self.path, cfg, "resume=True")
         (self.path / "config.json").write_text(to_json(cfg) + "\n")
         env = {"python": sys.version.split()[0], "torch": torch.__version__,
                "platform": platform.platform(), "git_commit": _git_commit(),
