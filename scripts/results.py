@@ -426,11 +426,25 @@ def expected_config(sweep: Sweep, seed: int = 0) -> Optional[dict]:
 _VOLATILE = ("seed", "progress", "log")  # differ between seeds, or do not change a number
 
 
-def _config_changes(measured: dict, expected: Optional[dict]) -> List[str]:
+def _defaults(sweep: Sweep) -> dict:
+    """The app's config defaults: a key that a sweep's saved config lacks (added to the app
+    after it ran) is no change while the command runs it at its default."""
+    try:
+        from spikegrad.apps import get_app
+        from spikegrad.apps.report import config_defaults
+    except ImportError:
+        return {}
+    return config_defaults(get_app(sweep.app).Config)
+
+
+def _config_changes(measured: dict, expected: Optional[dict],
+                    defaults: Optional[dict] = None) -> List[str]:
     if expected is None:
         return []
+    defaults = defaults or {}
     keys = (set(measured) | set(expected)) - set(_VOLATILE)
-    return sorted(k for k in keys if measured.get(k) != expected.get(k))
+    return sorted(k for k in keys if measured.get(k) != expected.get(k)
+                  and not (k not in measured and k in defaults and defaults[k] == expected[k]))
 
 
 def load_sweep(results: Path, sweep: Sweep, check_config: bool = True
@@ -460,7 +474,7 @@ def load_sweep(results: Path, sweep: Sweep, check_config: bool = True
     except (OSError, json.JSONDecodeError):
         config = {}
     if check_config and config:
-        changed = _config_changes(config, expected_config(sweep))
+        changed = _config_changes(config, expected_config(sweep), _defaults(sweep))
         if changed:
             return None, (f"measured with another config than the command runs today "
                           f"({', '.join(changed[:5])}); delete {out} and run it again")
@@ -790,7 +804,8 @@ def run_sweep(sweep: Sweep, seeds: Sequence[int], results: Path) -> None:
                              f"(the row spec changed); delete {out} to measure it again")
         cfg = out / "seed0" / "config.json"
         if cfg.exists():
-            changed = _config_changes(json.loads(cfg.read_text()), expected_config(sweep))
+            changed = _config_changes(json.loads(cfg.read_text()), expected_config(sweep),
+                                      _defaults(sweep))
             if changed:
                 raise SystemExit(f"results: {sweep.id}: {out} was run with another config "
                                  f"({', '.join(changed[:5])}); delete {out} to measure it again")
