@@ -107,6 +107,11 @@ def test_resume_with_another_config_is_refused_with_the_keys_that_differ(tmp_pat
     # (it was finished: no epoch trains, no checkpoint is written again)
     saved = {p: p.stat().st_mtime_ns for p in (out / "checkpoints").glob("*.pt")}
     assert _run(out, list(reversed(TINY)), "--resume") == 0
+    assert "continuing it from" not in capsys.readouterr().err  # asked for: no notice
+    # without a flag the run is continued too, and says so
+    assert _run(out, TINY, "--quiet") == 0
+    assert "holds a run of this config with checkpoints: continuing it from checkpoints" \
+        in capsys.readouterr().err
     assert {p: p.stat().st_mtime_ns for p in (out / "checkpoints").glob("*.pt")} == saved
     again = json.loads((out / "metrics.json").read_text())
     assert again["test_accuracy"] == metrics["test_accuracy"]

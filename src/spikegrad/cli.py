@@ -271,9 +271,14 @@ def _out_dir(args, resolved) -> tuple:
 
         found = sweep.has_progress(out)
     else:
-        found = resume_point(out) is not None
+        point = resume_point(out)
+        found = point is not None
         if found:  # also without a flag: a folder with checkpoints is continued
             check_resume_config(out, resolved, flag if continuing else "--out")
+            if not continuing:
+                print(f"spikegrad: {out} holds a run of this config with checkpoints: "
+                      f"continuing it from {point.relative_to(out)} (a new run needs another "
+                      "--out)", file=sys.stderr)
     if args.resume and not found:
         what = ("does not exist" if not out.exists() else
                 "is empty" if not any(out.iterdir()) else
