@@ -91,13 +91,16 @@ _PARTIAL_BYTES = 32 << 20
 # inference = forward only. Linear interpolation in log2(out), clamped at the ends.
 _CROSSOVER_OUT = (32, 64, 128, 256, 512, 1024, 2048)
 _CROSSOVER = {
-    # the compiled kernels (numba): 2026-11-29, 2 threads; 256 -> 256 and 512 -> 128 set the
-    # 128-256 end (their dense GEMMs take ~3 ms, so the event path's fixed costs count); below,
-    # 8000 x 512 -> 64 / 32 (forward + backward speedup at p = 0.005 / 0.02 / 0.05: 1.22 /
-    # 1.12 / 0.91 for 64 outputs, 0.88 / 0.72 / 0.67 for 32; forward alone never wins): 0 =
-    # always dense
-    "numba": {True: (0.0, 0.04, 0.05, 0.07, 0.2, 0.2, 0.3),
-              False: (0.0, 0.0, 0.03, 0.03, 0.2, 0.18, 0.3)},
+    # the compiled kernels (numba): re-measured 2026-12-07 on 1 and 2 threads (the faster
+    # kernels of the weeks since had moved the 64-256 crossovers from 0.04-0.07 to 0.10-0.25;
+    # C's 32000 x 256 -> 256 at p = 0.1 took the dense GEMM, 1.75x the event path's time):
+    # the lowest fwd+bwd (training) / forward (inference) crossover over 8000 x 512 ->
+    # 32 ... 1024, 32000 x 256 -> 64 / 256, 4000 and 8000 x 256 -> 256, 6400 x 700 -> 256 and
+    # 8000 x 2048 -> 2048, rounded down; 32 outputs (and fewer: the table's end): 0 = always
+    # dense (fwd+bwd only 1.04-1.07x at 0.02-0.05, the forward alone 0.80x at 0.02);
+    # benchmarks/README.md ("Event-driven Linear") has the tables
+    "numba": {True: (0.0, 0.1, 0.15, 0.17, 0.2, 0.2, 0.15),
+              False: (0.0, 0.1, 0.15, 0.17, 0.2, 0.18, 0.13)},
     # torch's embedding_bag (numba not installed): the table at the top of this module (not
     # measured below 128 outputs: the 128 value)
     "embedding_bag": {True: (0.01, 0.01, 0.01, 0.05, 0.075, 0.055, 0.045),
