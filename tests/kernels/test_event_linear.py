@@ -11,7 +11,7 @@ from spikegrad.kernels import event_linear as el
 from spikegrad.kernels.event_linear import crossover_density, event_linear, plan_event_linear
 from spikegrad.kernels.registry import numba_available
 
-from numerics import assert_same_up_to_order, linear_terms
+from numerics import assert_close_to_reference, assert_same_up_to_order, linear_terms
 
 
 
@@ -198,3 +198,59 @@ def test_crossover_rule_is_interpolated_and_clamped():
 
 def test_module_docstring_example_runs():
     assert doctest.testmod(el, raise_on_error=True).attempted >= 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_weight_grad_takes_the_event_path_for_sparse_spikes_and_equals_the_gemm(
+        kernels, dtype, monkeypatch):
+    """``weight_grad(g, x, acc)`` (a recurrent layer's dW_rec) is ``acc + g^T x`` within the
+    float rounding bound of the float64 product, from the active inputs when x is sparse
+    binary spikes and by the GEMM when it is not binary or too dense."""
+    taken = []
+    real = el._weight_grad_from
+    monkeypatch.setattr(el, "_weight_grad_from",
+                        lambda *a: taken.append(1) or real(*a))
+    if kernels == "embedding_bag":       # its crossover is lower: stay below it
+        p = 0.5 * crossover_density(256, True, "embedding_bag")
+    else:
+        p = 0.5 * crossover_density(256, True, "numba")
+    x = spikes((4000, 256), p, dtype)
+    gen = torch.Generator().manual_seed(1)
+    g = torch.randn(4000, 256, generator=gen, dtype=dtype)
+    acc = torch.randn(256, 256, generator=gen, dtype=dtype)
+    want = acc.double() + g.double().t() @ x.double()
+    scale = acc.double().abs() + g.double().abs().t() @ x.double()
+    for a in (None, acc):
+        got = el.weight_grad(g, x, a)
+        assert got.dtype == dtype and got.shape == (256, 256)
+        ref = want - acc.double() if a is None else want
+        assert_close_to_reference(got, ref, 4001, scale, f"weight_grad {kernels}")
+    assert len(taken) == 2
+    # not binary (a non-spiking layer's output): the GEMM, the same numbers
+    taken.clear()
+    xs = x * 0.5
+    assert_close_to_reference(el.weight_grad(g, xs), g.double().t() @ xs.double(), 4001,
+                              g.double().abs().t() @ xs.double(), "weight_grad non-binary")
+    # dense spikes: the GEMM
+    el.weight_grad(g, spikes((4000, 256), 0.5, dtype))
+    assert taken == []
+
+
+def test_recurrent_weight_grad_uses_the_spikes_events(monkeypatch):
+    """The recurrent layers' dW_rec goes through weight_grad over y_{t-1} (the spikes of the
+    previous step, y0 first), equal to the sum of per-step outer products."""
+    from spikegrad.kernels import leaky
+
+    seen = []
+    monkeypatch.setattr(leaky, "weight_grad",
+                        lambda g, x, acc: seen.append(x.shape) or el.weight_grad(g, x, acc))
+    gen = torch.Generator().manual_seed(0)
+    T, B, N = 50, 16, 64
+    g_in = torch.randn(T, B, N, generator=gen, dtype=torch.float64)
+    outs = (torch.rand(T, B, N, generator=gen, dtype=torch.float64) < 0.05).double()
+    y0 = (torch.rand(B, N, generator=gen, dtype=torch.float64) < 0.05).double()
+    got = leaky.recurrent_weight_grad(g_in, outs, y0)
+    prev = torch.cat([y0[None], outs[:-1]])
+    want = sum(g_in[t].T @ prev[t] for t in range(T))
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert seen == [((T - 1) * B, N)]

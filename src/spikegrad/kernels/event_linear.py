@@ -359,6 +359,27 @@ def plan_with_events(x2: Tensor, weight: Tensor, backend: str
     return Plan("event", density, "auto: sparse binary input"), events
 
 
+def weight_grad(grad: Tensor, x2: Tensor, acc: Optional[Tensor] = None) -> Tensor:
+    """``acc + grad^T x2 -> [out, in]`` for ``grad [N, out]`` and ``x2 [N, in]`` (``acc``
+    ``[out, in]`` or None), from the active inputs of ``x2`` where the training crossover of an
+    ``out``-wide layer puts the event path ahead (``x2`` binary and sparse enough, CPU
+    float32/float64), else one GEMM: a weight gradient formed outside a Linear layer's
+    backward, e.g. a recurrent layer's ``dW_rec = sum_t g_t^T z_{t-1}`` over its own spikes."""
+    n_rows, n_in = x2.shape
+    n_out = grad.shape[1]
+    if (n_rows * n_in * n_out >= _MIN_WORK_TRAINING and x2.device.type == "cpu"
+            and x2.dtype in (torch.float32, torch.float64) and grad.dtype == x2.dtype
+            and grad.device == x2.device and not ops.compiling(x2) and not ops.transformed()):
+        threshold = crossover_density(n_out, True,
+                                      "numba" if _use_numba(x2) else "embedding_bag")
+        if _estimate_density(x2) < threshold:
+            events = _find_events(x2)
+            if events.binary and events.nnz < threshold * x2.numel():
+                g = _weight_grad_from(grad.contiguous(), events.tensors, n_rows, n_in)
+                return g if acc is None else acc + g
+    return grad.t() @ x2 if acc is None else torch.addmm(acc, grad.t(), x2)
+
+
 def plan_event_linear(x: Tensor, weight: Tensor, backend: str = "auto") -> Plan:
     """The :class:`Plan` that :func:`event_linear` follows for these arguments (for tests and
     for deciding by hand; it does the same work as the dispatch, so it is not free)."""

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from . import guards, ops, registry
+from .event_linear import weight_grad
 from .registry import Call
 from .spec import Spec
 from .torch_leaky import input_current, post_reset, spikes
@@ -207,11 +208,12 @@ class LeakySequence(ops.FusedFunction):
 
 
 def recurrent_weight_grad(g_in: Tensor, outs: Tensor, y0: Tensor) -> Tensor:
-    """``dW_rec = sum_t g_in_t^T y_{t-1}`` for ``g_in``, ``outs [T, B, N]`` (``y_{-1} = y0``):
-    two GEMMs on views, no ``[T, B, N]`` copy."""
+    """``dW_rec = sum_t g_in_t^T y_{t-1}`` for ``g_in``, ``outs [T, B, N]`` (``y_{-1} = y0``),
+    on views (no ``[T, B, N]`` copy): from the active outputs where spikes are sparse enough
+    for the event path of :func:`spikegrad.kernels.event_linear.weight_grad`, else a GEMM."""
     g_w = g_in[0].T @ y0
     if g_in.shape[0] > 1:
-        g_w = torch.addmm(g_w, g_in[1:].flatten(0, -2).T, outs[:-1].flatten(0, -2))
+        g_w = weight_grad(g_in[1:].flatten(0, -2), outs[:-1].flatten(0, -2), g_w)
     return g_w
 
 
