@@ -205,7 +205,7 @@ def test_weight_grad_takes_the_event_path_for_sparse_spikes_and_equals_the_gemm(
         kernels, dtype, monkeypatch):
     """``weight_grad(g, x, acc)`` (a recurrent layer's dW_rec) is ``acc + g^T x`` within the
     float rounding bound of the float64 product, from the active inputs when x is sparse
-    binary spikes and by the GEMM when it is not binary or too dense."""
+    binary spikes and by the GEMM when it is not binary, too dense or too short."""
     taken = []
     real = el._weight_grad_from
     monkeypatch.setattr(el, "_weight_grad_from",
@@ -231,8 +231,9 @@ def test_weight_grad_takes_the_event_path_for_sparse_spikes_and_equals_the_gemm(
     xs = x * 0.5
     assert_close_to_reference(el.weight_grad(g, xs), g.double().t() @ xs.double(), 4001,
                               g.double().abs().t() @ xs.double(), "weight_grad non-binary")
-    # dense spikes: the GEMM
+    # dense spikes, or fewer rows than the crossovers were measured for: the GEMM
     el.weight_grad(g, spikes((4000, 256), 0.5, dtype))
+    el.weight_grad(g[:1024], x[:1024])
     assert taken == []
 
 

@@ -72,6 +72,11 @@ _SAMPLE_ELEMENTS = (1 << 15) - 1024
 # forward+backward 1.4x, forward alone 0.5-0.8x; 4000 x 256 -> 256 (268M): forward 1.5x.
 _MIN_WORK_TRAINING = 1 << 24
 _MIN_WORK_INFERENCE = 1 << 27
+# Fewest rows for which weight_grad takes the event path: the crossovers were measured down
+# to 4000 rows; a chunked backward's calls of 1024 rows (recomputed segments) each pay the
+# path's fixed costs (finding the active inputs, grouping them by input), and the recurrent
+# weight gradient of workload C's recompute variant took 32 ms by events against ~18 by GEMMs.
+_MIN_ROWS_WEIGHT_GRAD = 4000
 # Rows of g gathered per block in the event weight gradient (about 1 MiB of g per block).
 _BLOCK_BYTES = 1 << 20
 # Largest flat index stored as int32 (beyond it the index stays int64).
@@ -367,7 +372,8 @@ def weight_grad(grad: Tensor, x2: Tensor, acc: Optional[Tensor] = None) -> Tenso
     backward, e.g. a recurrent layer's ``dW_rec = sum_t g_t^T z_{t-1}`` over its own spikes."""
     n_rows, n_in = x2.shape
     n_out = grad.shape[1]
-    if (n_rows * n_in * n_out >= _MIN_WORK_TRAINING and x2.device.type == "cpu"
+    if (n_rows >= _MIN_ROWS_WEIGHT_GRAD and n_rows * n_in * n_out >= _MIN_WORK_TRAINING
+            and x2.device.type == "cpu"
             and x2.dtype in (torch.float32, torch.float64) and grad.dtype == x2.dtype
             and grad.device == x2.device and not ops.compiling(x2) and not ops.transformed()):
         threshold = crossover_density(n_out, True,
