@@ -3,7 +3,7 @@ kernels.
 
 numba's ``np.dot`` calls scipy's OpenBLAS. The recurrent backward multiplies ``[B, N] x
 [N, N]`` once per time step, and there the MKL that x86 torch wheels carry in
-``libtorch_cpu`` is about twice as fast (``benchmarks/breakdown_c.py`` shows the step it
+``libtorch_cpu`` is about twice as fast (``benchmarks/breakdown.py`` shows the step it
 speeds up). Its Fortran ``SGEMM`` / ``DGEMM`` (32-bit integers) are found by name in that
 library; a torch without MKL, or a library without those names, gives None and the kernels
 keep ``np.dot``. ``SPIKEGRAD_BLAS=numpy`` forces the fallback (e.g. to compare the two).
