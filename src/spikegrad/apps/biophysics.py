@@ -333,7 +333,7 @@ def _experiments(c: Config) -> List[Tuple[str, str]]:
 def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
     c = validate(cfg)
     rd = RunDir(out_dir)
-    rd.write_config(c, resume=resume)
+    rd.write_config(c)
     start = time.perf_counter()
     metrics: Dict[str, float] = {}
     history: List[dict] = []

@@ -45,7 +45,7 @@ __all__ = ["DATASETS", "ENCODERS", "READOUTS", "INITS", "Config", "PRESETS", "va
 def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
     c = validate(cfg)
     rd = RunDir(out_dir)
-    rd.write_config(c, resume=resume)
+    rd.write_config(c)
     seed_everything(c.seed, deterministic=c.deterministic)
     start = time.perf_counter()
     data = load_data(c)

@@ -52,7 +52,7 @@ __all__ = ["DATASETS", "LOSSES", "Config", "loss_list", "validate", "Data", "loa
 def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
     c = validate(cfg)
     rd = RunDir(out_dir)
-    rd.write_config(c, resume=resume)
+    rd.write_config(c)
     # one ETA for all the networks of the run
     rd.progress = Progress(len(loss_list(c)) * c.epochs, "coding", enabled=c.progress)
     start = time.perf_counter()

@@ -343,7 +343,7 @@ def plateau(rows: List[dict], name: str, tol: float = 0.02) -> dict:
 def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
     c = validate(cfg)
     rd = RunDir(out_dir)
-    rd.write_config(c, resume=resume)
+    rd.write_config(c)
     rd.progress = Progress(max(1, n_points(c)), "constraints point", enabled=c.progress)
     start = time.perf_counter()
     parts = _names(c.parts, "parts", PARTS)

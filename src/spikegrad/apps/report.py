@@ -175,11 +175,10 @@ class RunDir:
         # that has several; None: each training reports its own.
         self.progress = None
 
-    def write_config(self, cfg, resume: bool = False) -> None:
-        """Write ``config.json``; with ``resume`` first check that the run in this folder was
-        started with the same config (:func:`check_resume_config`)."""
-        if resume:
-            check_resume_config(self.path, cfg, "resume=True")
+    def write_config(self, cfg) -> None:
+        # no config check here: from Python, resuming with another config is how a run is
+        # extended (more epochs) or a sweep's finished points reused (the apps' tests do
+        # both); `spikegrad run --resume` checks (check_resume_config)
         (self.path / "config.json").write_text(to_json(cfg) + "\n")
         env = {"python": sys.version.split()[0], "torch": torch.__version__,
                "platform": platform.platform(), "git_commit": _git_commit(),

@@ -126,7 +126,7 @@ def validate(cfg: Config) -> Config:
 def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
     c = validate(cfg)
     rd = RunDir(out_dir)
-    rd.write_config(c, resume=resume)
+    rd.write_config(c)
     seed_everything(c.seed, deterministic=c.deterministic)
     start = time.perf_counter()
     data = load_data(c)

@@ -130,7 +130,7 @@ def _linear_costs(name: str, n_params: int, macs_per_bin: float, dt: float
 def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
     c = validate(cfg)
     rd = RunDir(out_dir)
-    rd.write_config(c, resume=resume)
+    rd.write_config(c)
     start = time.perf_counter()
     seed_everything(c.seed, deterministic=c.deterministic)
     data = load_data(c)

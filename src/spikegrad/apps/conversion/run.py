@@ -132,7 +132,7 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
     c = validate(cfg)
     names = methods(c)
     rd = RunDir(out_dir)
-    rd.write_config(c, resume=resume)
+    rd.write_config(c)
     ckpt = rd.path / "checkpoints"
     start = time.perf_counter()
     data = load_data(c)

@@ -159,7 +159,7 @@ def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
     chem.require_rdkit()
     require_pyg()
     rd = RunDir(out_dir)
-    rd.write_config(c, resume=resume)
+    rd.write_config(c)
     seed_everything(c.seed)
     start = time.perf_counter()
     # units of roughly comparable time: a proxy fit, a pretraining epoch, an evaluation

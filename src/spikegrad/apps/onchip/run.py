@@ -146,7 +146,7 @@ def drift_study(c: Config, model, data, encode) -> Dict[str, float]:
 def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
     c = validate(cfg)
     rd = RunDir(out_dir)
-    rd.write_config(c, resume=resume)
+    rd.write_config(c)
     start = time.perf_counter()
     seed_everything(c.seed, deterministic=c.deterministic)
     data = load_data(c)

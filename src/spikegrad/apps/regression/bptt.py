@@ -64,7 +64,7 @@ def run_bptt(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
     figures and ``report.md`` to ``out_dir``."""
     c = validate(cfg)
     rd = RunDir(out_dir)
-    rd.write_config(c, resume=resume)
+    rd.write_config(c)
     start = time.perf_counter()
     result = train(c, rd.path, resume=resume)
     metrics = dict(result.metrics)

@@ -156,7 +156,7 @@ def run_online(cfg, out_dir: Path, resume: bool = False) -> Result:
     ``report.md``."""
     c = validate(cfg)
     rd = RunDir(out_dir)
-    rd.write_config(c, resume=resume)
+    rd.write_config(c)
     start = time.perf_counter()
     if c.learning == "bptt":
         trained = reg.train(_regression_cfg(c), rd.path, resume=resume)

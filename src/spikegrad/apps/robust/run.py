@@ -135,7 +135,7 @@ def _cached(rd: RunDir, c: Config, name: str, compute, resume: bool) -> dict:
 def run(cfg: Config, out_dir: Path, resume: bool = False) -> Result:
     c = validate(cfg)
     rd = RunDir(out_dir)
-    rd.write_config(c, resume=resume)
+    rd.write_config(c)
     start = time.perf_counter()
     data = load_images(c)
     x, y = data.test.tensors
