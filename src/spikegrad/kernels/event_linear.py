@@ -340,17 +340,22 @@ def plan_with_events(x2: Tensor, weight: Tensor, backend: str
     if ops.compiling(x2) or ops.transformed():
         return Plan("dense", math.nan, "auto: no data-dependent dispatch under torch.compile, "
                     "torch.export or torch.func"), None
+    return _auto_plan(x2, weight.shape[0], torch.is_grad_enabled() and weight.requires_grad)
+
+
+def _auto_plan(x2: Tensor, n_out: int, training: bool) -> tuple[Plan, Optional[_Events]]:
+    """``auto``'s choice for ``x2 [N, in]`` feeding ``n_out`` outputs, by the training (forward
+    + weight gradient) or inference crossover."""
     # the size next: one comparison settles most small layers (TBPTT chunks, readouts), and
     # the reasons below pick the same dense F.linear
     n_rows, n_in = x2.shape
-    training = torch.is_grad_enabled() and weight.requires_grad
-    if n_rows * n_in * weight.shape[0] < (_MIN_WORK_TRAINING if training else _MIN_WORK_INFERENCE):
+    if n_rows * n_in * n_out < (_MIN_WORK_TRAINING if training else _MIN_WORK_INFERENCE):
         return Plan("dense", math.nan, "auto: too little work for the event path to pay"), None
     if x2.device.type != "cpu" or x2.dtype not in (torch.float32, torch.float64):
         return Plan("dense", math.nan, "auto: crossover measured on CPU, float32/64 only"), None
     if guards.autocast_on(x2):
         return Plan("dense", math.nan, "auto: autocast is on (the dense GEMM autocasts)"), None
-    threshold = crossover_density(weight.shape[0], training,
+    threshold = crossover_density(n_out, training,
                                   "numba" if _use_numba(x2) else "embedding_bag")
     estimate = _estimate_density(x2)
     if estimate >= threshold:
@@ -371,18 +376,12 @@ def weight_grad(grad: Tensor, x2: Tensor, acc: Optional[Tensor] = None) -> Tenso
     float32/float64), else one GEMM: a weight gradient formed outside a Linear layer's
     backward, e.g. a recurrent layer's ``dW_rec = sum_t g_t^T z_{t-1}`` over its own spikes."""
     n_rows, n_in = x2.shape
-    n_out = grad.shape[1]
-    if (n_rows >= _MIN_ROWS_WEIGHT_GRAD and n_rows * n_in * n_out >= _MIN_WORK_TRAINING
-            and x2.device.type == "cpu"
-            and x2.dtype in (torch.float32, torch.float64) and grad.dtype == x2.dtype
-            and grad.device == x2.device and not ops.compiling(x2) and not ops.transformed()):
-        threshold = crossover_density(n_out, True,
-                                      "numba" if _use_numba(x2) else "embedding_bag")
-        if _estimate_density(x2) < threshold:
-            events = _find_events(x2)
-            if events.binary and events.nnz < threshold * x2.numel():
-                g = _weight_grad_from(grad.contiguous(), events.tensors, n_rows, n_in)
-                return g if acc is None else acc + g
+    if (n_rows >= _MIN_ROWS_WEIGHT_GRAD and grad.dtype == x2.dtype and grad.device == x2.device
+            and not ops.compiling(x2) and not ops.transformed()):
+        plan, events = _auto_plan(x2, grad.shape[1], training=True)
+        if plan.backend == "event":
+            g = _weight_grad_from(grad.contiguous(), events.tensors, n_rows, n_in)
+            return g if acc is None else acc + g
     return grad.t() @ x2 if acc is None else torch.addmm(acc, grad.t(), x2)
 
 
