@@ -41,7 +41,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 from torch import Tensor
 
-from . import guards
+from . import aligned, guards
 from .parallel import run_slices, run_split, split
 
 # Rows per block of the weight gradient: the block's packed rows of g for one column block
@@ -397,7 +397,7 @@ def pack_weight(weight: Tensor) -> np.ndarray:
     n_out, n_in = weight.shape
     n_blocks = -(-n_out // L)
     w = weight.detach().numpy()
-    wtb = np.zeros((n_blocks, n_in, L), w.dtype)
+    wtb = aligned.zeros((n_blocks, n_in, L), w.dtype)
     full = n_out // L
     wtb[:full] = w[:full * L].reshape(full, L, n_in).transpose(0, 2, 1)
     if full < n_blocks:
@@ -425,7 +425,7 @@ def forward(rowptr: Tensor, cols: Tensor, weight: Tensor, wtb: Optional[np.ndarr
         if not out.flags.c_contiguous:
             raise ValueError(f"{where}: out must be C-contiguous")
         guards.array(out.reshape(-1), "out", (n_rows * n_out,), F, where)
-    y_np = np.empty(n_rows * n_out, wtb.dtype) if out is None else out.reshape(-1)
+    y_np = aligned.empty(n_rows * n_out, wtb.dtype) if out is None else out.reshape(-1)
     rp = rowptr.numpy() if isinstance(rowptr, Tensor) else rowptr
     cl = cols.numpy() if isinstance(cols, Tensor) else cols
     _csr(rp, cl, where)
@@ -447,7 +447,7 @@ def weight_grad(grad: Tensor, rowptr: Tensor, cols: Tensor, n_in: int) -> Tensor
 def blocked_zeros(n_out: int, n_in: int, dtype: torch.dtype) -> np.ndarray:
     """A zero weight gradient in the kernels' layout ``dW^T [ceil(out / L), in, L]``."""
     L = lanes(dtype)
-    return np.zeros((-(-n_out // L), n_in, L), torch.empty(0, dtype=dtype).numpy().dtype)
+    return aligned.zeros((-(-n_out // L), n_in, L), torch.empty(0, dtype=dtype).numpy().dtype)
 
 
 def unblock(dwt: np.ndarray, n_out: int) -> Tensor:
@@ -492,7 +492,7 @@ def accumulate_weight_grad(grad, rowptr, cols, dwt: np.ndarray) -> None:
     dwt_flat = dwt.reshape(-1)
 
     def call(lo, hi):
-        pack = np.empty((hi - lo) * rb * L, g.dtype)
+        pack = aligned.empty((hi - lo) * rb * L, g.dtype)
         _weight_grad_kernel(colptr, rows, g, n_rows, n_in, n_out, rb, dwt_flat, pack, lo, hi)
 
     run_split(call, n_blocks, cl.shape[0] * n_out)

@@ -53,7 +53,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import guards, numba_event, ops
+from . import aligned, guards, numba_event, ops
 from .event_linear import plan_with_events
 from .leaky import recurrent_weight_grad
 from .numba_leaky import ChunkedLoop, grad_rows
@@ -141,17 +141,17 @@ def lif_pair_forward(spec, linear_backend: str, keep: float, x: Tensor, weight: 
         i = loop.state(i0, v0) if spec.has_syn else np.zeros(1, loop.F)
         zs = torch.empty(T, B, N, dtype=x.dtype)
         zs_np = zs.view(T, M).numpy()
-        i_scratch = np.empty((Tc, M), loop.F) if spec.has_syn else None
+        i_scratch = aligned.empty((Tc, M), loop.F) if spec.has_syn else None
         # the kept steps: their input current in one call, then their membrane over it (the
         # synaptic current sequence the kernel writes goes to a chunk buffer: chunk by chunk)
-        u_kept = np.empty((T_kept, M), loop.F)
+        u_kept = aligned.empty((T_kept, M), loop.F)
         if T_kept:
             proj(0, T_kept * B, u_kept)
         for t0, t1 in ([(0, T_kept)] if not spec.has_syn and T_kept else chunks[:n_kept]):
             loop.forward(u_kept[t0:t1], v, i, zs_np[t0:t1], True,
                          i_scratch[:t1 - t0] if spec.has_syn else None)
         # the others chunk by chunk, through one chunk buffer, keeping each chunk's start state
-        buf = np.empty((Tc, M), loop.F) if n_kept < len(chunks) else None
+        buf = aligned.empty((Tc, M), loop.F) if n_kept < len(chunks) else None
         starts = [None] * n_kept
         for t0, t1 in chunks[n_kept:]:
             starts.append((v.copy(), i.copy()))
@@ -187,9 +187,9 @@ def lif_pair_backward(spec, saved: Saved, weight: Tensor, need, g_zs, g_vT, g_iT
     chunks, n_kept = saved.chunks, saved.n_kept
     segments = backward_segments(chunks, n_kept, saved.starts, inplace)
     if not inplace or n_kept < len(chunks):
-        g_buf = np.empty((Tc, M), loop.F)
-        gi_buf = np.empty((Tc, M), loop.F) if spec.has_syn else None
-    u_buf = np.empty((Tc, M), loop.F) if n_kept < len(chunks) else None
+        g_buf = aligned.empty((Tc, M), loop.F)
+        gi_buf = aligned.empty((Tc, M), loop.F) if spec.has_syn else None
+    u_buf = aligned.empty((Tc, M), loop.F) if n_kept < len(chunks) else None
     for t0, t1, start in reversed(segments):
         n = t1 - t0
         gy = gys_np if const else gys_np[t0:t1]
@@ -345,7 +345,7 @@ def recurrent_pair_forward(spec, linear_backend: str, keep: float, x: Tensor, we
                                              inplace=True, ys_out=zs[:T_kept])
             y_prev = zs[T_kept - 1]
         starts = [None] * n_kept
-        buf = np.empty((Tc, B * N), u_kept.numpy().dtype) if n_kept < len(chunks) else None
+        buf = aligned.empty((Tc, B * N), u_kept.numpy().dtype) if n_kept < len(chunks) else None
         for t0, t1 in chunks[n_kept:]:
             starts.append((v, i, y_prev))
             proj(t0 * B, t1 * B, buf[:t1 - t0])
@@ -383,7 +383,7 @@ def recurrent_pair_backward(spec, saved: Saved, weight: Tensor, w_rec: Tensor, z
     chunks, n_kept = saved.chunks, saved.n_kept
     y_before = lambda t0: y0.to(dtype) if t0 == 0 else zs[t0 - 1]  # noqa: E731
     segments = backward_segments(chunks, n_kept, saved.starts, inplace)
-    buf = (np.empty((Tc, B * N), torch.empty(0, dtype=dtype).numpy().dtype)
+    buf = (aligned.empty((Tc, B * N), torch.empty(0, dtype=dtype).numpy().dtype)
            if n_kept < len(chunks) else None)
     g_back = None  # gradient reaching the segment's last spikes from the next one
     with torch.no_grad():
