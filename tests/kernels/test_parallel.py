@@ -39,16 +39,44 @@ def test_splits_stop_after_two_regions_slower_than_one_thread_and_retry_later():
     assert payoff.pays()                    # two in a row are needed
     payoff.record(0.007, 2, 0.010)
     assert not payoff.pays()
-    clock.now += parallel.RETRY_S - 1e-3
+    clock.now += parallel.RETRY_MIN_S - 1e-3
     assert not payoff.pays()
     clock.now += 2e-3
     assert payoff.pays()                    # time to try again...
     payoff.record(0.005, 2, 0.010)
     assert not payoff.pays()                # ...and a retry that does not pay stops at once
-    clock.now += parallel.RETRY_S
+    clock.now += parallel.RETRY_MIN_S + 1e-3
+    assert not payoff.pays()                # for twice as long
+    clock.now += parallel.RETRY_MIN_S
     payoff.record(0.018, 2, 0.010)
     payoff.record(0.009, 2, 0.010)
     assert payoff.pays()                    # the machine is free again
+
+
+def test_back_off_doubles_up_to_retry_s_while_retries_fail_and_shrinks_when_splits_pay():
+    clock = _Clock()
+    payoff = parallel._Payoff(clock)
+
+    def unsplit_for():
+        start = clock.now
+        while not payoff.pays():
+            clock.now += 1e-3
+        return clock.now - start
+
+    payoff.record(0.005, 2, 0.010)
+    payoff.record(0.005, 2, 0.010)
+    waits = [unsplit_for()]
+    for _ in range(7):                      # a lasting load: every retry fails
+        payoff.record(0.005, 2, 0.010)
+        waits.append(unsplit_for())
+    expected = [min(parallel.RETRY_S, parallel.RETRY_MIN_S * 2 ** k) for k in range(8)]
+    assert waits == pytest.approx(expected, abs=2e-3)
+    assert waits[-1] == pytest.approx(parallel.RETRY_S, abs=2e-3)
+    for _ in range(10):                     # the load is gone: splits pay again
+        payoff.record(0.018, 2, 0.010)
+    payoff.record(0.005, 2, 0.010)          # a blip slows two regions
+    payoff.record(0.005, 2, 0.010)
+    assert unsplit_for() == pytest.approx(parallel.RETRY_MIN_S, abs=2e-3)
 
 
 def test_three_threads_pay_above_a_third():

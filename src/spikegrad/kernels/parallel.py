@@ -19,9 +19,15 @@ Under a competing load a split can cost more than it saves: the team waits for i
 thread, and a thread that another process holds off its core stalls the region. So every split
 region measures itself: the CPU time its threads spent in the slices over ``threads x wall``
 (its efficiency). Below 1/threads the same work on one uninterrupted thread would have finished
-sooner; after two such regions in a row, kernels run unsplit for :data:`RETRY_S` seconds, then
-try a split again. Unsplit runs give the same results (see above), and this judges what the
-process actually gets, whatever takes the cores (other processes, a nice level, a container).
+sooner; after two such regions in a row, kernels run unsplit for a back-off, then try a split
+again. The back-off starts at :data:`RETRY_MIN_S` and doubles, up to :data:`RETRY_S`, while
+retries keep failing; every region that pays halves it again. A lasting load thus costs a
+failed retry about once a second, and a short disturbance costs little: a blip that slows two
+regions of one step (a host's hiccup, a numba compilation inside a slice, where the other
+thread waits on the compiler's lock) kept the kernels on one thread for a whole second (50-100
+of workload B's training steps) when the back-off was fixed, and now costs 50 ms. Unsplit runs
+give the same results (see above), and this judges what the process actually gets, whatever
+takes the cores (other processes, a nice level, a container).
 The bar assumes the one thread would have a core to itself: under an even load long regions
 still gain from splitting (each thread gets its share), and there the rule can cost time.
 
@@ -47,8 +53,10 @@ import torch
 # against 2 us unsplit.
 MIN_WORK_PER_THREAD = 1 << 18
 
-# How long kernels stay unsplit after splits stopped paying, before they try again (s): long
-# next to a region (~0.1-10 ms), short next to a change in the machine's load.
+# How long kernels stay unsplit after splits stopped paying, before they try again (s): the
+# first back-off (a few steps of a small workload), and the longest, reached after five failed
+# retries in a row (long next to a region, ~0.1-100 ms; short next to a change in the load).
+RETRY_MIN_S = 0.05
 RETRY_S = 1.0
 
 _lock = threading.Lock()
@@ -155,6 +163,7 @@ class _Payoff:
         self.clock = clock
         self.unsplit_until = 0.0
         self.low = 0
+        self.backoff = RETRY_MIN_S
 
     def pays(self) -> bool:
         return self.clock() >= self.unsplit_until
@@ -166,8 +175,10 @@ class _Payoff:
             self.low += 1
         else:
             self.low = 0
+            self.backoff = max(RETRY_MIN_S, self.backoff / 2)
         if self.low >= 2:
-            self.unsplit_until = self.clock() + RETRY_S
+            self.unsplit_until = self.clock() + self.backoff
+            self.backoff = min(RETRY_S, 2 * self.backoff)
             self.low = 1  # a retry that does not pay either goes straight back to one slice
 
 
