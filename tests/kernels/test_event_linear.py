@@ -141,6 +141,17 @@ def test_auto_picks_event_for_sparse_binary_and_dense_otherwise():
     assert plan_event_linear(sparse, w, backend="dense").backend == "dense"
 
 
+def test_auto_takes_the_gemm_for_narrow_layers_without_counting_the_input(monkeypatch):
+    # a readout of 20 classes: the crossover is 0 (dense at every density), so the input's
+    # density is never estimated (a count over a subsample of it)
+    assert crossover_density(20, True) == 0.0
+    monkeypatch.setattr(el, "_estimate_density", lambda x2: pytest.fail("counted the input"))
+    w = torch.randn(20, 256, requires_grad=True)
+    x = spikes((100, 64, 256), 0.02, torch.float32)        # enough work, very sparse
+    plan = plan_event_linear(x, w)
+    assert plan.backend == "dense" and "20 outputs" in plan.reason
+
+
 def test_auto_uses_the_forward_only_crossover_without_weight_gradient():
     n_out = next(o for o in el._CROSSOVER_OUT
                  if crossover_density(o, True) != crossover_density(o, False))

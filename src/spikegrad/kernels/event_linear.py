@@ -357,6 +357,9 @@ def _auto_plan(x2: Tensor, n_out: int, training: bool) -> tuple[Plan, Optional[_
         return Plan("dense", math.nan, "auto: autocast is on (the dense GEMM autocasts)"), None
     threshold = crossover_density(n_out, training,
                                   "numba" if _use_numba(x2) else "embedding_bag")
+    if threshold <= 0:  # e.g. a readout of a few classes: not worth counting the input
+        return Plan("dense", math.nan, "auto: the dense GEMM is faster at every density for "
+                    f"{n_out} outputs"), None
     estimate = _estimate_density(x2)
     if estimate >= threshold:
         return Plan("dense", estimate, "auto: input too dense (subsample)"), None
