@@ -132,6 +132,24 @@ def test_results_are_bit_identical_on_one_two_and_three_threads(threads, dtype):
             assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_block_gathered_in_a_pair_sums_as_one_gathered_alone(dtype):
+    # 3 full blocks and a tail: a pair, then a lone full block and a lone tail; each block
+    # alone (its own slice of the weight / of the gradient) is gathered by itself
+    L = ne.lanes(dtype)
+    n_out = 3 * L + 5
+    x = spikes((900, 70), 0.15, dtype, seed=3)
+    w = torch.randn(n_out, 70, dtype=dtype, generator=torch.Generator().manual_seed(4))
+    g = torch.randn(900, n_out, dtype=dtype, generator=torch.Generator().manual_seed(5))
+    rowptr, cols, _ = ne.active_csr(x)
+    y, dw = ne.forward(rowptr, cols, w), ne.weight_grad(g, rowptr, cols, 70)
+    for c0 in range(0, n_out, L):
+        c1 = min(n_out, c0 + L)
+        assert torch.equal(y[:, c0:c1], ne.forward(rowptr, cols, w[c0:c1].contiguous()))
+        assert torch.equal(dw[c0:c1],
+                           ne.weight_grad(g[:, c0:c1].contiguous(), rowptr, cols, 70))
+
+
 def test_the_gradient_of_a_sum_arrives_expanded_and_is_read_correctly():
     x = spikes((64, 20), 0.3, torch.float32)
     g = torch.ones(1, 1).expand(64, 18)                    # all strides 0
