@@ -150,6 +150,15 @@ def test_a_block_gathered_in_a_pair_sums_as_one_gathered_alone(dtype):
                            ne.weight_grad(g[:, c0:c1].contiguous(), rowptr, cols, 70))
 
 
+def test_a_strided_weight_is_packed_like_its_contiguous_copy():
+    w = torch.randn(70, 40, generator=torch.Generator().manual_seed(6)).t()   # [40, 70] view
+    assert not w.is_contiguous()
+    x = spikes((50, 70), 0.2, torch.float32, seed=7)
+    rowptr, cols, _ = ne.active_csr(x)
+    assert np.array_equal(ne.pack_weight(w), ne.pack_weight(w.contiguous()))
+    assert torch.equal(ne.forward(rowptr, cols, w), ne.forward(rowptr, cols, w.contiguous()))
+
+
 def test_the_gradient_of_a_sum_arrives_expanded_and_is_read_correctly():
     x = spikes((64, 20), 0.3, torch.float32)
     g = torch.ones(1, 1).expand(64, 18)                    # all strides 0

@@ -117,8 +117,8 @@ def _make_gather(accumulate: bool, blocks: int = 1):
         + index[k] * stride:+L]`` for each of ``blocks`` blocks ``b``, each with four
         accumulators (fixed order: lanes k = 0, 1, 2, 3 mod 4, then pairwise). Two blocks per
         call read each index once for both and give the out-of-order core two independent
-        chains of adds: 0.73-0.91x the time of two one-block calls on the benchmark layers,
-        bit-identical (each block's sum keeps its order)."""
+        chains of adds (faster on every benchmark layer: benchmarks/README.md), with the same
+        sums as two one-block calls (each block's sum keeps its order)."""
         L = _numba_lanes(table.dtype)
         u64 = types.uint64
         sig = types.void(table, index, u64, u64, u64, u64, u64, out, u64, u64)
@@ -433,7 +433,7 @@ def pack_weight(weight: Tensor) -> np.ndarray:
     # torch's copy for the transpose: threaded and tiled, 2.6x faster than numpy's strided copy
     # on a 2048 x 2048 weight (benchmarks/README.md); the kernels run on torch's OpenMP team,
     # so waking it costs nothing here
-    torch.from_numpy(wtb[:full]).copy_(w[:full * L].view(full, L, n_in).transpose(1, 2))
+    torch.from_numpy(wtb[:full]).copy_(w[:full * L].reshape(full, L, n_in).transpose(1, 2))
     if full < n_blocks:
         wtb[full, :, :n_out - full * L] = w[full * L:].numpy().T
     return wtb.reshape(-1)
@@ -489,7 +489,7 @@ def unblock(dwt: np.ndarray, n_out: int) -> Tensor:
     """``[out, in]`` from the blocked layout of :func:`blocked_zeros`."""
     n_blocks, n_in, L = dwt.shape
     full = n_out // L
-    out = torch.empty(n_out, n_in, dtype=torch.from_numpy(dwt[:0]).dtype)
+    out = torch.empty(n_out, n_in, dtype=torch.from_numpy(dwt).dtype)
     # torch's copy (threaded, tiled): see pack_weight
     out[:full * L].view(full, L, n_in).copy_(torch.from_numpy(dwt[:full]).transpose(1, 2))
     if full < n_blocks:
