@@ -222,6 +222,21 @@ def test_online_backend_picks_the_compiled_pass_where_it_runs():
                            ys)
 
 
+def test_online_backend_numba_that_cannot_run_the_three_factor_step_is_a_config_error(
+        monkeypatch):
+    from spikegrad.learning import three_factor_fused
+    monkeypatch.setattr(three_factor_fused, "numba_available", lambda: False)
+    c = app.validate(app.Config(**TINY, learning="three_factor", online_backend="numba"))
+    rc = app._regression_cfg(c)
+    xs, ys = reg.make_task(rc)
+    with pytest.raises(ConfigError, match="online_backend=numba cannot run this three-factor "
+                                          "network: it needs numba"):
+        app.online_learner(c, reg.build_model(rc), xs, ys)
+    # auto falls back to the torch steps
+    auto = dataclasses.replace(c, online_backend="auto")
+    assert app.online_learner(auto, reg.build_model(rc), xs, ys).rule.rule.backend == "reference"
+
+
 def test_online_backend_must_be_known():
     with pytest.raises(ConfigError, match="online_backend must be one of auto, numba, "
                                           "reference"):

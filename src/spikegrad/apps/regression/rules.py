@@ -21,6 +21,7 @@ from torch import Tensor
 from ...functional.leaky import integrate
 from ...learning import EProp, Factors, StreamingEProp, ThreeFactor, random_projection
 from ...learning.eprop_stream import numba_unsupported
+from ...learning.three_factor_fused import fused_unsupported
 from ...train import ObjectiveOutput
 from ..config import ConfigError
 from . import core as reg
@@ -39,6 +40,12 @@ class _ThreeFactorNet:
 
     def __init__(self, c: Config, model: reg.RegressionRSNN, loss_scale: float):
         self.model, self.loss_scale = model, loss_scale
+        if c.online_backend == "numba":  # the config's error, not the library's ValueError
+            w = model.input_layer.weight
+            reason = fused_unsupported(model.rsnn.neuron.params(), w.dtype, w.device)
+            if reason is not None:
+                raise ConfigError(f"online_backend=numba cannot run this three-factor "
+                                  f"network: {reason}; use online_backend=auto or reference")
         self.rule = ThreeFactor(model.input_layer, model.rsnn, trace="kernel",
                                 backend=c.online_backend)
         n, k = c.hidden, c.n_outputs
