@@ -49,7 +49,7 @@ from torch import Tensor
 
 from . import guards
 from .numba_leaky import constant_row, neuron_adjoint, neuron_step
-from .parallel import run_split
+from .parallel import run_kernel
 from .spec import RESET_IDS, SURROGATE_IDS
 
 __all__ = ["BlockSpec", "norm_lif_pool"]
@@ -289,7 +289,7 @@ def batch_statistics(y: Tensor) -> Tuple[Tensor, Tensor]:
     m2 = np.empty(P, np.float64)
     stats = _kernels(1, True, 1, False, _F[y.dtype], 1, False)[0]
     ya = _planes(y)
-    run_split(lambda lo, hi: stats(ya, mean, m2, lo, hi), P, y.numel())
+    run_kernel(stats, (ya, mean, m2), P, y.numel())
     # Chan et al.: planes of equal size n combine into the channel's mean and squared deviations
     n = T * H * W
     pm = torch.from_numpy(mean).view(B, C)
@@ -351,7 +351,7 @@ class _NormLIFPool(torch.autograd.Function):
         counts = np.arange(k * k + 1, dtype=F)
         quotient = np.minimum(counts, F(1)) if spec.max_pool else counts / F(spec.divisor)
         args = (ya, alpha.numpy(), shift.numpy(), *consts, va, oa, np.int64(W), quotient)
-        run_split(lambda lo, hi: fwd(*args, lo, hi), B * C, y.numel())
+        run_kernel(fwd, args, B * C, y.numel())
         ctx.save_for_backward(y, v0, weight, bias)
         ctx.spec, ctx.consts = spec, consts
         ctx.norm = (mean, alpha, shift, invstd)
@@ -384,7 +384,7 @@ class _NormLIFPool(torch.autograd.Function):
         ga = g_out.numpy().reshape(g_out.shape[0], P, H // spec.k, W // spec.k)
         args = (ya, alpha.numpy(), shift.numpy(), *consts, v0a, ga, np.int64(W),
                 F(spec.divisor), F(spec.beta), gv_T.numpy(), mean.to(dt).numpy(), gxa, s1, s2)
-        run_split(lambda lo, hi: bwd(*args, lo, hi), P, 3 * y.numel())
+        run_kernel(bwd, args, P, 3 * y.numel())
         S1 = torch.from_numpy(s1).view(B, C).sum(0)            # sum of dL/dx
         S2 = torch.from_numpy(s2).view(B, C).sum(0)            # sum of dL/dx (y - mean)
         inv = invstd.double()
@@ -399,7 +399,7 @@ class _NormLIFPool(torch.autograd.Function):
             k2 = k3 = torch.zeros(C, dtype=torch.float64)
         if ctx.needs_input_grad[0]:
             q = [t.to(dt).numpy() for t in (k1, k2, k3)]
-            run_split(lambda lo, hi: finish(gxa, ya, *q, lo, hi), P, 2 * y.numel())
+            run_kernel(finish, (gxa, ya, *q), P, 2 * y.numel())
             g_y = gx
         else:
             g_y = None

@@ -44,7 +44,7 @@ from numba.extending import intrinsic
 from torch import Tensor
 
 from . import aligned, guards
-from .parallel import run_slices, run_split, split
+from .parallel import run_kernel, run_slices, split
 
 # Rows per block of the weight gradient: the block's packed rows of g for one column block
 # take RB * 64 bytes (32 KiB) and stay in L1 while every input of the block gathers from them;
@@ -276,10 +276,11 @@ def _compress_kernel(x, n_in, counts, buf, k, lo, hi):
 
 
 @numba.njit(nogil=True, cache=True)
-def _forward_kernel(rowptr, cols, wtb, n_in, n_out, y, tmp, c_lo, c_hi):
+def _forward_kernel(rowptr, cols, wtb, n_in, n_out, y, c_lo, c_hi):
     """``y [N * out]`` (row-major) for the column blocks ``[c_lo, c_hi)``, two at a time where
     both are full (one gather per row reads each index once for both)."""
-    L = tmp.shape[0]
+    L = LANE_BYTES // wtb.itemsize
+    tmp = np.empty(L, y.dtype)  # a partial last block's sums (this thread's own)
     n_rows = rowptr.shape[0] - 1
     uL = np.uint64(L)
     block = np.uint64(n_in * L)
@@ -331,7 +332,7 @@ def _csc_kernel(rowptr, cols, n_in, rb, colptr, rows, b_lo, b_hi):
 @numba.njit(nogil=True, cache=True)
 def _weight_grad_kernel(colptr, rows, g, n_rows, n_in, n_out, rb, dwt, pack, c_lo, c_hi):
     """``dwt[c, i, :] += sum over the bag (b, i) of g[r, cL:(c+1)L]`` for ``c in [c_lo, c_hi)``;
-    ``pack [(c_hi - c_lo) * rb * L]`` is this thread's scratch."""
+    ``pack [blocks * rb * L]`` is scratch (the blocks ``[c_lo, c_hi)`` use their part)."""
     L = LANE_BYTES // g.itemsize
     uL = np.uint64(L)
     packed = np.uint64(rb * L)   # from one column block's packed rows to the next's
@@ -343,7 +344,7 @@ def _weight_grad_kernel(colptr, rows, g, n_rows, n_in, n_out, rb, dwt, pack, c_l
         for rl in range(nr):  # pack[c - c_lo, rl, :] = g[r0 + rl, cL:(c+1)L], zero-padded
             src = (r0 + rl) * n_out
             for c in range(c_lo, c_hi):
-                dst = ((c - c_lo) * rb + rl) * L
+                dst = (c * rb + rl) * L
                 if (c + 1) * L <= n_out:
                     _copy_block(pack, np.uint64(dst), g, np.uint64(src + c * L))
                 else:
@@ -353,7 +354,7 @@ def _weight_grad_kernel(colptr, rows, g, n_rows, n_in, n_out, rb, dwt, pack, c_l
         while c < c_hi:  # two column blocks per gather where two are left
             # rows holds global row numbers r: pack's row rl = r - r0 sits at base + r * L
             # (the unsigned sum wraps around exactly like the signed one)
-            base = np.uint64((c - c_lo) * rb * L) - np.uint64(r0 * L)
+            base = np.uint64(c * rb * L) - np.uint64(r0 * L)
             pair = c + 1 < c_hi
             for i in range(n_in):
                 q = b * n_in + i
@@ -464,11 +465,9 @@ def forward(rowptr: Tensor, cols: Tensor, weight: Tensor, wtb: Optional[np.ndarr
     cl = cols.numpy() if isinstance(cols, Tensor) else cols
     _csr(rp, cl, where)
 
-    def call(lo, hi):
-        _forward_kernel(rp, cl, wtb, n_in, n_out, y_np, np.empty(L, y_np.dtype), lo, hi)
-
     # slices of whole pairs of column blocks (the kernel takes two at a time)
-    run_split(call, n_blocks, max(1, int(rp[-1] - rp[0])) * n_out, align=2)
+    run_kernel(_forward_kernel, (rp, cl, wtb, n_in, n_out, y_np), n_blocks,
+               max(1, int(rp[-1] - rp[0])) * n_out, align=2)
     return torch.from_numpy(y_np).view(n_rows, n_out)
 
 
@@ -524,13 +523,8 @@ def accumulate_weight_grad(grad, rowptr, cols, dwt: np.ndarray) -> None:
     index = np.int32 if n_rows < 2**31 else np.int64
     colptr = np.zeros(n_row_blocks * n_in + 1, np.int64)
     rows = np.empty(cl.shape[0], index)
-    run_split(lambda lo, hi: _csc_kernel(rp, cl, n_in, rb, colptr, rows, lo, hi),
-              n_row_blocks, cl.shape[0] * 4)
-    g = g.reshape(-1)
-    dwt_flat = dwt.reshape(-1)
-
-    def call(lo, hi):
-        pack = aligned.empty((hi - lo) * rb * L, g.dtype)
-        _weight_grad_kernel(colptr, rows, g, n_rows, n_in, n_out, rb, dwt_flat, pack, lo, hi)
-
-    run_split(call, n_blocks, cl.shape[0] * n_out, align=2)  # whole pairs of column blocks
+    run_kernel(_csc_kernel, (rp, cl, n_in, rb, colptr, rows), n_row_blocks, cl.shape[0] * 4)
+    pack = aligned.empty(n_blocks * rb * L, g.dtype)
+    run_kernel(_weight_grad_kernel,  # whole pairs of column blocks
+               (colptr, rows, g.reshape(-1), n_rows, n_in, n_out, rb, dwt.reshape(-1), pack),
+               n_blocks, cl.shape[0] * n_out, align=2)

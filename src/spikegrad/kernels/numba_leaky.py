@@ -46,7 +46,7 @@ import torch
 from torch import Tensor
 
 from . import blas, guards
-from .parallel import run_split
+from .parallel import run_kernel
 from .spec import RESET_IDS as _RESET, SURROGATE_IDS as _SURROGATE_IDS, time_rows
 
 
@@ -759,7 +759,7 @@ def forward_scan(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset,
             _flat(u_all, T) if store_u else d2, _flat(i_all, T) if spec.has_syn else d2,
             *extra)
     # neurons are independent: threads take disjoint runs of 16 (one cache line of float32)
-    run_split(lambda lo, hi: fwd(*args, lo, hi), M, x2.size, align=16)
+    run_kernel(fwd, args, M, x2.size, align=16)
     out = (ys, u_all, i_all, v_T, i_T)
     if adapt is None:
         return out
@@ -814,7 +814,7 @@ def backward_scan(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, a_sy
             F(spec.surrogate.beta if spec.spiking else 0.0), phi_ext, _flat(gu_all, T),
             _flat(gi_all, T) if spec.has_syn else _dummy(dt), *extra)
     cut = np.int64(spec.cut)
-    run_split(lambda lo, hi: bwd(*args, lo, hi, cut), M, u2.size, align=16)
+    run_kernel(bwd, args, M, u2.size, align=16, after=(cut,))
     out = gu_all, gi_all
     if adapt is None:
         return out
@@ -872,7 +872,7 @@ class ChunkedLoop:
         d = _dummy(self.dtype)
         a, g, a_s, th, vr = self.pars
         args = (xc, v, i, a, g, a_s, th, vr, ys, d, i_scratch if spec.has_syn else d, *extra)
-        run_split(lambda lo, hi: fwd(*args, lo, hi), self.M, xc.size, align=16)
+        run_kernel(fwd, args, self.M, xc.size, align=16)
 
     def backward(self, gys: np.ndarray, u: np.ndarray, gv: np.ndarray, gi: np.ndarray,
                  gu_out: Optional[np.ndarray], gi_out: Optional[np.ndarray]) -> np.ndarray:
@@ -905,7 +905,7 @@ class ChunkedLoop:
         d = _dummy(self.dtype)
         args = (gys, u, th, vr, a, g, a_s, gv, gi, beta, phi_ext, d if inplace else gu_out,
                 gi_out if spec.has_syn and not inplace else d, *extra)
-        run_split(lambda lo, hi: bwd(*args, lo, hi, np.int64(0)), self.M, u.size, align=16)
+        run_kernel(bwd, args, self.M, u.size, align=16, after=(np.int64(0),))
         out = u if inplace else gi_out if spec.has_syn else gu_out
         if spec.scale_input and not spec.has_syn:
             np.multiply(out, g, out=out)
@@ -966,7 +966,7 @@ def forward_scan_rec(spec, xs: Tensor, v0, i0, a_mem, a_syn, theta, v_reset, w_r
             u_all.numpy() if store_u and not inplace else d3,
             i_all.numpy() if spec.has_syn else d3, *extra)
     # the batch rows are independent: one slice of rows per thread
-    run_split(lambda lo, hi: fwd(*args, lo, hi), B, T * B * N * _REC_COST)
+    run_kernel(fwd, args, B, T * B * N * _REC_COST)
     out = ys, u_all, i_all, v, (i if spec.has_syn else None)
     return out if adapt is None else out + (ad_all, free_all, ad, ref, q)
 
@@ -1023,8 +1023,8 @@ def backward_scan_rec(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, 
             g_in.numpy(), *extra)
     cut = np.int64(spec.cut)
     with _single_threaded_blas(B * N * N) if gemm is None else blas.one_thread():
-        run_split(lambda lo, hi: bwd(*args, lo, hi, cut, 0 if gemm is None else gemm), B,
-                  T * B * N * _REC_COST)
+        run_kernel(bwd, args, B, T * B * N * _REC_COST,
+                   after=(cut, 0 if gemm is None else gemm))
     return (gu_all, gi_all, g_in) if adapt is None else (gu_all, gi_all, g_in, ga, gv, gq)
 
 

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from . import ops
-from .parallel import run_split
+from .parallel import run_kernel
 
 __all__ = ["square_window", "window_pool2d"]
 
@@ -74,7 +74,7 @@ class _WindowPool(torch.autograd.Function):
         xa = x.detach().reshape(N * C, H, W).numpy()
         oa = out.numpy().reshape(N * C, H // k, W // k)
         d = xa.dtype.type(divisor)
-        run_split(lambda lo, hi: fwd(xa, k, d, oa, lo, hi), N * C, x.numel())
+        run_kernel(fwd, (xa, k, d, oa), N * C, x.numel())
         return out
 
     @staticmethod
@@ -92,7 +92,7 @@ class _WindowPool(torch.autograd.Function):
         ga = g.reshape(N * C, H // k, W // k).numpy()
         gxa = gx.numpy().reshape(N * C, H, W)
         d = gxa.dtype.type(ctx.divisor)
-        run_split(lambda lo, hi: bwd(ga, k, d, gxa, lo, hi), N * C, gx.numel())
+        run_kernel(bwd, (ga, k, d, gxa), N * C, gx.numel())
         return gx, None, None
 
 
