@@ -369,7 +369,7 @@ _trampolines: dict = {}   # (kinds, n_before) -> (cfunc, ctypes callback)
 _entries: dict = {}       # (kernel, kinds, n_before) -> (address, compile result)
 
 
-def _set_runtime(lib: Optional[ctypes.CDLL]) -> None:
+def set_runtime(lib: Optional[ctypes.CDLL]) -> None:
     """Called by :mod:`spikegrad.kernels.parallel` with the OpenMP library torch loaded (None:
     no native launches, e.g. in a forked child)."""
     global _runtime

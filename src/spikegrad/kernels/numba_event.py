@@ -341,7 +341,7 @@ def _weight_grad_kernel(colptr, rows, g, n_rows, n_in, n_out, rb, dwt, pack, c_l
     for b in range(n_blocks):
         r0 = b * rb
         nr = min(rb, n_rows - r0)
-        for rl in range(nr):  # pack[c - c_lo, rl, :] = g[r0 + rl, cL:(c+1)L], zero-padded
+        for rl in range(nr):  # pack[c, rl, :] = g[r0 + rl, cL:(c+1)L], zero-padded
             src = (r0 + rl) * n_out
             for c in range(c_lo, c_hi):
                 dst = (c * rb + rl) * L

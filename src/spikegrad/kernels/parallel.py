@@ -55,7 +55,8 @@ from . import native
 # Below this much work per thread (in element-steps, ~0.3 ns each in the vectorised loops) the
 # hand-off costs more than it saves: a no-op kernel split in two took ~70 us on torch's OpenMP
 # team (the callbacks take turns at the GIL) and ~90 us on our pool (median on the 2-vCPU VM),
-# against 2 us unsplit.
+# against 2 us unsplit. The GIL-free trampolines (native.py) take ~12 us, but 2^16 or 2^15 here
+# changed no benchmark step beyond noise (benchmarks/README.md), so the bar stays.
 MIN_WORK_PER_THREAD = 1 << 18
 
 # How long kernels stay unsplit after splits stopped paying, before they try again (s): the
@@ -136,7 +137,7 @@ def _openmp() -> Optional[_OpenMP]:
     if not _omp_found:
         _omp, _omp_found = _OpenMP.find(), True
         if _omp is not None and os.environ.get("SPIKEGRAD_NATIVE_THREADS", "1") != "0":
-            native._set_runtime(_omp.lib)
+            native.set_runtime(_omp.lib)
     return _omp
 
 
@@ -146,7 +147,7 @@ def _reset_after_fork() -> None:
     global _pool, _pool_size, _lock, _omp, _omp_found
     _pool, _pool_size, _lock = None, 0, threading.Lock()
     _omp, _omp_found = None, True
-    native._set_runtime(None)
+    native.set_runtime(None)
 
 
 if hasattr(os, "register_at_fork"):
