@@ -170,3 +170,21 @@ def test_an_unwritable_cache_directory_falls_back_to_a_private_one(tmp_path, mon
     assert tramp.address
     assert native._private is not None
     assert list(os.scandir(native._private_dir()))
+
+
+def test_a_trampoline_that_cannot_be_built_leaves_the_python_path(threads, monkeypatch):
+    def broken(kinds, n_before):
+        raise ImportError("no such numba internals")
+    monkeypatch.setattr(native, "_load", broken)
+    monkeypatch.setattr(native, "_trampolines", {})
+    rt = native._runtime
+    out = np.zeros((6, 2))
+    try:
+        with pytest.warns(RuntimeWarning, match="Python callbacks from now on"):
+            parallel.run_kernel_slices(_fill, (out, np.int32(0), 2.0, False),
+                                       [(0, 3), (3, 6)], (np.int64(1),))
+        assert native._runtime is None
+        assert out[:, 0].tolist() == [1.0, 3.0, 5.0, 7.0, 9.0, 11.0]  # the Python path ran
+    finally:
+        native.set_runtime(None)
+        native._runtime = rt

@@ -25,7 +25,9 @@ layout and of this module's source. Compiling one takes ~0.3 s; loading it, mill
 
 Only C-contiguous arrays, int, bool and float scalars and ctypes functions travel this way;
 :func:`launch` returns None for anything else (and without an OpenMP runtime that exports
-``GOMP_parallel``, or in a forked child), and the caller runs the Python path.
+``GOMP_parallel``, or in a forked child), and the caller runs the Python path. If a
+trampoline cannot be built (say, a numba release moved the internals it uses), a
+RuntimeWarning says so and the process keeps to the Python path.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from typing import Optional, Sequence, Tuple
 
 import numba
@@ -419,9 +422,19 @@ def launch(kernel, before: tuple, slices: Sequence[Tuple[int, int]], after: tupl
         return None
     kinds = tuple(kinds)
     nb = len(before)
-    tramp = _trampolines.get((kinds, nb)) or _trampoline(kinds, nb)
+    tramp = _trampolines.get((kinds, nb))
     entry = _entries.get((kernel, kinds, nb))
-    addr = entry[0] if entry is not None else _entry(kernel, kinds, nb)
+    if tramp is None or entry is None:
+        try:
+            tramp = tramp or _trampoline(kinds, nb)
+            entry = entry or (_entry(kernel, kinds, nb), None)
+        except Exception as e:  # e.g. a numba whose internals moved: the Python path works
+            warnings.warn(f"spikegrad: thread slices go through Python callbacks from now on "
+                          f"(the compiled trampoline failed: {type(e).__name__}: {e})",
+                          RuntimeWarning, stacklevel=3)
+            set_runtime(None)
+            return None
+    addr = entry[0]
     n = len(slices)
     so = _HEADER + len(slots)
     co = so + 2 * n
