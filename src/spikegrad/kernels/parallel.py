@@ -78,6 +78,7 @@ class _OpenMP:
     """The OpenMP runtime torch loaded (found in ``/proc/self/maps``), or None."""
 
     def __init__(self, lib: ctypes.CDLL):
+        self.lib = lib  # the trampolines' runtime (native.py) takes its entry points too
         self.parallel = lib.GOMP_parallel
         self.parallel.argtypes = [_CALLBACK, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
         self.parallel.restype = None
@@ -97,9 +98,7 @@ class _OpenMP:
             try:
                 lib = ctypes.CDLL(path)  # already loaded by torch: the same handle
                 if hasattr(lib, "GOMP_parallel") and hasattr(lib, "omp_get_thread_num"):
-                    omp = _OpenMP(lib)
-                    omp.lib = lib
-                    return omp
+                    return _OpenMP(lib)
             except OSError:
                 continue
         return None
