@@ -5,6 +5,7 @@ import numpy
 import pytest
 import torch
 
+from spikegrad.apps.report import RunDir
 from spikegrad.cli import main
 
 QUICK = ["--set", "max_train=96", "--set", "hidden=12", "--set", "epochs=2", "--quiet"]
@@ -61,3 +62,13 @@ def test_resume_accepts_a_config_json_written_before_a_key_existed(tmp_path):
     from spikegrad.apps.config import ConfigError
     with pytest.raises(ConfigError, match=r"shd_path \(absent\) -> \"x.h5\""):
         check_resume_config(tmp_path / "r", dataclasses.replace(c, shd_path="x.h5"))
+
+
+def test_save_figure_writes_the_png_returns_its_name_and_closes_the_figure(tmp_path):
+    plt = pytest.importorskip("matplotlib.pyplot")
+    rd = RunDir(tmp_path / "run")
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    assert rd.save_figure(fig, "line.png", dpi=50) == "line.png"
+    assert (rd.path / "line.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not plt.fignum_exists(fig.number)

@@ -187,6 +187,15 @@ class RunDir:
                "packages": _package_versions()}
         (self.path / "environment.json").write_text(json.dumps(env, indent=2) + "\n")
 
+    def save_figure(self, fig, name: str, dpi: int = 110) -> str:
+        """``fig`` laid out tightly, written to ``name`` in the run folder and closed (pyplot
+        keeps every open figure); returns ``name``, as :meth:`write_report` links it."""
+        import matplotlib.pyplot as plt
+        fig.tight_layout()
+        fig.savefig(self.path / name, dpi=dpi)
+        plt.close(fig)
+        return name
+
     def write_metrics(self, metrics: Dict[str, float]) -> None:
         (self.path / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 

@@ -135,10 +135,7 @@ def _traces(data, preds, rd: RunDir, plt) -> str:
     axes[0].legend(fontsize=7, ncol=5)
     axes[-1].set_xlabel("time into the test part (s)")
     fig.suptitle("Decoded vs true velocity (first 10 s of the test part)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(rd.path / "traces.png", dpi=110)
-    plt.close(fig)
-    return "traces.png"
+    return rd.save_figure(fig, "traces.png")
 
 
 def _memory(rows, rd: RunDir, plt) -> str:
@@ -153,10 +150,7 @@ def _memory(rows, rd: RunDir, plt) -> str:
     ax.set_ylabel("RSS growth (MiB, floor 0.01)")
     ax.set_title("Memory against stream length")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(rd.path / "memory.png", dpi=110)
-    plt.close(fig)
-    return "memory.png"
+    return rd.save_figure(fig, "memory.png")
 
 
 _DISRUPTION_LABELS = {"frozen": "BPTT decoder, frozen",
@@ -179,10 +173,7 @@ def _disruption(c: Config, dis: Dict[str, dict], rd: RunDir, plt) -> str:
                       f"{res['streams']} streams)")
         ax.set_title(_describe(c, kind), fontsize=9)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(rd.path / "disruption.png", dpi=110)
-    plt.close(fig)
-    return "disruption.png"
+    return rd.save_figure(fig, "disruption.png")
 
 
 def _training(history, rd: RunDir, plt) -> str:
@@ -194,7 +185,4 @@ def _training(history, rd: RunDir, plt) -> str:
         ax.set_xlabel("epoch" if name == "bptt" else "stream chunk")
         ax.set_yscale("log")
     axes[0][0].set_ylabel("training loss")
-    fig.tight_layout()
-    fig.savefig(rd.path / "training.png", dpi=110)
-    plt.close(fig)
-    return "training.png"
+    return rd.save_figure(fig, "training.png")

@@ -71,10 +71,7 @@ def figures(c: Config, curves: Dict[str, Dict[int, dict]], rates: Optional[dict]
     axes[1].set_xlabel(f"synaptic operations per inference (ANN: {metrics['ann_macs']:.3g} MACs)")
     axes[0].set_title("accuracy against latency")
     axes[1].set_title("cost-accuracy frontier")
-    fig.tight_layout()
-    fig.savefig(rd.path / "accuracy.png", dpi=110)
-    plt.close(fig)
-    names = ["accuracy.png"]
+    names = [rd.save_figure(fig, "accuracy.png")]
     if rates:
         rows = layer_rates(rates, max(T for by_t in curves.values() for T in by_t),
                            c.dt_ms * 1e-3)
@@ -85,8 +82,5 @@ def figures(c: Config, curves: Dict[str, Dict[int, dict]], rates: Optional[dict]
         ax.set_ylabel("spikes per neuron per step")
         ax.set_title(f"converted ReLU net: firing rate per layer (test set, "
                      f"T = {max(T for by_t in curves.values() for T in by_t)})", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(rd.path / "rates.png", dpi=110)
-        plt.close(fig)
-        names.append("rates.png")
+        names.append(rd.save_figure(fig, "rates.png"))
     return names

@@ -124,10 +124,7 @@ def _calls(c: Config, results, history, rd: RunDir, plt) -> str:
     axes[0].set_title("true SA against oracle calls")
     axes[1].set_title("true SA against updates")
     axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(rd.path / "sa_vs_oracle_calls.png", dpi=110)
-    plt.close(fig)
-    return "sa_vs_oracle_calls.png"
+    return rd.save_figure(fig, "sa_vs_oracle_calls.png")
 
 
 def _scatter(results, fits, rd: RunDir, plt) -> str:
@@ -147,10 +144,7 @@ def _scatter(results, fits, rd: RunDir, plt) -> str:
         ax.set_xlabel("true SA")
         ax.set_ylabel("proxy SA")
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(rd.path / "proxy_vs_true.png", dpi=110)
-    plt.close(fig)
-    return "proxy_vs_true.png"
+    return rd.save_figure(fig, "proxy_vs_true.png")
 
 
 def _histograms(results, rd: RunDir, plt) -> str:
@@ -164,10 +158,7 @@ def _histograms(results, rd: RunDir, plt) -> str:
     ax.set_ylabel("samples")
     if any(results[key]["valid_sa"] for key, _ in ARMS):
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(rd.path / "sa_histograms.png", dpi=110)
-    plt.close(fig)
-    return "sa_histograms.png"
+    return rd.save_figure(fig, "sa_histograms.png")
 
 
 def _grid(c: Config, results, rd: RunDir) -> str:

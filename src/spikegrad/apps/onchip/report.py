@@ -94,10 +94,7 @@ def _bars(plan, metrics, rd: RunDir, plt) -> str:
     ax.set_ylim(0, 1.08)
     ax.set_ylabel("test accuracy")
     ax.set_title("BPTT (blue), local rule in fp32 (green) and on crossbars (orange)")
-    fig.tight_layout()
-    fig.savefig(rd.path / "accuracy.png", dpi=110)
-    plt.close(fig)
-    return "accuracy.png"
+    return rd.save_figure(fig, "accuracy.png")
 
 
 def _conductances(extra: dict, rd: RunDir, plt) -> str:
@@ -112,10 +109,7 @@ def _conductances(extra: dict, rd: RunDir, plt) -> str:
         ax.set_title(f"{extra['drift_run']}: {layer} array")
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("devices")
-    fig.tight_layout()
-    fig.savefig(rd.path / "conductances.png", dpi=110)
-    plt.close(fig)
-    return "conductances.png"
+    return rd.save_figure(fig, "conductances.png")
 
 
 def _drift(c: Config, extra: dict, metrics, rd: RunDir, plt) -> str:
@@ -131,10 +125,7 @@ def _drift(c: Config, extra: dict, metrics, rd: RunDir, plt) -> str:
     ax.set_ylabel("test accuracy")
     ax.set_title(f"PCM drift: {extra['drift_run']}")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(rd.path / "drift.png", dpi=110)
-    plt.close(fig)
-    return "drift.png"
+    return rd.save_figure(fig, "drift.png")
 
 
 def _factors(c: Config, name: str, net, data, encode, rd: RunDir, plt) -> str:
@@ -151,7 +142,4 @@ def _factors(c: Config, name: str, net, data, encode, rd: RunDir, plt) -> str:
     axes[0].set_title(f"{name}: three factors of hidden neuron {tr['neuron']}, test sample "
                       f"(label {int(y[0])})", fontsize=9)
     axes[-1].set_xlabel(f"time step ({c.dt_ms:g} ms)")
-    fig.tight_layout()
-    fig.savefig(rd.path / "factors.png", dpi=110)
-    plt.close(fig)
-    return "factors.png"
+    return rd.save_figure(fig, "factors.png")

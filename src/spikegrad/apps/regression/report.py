@@ -35,9 +35,7 @@ def save_trace_figures(c: Config, model: RegressionRSNN, title: str, rd: RunDir)
     ax.set_ylabel("signal (target units)")
     ax.set_title(f"{title}, test sequence 0")
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(rd.path / "output.png", dpi=110)
-    plt.close(fig)
+    rd.save_figure(fig, "output.png")
     viz.save_rasters(rd.path / "rasters.png", [("input, test sequence 0", xs[:, 0].numpy()),
                                                 (f"recurrent {c.neuron.upper()}, same sequence",
                                                  outs[1][:, 0].numpy())],
@@ -133,10 +131,7 @@ def online_figures(c: Config, trained: Trained, curves: Dict[str, List[dict]], m
     ax.set_xlabel("training pass")
     ax.set_ylabel("NMSE (training pass)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(rd.path / "curves.png", dpi=110)
-    plt.close(fig)
-    figures = names + ["curves.png"]
+    figures = names + [rd.save_figure(fig, "curves.png")]
     if mem_rows:
         keys = [("allocator_peak_mb", "torch allocator peak, one step (MiB)")]
         if "rss_growth_mb" in mem_rows[0]:
@@ -150,10 +145,7 @@ def online_figures(c: Config, trained: Trained, curves: Dict[str, List[dict]], m
             ax.set_title(title, fontsize=9)
             ax.set_ylim(bottom=0)
             ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(rd.path / "memory.png", dpi=110)
-        plt.close(fig)
-        figures.append("memory.png")
+        figures.append(rd.save_figure(fig, "memory.png"))
     return figures
 
 

@@ -182,10 +182,7 @@ def _accuracy_vs_eps(c: Config, results, rd: RunDir, plt) -> str:
     ax.set_ylim(0, 1.02)
     ax.set_title(f"robust accuracy against eps (PGD-{c.pgd_steps})")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(rd.path / "accuracy_vs_eps.png", dpi=110)
-    plt.close(fig)
-    return "accuracy_vs_eps.png"
+    return rd.save_figure(fig, "accuracy_vs_eps.png")
 
 
 def _plane(c: Config, results, plane, rd: RunDir, plt) -> str:
@@ -208,10 +205,7 @@ def _plane(c: Config, results, plane, rd: RunDir, plt) -> str:
     ax.set_ylabel("test accuracy")
     ax.set_title("information plane")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(rd.path / "information_plane.png", dpi=110)
-    plt.close(fig)
-    return "information_plane.png"
+    return rd.save_figure(fig, "information_plane.png")
 
 
 @torch.no_grad()
@@ -268,7 +262,4 @@ def _examples(c: Config, models, data, rd: RunDir, plt) -> str:
             viz.raster(z_adv[:, k], ax[4], dt_ms=c.dt_ms, title=f"hidden spikes, adversarial "
                        f"({int(z_adv[:, k].sum())})")
             row += 1
-    fig.tight_layout()
-    fig.savefig(rd.path / "adversarial_examples.png", dpi=100)
-    plt.close(fig)
-    return "adversarial_examples.png"
+    return rd.save_figure(fig, "adversarial_examples.png", dpi=100)
