@@ -707,8 +707,10 @@ def render_table(table: str, rows: Sequence[Row], data: Dict[str, Optional[Measu
         lines.append(line)
     tail = [t for t in old_tail if t.strip()]
     if redone and any(data.get(s.id) is not None for r in redone for s in r.sweeps()):
-        tail.append("Rows marked re-measured: " + provenance_line(
-            redone, {s.id: data.get(s.id) for r in redone for s in r.sweeps()}))
+        sentence = "Rows marked re-measured: " + provenance_line(
+            redone, {s.id: data.get(s.id) for r in redone for s in r.sweeps()})
+        if sentence not in " ".join(tail):  # rendering the same sweeps again adds nothing
+            tail.append(sentence)
     return "\n".join(lines + [""] + [" ".join(tail)])
 
 

@@ -192,6 +192,9 @@ def test_a_partial_run_keeps_the_rows_it_did_not_measure(tmp_path):
     old_line = blocks["classification"].strip().splitlines()[-1]
     new_line = R.current_block(text, "classification").strip().splitlines()[-1]
     assert new_line.startswith(old_line + " Rows marked re-measured: Median (min-max)")
+    # the same partial render again (e.g. --render-only after the run) adds no second sentence
+    R.render(readme, results, only=["demo"])
+    assert readme.read_text() == text
     # without --only a render is the full one, and blanks what it cannot measure
     R.render(readme, results)
     assert all(R.NOT_MEASURED in r for r in _rows_text(readme, "apps"))
