@@ -53,6 +53,20 @@ def test_active_inputs_are_exactly_the_nonzero_entries(dtype, n_rows, n_in, p):
     assert rowptr.tolist() == np.searchsorted(rows, np.arange(n_rows + 1)).tolist()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_every_pattern_of_eight_inputs_is_packed_in_order(dtype):
+    # group m of 8 inputs fires where the byte m has its bits: every entry of the left-pack
+    # table (targets without AVX-512) and every compress mask; rows start at shifted offsets
+    # so the groups also straddle the 16-wide compares, and 3 inputs are left for the tail
+    bits = (np.arange(256)[:, None] >> np.arange(8)) & 1
+    row = np.concatenate([bits.reshape(-1), [1, 0, 1]]).astype(np.float64)
+    x = torch.from_numpy(np.stack([np.roll(row, s) for s in range(5)])).to(dtype)
+    rowptr, cols, binary = ne.active_csr(x)
+    rows, want = np.nonzero(x.numpy())
+    assert binary and cols.tolist() == want.tolist()
+    assert rowptr.tolist() == np.searchsorted(rows, np.arange(6)).tolist()
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_scratch_buffers_grow_and_are_reused_without_stale_entries(monkeypatch, threads):
     # scratch starts at one row's worth (33 entries): it doubles many times within a call;
@@ -77,7 +91,7 @@ def test_scratch_buffers_grow_and_are_reused_without_stale_entries(monkeypatch, 
 @pytest.mark.parametrize("value, column", [(2.0, 3), (0.5, 10), (-1.0, 0), (float("nan"), 17),
                                            (float("inf"), 18)])
 def test_a_non_binary_entry_is_reported_in_the_vector_part_and_in_the_tail(dtype, value, column):
-    x = spikes((4, 19), 0.3, dtype)                       # 19 inputs: 16 vector + 3 tail
+    x = spikes((4, 19), 0.3, dtype)  # 19 inputs: 16 in vector compares + 3 tail
     x[2, column] = value
     assert ne.active_csr(x)[2] is False
 

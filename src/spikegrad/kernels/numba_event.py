@@ -4,7 +4,8 @@ Three steps, each a numba loop around a few explicit 64-byte vector operations:
 
 1. **Active inputs** of binary spikes ``x [N, in]`` as CSR (``rowptr [N + 1]``, ``cols [nnz]``
    int32): per 16 inputs, one vector compare and one compress-store of the indices that fired
-   (``vpcompressd`` on AVX-512), which also flags any nonzero entry that is not 1.
+   (``vpcompressd`` on AVX-512; per 8 inputs a table of the fired-mask's positions elsewhere),
+   which also flags any nonzero entry that is not 1.
 2. **Forward** ``y[n] = sum_{i in cols(n)} W[:, i]``: the weight is packed by blocks of ``L``
    output features (64 bytes: 16 float32 or 8 float64), ``wtb[c, i, :] = W[cL:(c+1)L, i]``, so
    that a block (``in * 64`` bytes: 32 KiB for ``in = 512``) stays in cache while every row
@@ -193,12 +194,47 @@ def _copy_block(typingctx, dst, dst_off, src, src_off):
     return sig, codegen
 
 
+def _target_has(context, feature: str) -> bool:
+    """Whether the code being compiled targets a CPU with ``feature`` (an LLVM name such as
+    ``avx512f``): the features numba hands LLVM, so ``NUMBA_CPU_NAME=generic`` (no features)
+    answers False, and numba's disk cache keys its entries by them."""
+    features = getattr(context.codegen(), "_tm_features", "") or ""
+    return f"+{feature}" in features.split(",")
+
+
+def _left_pack_table(module) -> ir.GlobalVariable:
+    """``table[m]`` = the positions of the set bits of the byte ``m``, ascending, as 8 int32
+    lanes (zero-padded): the indices a group of 8 inputs with fired-mask ``m`` appends."""
+    name = "spikegrad_left_pack8"
+    table = module.globals.get(name)
+    if table is None:
+        vty = ir.VectorType(_I32, 8)
+        aty = ir.ArrayType(vty, 256)
+        rows = []
+        for m in range(256):
+            bits = [j for j in range(8) if m >> j & 1]
+            rows.append(ir.Constant(vty, bits + [0] * (8 - len(bits))))
+        table = ir.GlobalVariable(module, aty, name)
+        table.linkage = "internal"
+        table.global_constant = True
+        table.initializer = ir.Constant(aty, rows)
+        table.align = 32
+    return table
+
+
 @intrinsic
 def _compress_row(typingctx, x, x_off, n, cols, k):
-    """Append the ``j < n`` with ``x[x_off + j] != 0`` to ``cols[k:]`` (int32), 16 at a time
-    with a compress-store. Returns ``(k + count, bad)``; ``bad`` = 1 if a nonzero entry is not
-    exactly 1 (NaN included). Writes nothing past the last index appended."""
-    W = 16
+    """Append the ``j < n`` with ``x[x_off + j] != 0`` to ``cols[k:]`` (int32). Returns
+    ``(k + count, bad)``; ``bad`` = 1 if a nonzero entry is not exactly 1 (NaN included).
+    ``cols[k:k + n]`` must be writable: entries past the last index appended may be
+    overwritten.
+
+    On AVX-512 targets, 16 inputs per compare and compress-store (``vpcompressd``). Elsewhere
+    (AVX2, the generic target) LLVM would lower the compress-store to 16 branches, one per
+    lane, mispredicted at typical rates (AMD EPYC, AVX2: 1.3 ns per input on A512's input;
+    benchmarks/README.md); there each group of 8 takes its fired-mask as a byte, loads the 8
+    positions of its set bits from a 256-entry table, adds the group's start and stores all 8
+    lanes, then advances ``k`` by the count: no branch per input."""
     u64 = types.uint64
     sig = types.UniTuple(u64, 2)(x, u64, u64, cols, u64)
 
@@ -207,13 +243,19 @@ def _compress_row(typingctx, x, x_off, n, cols, k):
         xa = _data(context, builder, sig.args[0], xa)
         ca = _data(context, builder, sig.args[3], ca)
         fty = context.get_value_type(sig.args[0].dtype)
-        vty, ity, mty = ir.VectorType(fty, W), ir.VectorType(_I32, W), ir.VectorType(_I1, W)
         module = builder.module
-        store = cgutils.get_or_insert_function(
-            module, ir.FunctionType(ir.VoidType(), [ity, _I32.as_pointer(), mty]),
-            "llvm.masked.compressstore.v16i32")
+        compress = _target_has(context, "avx512f")
+        W = 16 if compress else 8
+        vty, ity, mty = ir.VectorType(fty, W), ir.VectorType(_I32, W), ir.VectorType(_I1, W)
+        mask_int = ir.IntType(W)
         popcount = cgutils.get_or_insert_function(
-            module, ir.FunctionType(ir.IntType(W), [ir.IntType(W)]), "llvm.ctpop.i16")
+            module, ir.FunctionType(mask_int, [mask_int]), f"llvm.ctpop.i{W}")
+        if compress:
+            store = cgutils.get_or_insert_function(
+                module, ir.FunctionType(ir.VoidType(), [ity, _I32.as_pointer(), mty]),
+                "llvm.masked.compressstore.v16i32")
+        else:
+            table = _left_pack_table(module)
         kk = cgutils.alloca_once_value(builder, kv)
         bad = cgutils.alloca_once_value(builder, ir.Constant(_I1, 0))
         lane = ir.Constant(ity, list(range(W)))
@@ -224,16 +266,23 @@ def _compress_row(typingctx, x, x_off, n, cols, k):
             v = builder.load(_vector_ptr(builder, xa, builder.add(xoff, j0), vty), align=1)
             fired = builder.fcmp_unordered("!=", v, zero)
             not_one = builder.and_(fired, builder.fcmp_unordered("!=", v, one))
-            any_bad = builder.icmp_unsigned("!=", builder.bitcast(not_one, ir.IntType(W)),
-                                            ir.Constant(ir.IntType(W), 0))
+            any_bad = builder.icmp_unsigned("!=", builder.bitcast(not_one, mask_int),
+                                            ir.Constant(mask_int, 0))
             builder.store(builder.or_(builder.load(bad), any_bad), bad)
             start = builder.insert_element(ir.Constant(ity, None), builder.trunc(j0, _I32),
                                            ir.Constant(_I32, 0))
             start = builder.shuffle_vector(start, ir.Constant(ity, None),
                                            ir.Constant(ity, [0] * W))
             k = builder.load(kk)
-            builder.call(store, [builder.add(lane, start), builder.gep(ca, [k]), fired])
-            count = builder.call(popcount, [builder.bitcast(fired, ir.IntType(W))])
+            bits = builder.bitcast(fired, mask_int)
+            dst = builder.gep(ca, [k])
+            if compress:
+                builder.call(store, [builder.add(lane, start), dst, fired])
+            else:
+                at = builder.gep(table, [ir.Constant(_I64, 0), builder.zext(bits, _I64)])
+                picked = builder.add(builder.load(at, align=32), start)
+                builder.store(picked, builder.bitcast(dst, ity.as_pointer()), align=4)
+            count = builder.call(popcount, [bits])
             builder.store(builder.add(k, builder.zext(count, _I64)), kk)
         rest = builder.mul(full, ir.Constant(_I64, W))
         with cgutils.for_range(builder, builder.sub(nv, rest)) as loop:
