@@ -67,6 +67,17 @@ def test_every_pattern_of_eight_inputs_is_packed_in_order(dtype):
     assert rowptr.tolist() == np.searchsorted(rows, np.arange(6)).tolist()
 
 
+@pytest.mark.parametrize("cpu, features, compress", [
+    ("sapphirerapids", "+avx2,+avx512f,+avx512bw", True),
+    ("znver4", "+avx2,+avx512f,+avx512bw", False),   # memory-form compress is microcoded
+    ("znver5", "+avx512f", False),
+    ("znver3", "+avx2,-avx512f", False),
+    ("skylake-avx512", "-avx512f", False),            # features override the CPU name
+    ("generic", "", False)])
+def test_the_compress_store_is_used_only_where_it_is_fast(cpu, features, compress):
+    assert ne.use_compress_store(cpu, features) is compress
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_scratch_buffers_grow_and_are_reused_without_stale_entries(monkeypatch, threads):
     # scratch starts at one row's worth (33 entries): it doubles many times within a call;

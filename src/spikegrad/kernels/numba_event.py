@@ -194,12 +194,22 @@ def _copy_block(typingctx, dst, dst_off, src, src_off):
     return sig, codegen
 
 
-def _target_has(context, feature: str) -> bool:
-    """Whether the code being compiled targets a CPU with ``feature`` (an LLVM name such as
-    ``avx512f``): the features numba hands LLVM, so ``NUMBA_CPU_NAME=generic`` (no features)
-    answers False, and numba's disk cache keys its entries by them."""
-    features = getattr(context.codegen(), "_tm_features", "") or ""
-    return f"+{feature}" in features.split(",")
+def use_compress_store(cpu: str, features: str) -> bool:
+    """Whether the active-input scan compresses with AVX-512's compress-store, for a compile
+    target given as LLVM's CPU name and feature string (``+avx512f,-avx512bw,...``). Not on AMD
+    Zen 4/5 (``znver4``, ``znver5``): there the memory form of ``vpcompressd`` is microcoded,
+    ~142 cycles (numpy/x86-simd-sort#6, llvm/llvm-project#133568; not measured here), so those
+    take the table path like targets without AVX-512."""
+    return "+avx512f" in features.split(",") and not cpu.startswith(("znver4", "znver5"))
+
+
+def _target(context) -> tuple[str, str]:
+    """The CPU name and features numba hands LLVM for the code being compiled (so
+    ``NUMBA_CPU_NAME=generic`` gives ``("generic", "")``; numba's disk cache keys its entries
+    by them)."""
+    codegen = context.codegen()
+    cpu = getattr(codegen, "_get_host_cpu_name", lambda: "")() or ""
+    return cpu, getattr(codegen, "_tm_features", "") or ""
 
 
 def _left_pack_table(module) -> ir.GlobalVariable:
@@ -229,12 +239,13 @@ def _compress_row(typingctx, x, x_off, n, cols, k):
     ``cols[k:k + n]`` must be writable: entries past the last index appended may be
     overwritten.
 
-    On AVX-512 targets, 16 inputs per compare and compress-store (``vpcompressd``). Elsewhere
-    (AVX2, the generic target) LLVM would lower the compress-store to 16 branches, one per
-    lane, mispredicted at typical rates (AMD EPYC, AVX2: 1.3 ns per input on A512's input;
-    benchmarks/README.md); there each group of 8 takes its fired-mask as a byte, loads the 8
-    positions of its set bits from a 256-entry table, adds the group's start and stores all 8
-    lanes, then advances ``k`` by the count: no branch per input."""
+    On AVX-512 targets, 16 inputs per compare and compress-store (``vpcompressd``; see
+    :func:`use_compress_store`). Elsewhere (AVX2, the generic target) LLVM would lower the
+    compress-store to 16 branches, one per lane, mispredicted at typical rates; there each
+    group of 8 takes its fired-mask as a byte, loads the 8 positions of its set bits from a
+    256-entry table, adds the group's start and stores all 8 lanes, then advances ``k`` by the
+    count: no branch per input (AMD EPYC, AVX2, A512's input: 1.1 -> 0.36 ns per input;
+    benchmarks/README.md)."""
     u64 = types.uint64
     sig = types.UniTuple(u64, 2)(x, u64, u64, cols, u64)
 
@@ -244,7 +255,7 @@ def _compress_row(typingctx, x, x_off, n, cols, k):
         ca = _data(context, builder, sig.args[3], ca)
         fty = context.get_value_type(sig.args[0].dtype)
         module = builder.module
-        compress = _target_has(context, "avx512f")
+        compress = use_compress_store(*_target(context))
         W = 16 if compress else 8
         vty, ity, mty = ir.VectorType(fty, W), ir.VectorType(_I32, W), ir.VectorType(_I1, W)
         mask_int = ir.IntType(W)
