@@ -141,15 +141,55 @@ def test_auto_picks_event_for_sparse_binary_and_dense_otherwise():
     assert plan_event_linear(sparse, w, backend="dense").backend == "dense"
 
 
-def test_auto_takes_the_gemm_for_narrow_layers_without_counting_the_input(monkeypatch):
-    # a readout of 20 classes: the crossover is 0 (dense at every density), so the input's
-    # density is never estimated (a count over a subsample of it)
-    assert crossover_density(20, True) == 0.0
+def test_auto_takes_the_gemm_for_narrow_layers_in_inference_without_counting_the_input(
+        monkeypatch):
+    # a readout of 20 classes, forward only: the crossover is 0 (dense at every density), so
+    # the input's density is never estimated (a count over a subsample of it)
+    assert crossover_density(20, False) == 0.0
     monkeypatch.setattr(el, "_estimate_density", lambda x2: pytest.fail("counted the input"))
-    w = torch.randn(20, 256, requires_grad=True)
-    x = spikes((100, 64, 256), 0.02, torch.float32)        # enough work, very sparse
+    w = torch.randn(20, 1024)
+    x = spikes((110, 64, 1024), 0.02, torch.float32)       # enough work, very sparse
     plan = plan_event_linear(x, w)
     assert plan.backend == "dense" and "20 outputs" in plan.reason
+
+
+@pytest.mark.skipif(not numba_available(), reason="numba not installed")
+def test_auto_trains_a_sparse_narrow_layer_on_the_narrow_kernels(monkeypatch):
+    from spikegrad.kernels import numba_event, numba_narrow
+    assert crossover_density(20, True) == el._NARROW_CROSSOVER[True] > 0
+    used = []
+    for name in ("forward", "weight_grad", "input_grad"):
+        real = getattr(numba_narrow, name)
+        monkeypatch.setattr(numba_narrow, name,
+                            lambda *a, _real=real, _name=name: used.append(_name) or _real(*a))
+    monkeypatch.setattr(numba_event, "forward", lambda *a: pytest.fail("wide forward"))
+    monkeypatch.setattr(numba_event, "weight_grad", lambda *a: pytest.fail("wide dW"))
+    w = torch.randn(20, 256, requires_grad=True)
+    x = spikes((100, 64, 256), 0.02, torch.float32).requires_grad_()
+    assert plan_event_linear(x, w).backend == "event"
+    y = event_linear(x, w)
+    y.backward(torch.ones_like(y))
+    assert used == ["forward", "input_grad", "weight_grad"]
+    x2 = x.detach().reshape(-1, 256)
+    torch.testing.assert_close(w.grad, torch.ones(6400, 20).t() @ x2)
+    torch.testing.assert_close(x.grad, (torch.ones(6400, 20) @ w.detach()).view_as(x))
+    # float64 has 8 lanes: 17-32 outputs are past the narrow kernels and stay dense
+    w64 = torch.randn(20, 256, dtype=torch.float64, requires_grad=True)
+    assert plan_event_linear(x.detach().double(), w64).backend == "dense"
+
+
+@pytest.mark.skipif(not numba_available(), reason="numba not installed")
+def test_a_double_backward_through_a_narrow_layer_keeps_the_input_gradient_graph():
+    # the narrow input-gradient kernel records no graph, so create_graph=True takes g @ W
+    w = torch.randn(5, 300, dtype=torch.float64, requires_grad=True)
+    x = spikes((40, 300), 0.05, torch.float64).requires_grad_()
+    y = event_linear(x, w, backend="event")
+    (gx,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+    (ggw,) = torch.autograd.grad(gx.sum(), w)
+    xd, wd = x.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    (gxd,) = torch.autograd.grad(F.linear(xd, wd).square().sum(), xd, create_graph=True)
+    (ggwd,) = torch.autograd.grad(gxd.sum(), wd)
+    torch.testing.assert_close(ggw, ggwd)
 
 
 def test_auto_uses_the_forward_only_crossover_without_weight_gradient():
@@ -197,9 +237,12 @@ def test_bad_arguments_raise_clear_errors():
 def test_crossover_rule_is_interpolated_and_clamped():
     for impl, training in itertools.product(el._CROSSOVER, (True, False)):
         table = el._CROSSOVER[impl][training]
-        assert crossover_density(1, training, impl) == table[0]
+        # numba: up to 32 outputs the narrow kernels' own crossover
+        narrow = el._NARROW_CROSSOVER[training] if impl == "numba" else table[0]
+        assert crossover_density(1, training, impl) == narrow
+        assert crossover_density(32, training, impl) == narrow
         assert crossover_density(10**6, training, impl) == table[-1]
-        for n_out, p in zip(el._CROSSOVER_OUT, table):
+        for n_out, p in zip(el._CROSSOVER_OUT[1:], table[1:]):
             assert crossover_density(n_out, training, impl) == pytest.approx(p)
         i = el._CROSSOVER_OUT.index(256)
         mid = crossover_density(362, training, impl)       # between 256 and 512

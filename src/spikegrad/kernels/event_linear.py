@@ -16,7 +16,10 @@ the sums, with equal results (up to the order of float summation, like the dense
 - **compiled** (:mod:`spikegrad.kernels.numba_event`; CPU, float32/float64, numba installed,
   as with the ``fast`` extra): the active inputs as CSR from a vector compress-store, the
   forward and weight-gradient gathers as 64-byte vector adds over blocks of output features
-  that stay in L1, split over torch's threads. Used whenever it can run.
+  that stay in L1, split over torch's threads. Narrow layers (at most two such blocks: 32
+  float32 / 16 float64 outputs, e.g. a readout) take :mod:`spikegrad.kernels.numba_narrow`
+  instead, rows split over threads, which also computes ``dX = g W``. Used whenever it can
+  run.
 - **torch** (otherwise): ``torch.nn.functional.embedding_bag(mode="sum")`` calls (a
   JIT-compiled gather-sum on CPU): the forward gathers rows of ``W^T`` (bags = rows of ``x``,
   found by one ``argwhere`` over ``x``), the weight gradient gathers rows of ``g`` (bags =
@@ -113,6 +116,17 @@ _CROSSOVER = {
 }
 
 
+# Narrow layers (out <= 32 float32 / 16 float64: the rows-split kernels of
+# spikegrad.kernels.numba_narrow), training only: forward + weight gradient measured with
+# benchmarks/crossover_event_linear.py on an AMD EPYC (AVX2) VM, 2 threads, 2026-12-08: the
+# crossovers of 6400 x 256 -> 20 / 32 were 0.13 / 0.16, of 8000 x 512 -> 10 and 32000 x 256
+# -> 32 above 0.3; rounded down. The input gradient ``g W`` (not in that benchmark) also runs
+# narrow on this path and is the larger gain inside a training step where MKL is slow
+# (benchmarks/README.md, "Narrow layers"). Inference stays dense: the forward alone, with
+# the active inputs to find, did not win on a readout of B's size (0.84-0.90x).
+_NARROW_CROSSOVER = {True: 0.1, False: 0.0}
+
+
 def _implementation() -> str:
     from .registry import numba_available
     return "numba" if numba_available() else "embedding_bag"
@@ -131,7 +145,10 @@ def crossover_density(out_features: int, training: bool = True,
     Returns:
         The density ``p = nnz / numel`` where event-driven and dense take the same time.
     """
-    table = _CROSSOVER[implementation or _implementation()][bool(training)]
+    implementation = implementation or _implementation()
+    if implementation == "numba" and out_features <= 32:  # float32 lanes; see _auto_plan
+        return _NARROW_CROSSOVER[bool(training)]
+    table = _CROSSOVER[implementation][bool(training)]
     logs = [math.log2(o) for o in _CROSSOVER_OUT]
     lo = math.log2(max(out_features, 1))
     if lo <= logs[0]:
@@ -242,8 +259,19 @@ def _find_events(x2: Tensor) -> _Events:
     return _Events((index,), index.numel(), binary)
 
 
+def _narrow(n_out: int, dtype: torch.dtype) -> bool:
+    """Whether a compiled layer of ``n_out`` outputs takes the narrow kernels
+    (:mod:`spikegrad.kernels.numba_narrow`: rows split over threads) rather than the wide ones
+    (blocks of output features split over threads)."""
+    from .numba_event import lanes
+    return n_out <= 2 * lanes(dtype)
+
+
 def _forward_from(events: tuple, n_rows: int, weight: Tensor) -> Tensor:
     if len(events) == 2:
+        if _narrow(weight.shape[0], weight.dtype):
+            from .numba_narrow import forward as narrow_forward
+            return narrow_forward(*events, weight.detach())
         from .numba_event import forward
         return forward(*events, weight.detach())
     return _event_forward(events[0], n_rows, weight)
@@ -251,9 +279,23 @@ def _forward_from(events: tuple, n_rows: int, weight: Tensor) -> Tensor:
 
 def _weight_grad_from(grad: Tensor, events: tuple, n_rows: int, n_in: int) -> Tensor:
     if len(events) == 2:
+        if _narrow(grad.shape[1], grad.dtype):
+            from .numba_narrow import weight_grad as narrow_weight_grad
+            return narrow_weight_grad(grad, *events, n_in)
         from .numba_event import weight_grad
         return weight_grad(grad, *events, n_in)
     return _event_weight_grad(grad, events[0], n_rows, n_in)
+
+
+def _input_grad(grad: Tensor, weight: Tensor, events: tuple) -> Tensor:
+    """``g W`` (dense): the narrow kernel for a compiled narrow layer (MKL's GEMM for these
+    shapes is several times slower on AMD EPYC: benchmarks/README.md), else torch's (which
+    records a graph for a double backward when ``create_graph=True``)."""
+    if (len(events) == 2 and _narrow(weight.shape[0], weight.dtype)
+            and not torch.is_grad_enabled()):
+        from .numba_narrow import input_grad
+        return input_grad(grad, weight.detach())
+    return grad @ weight
 
 
 class _EventLinear(torch.autograd.Function):
@@ -274,7 +316,7 @@ class _EventLinear(torch.autograd.Function):
         grad = grad.contiguous()                                       # [N, out]
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
-            gx = grad @ weight                                         # [N, in], dense
+            gx = _input_grad(grad, weight, tuple(events))              # [N, in], dense
         if ctx.needs_input_grad[1]:
             gw = _weight_grad_from(grad, tuple(events), ctx.n_rows, ctx.n_in)
         if ctx.needs_input_grad[2]:
@@ -355,8 +397,10 @@ def _auto_plan(x2: Tensor, n_out: int, training: bool) -> tuple[Plan, Optional[_
         return Plan("dense", math.nan, "auto: crossover measured on CPU, float32/64 only"), None
     if guards.autocast_on(x2):
         return Plan("dense", math.nan, "auto: autocast is on (the dense GEMM autocasts)"), None
-    threshold = crossover_density(n_out, training,
-                                  "numba" if _use_numba(x2) else "embedding_bag")
+    numba = _use_numba(x2)
+    threshold = crossover_density(n_out, training, "numba" if numba else "embedding_bag")
+    if numba and n_out <= 32 and not _narrow(n_out, x2.dtype):
+        threshold = 0.0  # float64, 17-32 outputs: past the narrow kernels, dense as before
     if threshold <= 0:  # e.g. a readout of a few classes: not worth counting the input
         return Plan("dense", math.nan, "auto: the dense GEMM is faster at every density for "
                     f"{n_out} outputs"), None
