@@ -8,7 +8,9 @@ event forward (``pack_weight``), the input projection (``Projection.__call__``, 
 GEMM), the neuron loops (``ChunkedLoop.forward`` / ``backward``; the recurrent layer's
 ``forward_scan_rec`` / ``backward_scan_rec``, the latter with the per-step dense
 ``g_in W_rec`` product back through the recurrence), the input weight gradient
-(``Projection.add_weight_grad``) and the recurrent weight gradient. The sums over
+(``Projection.add_weight_grad``) and the recurrent weight gradient; an unfused layer's
+active inputs (``event_linear._find_events``, e.g. a readout's) and a narrow layer's
+products (``numba_narrow.*``). The sums over
 ``--steps`` steps after ``--warmup`` are divided by the steps (no medians). What the stages
 leave out (autograd, allocation, the loss, a readout layer's torch ops) is the rest of the
 step. The step is the benchmark's own (``train_step``: its loss, gradients to all weights).
@@ -29,14 +31,24 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_spikegrad  # noqa: E402
 import common  # noqa: E402
 
+_open: list = []  # inner time of the timed calls in progress (one list entry per call)
+
+
 def _timed(fn, key: str, acc: dict):
+    """``fn`` adding its exclusive time to ``acc[key]``: a timed call inside another (e.g.
+    finding the active inputs inside ``plan_with_events``) counts for the inner stage only,
+    so the stages and the rest add up to the step."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         t0 = time.perf_counter()
+        _open.append(0.0)
         try:
             return fn(*args, **kwargs)
         finally:
-            acc[key] += time.perf_counter() - t0
+            elapsed = time.perf_counter() - t0
+            acc[key] += elapsed - _open.pop()
+            if _open:
+                _open[-1] += elapsed
     return wrapper
 
 
@@ -47,8 +59,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=3)
     args = ap.parse_args()
-    from spikegrad.kernels import numba_event, numba_leaky, projected
+    from spikegrad.kernels import event_linear, numba_event, numba_leaky, numba_narrow, projected
     acc = collections.defaultdict(float)
+    # a narrow layer's (readout's) event path: its active inputs and its three products
+    setattr(event_linear, "_find_events",
+            _timed(event_linear._find_events, "event_linear._find_events", acc))
+    for name in ("forward", "weight_grad", "input_grad"):
+        setattr(numba_narrow, name,
+                _timed(getattr(numba_narrow, name), f"numba_narrow.{name}", acc))
     # the module attributes the fused pair looks up at call time
     for mod, name in ((numba_leaky, "forward_scan_rec"), (numba_leaky, "backward_scan_rec"),
                       (projected, "recurrent_weight_grad")):
