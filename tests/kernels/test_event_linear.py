@@ -238,7 +238,7 @@ def test_crossover_rule_is_interpolated_and_clamped():
     for impl, training in itertools.product(el._CROSSOVER, (True, False)):
         table = el._CROSSOVER[impl][training]
         # numba: up to 32 outputs the narrow kernels' own crossover
-        narrow = el._NARROW_CROSSOVER[training] if impl == "numba" else table[0]
+        narrow = el._NARROW_CROSSOVER[training] if impl.startswith("numba") else table[0]
         assert crossover_density(1, training, impl) == narrow
         assert crossover_density(32, training, impl) == narrow
         assert crossover_density(10**6, training, impl) == table[-1]
@@ -247,7 +247,17 @@ def test_crossover_rule_is_interpolated_and_clamped():
         i = el._CROSSOVER_OUT.index(256)
         mid = crossover_density(362, training, impl)       # between 256 and 512
         assert min(table[i], table[i + 1]) <= mid <= max(table[i], table[i + 1])
-    assert crossover_density(512) == crossover_density(512, True, el._implementation())
+    assert crossover_density(512) == crossover_density(512, True, el._default_table())
+
+
+@pytest.mark.parametrize("amd, table", [(True, "numba-amd"), (False, "numba")])
+def test_the_compiled_kernels_crossover_follows_the_cpu_vendor(monkeypatch, amd, table):
+    monkeypatch.setattr(el, "_implementation", lambda: "numba")
+    monkeypatch.setattr(el, "_amd_cpu", lambda: amd)
+    assert el._default_table() == table
+    assert crossover_density(512, True) == el._CROSSOVER[table][True][4]
+    monkeypatch.setattr(el, "_implementation", lambda: "embedding_bag")
+    assert el._default_table() == "embedding_bag"
 
 
 def test_module_docstring_example_runs():

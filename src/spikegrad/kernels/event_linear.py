@@ -52,7 +52,9 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
+import platform
 from typing import NamedTuple, Optional
 
 import torch
@@ -109,6 +111,13 @@ _CROSSOVER = {
     # benchmarks/README.md ("Event-driven Linear") has the tables
     "numba": {True: (0.0, 0.1, 0.15, 0.17, 0.2, 0.2, 0.15),
               False: (0.0, 0.1, 0.15, 0.17, 0.2, 0.18, 0.13)},
+    # the same kernels on AMD CPUs, where torch's MKL GEMMs run ~3x slower than on the Xeon
+    # (AMD EPYC Zen 3 VM, 2 threads, 2026-12-08, 3 repeats: fwd+bwd crossovers 0.28 at 64
+    # outputs, 0.33 at 128, 0.35-0.36 (above 0.4 for 32000 x 256) at 256, 0.38 at 512 and
+    # 1024, 0.35 at 2048; forward alone 0.33-0.40 and above); rounded down, one step lower
+    # for the noisy machine
+    "numba-amd": {True: (0.0, 0.25, 0.3, 0.3, 0.3, 0.3, 0.3),
+                  False: (0.0, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3)},
     # torch's embedding_bag (numba not installed): the table at the top of this module (not
     # measured below 128 outputs: the 128 value)
     "embedding_bag": {True: (0.01, 0.01, 0.01, 0.05, 0.075, 0.055, 0.045),
@@ -132,6 +141,27 @@ def _implementation() -> str:
     return "numba" if numba_available() else "embedding_bag"
 
 
+@functools.lru_cache(maxsize=None)
+def _amd_cpu() -> bool:
+    """Whether this host's CPU is AMD's (``vendor_id`` in ``/proc/cpuinfo``, else the
+    platform's processor string)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return "AuthenticAMD" in line
+    except OSError:
+        pass
+    return "AMD" in platform.processor()
+
+
+def _default_table() -> str:
+    """The crossover table for this process: the compiled kernels' (on AMD CPUs their own
+    measurement), else ``embedding_bag``'s."""
+    implementation = _implementation()
+    return "numba-amd" if implementation == "numba" and _amd_cpu() else implementation
+
+
 def crossover_density(out_features: int, training: bool = True,
                       implementation: Optional[str] = None) -> float:
     """Spike density below which the event-driven path is faster (measured on CPU).
@@ -139,14 +169,15 @@ def crossover_density(out_features: int, training: bool = True,
     Args:
         out_features: output size of the layer.
         training: forward + weight gradient (True) or forward only (False).
-        implementation: ``"numba"`` or ``"embedding_bag"``; default: the one this process
-            uses for float32/float64 on CPU (numba when installed).
+        implementation: the table: ``"numba"`` (the compiled kernels, measured on an Intel
+            Xeon), ``"numba-amd"`` (the same on an AMD EPYC) or ``"embedding_bag"``; default:
+            the one this process uses for float32/float64 on CPU.
 
     Returns:
         The density ``p = nnz / numel`` where event-driven and dense take the same time.
     """
-    implementation = implementation or _implementation()
-    if implementation == "numba" and out_features <= 32:  # float32 lanes; see _auto_plan
+    implementation = implementation or _default_table()
+    if implementation.startswith("numba") and out_features <= 32:  # narrow; see _auto_plan
         return _NARROW_CROSSOVER[bool(training)]
     table = _CROSSOVER[implementation][bool(training)]
     logs = [math.log2(o) for o in _CROSSOVER_OUT]
@@ -398,7 +429,7 @@ def _auto_plan(x2: Tensor, n_out: int, training: bool) -> tuple[Plan, Optional[_
     if guards.autocast_on(x2):
         return Plan("dense", math.nan, "auto: autocast is on (the dense GEMM autocasts)"), None
     numba = _use_numba(x2)
-    threshold = crossover_density(n_out, training, "numba" if numba else "embedding_bag")
+    threshold = crossover_density(n_out, training, _default_table() if numba else "embedding_bag")
     if numba and n_out <= 32 and not _narrow(n_out, x2.dtype):
         threshold = 0.0  # float64, 17-32 outputs: past the narrow kernels, dense as before
     if threshold <= 0:  # e.g. a readout of a few classes: not worth counting the input

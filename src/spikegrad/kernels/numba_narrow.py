@@ -1,4 +1,4 @@
-"""Compiled event-driven synapses for narrow layers (``out <= 32``: readouts), rows split over threads.
+"""Compiled event-driven synapses for narrow layers (out <= 32: readouts), rows split over threads.
 
 :mod:`spikegrad.kernels.numba_event` splits its work by 64-byte blocks of output features; a
 readout of a few classes has one or two such blocks, so it would run on one thread, and its
