@@ -3,7 +3,6 @@ input gradient equal to the dense products at every ragged edge (1-32 outputs, i
 multiple of the 64-byte block, a short last chunk of rows), bit-identical on any number of
 threads, and arguments the compiled loops would misread rejected."""
 
-import numpy as np
 import pytest
 import torch
 

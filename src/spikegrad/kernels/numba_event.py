@@ -176,22 +176,30 @@ _gather_sum2 = _make_gather(False, blocks=2)
 _gather_add2 = _make_gather(True, blocks=2)
 
 
-@intrinsic
-def _copy_block(typingctx, dst, dst_off, src, src_off):
-    """``dst[dst_off:+L] = src[src_off:+L]`` (one vector load and store)."""
-    L = _numba_lanes(dst.dtype)
-    sig = types.void(dst, types.uint64, src, types.uint64)
+def _make_block_op(accumulate: bool):
+    def block_op(typingctx, dst, dst_off, src, src_off):
+        """``dst[dst_off:+L] (+)= src[src_off:+L]`` (one vector load, add and store)."""
+        L = _numba_lanes(dst.dtype)
+        sig = types.void(dst, types.uint64, src, types.uint64)
 
-    def codegen(context, builder, sig, args):
-        d, doff, s, soff = args
-        vty = ir.VectorType(context.get_value_type(sig.args[0].dtype), L)
-        v = builder.load(_vector_ptr(builder, _data(context, builder, sig.args[2], s), soff, vty),
-                         align=1)
-        builder.store(v, _vector_ptr(builder, _data(context, builder, sig.args[0], d), doff, vty),
-                      align=1)
-        return context.get_dummy_value()
+        def codegen(context, builder, sig, args):
+            d, doff, s, soff = args
+            vty = ir.VectorType(context.get_value_type(sig.args[0].dtype), L)
+            v = builder.load(_vector_ptr(builder, _data(context, builder, sig.args[2], s), soff,
+                                         vty), align=1)
+            p = _vector_ptr(builder, _data(context, builder, sig.args[0], d), doff, vty)
+            if accumulate:
+                v = builder.fadd(builder.load(p, align=1), v)
+            builder.store(v, p, align=1)
+            return context.get_dummy_value()
 
-    return sig, codegen
+        return sig, codegen
+
+    return intrinsic(block_op)
+
+
+_copy_block = _make_block_op(False)
+_add_block = _make_block_op(True)
 
 
 def use_compress_store(cpu: str, features: str) -> bool:

@@ -31,9 +31,9 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 from torch import Tensor
 
-from . import aligned, guards
-from .numba_event import (_csr, _data, _dense, _gather_sum, _gather_sum2, _np_dtype,
-                          _numba_lanes, _vector_ptr, lanes)
+from . import aligned
+from .numba_event import (_add_block, _csr, _data, _dense, _gather_sum, _gather_sum2,
+                          _np_dtype, _numba_lanes, _vector_ptr, lanes)
 from .parallel import run_kernel
 
 # Widest layer this path takes (two 64-byte blocks of float32 outputs).
@@ -45,24 +45,6 @@ CHUNK_ROWS = 1024
 _GRAD_BLOCKS = 4
 
 _I64 = ir.IntType(64)
-
-
-@intrinsic
-def _add_block(typingctx, dst, dst_off, src, src_off):
-    """``dst[dst_off:+L] += src[src_off:+L]`` (one vector load, add and store)."""
-    L = _numba_lanes(dst.dtype)
-    sig = types.void(dst, types.uint64, src, types.uint64)
-
-    def codegen(context, builder, sig, args):
-        d, doff, s, soff = args
-        vty = ir.VectorType(context.get_value_type(sig.args[0].dtype), L)
-        p = _vector_ptr(builder, _data(context, builder, sig.args[0], d), doff, vty)
-        v = builder.load(_vector_ptr(builder, _data(context, builder, sig.args[2], s), soff,
-                                     vty), align=1)
-        builder.store(builder.fadd(builder.load(p, align=1), v), p, align=1)
-        return context.get_dummy_value()
-
-    return sig, codegen
 
 
 def _make_combine(blocks: int):
