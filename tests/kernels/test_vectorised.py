@@ -76,3 +76,22 @@ def test_event_kernels_use_vector_loads_and_adds():
     ne.forward(rowptr, cols, torch.randn(24, 40))
     for kernel in (ne._forward_kernel, ne._weight_grad_kernel):
         assert "fadd" in _vector_ops(kernel)
+
+
+def test_narrow_kernels_use_vector_loads_adds_and_fused_multiply_adds():
+    from spikegrad.kernels import numba_event as ne
+    from spikegrad.kernels import numba_narrow as nw
+    x = (torch.rand(300, 40) < 0.3).float()
+    rowptr, cols, _ = ne.active_csr(x)
+    g, w = torch.randn(300, 20), torch.randn(20, 40)
+    nw.forward(rowptr, cols, w)
+    nw.weight_grad(g, rowptr, cols, 40)
+    nw.input_grad(g, w)
+    for kernel in (nw._forward_kernel, nw._weight_grad_kernel):
+        assert "fadd" in _vector_ops(kernel)
+    fresh = numba.njit(nogil=True)(nw._input_grad_kernel.py_func)
+    fresh.compile(nw._input_grad_kernel.signatures[0])
+    ir = "\n".join(fresh.inspect_llvm().values())
+    # one vector multiply-add per block and output (fused where the target has FMA)
+    assert re.search(r"@llvm\.fmuladd\.v\d+f32\(", ir) or \
+        re.search(r"\bfmul (?:fast )?<\d+ x float>", ir)

@@ -22,12 +22,8 @@ blocks (the sort): every output element is written by one thread and summed in o
 results do not depend on the number of threads, nor on whether its block was gathered alone or
 in a pair.
 
-Why hand-written vector IR instead of numba-compiled Python: numba runs LLVM without its SLP
-vectoriser (``NUMBA_SLP_VECTORIZE=0``, a process-wide switch), and the inner loops here are 16
-lanes long, which the loop vectoriser does not handle once LLVM has unrolled them: the same
-loops in plain numba compiled to scalar adds (about 10x slower; benchmarks/README.md). The
-intrinsics emit ``<16 x float>`` / ``<8 x double>`` loads, adds and stores that LLVM lowers to
-one AVX-512 instruction each (two AVX2 or four SSE instructions on older CPUs).
+The gathers and block copies are hand-written vector IR (:mod:`spikegrad.kernels.vector_ir`
+says why); the compress-store of step 1 is here.
 """
 
 from __future__ import annotations
@@ -46,6 +42,8 @@ from torch import Tensor
 
 from . import aligned, guards
 from .parallel import run_kernel, run_slices, split
+from .vector_ir import (LANE_BYTES, array_data, copy_block, gather_add, gather_add2, gather_sum,
+                        gather_sum2, numba_lanes, vector_ptr)
 
 # Rows per block of the weight gradient: the block's packed rows of g for one column block
 # take RB * 64 bytes (32 KiB) and stay in L1 while every input of the block gathers from them;
@@ -53,19 +51,17 @@ from .parallel import run_kernel, run_slices, split
 # ms for 128 / 256 / 512 / 1024 / 2048 rows): A512 p = 0.1: 7.2 / 5.9 / 5.4 / 7.0 / 8.5;
 # A512 p = 0.02: 3.7 / 2.9 / 2.6 / 2.7 / 3.0; B p = 0.02: 2.4 / 1.8 / 1.5 / 1.5 / 1.6.
 ROW_BLOCK = 512
-# Bytes per vector block of output features.
-LANE_BYTES = 64
-
 _I1 = ir.IntType(1)
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
 
 
-def _np_dtype(dtype: torch.dtype):
+def np_dtype(dtype: torch.dtype):
+    """numpy's float32/float64 for a kernel dtype."""
     return np.float32 if dtype == torch.float32 else np.float64
 
 
-def _dense(t, name: str, where: str) -> None:
+def check_dense(t, name: str, where: str) -> None:
     """A 2-D CPU float32/float64 tensor: the vector intrinsics below read raw memory, so the
     type and the row length must be what the indexing assumes."""
     if not isinstance(t, Tensor) or t.dim() != 2:
@@ -78,7 +74,7 @@ def _dense(t, name: str, where: str) -> None:
                                 "float32 or float64 (half types take the embedding_bag path)")
 
 
-def _csr(rp: np.ndarray, cl: np.ndarray, where: str) -> None:
+def check_csr(rp: np.ndarray, cl: np.ndarray, where: str) -> None:
     """A CSR the loops walk without bounds checks: int64 row pointers, int32/int64 columns,
     the pointers' range inside ``cols`` (two reads: O(1))."""
     if rp.dtype != np.int64 or rp.ndim != 1 or rp.shape[0] < 1:
@@ -95,112 +91,9 @@ def lanes(dtype: torch.dtype) -> int:
     return LANE_BYTES // torch.empty((), dtype=dtype).element_size()
 
 
-def _numba_lanes(dtype) -> int:
-    return LANE_BYTES // (dtype.bitwidth // 8)
-
-
-def _data(context, builder, arrty, value):
-    return context.make_array(arrty)(context, builder, value).data
-
-
-def _vector_ptr(builder, data, offset, vty):
-    return builder.bitcast(builder.gep(data, [offset]), vty.as_pointer())
-
-
 # --------------------------------------------------------------------------------------------
-# vector intrinsics (inlined into the numba loops below)
+# the active-input scan's vector intrinsics (the gathers: spikegrad.kernels.vector_ir)
 # --------------------------------------------------------------------------------------------
-
-def _make_gather(accumulate: bool, blocks: int = 1):
-    def gather(typingctx, table, index, k0, k1, base, stride, block_stride, out, out_off,
-               out_stride):
-        """``out[out_off + b out_stride:+L] (+)= sum_{k0 <= k < k1} table[base + b block_stride
-        + index[k] * stride:+L]`` for each of ``blocks`` blocks ``b``, each with four
-        accumulators (fixed order: lanes k = 0, 1, 2, 3 mod 4, then pairwise). Two blocks per
-        call read each index once for both and give the out-of-order core two independent
-        chains of adds (faster on every benchmark layer: benchmarks/README.md), with the same
-        sums as two one-block calls (each block's sum keeps its order)."""
-        L = _numba_lanes(table.dtype)
-        u64 = types.uint64
-        sig = types.void(table, index, u64, u64, u64, u64, u64, out, u64, u64)
-
-        def codegen(context, builder, sig, args):
-            tab, idx, k0v, k1v, basev, st, bst, o, ooff, ost = args
-            tab = _data(context, builder, sig.args[0], tab)
-            idx = _data(context, builder, sig.args[1], idx)
-            o = _data(context, builder, sig.args[7], o)
-            vty = ir.VectorType(context.get_value_type(sig.args[0].dtype), L)
-            zero = ir.Constant(vty, [0.0] * L)
-            accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(4)]
-                    for _ in range(blocks)]
-            offsets = [builder.mul(ir.Constant(_I64, b), bst) for b in range(blocks)]
-
-            def add_row(k, lanes):
-                j = builder.load(builder.gep(idx, [k]))
-                if j.type.width < 64:
-                    j = builder.zext(j, _I64)
-                row = builder.add(basev, builder.mul(j, st))
-                for b in range(blocks):
-                    acc = accs[b][lanes]
-                    v = builder.load(_vector_ptr(builder, tab, builder.add(row, offsets[b]), vty),
-                                     align=1)
-                    builder.store(builder.fadd(builder.load(acc), v), acc)
-
-            n = builder.sub(k1v, k0v)
-            quads = builder.udiv(n, ir.Constant(_I64, 4))
-            with cgutils.for_range(builder, quads) as loop:
-                kb = builder.add(k0v, builder.mul(loop.index, ir.Constant(_I64, 4)))
-                for u in range(4):
-                    add_row(builder.add(kb, ir.Constant(_I64, u)), u)
-            tail = builder.add(k0v, builder.mul(quads, ir.Constant(_I64, 4)))
-            with cgutils.for_range(builder, builder.sub(k1v, tail)) as loop:
-                add_row(builder.add(tail, loop.index), 0)
-            for b in range(blocks):
-                a = [builder.load(acc) for acc in accs[b]]
-                total = builder.fadd(builder.fadd(a[0], a[1]), builder.fadd(a[2], a[3]))
-                p = _vector_ptr(builder, o,
-                                builder.add(ooff, builder.mul(ir.Constant(_I64, b), ost)), vty)
-                if accumulate:
-                    total = builder.fadd(builder.load(p, align=1), total)
-                builder.store(total, p, align=1)
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return intrinsic(gather)
-
-
-_gather_sum = _make_gather(False)
-_gather_add = _make_gather(True)
-_gather_sum2 = _make_gather(False, blocks=2)
-_gather_add2 = _make_gather(True, blocks=2)
-
-
-def _make_block_op(accumulate: bool):
-    def block_op(typingctx, dst, dst_off, src, src_off):
-        """``dst[dst_off:+L] (+)= src[src_off:+L]`` (one vector load, add and store)."""
-        L = _numba_lanes(dst.dtype)
-        sig = types.void(dst, types.uint64, src, types.uint64)
-
-        def codegen(context, builder, sig, args):
-            d, doff, s, soff = args
-            vty = ir.VectorType(context.get_value_type(sig.args[0].dtype), L)
-            v = builder.load(_vector_ptr(builder, _data(context, builder, sig.args[2], s), soff,
-                                         vty), align=1)
-            p = _vector_ptr(builder, _data(context, builder, sig.args[0], d), doff, vty)
-            if accumulate:
-                v = builder.fadd(builder.load(p, align=1), v)
-            builder.store(v, p, align=1)
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return intrinsic(block_op)
-
-
-_copy_block = _make_block_op(False)
-_add_block = _make_block_op(True)
-
 
 def use_compress_store(cpu: str, features: str) -> bool:
     """Whether the active-input scan compresses with AVX-512's compress-store, for a compile
@@ -259,8 +152,8 @@ def _compress_row(typingctx, x, x_off, n, cols, k):
 
     def codegen(context, builder, sig, args):
         xa, xoff, nv, ca, kv = args
-        xa = _data(context, builder, sig.args[0], xa)
-        ca = _data(context, builder, sig.args[3], ca)
+        xa = array_data(context, builder, sig.args[0], xa)
+        ca = array_data(context, builder, sig.args[3], ca)
         fty = context.get_value_type(sig.args[0].dtype)
         module = builder.module
         compress = use_compress_store(*_target(context))
@@ -282,7 +175,7 @@ def _compress_row(typingctx, x, x_off, n, cols, k):
         full = builder.udiv(nv, ir.Constant(_I64, W))
         with cgutils.for_range(builder, full) as loop:
             j0 = builder.mul(loop.index, ir.Constant(_I64, W))
-            v = builder.load(_vector_ptr(builder, xa, builder.add(xoff, j0), vty), align=1)
+            v = builder.load(vector_ptr(builder, xa, builder.add(xoff, j0), vty), align=1)
             fired = builder.fcmp_unordered("!=", v, zero)
             not_one = builder.and_(fired, builder.fcmp_unordered("!=", v, one))
             any_bad = builder.icmp_unsigned("!=", builder.bitcast(not_one, mask_int),
@@ -367,11 +260,11 @@ def _forward_kernel(rowptr, cols, wtb, n_in, n_out, y, c_lo, c_hi):
                 k0, k1 = np.uint64(rowptr[r]), np.uint64(rowptr[r + 1])
                 at = np.uint64(r * n_out + c * L)
                 if pair:
-                    _gather_sum2(wtb, cols, k0, k1, base, uL, block, y, at, uL)
+                    gather_sum2(wtb, cols, k0, k1, base, uL, block, y, at, uL)
                 elif full:
-                    _gather_sum(wtb, cols, k0, k1, base, uL, block, y, at, uL)
+                    gather_sum(wtb, cols, k0, k1, base, uL, block, y, at, uL)
                 else:
-                    _gather_sum(wtb, cols, k0, k1, base, uL, block, tmp, np.uint64(0), uL)
+                    gather_sum(wtb, cols, k0, k1, base, uL, block, tmp, np.uint64(0), uL)
                     for q in range(n_out - c * L):
                         y[r * n_out + c * L + q] = tmp[q]
             c += 2 if pair else 1
@@ -418,7 +311,7 @@ def _weight_grad_kernel(colptr, rows, g, n_rows, n_in, n_out, rb, dwt, pack, c_l
             for c in range(c_lo, c_hi):
                 dst = (c * rb + rl) * L
                 if (c + 1) * L <= n_out:
-                    _copy_block(pack, np.uint64(dst), g, np.uint64(src + c * L))
+                    copy_block(pack, np.uint64(dst), g, np.uint64(src + c * L))
                 else:
                     for q in range(L):
                         pack[dst + q] = g[src + c * L + q] if c * L + q < n_out else 0.0
@@ -434,9 +327,9 @@ def _weight_grad_kernel(colptr, rows, g, n_rows, n_in, n_out, rb, dwt, pack, c_l
                 at = np.uint64((c * n_in + i) * L)
                 if k1 > k0:
                     if pair:
-                        _gather_add2(pack, rows, k0, k1, base, uL, packed, dwt, at, row)
+                        gather_add2(pack, rows, k0, k1, base, uL, packed, dwt, at, row)
                     else:
-                        _gather_add(pack, rows, k0, k1, base, uL, packed, dwt, at, uL)
+                        gather_add(pack, rows, k0, k1, base, uL, packed, dwt, at, uL)
             c += 2 if pair else 1
 
 
@@ -473,7 +366,7 @@ def active_csr(x2: Tensor) -> tuple[Tensor, Tensor, bool]:
     kept between calls by the calling thread), then the buffers are copied into ``cols`` at its
     exact size. (A count pass before a fill pass read ``x2`` twice: ~0.9 ms more per call on
     workload B's 18 MB input.)"""
-    _dense(x2, "x", "numba active_csr")
+    check_dense(x2, "x", "numba active_csr")
     n_rows, n_in = x2.shape
     x = x2.detach().contiguous().view(-1).numpy()
     rowptr = np.zeros(n_rows + 1, np.int64)
@@ -495,14 +388,14 @@ def active_csr(x2: Tensor) -> tuple[Tensor, Tensor, bool]:
 def pack_weight(weight: Tensor) -> np.ndarray:
     """``W [out, in]`` as ``wtb [ceil(out / L), in, L]`` (zero-padded), flat: the forward's
     layout (pack once, use for many calls)."""
-    _dense(weight, "weight", "numba pack_weight")
+    check_dense(weight, "weight", "numba pack_weight")
     L = lanes(weight.dtype)
     n_out, n_in = weight.shape
     n_blocks = -(-n_out // L)
     w = weight.detach()
     full = n_out // L
     wtb = (aligned.empty if full == n_blocks else aligned.zeros)((n_blocks, n_in, L),
-                                                                _np_dtype(weight.dtype))
+                                                                np_dtype(weight.dtype))
     # torch's copy for the transpose: threaded and tiled, 2.6x faster than numpy's strided copy
     # on a 2048 x 2048 weight (benchmarks/README.md); the kernels run on torch's OpenMP team,
     # so waking it costs nothing here
@@ -519,12 +412,12 @@ def forward(rowptr: Tensor, cols: Tensor, weight: Tensor, wtb: Optional[np.ndarr
     ``wtb``: :func:`pack_weight` of ``weight`` (packed here if None); ``out``: a contiguous
     array of ``N * out`` elements to write into."""
     where = "numba forward"
-    _dense(weight, "weight", where)
+    check_dense(weight, "weight", where)
     n_out, n_in = weight.shape
     n_rows = rowptr.shape[0] - 1
     L = lanes(weight.dtype)
     n_blocks = -(-n_out // L)
-    F = _np_dtype(weight.dtype)
+    F = np_dtype(weight.dtype)
     wtb = pack_weight(weight) if wtb is None else wtb
     guards.array(wtb, "wtb", (n_blocks * L * n_in,), F, where)
     if out is not None:
@@ -535,7 +428,7 @@ def forward(rowptr: Tensor, cols: Tensor, weight: Tensor, wtb: Optional[np.ndarr
     y_np = aligned.empty(n_rows * n_out, wtb.dtype) if out is None else out.reshape(-1)
     rp = rowptr.numpy() if isinstance(rowptr, Tensor) else rowptr
     cl = cols.numpy() if isinstance(cols, Tensor) else cols
-    _csr(rp, cl, where)
+    check_csr(rp, cl, where)
 
     # slices of whole pairs of column blocks (the kernel takes two at a time)
     run_kernel(_forward_kernel, (rp, cl, wtb, n_in, n_out, y_np), n_blocks,
@@ -573,7 +466,7 @@ def accumulate_weight_grad(grad, rowptr, cols, dwt: np.ndarray) -> None:
     and ``x [N, in]`` given by its CSR (``rowptr`` may be a slice of a larger CSR)."""
     where = "numba accumulate_weight_grad"
     if isinstance(grad, Tensor):
-        _dense(grad, "grad", where)
+        check_dense(grad, "grad", where)
     g = grad.detach().contiguous().numpy() if isinstance(grad, Tensor) else grad
     if g.ndim != 2:
         raise ValueError(f"{where}: grad must be [N, out], got shape {list(g.shape)}")
@@ -584,7 +477,7 @@ def accumulate_weight_grad(grad, rowptr, cols, dwt: np.ndarray) -> None:
     n_blocks, n_in, L = dwt.shape
     rp = rowptr.numpy() if isinstance(rowptr, Tensor) else rowptr
     cl = cols.numpy() if isinstance(cols, Tensor) else cols
-    _csr(rp, cl, where)
+    check_csr(rp, cl, where)
     if rp.shape[0] != n_rows + 1:
         raise ValueError(f"{where}: grad has {n_rows} rows but the CSR {rp.shape[0] - 1}")
     if rp[0] != 0:  # a slice: local offsets

@@ -32,8 +32,8 @@ from numba.extending import intrinsic
 from torch import Tensor
 
 from . import aligned
-from .numba_event import (_add_block, _csr, _data, _dense, _gather_sum, _gather_sum2,
-                          _np_dtype, _numba_lanes, _vector_ptr, lanes)
+from .numba_event import check_csr, check_dense, lanes, np_dtype
+from .vector_ir import add_block, array_data, gather_sum, gather_sum2, numba_lanes, vector_ptr
 from .parallel import run_kernel
 
 # Rows per partial sum of the weight gradient; the last chunk may be shorter. Fixed, so that
@@ -50,15 +50,15 @@ def _make_combine(blocks: int):
         """``out[out_off + b L:+L] = sum_{j < n} g[g_off + j] * w[w_off + j w_stride + b L:+L]``
         for ``b < blocks``: one ``fmuladd`` chain per block, ``j`` ascending (fused where the
         target has FMA)."""
-        L = _numba_lanes(w.dtype)
+        L = numba_lanes(w.dtype)
         u64 = types.uint64
         sig = types.void(g, u64, u64, w, u64, u64, out, u64)
 
         def codegen(context, builder, sig, args):
             ga, goff, nv, wa, wst, woff, oa, ooff = args
-            ga = _data(context, builder, sig.args[0], ga)
-            wa = _data(context, builder, sig.args[3], wa)
-            oa = _data(context, builder, sig.args[6], oa)
+            ga = array_data(context, builder, sig.args[0], ga)
+            wa = array_data(context, builder, sig.args[3], wa)
+            oa = array_data(context, builder, sig.args[6], oa)
             fty = context.get_value_type(sig.args[3].dtype)
             vty = ir.VectorType(fty, L)
             bits = 32 if isinstance(fty, ir.FloatType) else 64
@@ -76,10 +76,10 @@ def _make_combine(blocks: int):
                 row = builder.add(woff, builder.mul(loop.index, wst))
                 for b in range(blocks):
                     at = builder.add(row, ir.Constant(_I64, b * L))
-                    v = builder.load(_vector_ptr(builder, wa, at, vty), align=1)
+                    v = builder.load(vector_ptr(builder, wa, at, vty), align=1)
                     builder.store(builder.call(fma, [splat, v, builder.load(accs[b])]), accs[b])
             for b in range(blocks):
-                p = _vector_ptr(builder, oa, builder.add(ooff, ir.Constant(_I64, b * L)), vty)
+                p = vector_ptr(builder, oa, builder.add(ooff, ir.Constant(_I64, b * L)), vty)
                 builder.store(builder.load(accs[b]), p, align=1)
             return context.get_dummy_value()
 
@@ -107,9 +107,9 @@ def _forward_kernel(rowptr, cols, wt, width, n_out, y, r_lo, r_hi):
     for r in range(r_lo, r_hi):
         k0, k1 = np.uint64(rowptr[r]), np.uint64(rowptr[r + 1])
         if width > L:
-            _gather_sum2(wt, cols, k0, k1, np.uint64(0), stride, uL, tmp, np.uint64(0), uL)
+            gather_sum2(wt, cols, k0, k1, np.uint64(0), stride, uL, tmp, np.uint64(0), uL)
         else:
-            _gather_sum(wt, cols, k0, k1, np.uint64(0), stride, uL, tmp, np.uint64(0), uL)
+            gather_sum(wt, cols, k0, k1, np.uint64(0), stride, uL, tmp, np.uint64(0), uL)
         for q in range(n_out):
             y[r * n_out + q] = tmp[q]
 
@@ -129,9 +129,9 @@ def _weight_grad_kernel(rowptr, cols, g, n_out, n_in, width, chunk, partial, c_l
                 tmp[q] = g[r * n_out + q]
             for k in range(rowptr[r], rowptr[r + 1]):
                 at = np.uint64(base + cols[k] * width)
-                _add_block(partial, at, tmp, np.uint64(0))
+                add_block(partial, at, tmp, np.uint64(0))
                 if width > L:
-                    _add_block(partial, at + np.uint64(L), tmp, np.uint64(L))
+                    add_block(partial, at + np.uint64(L), tmp, np.uint64(L))
 
 
 @numba.njit(nogil=True, cache=True)
@@ -190,7 +190,7 @@ def _width(n_out: int, dtype: torch.dtype, where: str) -> int:
 def _rows_csr(rowptr, cols, n_rows: int, where: str):
     rp = rowptr.numpy() if isinstance(rowptr, Tensor) else rowptr
     cl = cols.numpy() if isinstance(cols, Tensor) else cols
-    _csr(rp, cl, where)
+    check_csr(rp, cl, where)
     if rp.shape[0] != n_rows + 1:
         raise ValueError(f"{where}: {n_rows} rows but the CSR has {rp.shape[0] - 1}")
     return rp, cl
@@ -208,7 +208,7 @@ def forward(rowptr: Tensor, cols: Tensor, weight: Tensor) -> Tensor:
     """``x W^T -> [N, out]`` for ``x [N, in]`` given by its CSR (``rowptr [N + 1]`` int64,
     ``cols`` int32/int64), ``weight [out, in]`` with ``out <= 32`` (float32) / 16 (float64)."""
     where = "numba narrow forward"
-    _dense(weight, "weight", where)
+    check_dense(weight, "weight", where)
     n_out, n_in = weight.shape
     width = _width(n_out, weight.dtype, where)
     n_rows = rowptr.shape[0] - 1
@@ -216,7 +216,7 @@ def forward(rowptr: Tensor, cols: Tensor, weight: Tensor) -> Tensor:
     if rp[0] != 0:
         raise ValueError(f"{where}: rowptr must start at 0")
     _check_cols(cl, rp, n_in, where)
-    F = _np_dtype(weight.dtype)
+    F = np_dtype(weight.dtype)
     wt = aligned.zeros((n_in, width), F)
     wt[:, :n_out] = weight.detach().numpy().T
     y = np.empty(n_rows * n_out, F)
@@ -229,7 +229,7 @@ def weight_grad(grad: Tensor, rowptr: Tensor, cols: Tensor, n_in: int) -> Tensor
     """``g^T x -> [out, in]`` for ``g [N, out]`` (``out <= 32`` float32 / 16 float64) and
     ``x [N, in]`` given by its CSR."""
     where = "numba narrow weight_grad"
-    _dense(grad, "grad", where)
+    check_dense(grad, "grad", where)
     n_rows, n_out = grad.shape
     width = _width(n_out, grad.dtype, where)
     rp, cl = _rows_csr(rowptr, cols, n_rows, where)
@@ -250,8 +250,8 @@ def weight_grad(grad: Tensor, rowptr: Tensor, cols: Tensor, n_in: int) -> Tensor
 def input_grad(grad: Tensor, weight: Tensor) -> Tensor:
     """``g W -> [N, in]`` for ``g [N, out]`` and ``weight [out, in]`` (dense)."""
     where = "numba narrow input_grad"
-    _dense(grad, "grad", where)
-    _dense(weight, "weight", where)
+    check_dense(grad, "grad", where)
+    check_dense(weight, "weight", where)
     n_rows, n_out = grad.shape
     _width(n_out, grad.dtype, where)
     if weight.shape[0] != n_out or weight.dtype != grad.dtype:
