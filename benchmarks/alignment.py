@@ -59,10 +59,9 @@ def main() -> None:
         y = offset_copy(np.zeros(n_rows * n, np.float32), off)
         dwt = offset_copy(np.zeros(nb * n_in * L, np.float32), off)
         pack = offset_copy(np.zeros(nb * rb * L, np.float32), off)
-        tmp = np.empty(L, np.float32)
 
-        def fwd(wtb=wtb, y=y, tmp=tmp):
-            ne._forward_kernel(rp, cl, wtb, n_in, n, y, tmp, 0, nb)
+        def fwd(wtb=wtb, y=y):
+            ne._forward_kernel(rp, cl, wtb, n_in, n, y, 0, nb)
 
         def wgrad(dwt=dwt, pack=pack):
             ne._weight_grad_kernel(colptr, rows, g, n_rows, n_in, n, rb, dwt, pack, 0, nb)
