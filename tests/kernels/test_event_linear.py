@@ -250,6 +250,25 @@ def test_crossover_rule_is_interpolated_and_clamped():
     assert crossover_density(512) == crossover_density(512, True, el._default_table())
 
 
+@pytest.mark.parametrize("processor, amd", [
+    ("AMD64 Family 25 Model 1 Stepping 1, AuthenticAMD", True),
+    ("Intel64 Family 6 Model 85 Stepping 7, GenuineIntel", False),
+    ("AMD64", False),                                  # the architecture, not the vendor
+    ("arm", False)])
+def test_the_vendor_fallback_reads_the_processor_string(monkeypatch, processor, amd):
+    # where /proc/cpuinfo cannot be read (e.g. Windows)
+    def no_cpuinfo(*a, **k):
+        raise OSError("no /proc/cpuinfo")
+    monkeypatch.setattr(el, "open", no_cpuinfo, raising=False)
+    monkeypatch.setattr(el.platform, "processor", lambda: processor)
+    el._amd_cpu.cache_clear()
+    try:
+        assert el._amd_cpu() is amd
+    finally:
+        monkeypatch.undo()
+        el._amd_cpu.cache_clear()
+
+
 @pytest.mark.parametrize("amd, table", [(True, "numba-amd"), (False, "numba")])
 def test_the_compiled_kernels_crossover_follows_the_cpu_vendor(monkeypatch, amd, table):
     monkeypatch.setattr(el, "_implementation", lambda: "numba")

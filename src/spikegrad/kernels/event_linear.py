@@ -144,7 +144,8 @@ def _implementation() -> str:
 @functools.lru_cache(maxsize=None)
 def _amd_cpu() -> bool:
     """Whether this host's CPU is AMD's (``vendor_id`` in ``/proc/cpuinfo``, else the
-    platform's processor string)."""
+    platform's processor string, which names the vendor on Windows; "AMD64" alone is the
+    architecture, also on Intel)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -152,7 +153,7 @@ def _amd_cpu() -> bool:
                     return "AuthenticAMD" in line
     except OSError:
         pass
-    return "AMD" in platform.processor()
+    return "AuthenticAMD" in platform.processor()
 
 
 def _default_table() -> str:
