@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from spikegrad.kernels import parallel
 
@@ -9,3 +10,12 @@ def splitting_always_pays(monkeypatch):
     depend on what else the machine runs (the suite runs beside other processes, and under a
     load the kernels stop splitting). Tests of that judgement patch it themselves."""
     monkeypatch.setattr(parallel, "splitting_pays", lambda: True)
+
+
+@pytest.fixture
+def threads(monkeypatch):
+    """``threads(k)`` forces the kernels onto k threads even for small inputs."""
+    def use(k):
+        monkeypatch.setattr(parallel, "MIN_WORK_PER_THREAD", 1)
+        monkeypatch.setattr(torch, "get_num_threads", lambda: k)
+    return use

@@ -31,15 +31,6 @@ def close(actual, a, b):
     assert_same_up_to_order(actual, a @ b, a.shape[-1], matmul_scale(a, b))
 
 
-@pytest.fixture
-def threads(monkeypatch):
-    """Force the kernels onto k threads even for small inputs."""
-    def use(k):
-        monkeypatch.setattr(parallel, "MIN_WORK_PER_THREAD", 1)
-        monkeypatch.setattr(torch, "get_num_threads", lambda: k)
-    return use
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("n_rows, n_in, p", [
     (1, 1, 1.0), (3, 15, 0.5), (5, 16, 0.5), (7, 17, 0.3), (40, 100, 0.05), (9, 33, 0.0),

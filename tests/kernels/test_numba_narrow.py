@@ -15,7 +15,6 @@ pytestmark = pytest.mark.skipif(not numba_available(), reason="numba not install
 if numba_available():
     from spikegrad.kernels import numba_event as ne
     from spikegrad.kernels import numba_narrow as nw
-    from spikegrad.kernels import parallel
 
 
 def spikes(shape, p, dtype, seed=0):
@@ -35,14 +34,6 @@ def case(n_rows, n_in, n_out, p, dtype, seed=0):
     g = torch.randn(n_rows, n_out, generator=gen, dtype=dtype)
     rowptr, cols, _ = ne.active_csr(x)
     return x, w, g, rowptr, cols
-
-
-@pytest.fixture
-def threads(monkeypatch):
-    def use(k):
-        monkeypatch.setattr(parallel, "MIN_WORK_PER_THREAD", 1)
-        monkeypatch.setattr(torch, "get_num_threads", lambda: k)
-    return use
 
 
 SHAPES = [  # (rows, in, out, density): one and two 64-byte output blocks, partial ones,
