@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import guards
+from . import guards, jit_cache
 from .numba_leaky import constant_row, neuron_adjoint, neuron_step
 from .parallel import run_kernel
 from .spec import RESET_IDS, SURROGATE_IDS
@@ -84,7 +84,7 @@ def _kernels(reset: int, detach: bool, kind: int, scale: bool, F, k: int, max_po
     adjoint = neuron_adjoint(True, reset, detach, kind, F, False, False, False)
     zero = F(0.0)
 
-    @numba.njit(nogil=True, cache=True, error_model="numpy")
+    @jit_cache.njit(nogil=True, error_model="numpy")
     def stats(y, mean, m2, lo, hi):
         """Per plane ``p`` of ``y [T, P, n]``: the mean and the sum of squared deviations
         from it, in float64, summed per element of the row (independent lanes: they vectorise
@@ -107,7 +107,7 @@ def _kernels(reset: int, detach: bool, kind: int, scale: bool, F, k: int, max_po
             mean[p] = m
             m2[p] = acc.sum()
 
-    @numba.njit(nogil=True, cache=True, error_model="numpy")
+    @jit_cache.njit(nogil=True, error_model="numpy")
     def step_row(y, al, sh, a, g, th, vr, v, u_out, z):
         """One step of one plane's row: normalise, integrate, fire, reset; ``v`` in place, the
         compared membrane into ``u_out``, spikes into ``z``."""
@@ -119,7 +119,7 @@ def _kernels(reset: int, detach: bool, kind: int, scale: bool, F, k: int, max_po
             u_out[j] = u
             z[j] = 1 if spike else 0
 
-    @numba.njit(nogil=True, cache=True, error_model="numpy")
+    @jit_cache.njit(nogil=True, error_model="numpy")
     def pool_row(z, W, quotient, rows, out):
         """``z [H * W]`` spikes summed over ``k x k`` windows into ``out [Ho, Wo]``: first
         the window rows added column by column into ``rows [Wo * k]``, then each window's
@@ -145,7 +145,7 @@ def _kernels(reset: int, detach: bool, kind: int, scale: bool, F, k: int, max_po
                     s += rows[jo * ku + bb]
                 out[io, jo] = quotient[np.int64(s)]
 
-    @numba.njit(nogil=True, cache=True, error_model="numpy")
+    @jit_cache.njit(nogil=True, error_model="numpy")
     def forward(y, alpha, shift, a, g, th, vr, v, out, W, quotient, lo, hi):
         """Planes ``[lo, hi)`` of ``y [T, P, n]``: ``out [T, P, Ho, Wo]`` the pooled spikes,
         ``v [P, n]`` the membrane, from the initial one to the final one; constants
@@ -161,7 +161,7 @@ def _kernels(reset: int, detach: bool, kind: int, scale: bool, F, k: int, max_po
                 step_row(y[t, p], alpha[c], shift[c], a[c], g[c], th[c], vr[c], v[p], u, z)
                 pool_row(z, W, quotient, rows, out[t, p])
 
-    @numba.njit(nogil=True, cache=True, error_model="numpy")
+    @jit_cache.njit(nogil=True, error_model="numpy")
     def adjoint_row(gy, u, y, m, th, vr, a, g, beta, gv, gx, acc1, acc2):
         """One step back over one plane's row: ``gv`` in place, the gradient of the normalised
         current into ``gx``; ``acc1 += gx``, ``acc2 += gx (y - m)`` (float64)."""
@@ -174,7 +174,7 @@ def _kernels(reset: int, detach: bool, kind: int, scale: bool, F, k: int, max_po
             acc1[j] += gxn
             acc2[j] += gxn * (y[j] - m)
 
-    @numba.njit(nogil=True, cache=True, error_model="numpy")
+    @jit_cache.njit(nogil=True, error_model="numpy")
     def unpool_row(g_out, W, divisor, gy):
         """Each element of ``gy [H * W]`` gets its window's ``g_out [Ho, Wo]`` over
         ``divisor`` (0 past the last whole window): one image row per window row, then
@@ -198,7 +198,7 @@ def _kernels(reset: int, detach: bool, kind: int, scale: bool, F, k: int, max_po
         for j in range(np.uint64(Ho) * ku * Wu, n):
             gy[j] = 0
 
-    @numba.njit(nogil=True, cache=True, error_model="numpy")
+    @jit_cache.njit(nogil=True, error_model="numpy")
     def unpool_max_row(g_out, z, W, gy):
         """Max pooling's gradient, as torch routes it: each window's ``g_out`` to the first
         element (row by row) holding the window's maximum of the spikes ``z [H * W]``: the
@@ -220,7 +220,7 @@ def _kernels(reset: int, detach: bool, kind: int, scale: bool, F, k: int, max_po
                             found = True
                 gy[pos] = g_out[io, jo]
 
-    @numba.njit(nogil=True, cache=True, error_model="numpy")
+    @jit_cache.njit(nogil=True, error_model="numpy")
     def backward(y, alpha, shift, a, g, th, vr, v0, g_out, W, divisor, beta, gv_T,
                  mean_used, gx, s1, s2, lo, hi):
         """Planes ``[lo, hi)``: the membrane recomputed from ``v0 [P, n]``, then the adjoint
@@ -257,7 +257,7 @@ def _kernels(reset: int, detach: bool, kind: int, scale: bool, F, k: int, max_po
             s1[p] = acc1.sum()
             s2[p] = acc2.sum()
 
-    @numba.njit(nogil=True, cache=True, error_model="numpy")
+    @jit_cache.njit(nogil=True, error_model="numpy")
     def finish(gx, y, k1, k2, k3, lo, hi):
         """``gx <- k1_c gx + k2_c y + k3_c`` in place over planes ``[lo, hi)`` of
         ``[T, P, n]``: batch norm's input gradient."""

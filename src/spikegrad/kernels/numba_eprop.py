@@ -30,7 +30,7 @@ from typing import NamedTuple, Sequence
 import numba
 import numpy as np
 
-from . import guards
+from . import guards, jit_cache
 from .numba_leaky import scalar_surrogate
 
 __all__ = ["StepSpec", "StepArrays", "CONSTANTS", "step_kernel", "run_kernel",
@@ -273,7 +273,7 @@ def step_kernel(spec: StepSpec):
     of the step, summed over the streams."""
     batch_step = _batch_step(spec)
 
-    @numba.njit(error_model="numpy")
+    @jit_cache.njit(error_model="numpy")
     def kernel(x, target, w_in, b_in, w_rec, w_out, b_out, fb, v, isyn, z, y, pre_i, eps,
                ebar, zbar, count, acc_w, acc_out, acc_e, consts, scratch):
         return batch_step(x, target, w_in, b_in, w_rec, w_out, b_out, fb, v, isyn, z, y,
@@ -289,7 +289,7 @@ def run_kernel(spec: StepSpec):
     returns the summed loss."""
     batch_step = _batch_step(spec)
 
-    @numba.njit(error_model="numpy")
+    @jit_cache.njit(error_model="numpy")
     def kernel(xs, targets, ys, w_in, b_in, w_rec, w_out, b_out, fb, v, isyn, z, y, pre_i,
                eps, ebar, zbar, count, acc_w, acc_out, acc_e, consts, scratch):
         total = 0.0

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import blas, guards
+from . import blas, guards, jit_cache
 from .parallel import run_kernel
 from .spec import RESET_IDS as _RESET, SURROGATE_IDS as _SURROGATE_IDS, time_rows
 
@@ -235,7 +235,7 @@ def _fwd_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool, store_u: 
     step = neuron_step(spiking, reset, has_syn, scale, adapt, absolute, relative, F)
     zero = F(0.0)
 
-    @numba.njit(nogil=True, cache=True, error_model="numpy")
+    @jit_cache.njit(nogil=True, error_model="numpy")
     def fwd(xs, v, i, a, g, a_s, th, vr, ys, u_out, i_out, ad, rho, be, ad_out, rf, nref,
             free_out, q, dq, wq, lo, hi):
         T = xs.shape[0]
@@ -293,7 +293,7 @@ def _adjoint_row(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: i
     adjoint = neuron_adjoint(spiking, reset, detach, kind, F, adapt, absolute, relative)
     zero = F(0.0)
 
-    @numba.njit(nogil=True, cache=True, error_model="numpy")
+    @jit_cache.njit(nogil=True, error_model="numpy")
     def row(gy, back, u, th, vr, a, g, a_s, gv, gi, beta, phi, gu_o, gi_o, g_in, ad, rho, be,
             ga, free, dq, wq, gq, lo, hi):
         for k in range(np.uint64(lo), np.uint64(hi)):
@@ -360,7 +360,7 @@ def _bwd_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind: in
                        recurrent=False, inplace=inplace)
     clear = _cut_adjoints(has_syn, adapt, relative)
 
-    @numba.njit(nogil=True, cache=True, error_model="numpy")
+    @jit_cache.njit(nogil=True, error_model="numpy")
     def bwd(gys, u_all, th, vr, a, g, a_s, gv, gi, beta, phi_ext, gu_out, gi_out, ad_all, rho,
             be, ga, free_all, dq, wq, gq, lo, hi, cut):
         """``gys`` may hold one row for all steps (a gradient constant in time); ``cut``:
@@ -393,7 +393,7 @@ def _fwd_rec_kernel(spiking: bool, reset: int, has_syn: bool, scale: bool,
     step = neuron_step(spiking, reset, has_syn, scale, adapt, absolute, relative, F)
     zero = F(0.0)
 
-    @numba.njit(nogil=True, cache=True, error_model="numpy")
+    @jit_cache.njit(nogil=True, error_model="numpy")
     def fwd(xs, y0, wt, v, i, a, g, a_s, th, vr, ys, u_out, i_out, ad, rho, be, ad_out, rf, nref,
             free_out, q, dq, wq, lo, hi):
         T, B, N = xs.shape
@@ -463,7 +463,7 @@ def _bwd_rec_kernel(spiking: bool, reset: int, detach: bool, has_syn: bool, kind
     clear = _cut_adjoints(has_syn, adapt, relative)
     product = blas.matmul_into if mkl else blas.dot_into
 
-    @numba.njit(nogil=True, cache=True, error_model="numpy")
+    @jit_cache.njit(nogil=True, error_model="numpy")
     def bwd(gys, u_all, w, th, vr, a, g, a_s, gv, gi, beta, phi_ext, gu_out, gi_out, g_in,
             ad_all, rho, be, ga, free_all, dq, wq, gq, lo, hi, cut, gemm):
         """``gys`` may hold one step for all steps (a gradient constant in time); ``cut``: as
@@ -1028,7 +1028,7 @@ def backward_scan_rec(spec, g_ys: Tensor, u_all: Tensor, theta, v_reset, a_mem, 
     return (gu_all, gi_all, g_in) if adapt is None else (gu_all, gi_all, g_in, ga, gv, gq)
 
 
-@numba.njit(nogil=True, cache=True, error_model="numpy")
+@jit_cache.njit(nogil=True, error_model="numpy")
 def _reverse_trace_kernel(c, rho, g_end, out):
     T = c.shape[0]
     out[T - 1] = g_end

@@ -30,7 +30,7 @@ from typing import NamedTuple, Tuple
 import numba
 import numpy as np
 
-from . import guards
+from . import guards, jit_cache
 from .numba_leaky import scalar_surrogate
 
 __all__ = ["TRACE_IDS", "CONSTANTS", "StepSpec", "StepArrays", "check_step_arrays",
@@ -114,7 +114,7 @@ def step_kernel(spec: StepSpec):
     has_syn, scale_in, reset, trace = spec.has_syn, spec.scale_in, spec.reset, spec.trace
     syn_trace = spec.syn_trace
 
-    @numba.njit(error_model="numpy")
+    @jit_cache.njit(error_model="numpy")
     def kernel(current, xhat, v0, i0, pre0, pre_i0, consts, z, v, i, pre, pre_i, post):
         bsz, n = current.shape
         p_all = xhat.shape[1]
