@@ -13,7 +13,8 @@ from spikegrad.kernels.registry import numba_available
 
 pytestmark = pytest.mark.skipif(not numba_available(), reason="numba not installed")
 
-# a LIF net and a spiking conv block (fused norm-LIF-pool), forward and backward
+# a LIF net and a spiking conv block (direct conv weight gradient, fused norm-LIF-pool),
+# forward and backward
 _CHILD = textwrap.dedent("""
     import torch
     import spikegrad as sg
@@ -27,7 +28,8 @@ _CHILD = textwrap.dedent("""
 """)
 
 _KERNELS = ("numba_leaky._fwd_kernel.locals.fwd", "numba_leaky._bwd_kernel.locals.bwd",
-            "conv_block._kernels.locals.forward", "conv_block._kernels.locals.backward")
+            "conv_block._kernels.locals.forward", "conv_block._kernels.locals.backward",
+            "direct_conv._kernels.locals.weight_grad")
 
 
 def _cache_log(cache_dir) -> str:

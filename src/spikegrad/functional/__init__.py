@@ -1,6 +1,7 @@
 """Pure neuron dynamics: ``<model>_step``, ``<model>_seq``, Params/State NamedTuples."""
 
 from .adaptation import ALIFParams, ALIFState, adaptive_threshold, alif_seq, alif_step, alif_trace
+from .conv import direct_conv2d
 from .dendrite import (DendriteParams, DendriteState, dendrite_currents, dendrite_seq,
                        dendrite_step, dendrite_trace)
 from .leaky import LIParams, LIState, integrate, li_seq, li_step, lowpass
@@ -25,5 +26,5 @@ __all__ = [
     "RefractoryParams", "DendriteParams", "DendriteState", "dendrite_currents", "dendrite_seq",
     "dendrite_step", "dendrite_trace", "LINEAR_BACKENDS", "event_linear", "plan_event_linear",
     "projected_lif_seq", "projected_recurrent_lif_seq",
-    "truncate_gradients", "cut_every", "run_in_chunks", "window_pool2d",
+    "truncate_gradients", "cut_every", "run_in_chunks", "window_pool2d", "direct_conv2d",
 ]

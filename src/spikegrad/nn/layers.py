@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from .._validate import check_choice, check_int, check_tensor
 from ..functional.linear import LINEAR_BACKENDS as BACKENDS, event_linear
+from ..functional.conv import direct_conv2d
 from ..functional.pooling import window_pool2d
 
 
@@ -122,8 +123,32 @@ def _time_folded(base: type, rank: int, doc: str, inner=None) -> type:
     return cls
 
 
-Conv1d = _time_folded(nn.Conv1d, 4, "``nn.Conv1d`` on ``[T, B, C, L]``, time folded into batch.")
-Conv2d = _time_folded(nn.Conv2d, 5, "``nn.Conv2d`` on ``[T, B, C, H, W]``, time folded into batch.")
+def _conv2d(layer: nn.Conv2d, x: Tensor) -> Tensor:
+    """``layer`` on ``x [N, C, H, W]``: the compiled loops for few input channels where they
+    apply (:mod:`spikegrad.kernels.direct_conv`), else torch's op."""
+    y = None
+    if layer.padding_mode == "zeros":
+        y = direct_conv2d(x, layer.weight, layer.bias, layer.stride, layer.padding,
+                          layer.dilation, layer.groups)
+    return nn.Conv2d.forward(layer, x) if y is None else y
+
+
+def _conv1d(layer: nn.Conv1d, x: Tensor) -> Tensor:
+    """``layer`` on ``x [N, C, L]``: as :func:`_conv2d`, on rows of height one."""
+    y = None
+    if layer.padding_mode == "zeros" and x.dim() == 3 and layer.weight.dim() == 3:
+        pad = layer.padding if isinstance(layer.padding, str) else (0, layer.padding[0])
+        y = direct_conv2d(x.unsqueeze(2), layer.weight.unsqueeze(2), layer.bias, 1,
+                          pad, 1, layer.groups) \
+            if layer.stride == (1,) and layer.dilation == (1,) else None
+    return nn.Conv1d.forward(layer, x) if y is None else y.squeeze(2)
+
+
+Conv1d = _time_folded(nn.Conv1d, 4, "``nn.Conv1d`` on ``[T, B, C, L]``, time folded into batch.",
+                      _conv1d)
+Conv2d = _time_folded(nn.Conv2d, 5,
+                      "``nn.Conv2d`` on ``[T, B, C, H, W]``, time folded into batch.",
+                      _conv2d)
 MaxPool1d = _time_folded(nn.MaxPool1d, 4, "``nn.MaxPool1d`` on ``[T, B, C, L]``.")
 MaxPool2d = _time_folded(nn.MaxPool2d, 5, "``nn.MaxPool2d`` on ``[T, B, C, H, W]``.")
 AvgPool1d = _time_folded(nn.AvgPool1d, 4, "``nn.AvgPool1d`` on ``[T, B, C, L]``.")
