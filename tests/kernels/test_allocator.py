@@ -43,8 +43,21 @@ def test_import_sets_the_thresholds_and_buffers_stop_faulting():
     assert faults < 100
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+@pytest.mark.parametrize("name,value", [("MALLOC_MMAP_THRESHOLD_", "268435456"),
+                                        ("MALLOC_TRIM_THRESHOLD_", "1073741824")])
+def test_one_variable_set_by_the_user_the_other_still_set(name, value):
+    """Either variable alone leaves glibc's other threshold at its default, under which the
+    buffers fault in afresh every step; import sets the other one."""
+    tuned, faults = _probe(**{name: value})
+    if not tuned:
+        pytest.skip("not glibc")
+    assert faults < 100
+
+
 def test_the_users_choice_wins(monkeypatch):
     monkeypatch.setattr(allocator, "_done", None)
-    assert allocator.tune_allocator({"MALLOC_MMAP_THRESHOLD_": "131072"}) is False
+    assert allocator.tune_allocator({"MALLOC_MMAP_THRESHOLD_": "131072",
+                                     "MALLOC_TRIM_THRESHOLD_": "131072"}) is False
     monkeypatch.setattr(allocator, "_done", None)
     assert allocator.tune_allocator({"SPIKEGRAD_MALLOPT": "0"}) is False
