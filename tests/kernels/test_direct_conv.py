@@ -175,6 +175,11 @@ def test_time_folded_layers_take_it_where_it_applies():
     assert _direct(sg.nn.Conv2d(2, 4, 3, padding="same")(xs))
     with torch.no_grad():  # no weight gradient: torch's op
         assert direct_conv.direct_conv2d(xs[0], direct.weight, None, 1, 1) is None
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # torch's conv casts
+        y = direct(xs)
+        assert not _direct(y) and y.dtype == torch.bfloat16
+        y.float().sum().backward()  # no dtype clash in backward
+    assert direct.weight.grad is not None
 
 
 def test_conv1d_rows():

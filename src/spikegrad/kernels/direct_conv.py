@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import ops
+from . import guards, ops
 from .parallel import run_kernel
 
 __all__ = ["MAX_TAPS", "CHUNK", "direct_conv2d", "conv2d_weight_grad", "symmetric_padding"]
@@ -206,6 +206,8 @@ def direct_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride=1, p
         return None
     if not (torch.is_grad_enabled() and isinstance(weight, Tensor) and weight.requires_grad):
         return None  # no weight gradient to compute
+    if isinstance(x, Tensor) and guards.autocast_on(x):
+        return None  # torch's conv casts; the loops compute in the input's dtype
     ones = (1, (1, 1), [1, 1])
     if stride not in ones or dilation not in ones or groups != 1:
         return None
