@@ -219,3 +219,15 @@ def linear_terms(x: Tensor, w: Tensor, b: Optional[Tensor], g: Tensor):
             (rows, matmul_scale(g2.t(), x2)),
             (rows, g2.abs().to(torch.float64).sum(0)),
             (w.shape[0], matmul_scale(g2, w).reshape(x.shape))]
+
+
+def random_spikes(shape, p: float, dtype: torch.dtype, seed: int = 0) -> Tensor:
+    """Binary spikes of density ``p`` (a seeded generator)."""
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.rand(shape, generator=gen, dtype=dtype) < p).to(dtype)
+
+
+def assert_matmul_up_to_order(actual: Tensor, a: Tensor, b: Tensor) -> None:
+    """``actual`` equals the GEMM ``a @ b`` to summation order: each entry within twice
+    Higham's bound of its own sum of |terms|."""
+    assert_same_up_to_order(actual, a @ b, a.shape[-1], matmul_scale(a, b))

@@ -11,7 +11,8 @@ from spikegrad.kernels import event_linear as el
 from spikegrad.kernels.event_linear import crossover_density, event_linear, plan_event_linear
 from spikegrad.kernels.registry import numba_available
 
-from numerics import assert_close_to_reference, assert_same_up_to_order, linear_terms
+from numerics import (assert_close_to_reference, assert_same_up_to_order, linear_terms,
+                      random_spikes)
 
 
 
@@ -26,11 +27,6 @@ def kernels(request, monkeypatch):
     return request.param
 
 
-def spikes(shape, p, dtype, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    return (torch.rand(shape, generator=gen, dtype=dtype) < p).to(dtype)
-
-
 def run(fn, x, w, b, g, x_grad):
     x = x.clone().requires_grad_(x_grad)
     w = w.clone().requires_grad_()
@@ -42,7 +38,7 @@ def run(fn, x, w, b, g, x_grad):
 
 def check_parity(fn, shape, n_out, p, dtype, bias=True, x_grad=True, seed=0):
     gen = torch.Generator().manual_seed(seed + 1)
-    x = spikes(shape, p, dtype, seed)
+    x = random_spikes(shape, p, dtype, seed)
     w = torch.randn(n_out, shape[-1], generator=gen, dtype=dtype)
     b = torch.randn(n_out, generator=gen, dtype=dtype) if bias else None
     g = torch.randn(*shape[:-1], n_out, generator=gen, dtype=dtype)
@@ -100,14 +96,14 @@ def test_blocked_weight_gradient_with_ragged_last_block(monkeypatch, dtype):
 def test_int64_index_path(monkeypatch):
     monkeypatch.setattr(el, "_use_numba", lambda x2: False)
     monkeypatch.setattr(el, "_INT32_MAX", 10)
-    x = spikes((40, 6), 0.3, torch.float64)
+    x = random_spikes((40, 6), 0.3, torch.float64)
     index, binary = el._active_inputs(x)
     assert index.dtype == torch.int64 and binary
     check_parity(event, (40, 6), 5, 0.3, torch.float64)
 
 
 def test_backward_keeps_int32_indices_not_a_float_copy_of_x(kernels):
-    x = spikes((50, 20, 64), 0.05, torch.float32)
+    x = random_spikes((50, 20, 64), 0.05, torch.float32)
     w = torch.randn(16, 64, requires_grad=True)
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
@@ -123,12 +119,12 @@ def test_backward_keeps_int32_indices_not_a_float_copy_of_x(kernels):
 
 def test_auto_picks_event_for_sparse_binary_and_dense_otherwise():
     w = torch.randn(512, 64, requires_grad=True)           # 1000 x 64 x 512: enough work
-    sparse = spikes((2, 500, 64), 0.01, torch.float32)
+    sparse = random_spikes((2, 500, 64), 0.01, torch.float32)
     plan = plan_event_linear(sparse, w)
     assert plan.backend == "event"
     assert plan.density == pytest.approx(0.01, abs=0.002)
 
-    dense = spikes((2, 500, 64), 0.5, torch.float32)
+    dense = random_spikes((2, 500, 64), 0.5, torch.float32)
     assert plan_event_linear(dense, w).backend == "dense"
 
     analog = sparse * 0.5                                  # sparse but not binary
@@ -136,7 +132,7 @@ def test_auto_picks_event_for_sparse_binary_and_dense_otherwise():
     assert plan.backend == "dense" and "not binary" in plan.reason
     torch.testing.assert_close(event_linear(analog, w), F.linear(analog, w), rtol=0, atol=0)
 
-    tiny = spikes((3, 4, 8), 0.05, torch.float32)
+    tiny = random_spikes((3, 4, 8), 0.05, torch.float32)
     assert plan_event_linear(tiny, torch.randn(5, 8)).backend == "dense"
     assert plan_event_linear(sparse, w, backend="dense").backend == "dense"
 
@@ -148,7 +144,7 @@ def test_auto_takes_the_gemm_for_narrow_layers_in_inference_without_counting_the
     assert crossover_density(20, False) == 0.0
     monkeypatch.setattr(el, "_estimate_density", lambda x2: pytest.fail("counted the input"))
     w = torch.randn(20, 1024)
-    x = spikes((110, 64, 1024), 0.02, torch.float32)       # enough work, very sparse
+    x = random_spikes((110, 64, 1024), 0.02, torch.float32)       # enough work, very sparse
     plan = plan_event_linear(x, w)
     assert plan.backend == "dense" and "20 outputs" in plan.reason
 
@@ -165,7 +161,7 @@ def test_auto_trains_a_sparse_narrow_layer_on_the_narrow_kernels(monkeypatch):
     monkeypatch.setattr(numba_event, "forward", lambda *a: pytest.fail("wide forward"))
     monkeypatch.setattr(numba_event, "weight_grad", lambda *a: pytest.fail("wide dW"))
     w = torch.randn(20, 256, requires_grad=True)
-    x = spikes((100, 64, 256), 0.02, torch.float32).requires_grad_()
+    x = random_spikes((100, 64, 256), 0.02, torch.float32).requires_grad_()
     assert plan_event_linear(x, w).backend == "event"
     y = event_linear(x, w)
     y.backward(torch.ones_like(y))
@@ -182,7 +178,7 @@ def test_auto_trains_a_sparse_narrow_layer_on_the_narrow_kernels(monkeypatch):
 def test_a_double_backward_through_a_narrow_layer_keeps_the_input_gradient_graph():
     # the narrow input-gradient kernel records no graph, so create_graph=True takes g @ W
     w = torch.randn(5, 300, dtype=torch.float64, requires_grad=True)
-    x = spikes((40, 300), 0.05, torch.float64).requires_grad_()
+    x = random_spikes((40, 300), 0.05, torch.float64).requires_grad_()
     y = event_linear(x, w, backend="event")
     (gx,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
     (ggw,) = torch.autograd.grad(gx.sum(), w)
@@ -198,7 +194,7 @@ def test_auto_uses_the_forward_only_crossover_without_weight_gradient():
     w = torch.randn(n_out, 64, requires_grad=True)
     p_train, p_infer = crossover_density(n_out, True), crossover_density(n_out, False)
     lo, hi = sorted((p_train, p_infer))
-    x = spikes((2**27 // (64 * n_out), 64), (lo + hi) / 2, torch.float32)  # enough work
+    x = random_spikes((2**27 // (64 * n_out), 64), (lo + hi) / 2, torch.float32)  # enough work
     with torch.no_grad():
         inference = plan_event_linear(x, w).backend
     frozen = plan_event_linear(x, w.detach()).backend
@@ -209,7 +205,7 @@ def test_auto_uses_the_forward_only_crossover_without_weight_gradient():
 
 
 def test_auto_equals_dense_through_the_event_path(kernels):
-    x = spikes((2, 500, 64), 0.01, torch.float32)
+    x = random_spikes((2, 500, 64), 0.01, torch.float32)
     assert plan_event_linear(x, torch.randn(512, 64, requires_grad=True)).backend == "event"
     check_parity(lambda x, w, b: event_linear(x, w, b), (2, 500, 64), 512, 0.01,
                  torch.float32)
@@ -224,7 +220,7 @@ def test_event_backend_rejects_non_binary_input_with_the_fix(kernels):
 
 
 def test_bad_arguments_raise_clear_errors():
-    x, w = spikes((4, 8), 0.5, torch.float32), torch.randn(5, 8)
+    x, w = random_spikes((4, 8), 0.5, torch.float32), torch.randn(5, 8)
     with pytest.raises(ValueError,
                        match=r"backend must be one of 'auto', 'event', 'dense'; got 'sparse'"):
         event_linear(x, w, backend="sparse")
@@ -297,7 +293,7 @@ def test_weight_grad_takes_the_event_path_for_sparse_spikes_and_equals_the_gemm(
         p = 0.5 * crossover_density(256, True, "embedding_bag")
     else:
         p = 0.5 * crossover_density(256, True, "numba")
-    x = spikes((4000, 256), p, dtype)
+    x = random_spikes((4000, 256), p, dtype)
     gen = torch.Generator().manual_seed(1)
     g = torch.randn(4000, 256, generator=gen, dtype=dtype)
     acc = torch.randn(256, 256, generator=gen, dtype=dtype)
@@ -315,7 +311,7 @@ def test_weight_grad_takes_the_event_path_for_sparse_spikes_and_equals_the_gemm(
     assert_close_to_reference(el.weight_grad(g, xs), g.double().t() @ xs.double(), 4001,
                               g.double().abs().t() @ xs.double(), "weight_grad non-binary")
     # dense spikes, or fewer rows than the crossovers were measured for: the GEMM
-    el.weight_grad(g, spikes((4000, 256), 0.5, dtype))
+    el.weight_grad(g, random_spikes((4000, 256), 0.5, dtype))
     el.weight_grad(g[:1024], x[:1024])
     assert taken == []
 

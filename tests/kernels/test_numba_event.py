@@ -10,7 +10,7 @@ import torch
 
 from spikegrad.kernels.registry import numba_available
 
-from numerics import assert_same_up_to_order, matmul_scale
+from numerics import assert_matmul_up_to_order, random_spikes
 
 pytestmark = pytest.mark.skipif(not numba_available(), reason="numba not installed")
 
@@ -20,23 +20,12 @@ if numba_available():
 
 
 
-def spikes(shape, p, dtype, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    return (torch.rand(shape, generator=gen, dtype=dtype) < p).to(dtype)
-
-
-def close(actual, a, b):
-    """``actual`` equals the GEMM ``a @ b`` to summation order: each entry within twice
-    Higham's bound of its own sum of |terms| (tests/numerics.py)."""
-    assert_same_up_to_order(actual, a @ b, a.shape[-1], matmul_scale(a, b))
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("n_rows, n_in, p", [
     (1, 1, 1.0), (3, 15, 0.5), (5, 16, 0.5), (7, 17, 0.3), (40, 100, 0.05), (9, 33, 0.0),
     (9, 33, 1.0), (0, 8, 0.5)])
 def test_active_inputs_are_exactly_the_nonzero_entries(dtype, n_rows, n_in, p):
-    x = spikes((n_rows, n_in), p, dtype)
+    x = random_spikes((n_rows, n_in), p, dtype)
     rowptr, cols, binary = ne.active_csr(x)
     rows, want = np.nonzero(x.numpy())
     assert binary and rowptr.dtype == torch.int64 and cols.dtype == torch.int32
@@ -80,7 +69,7 @@ def test_scratch_buffers_grow_and_are_reused_without_stale_entries(monkeypatch, 
     torch.set_num_threads(threads)
     try:
         for p in (0.9, 0.1, 0.5):
-            x = spikes((60, 33), p, torch.float32)
+            x = random_spikes((60, 33), p, torch.float32)
             rowptr, cols, binary = ne.active_csr(x)
             rows, want = np.nonzero(x.numpy())
             assert binary and cols.tolist() == want.tolist()
@@ -93,7 +82,7 @@ def test_scratch_buffers_grow_and_are_reused_without_stale_entries(monkeypatch, 
 @pytest.mark.parametrize("value, column", [(2.0, 3), (0.5, 10), (-1.0, 0), (float("nan"), 17),
                                            (float("inf"), 18)])
 def test_a_non_binary_entry_is_reported_in_the_vector_part_and_in_the_tail(dtype, value, column):
-    x = spikes((4, 19), 0.3, dtype)  # 19 inputs: 16 in vector compares + 3 tail
+    x = random_spikes((4, 19), 0.3, dtype)  # 19 inputs: 16 in vector compares + 3 tail
     x[2, column] = value
     assert ne.active_csr(x)[2] is False
 
@@ -111,7 +100,7 @@ def test_negative_zero_is_silent():
     (300, 5, 24, 0.0), (300, 5, 24, 1.0), (0, 5, 9, 0.5)])
 def test_forward_and_weight_gradient_equal_the_dense_products(dtype, n_rows, n_in, n_out, p):
     gen = torch.Generator().manual_seed(1)
-    x = spikes((n_rows, n_in), p, dtype)
+    x = random_spikes((n_rows, n_in), p, dtype)
     w = torch.randn(n_out, n_in, generator=gen, dtype=dtype)
     g = torch.randn(n_rows, n_out, generator=gen, dtype=dtype)
     rowptr, cols, _ = ne.active_csr(x)
@@ -119,21 +108,21 @@ def test_forward_and_weight_gradient_equal_the_dense_products(dtype, n_rows, n_i
     dw = ne.weight_grad(g, rowptr, cols, n_in)
     assert y.shape == (n_rows, n_out) and dw.shape == (n_out, n_in)
     assert y.dtype == dw.dtype == dtype
-    close(y, x, w.t())
-    close(dw, g.t(), x)
+    assert_matmul_up_to_order(y, x, w.t())
+    assert_matmul_up_to_order(dw, g.t(), x)
 
 
 def test_weight_gradient_spans_many_row_blocks_with_a_short_last_one(monkeypatch):
     monkeypatch.setattr(ne, "ROW_BLOCK", 16)
-    x = spikes((16 * 9 + 5, 21), 0.4, torch.float64)
+    x = random_spikes((16 * 9 + 5, 21), 0.4, torch.float64)
     g = torch.randn(x.shape[0], 19, dtype=torch.float64)
     rowptr, cols, _ = ne.active_csr(x)
-    close(ne.weight_grad(g, rowptr, cols, 21), g.t(), x)
+    assert_matmul_up_to_order(ne.weight_grad(g, rowptr, cols, 21), g.t(), x)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_results_are_bit_identical_on_one_two_and_three_threads(threads, dtype):
-    x = spikes((700, 45), 0.2, dtype)
+    x = random_spikes((700, 45), 0.2, dtype)
     w = torch.randn(50, 45, dtype=dtype)                   # 50 = 3 full blocks + a tail (f32)
     g = torch.randn(700, 50, dtype=dtype)
     results = []
@@ -154,7 +143,7 @@ def test_a_block_gathered_in_a_pair_sums_as_one_gathered_alone(dtype):
     # alone (its own slice of the weight / of the gradient) is gathered by itself
     L = ne.lanes(dtype)
     n_out = 3 * L + 5
-    x = spikes((900, 70), 0.15, dtype, seed=3)
+    x = random_spikes((900, 70), 0.15, dtype, seed=3)
     w = torch.randn(n_out, 70, dtype=dtype, generator=torch.Generator().manual_seed(4))
     g = torch.randn(900, n_out, dtype=dtype, generator=torch.Generator().manual_seed(5))
     rowptr, cols, _ = ne.active_csr(x)
@@ -169,17 +158,17 @@ def test_a_block_gathered_in_a_pair_sums_as_one_gathered_alone(dtype):
 def test_a_strided_weight_is_packed_like_its_contiguous_copy():
     w = torch.randn(70, 40, generator=torch.Generator().manual_seed(6)).t()   # [40, 70] view
     assert not w.is_contiguous()
-    x = spikes((50, 70), 0.2, torch.float32, seed=7)
+    x = random_spikes((50, 70), 0.2, torch.float32, seed=7)
     rowptr, cols, _ = ne.active_csr(x)
     assert np.array_equal(ne.pack_weight(w), ne.pack_weight(w.contiguous()))
     assert torch.equal(ne.forward(rowptr, cols, w), ne.forward(rowptr, cols, w.contiguous()))
 
 
 def test_the_gradient_of_a_sum_arrives_expanded_and_is_read_correctly():
-    x = spikes((64, 20), 0.3, torch.float32)
+    x = random_spikes((64, 20), 0.3, torch.float32)
     g = torch.ones(1, 1).expand(64, 18)                    # all strides 0
     rowptr, cols, _ = ne.active_csr(x)
-    close(ne.weight_grad(g, rowptr, cols, 20), torch.ones(64, 18).t(), x)
+    assert_matmul_up_to_order(ne.weight_grad(g, rowptr, cols, 20), torch.ones(64, 18).t(), x)
 
 
 def test_lanes_per_64_byte_block():

@@ -8,7 +8,7 @@ import torch
 
 from spikegrad.kernels.registry import numba_available
 
-from numerics import assert_same_up_to_order, matmul_scale
+from numerics import assert_matmul_up_to_order, random_spikes
 
 pytestmark = pytest.mark.skipif(not numba_available(), reason="numba not installed")
 
@@ -17,19 +17,9 @@ if numba_available():
     from spikegrad.kernels import numba_narrow as nw
 
 
-def spikes(shape, p, dtype, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    return (torch.rand(shape, generator=gen, dtype=dtype) < p).to(dtype)
-
-
-def close(actual, a, b):
-    """``actual`` equals the GEMM ``a @ b`` up to summation order (tests/numerics.py)."""
-    assert_same_up_to_order(actual, a @ b, a.shape[-1], matmul_scale(a, b))
-
-
 def case(n_rows, n_in, n_out, p, dtype, seed=0):
     gen = torch.Generator().manual_seed(seed + 1)
-    x = spikes((n_rows, n_in), p, dtype, seed)
+    x = random_spikes((n_rows, n_in), p, dtype, seed)
     w = torch.randn(n_out, n_in, generator=gen, dtype=dtype)
     g = torch.randn(n_rows, n_out, generator=gen, dtype=dtype)
     rowptr, cols, _ = ne.active_csr(x)
@@ -47,15 +37,15 @@ SHAPES = [  # (rows, in, out, density): one and two 64-byte output blocks, parti
 def test_forward_and_both_gradients_equal_the_dense_products(dtype, n_rows, n_in, n_out, p):
     n_out = min(n_out, 2 * ne.lanes(dtype))
     x, w, g, rowptr, cols = case(n_rows, n_in, n_out, p, dtype)
-    close(nw.forward(rowptr, cols, w), x, w.t())
-    close(nw.weight_grad(g, rowptr, cols, n_in), g.t(), x)
-    close(nw.input_grad(g, w), g, w)
+    assert_matmul_up_to_order(nw.forward(rowptr, cols, w), x, w.t())
+    assert_matmul_up_to_order(nw.weight_grad(g, rowptr, cols, n_in), g.t(), x)
+    assert_matmul_up_to_order(nw.input_grad(g, w), g, w)
 
 
 def test_the_weight_gradient_spans_many_chunks_with_a_short_last_one(monkeypatch):
     monkeypatch.setattr(nw, "CHUNK_ROWS", 64)
     x, w, g, rowptr, cols = case(64 * 7 + 13, 40, 20, 0.2, torch.float32)
-    close(nw.weight_grad(g, rowptr, cols, 40), g.t(), x)
+    assert_matmul_up_to_order(nw.weight_grad(g, rowptr, cols, 40), g.t(), x)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -138,9 +138,8 @@ def _conv1d(layer: nn.Conv1d, x: Tensor) -> Tensor:
     y = None
     if layer.padding_mode == "zeros" and x.dim() == 3 and layer.weight.dim() == 3:
         pad = layer.padding if isinstance(layer.padding, str) else (0, layer.padding[0])
-        y = direct_conv2d(x.unsqueeze(2), layer.weight.unsqueeze(2), layer.bias, 1,
-                          pad, 1, layer.groups) \
-            if layer.stride == (1,) and layer.dilation == (1,) else None
+        y = direct_conv2d(x.unsqueeze(2), layer.weight.unsqueeze(2), layer.bias,
+                          (1, layer.stride[0]), pad, (1, layer.dilation[0]), layer.groups)
     return nn.Conv1d.forward(layer, x) if y is None else y.squeeze(2)
 
 
